@@ -1,0 +1,76 @@
+package bus
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/amanat/cdc/pkg/redact"
+)
+
+// Connect opens a NATS connection that reconnects forever and a JetStream
+// context on it. maxPending bounds in-flight async publishes (0 keeps the
+// library default). Cancelling ctx only abandons the initial attempt.
+func Connect(ctx context.Context, url, name string, maxPending int, log *zap.Logger) (*nats.Conn, jetstream.JetStream, error) {
+	opts := []nats.Option{
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.ReconnectBufSize(-1), // never buffer publishes while disconnected: fail them and retry from the checkpoint
+		nats.RetryOnFailedConnect(false),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("nats disconnected", zap.Error(err))
+			}
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) {
+			log.Info("nats reconnected", zap.String("url", redact.URL(c.ConnectedUrl())))
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subj := ""
+			if sub != nil {
+				subj = sub.Subject
+			}
+			log.Warn("nats async error", zap.String("subject", subj), zap.Error(err))
+		}),
+	}
+	var (
+		nc  *nats.Conn
+		err error
+	)
+	// Retry the first connection until ctx ends: a NATS outage at start-up
+	// is the same outage as one later on.
+	for attempt := 0; ; attempt++ {
+		nc, err = nats.Connect(url, opts...)
+		if err == nil {
+			break
+		}
+		if attempt == 0 {
+			log.Warn("nats not reachable, retrying", zap.String("url", redact.URL(url)), zap.Error(err))
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil, fmt.Errorf("nats connect %s: %w (last error: %v)", redact.URL(url), ctx.Err(), err)
+		case <-time.After(backoff(attempt)):
+		}
+	}
+	jsOpts := []jetstream.JetStreamOpt{}
+	if maxPending > 0 {
+		jsOpts = append(jsOpts, jetstream.WithPublishAsyncMaxPending(maxPending))
+	}
+	js, err := jetstream.New(nc, jsOpts...)
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("jetstream: %w", err)
+	}
+	return nc, js, nil
+}
+
+func backoff(attempt int) time.Duration {
+	d := 100 * time.Millisecond << min(attempt, 5)
+	return min(d, 3*time.Second)
+}

@@ -1,0 +1,98 @@
+package bus
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"go.uber.org/zap"
+)
+
+// EmbeddedConfig configures the in-process JetStream server.
+type EmbeddedConfig struct {
+	// Host to listen on (default 127.0.0.1).
+	Host string
+	// Port to listen on; -1 picks a free port.
+	Port int
+	// StoreDir is the JetStream file store directory. Required.
+	StoreDir string
+	// SyncAlways fsyncs every write (sync_interval: always). Slower; the
+	// default relies on the server's periodic sync plus replication.
+	SyncAlways bool
+}
+
+// Embedded is a running in-process nats-server with JetStream.
+type Embedded struct {
+	srv *server.Server
+}
+
+// StartEmbedded starts the real nats-server in this process and waits until
+// it accepts connections. The caller must Shutdown it.
+func StartEmbedded(cfg EmbeddedConfig, log *zap.Logger) (*Embedded, error) {
+	if cfg.StoreDir == "" {
+		return nil, fmt.Errorf("embedded nats: store dir is required")
+	}
+	host := cfg.Host
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	opts := &server.Options{
+		ServerName: "cdc-embedded",
+		Host:       host,
+		Port:       cfg.Port,
+		JetStream:  true,
+		StoreDir:   cfg.StoreDir,
+		NoSigs:     true,
+		// JetStream's own limits: let the file store use the disk.
+		JetStreamMaxStore:  -1,
+		JetStreamMaxMemory: 256 << 20,
+		MaxPayload:         8 << 20,
+	}
+	if cfg.SyncAlways {
+		opts.SyncAlways = true
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
+	if log != nil {
+		srv.SetLoggerV2(&serverLogger{log.Named("nats-server").Sugar()}, false, false, false)
+	}
+	srv.Start()
+	if !srv.ReadyForConnections(15 * time.Second) {
+		srv.Shutdown()
+		return nil, fmt.Errorf("embedded nats: not ready within 15s (store %s)", cfg.StoreDir)
+	}
+	return &Embedded{srv: srv}, nil
+}
+
+// ClientURL is the nats:// URL clients connect to.
+func (e *Embedded) ClientURL() string { return e.srv.ClientURL() }
+
+// Port is the port the server listens on.
+func (e *Embedded) Port() int {
+	if addr, ok := e.srv.Addr().(*net.TCPAddr); ok {
+		return addr.Port
+	}
+	_, p, _ := net.SplitHostPort(e.srv.Addr().String())
+	n, _ := strconv.Atoi(p)
+	return n
+}
+
+// Shutdown stops the server and waits until it has.
+func (e *Embedded) Shutdown() {
+	e.srv.Shutdown()
+	e.srv.WaitForShutdown()
+}
+
+// serverLogger adapts zap to nats-server's Logger.
+type serverLogger struct{ s *zap.SugaredLogger }
+
+func (l *serverLogger) Noticef(format string, v ...any) { l.s.Debugf(format, v...) }
+func (l *serverLogger) Warnf(format string, v ...any)   { l.s.Warnf(format, v...) }
+func (l *serverLogger) Fatalf(format string, v ...any)  { l.s.Errorf(format, v...) }
+func (l *serverLogger) Errorf(format string, v ...any)  { l.s.Errorf(format, v...) }
+func (l *serverLogger) Debugf(format string, v ...any)  { l.s.Debugf(format, v...) }
+func (l *serverLogger) Tracef(format string, v ...any)  {}

@@ -1,0 +1,340 @@
+// Package config holds the replicator's typed configuration: a YAML file
+// overlaid by environment variables, with defaults for everything that can
+// have one and validation that names the bad field and why.
+//
+// Precedence, lowest first: Default(), the YAML file, the environment.
+// Environment variables: the short aliases CDC_MONGO_URI, CDC_MONGO_DATABASE,
+// CDC_PG_URL and CDC_NATS_URL, and for every other key CDC_<SECTION>__<KEY>
+// with a double underscore between levels (CDC_SINK__BATCH_SIZE=500).
+//
+// Connection strings hold credentials: print them only through
+// redact.URL (the String methods here do).
+package config
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Config is the whole configuration of one replicator process.
+type Config struct {
+	// Mongo is the source replica set.
+	Mongo MongoConfig `koanf:"mongo"`
+	// Postgres is the target database.
+	Postgres PostgresConfig `koanf:"postgres"`
+	// NATS is the event bus between tailer and sink.
+	NATS NATSConfig `koanf:"nats"`
+	// Tailer reads the change stream and publishes events.
+	Tailer TailerConfig `koanf:"tailer"`
+	// Sink applies events to Postgres.
+	Sink SinkConfig `koanf:"sink"`
+	// Transforms selects the per-collection mappings.
+	Transforms TransformsConfig `koanf:"transforms"`
+	// Log configures structured logging.
+	Log LogConfig `koanf:"log"`
+	// HTTP serves /metrics, /healthz and /readyz.
+	HTTP HTTPConfig `koanf:"http"`
+	// DataDir is where local state lives (the embedded NATS store).
+	// Default "./data".
+	DataDir string `koanf:"data_dir"`
+}
+
+// MongoConfig is the change-stream source.
+type MongoConfig struct {
+	// URI is the MongoDB connection string of the replica set. Required.
+	URI string `koanf:"uri"`
+	// Database is the source database watched by the tailer. Required.
+	Database string `koanf:"database"`
+	// Collections are the collections to replicate. Default: every
+	// collection that has a transform.
+	Collections []string `koanf:"collections"`
+}
+
+// PostgresConfig is the replication target.
+type PostgresConfig struct {
+	// URL is the PostgreSQL connection string. Required for the sink.
+	URL string `koanf:"url"`
+	// MaxConns caps the sink's connection pool. Default 4.
+	MaxConns int32 `koanf:"max_conns"`
+}
+
+// NATSConfig selects an external NATS cluster or the embedded server and
+// describes the streams the program declares.
+type NATSConfig struct {
+	// URL of an external NATS server or cluster (comma-separated). Empty
+	// runs the embedded JetStream server. Default "".
+	URL string `koanf:"url"`
+	// Embedded configures the in-process server used when URL is empty.
+	Embedded EmbeddedNATSConfig `koanf:"embedded"`
+	// Stream is the JetStream stream holding change events. Default "CDC".
+	Stream string `koanf:"stream"`
+	// SubjectPrefix is the first subject token of change events
+	// (<prefix>.<db>.<collection>). Default "cdc".
+	SubjectPrefix string `koanf:"subject_prefix"`
+	// DLQStream is the dead-letter stream. Default "CDC_DLQ".
+	DLQStream string `koanf:"dlq_stream"`
+	// Replicas of each stream: 1 single node, 3 on a cluster. Default 1.
+	Replicas int `koanf:"replicas"`
+	// DedupWindow is how long JetStream remembers Nats-Msg-Id values.
+	// It must cover the tailer's checkpoint interval plus a restart.
+	// Default 10m.
+	DedupWindow time.Duration `koanf:"dedup_window"`
+	// MaxAge is how long events stay in the stream; keep it longer than
+	// the oplog window so replay can come from the stream. Default 720h.
+	MaxAge time.Duration `koanf:"max_age"`
+	// MaxBytes caps the stream size; -1 is unlimited. Default -1.
+	MaxBytes int64 `koanf:"max_bytes"`
+	// CheckpointBucket is the KV bucket holding tailer checkpoints.
+	// Default "cdc_checkpoints".
+	CheckpointBucket string `koanf:"checkpoint_bucket"`
+}
+
+// EmbeddedNATSConfig configures the in-process JetStream server.
+type EmbeddedNATSConfig struct {
+	// Host to listen on. Default "127.0.0.1".
+	Host string `koanf:"host"`
+	// Port to listen on; -1 picks a free port. Default 4222.
+	Port int `koanf:"port"`
+	// StoreDir is the JetStream file store. Default "<data_dir>/nats".
+	StoreDir string `koanf:"store_dir"`
+}
+
+// TailerConfig tunes the change-stream reader.
+type TailerConfig struct {
+	// StartAt is where a tailer without a checkpoint starts: "now", a
+	// cluster time "<seconds>.<increment>", or an RFC 3339 time.
+	// Ignored when a checkpoint exists. Default "now".
+	StartAt string `koanf:"start_at"`
+	// BatchSize of change-stream getMore replies. Default 1000.
+	BatchSize int32 `koanf:"batch_size"`
+	// MaxAwait is how long one getMore waits for new events. Default 1s.
+	MaxAwait time.Duration `koanf:"max_await"`
+	// MaxInFlight bounds unacknowledged async publishes. Default 4096.
+	MaxInFlight int `koanf:"max_in_flight"`
+	// CheckpointInterval is how often the acknowledged resume token is
+	// persisted. Default 1s.
+	CheckpointInterval time.Duration `koanf:"checkpoint_interval"`
+	// PreImages asks for pre-images (fullDocumentBeforeChange:
+	// whenAvailable); collections must have them enabled. Default false.
+	PreImages bool `koanf:"pre_images"`
+}
+
+// SinkConfig tunes the Postgres applier.
+type SinkConfig struct {
+	// Consumer is the durable JetStream consumer name. Default "cdc-sink".
+	Consumer string `koanf:"consumer"`
+	// BatchSize is the most events applied in one Postgres transaction.
+	// Default 1000.
+	BatchSize int `koanf:"batch_size"`
+	// BatchWait is how long a partial batch waits for more events.
+	// Default 20ms.
+	BatchWait time.Duration `koanf:"batch_wait"`
+	// AckWait is the consumer's redelivery timeout. Default 5m.
+	AckWait time.Duration `koanf:"ack_wait"`
+}
+
+// TransformsConfig selects the mappings.
+type TransformsConfig struct {
+	// Dir holds one YAML mapping per collection. Empty uses the
+	// built-in money-core set. Default "".
+	Dir string `koanf:"dir"`
+}
+
+// LogConfig configures zap.
+type LogConfig struct {
+	// Level: debug, info, warn, error. Default info.
+	Level string `koanf:"level"`
+	// Format: json or console. Default json.
+	Format string `koanf:"format"`
+}
+
+// HTTPConfig configures the operations endpoint.
+type HTTPConfig struct {
+	// Addr serves /metrics, /healthz and /readyz; empty disables it.
+	// Default ":9464".
+	Addr string `koanf:"addr"`
+}
+
+// Default returns the configuration with every default filled in.
+func Default() Config {
+	return Config{
+		Postgres: PostgresConfig{MaxConns: 4},
+		NATS: NATSConfig{
+			Embedded:         EmbeddedNATSConfig{Host: "127.0.0.1", Port: 4222},
+			Stream:           "CDC",
+			SubjectPrefix:    "cdc",
+			DLQStream:        "CDC_DLQ",
+			Replicas:         1,
+			DedupWindow:      10 * time.Minute,
+			MaxAge:           720 * time.Hour,
+			MaxBytes:         -1,
+			CheckpointBucket: "cdc_checkpoints",
+		},
+		Tailer: TailerConfig{
+			StartAt:            "now",
+			BatchSize:          1000,
+			MaxAwait:           time.Second,
+			MaxInFlight:        4096,
+			CheckpointInterval: time.Second,
+		},
+		Sink: SinkConfig{
+			Consumer:  "cdc-sink",
+			BatchSize: 1000,
+			BatchWait: 20 * time.Millisecond,
+			AckWait:   5 * time.Minute,
+		},
+		Log:     LogConfig{Level: "info", Format: "json"},
+		HTTP:    HTTPConfig{Addr: ":9464"},
+		DataDir: "./data",
+	}
+}
+
+// Role says which parts of the configuration a command needs.
+type Role int
+
+const (
+	// RoleTailer needs Mongo and NATS.
+	RoleTailer Role = 1 << iota
+	// RoleSink needs Postgres and NATS.
+	RoleSink
+	// RolePostgres needs only Postgres (migrate).
+	RolePostgres
+)
+
+// RoleAll is what `cdc run` needs.
+const RoleAll = RoleTailer | RoleSink
+
+// FieldError names one invalid configuration key and why.
+type FieldError struct {
+	Field  string
+	Reason string
+}
+
+func (e *FieldError) Error() string { return fmt.Sprintf("config: %s: %s", e.Field, e.Reason) }
+
+// ValidationError is every FieldError found, so an operator fixes them in
+// one pass.
+type ValidationError []*FieldError
+
+func (v ValidationError) Error() string {
+	msgs := make([]string, len(v))
+	for i, e := range v {
+		msgs[i] = e.Error()
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// Validate checks the fields the given role needs.
+func (c *Config) Validate(role Role) error {
+	var errs ValidationError
+	add := func(field, format string, args ...any) {
+		errs = append(errs, &FieldError{Field: field, Reason: fmt.Sprintf(format, args...)})
+	}
+	if role&RoleTailer != 0 {
+		if c.Mongo.URI == "" {
+			add("mongo.uri", "is required (or set CDC_MONGO_URI)")
+		} else if !strings.HasPrefix(c.Mongo.URI, "mongodb://") && !strings.HasPrefix(c.Mongo.URI, "mongodb+srv://") {
+			add("mongo.uri", "must start with mongodb:// or mongodb+srv://")
+		}
+		if c.Mongo.Database == "" {
+			add("mongo.database", "is required (or set CDC_MONGO_DATABASE)")
+		}
+		if _, err := ParseStartAt(c.Tailer.StartAt); err != nil {
+			add("tailer.start_at", "%v", err)
+		}
+		if c.Tailer.BatchSize <= 0 {
+			add("tailer.batch_size", "must be positive, got %d", c.Tailer.BatchSize)
+		}
+		if c.Tailer.MaxAwait <= 0 {
+			add("tailer.max_await", "must be positive, got %s", c.Tailer.MaxAwait)
+		}
+		if c.Tailer.MaxInFlight <= 0 {
+			add("tailer.max_in_flight", "must be positive, got %d", c.Tailer.MaxInFlight)
+		}
+		if c.Tailer.CheckpointInterval <= 0 {
+			add("tailer.checkpoint_interval", "must be positive, got %s", c.Tailer.CheckpointInterval)
+		}
+		if c.NATS.DedupWindow < 2*c.Tailer.CheckpointInterval {
+			add("nats.dedup_window", "must be at least twice tailer.checkpoint_interval (%s), got %s", c.Tailer.CheckpointInterval, c.NATS.DedupWindow)
+		}
+	}
+	for i, coll := range c.Mongo.Collections {
+		if coll == "" || strings.ContainsAny(coll, "$\x00") {
+			add(fmt.Sprintf("mongo.collections[%d]", i), "invalid collection name %q", coll)
+		}
+	}
+	if role&(RoleSink|RolePostgres) != 0 {
+		if c.Postgres.URL == "" {
+			add("postgres.url", "is required (or set CDC_PG_URL)")
+		} else if !strings.HasPrefix(c.Postgres.URL, "postgres://") && !strings.HasPrefix(c.Postgres.URL, "postgresql://") {
+			add("postgres.url", "must be a postgres:// URL")
+		}
+		if c.Postgres.MaxConns <= 0 {
+			add("postgres.max_conns", "must be positive, got %d", c.Postgres.MaxConns)
+		}
+	}
+	if role&RoleSink != 0 {
+		if c.Sink.Consumer == "" || strings.ContainsAny(c.Sink.Consumer, ". *>") {
+			add("sink.consumer", "must be a non-empty name without '.', ' ', '*' or '>'")
+		}
+		if c.Sink.BatchSize <= 0 || c.Sink.BatchSize > 100000 {
+			add("sink.batch_size", "must be between 1 and 100000, got %d", c.Sink.BatchSize)
+		}
+		if c.Sink.BatchWait <= 0 {
+			add("sink.batch_wait", "must be positive, got %s", c.Sink.BatchWait)
+		}
+		if c.Sink.AckWait < 10*time.Second {
+			add("sink.ack_wait", "must be at least 10s, got %s", c.Sink.AckWait)
+		}
+	}
+	if role&(RoleTailer|RoleSink) != 0 {
+		n := c.NATS
+		if n.Stream == "" || strings.ContainsAny(n.Stream, ". *>") {
+			add("nats.stream", "must be a non-empty name without '.', ' ', '*' or '>'")
+		}
+		if n.DLQStream == "" || strings.ContainsAny(n.DLQStream, ". *>") || n.DLQStream == n.Stream {
+			add("nats.dlq_stream", "must be a valid stream name different from nats.stream")
+		}
+		if n.SubjectPrefix == "" || strings.ContainsAny(n.SubjectPrefix, ". *>") {
+			add("nats.subject_prefix", "must be one subject token")
+		}
+		if n.Replicas != 1 && n.Replicas != 3 && n.Replicas != 5 {
+			add("nats.replicas", "must be 1, 3 or 5, got %d", n.Replicas)
+		}
+		if n.URL == "" && n.Replicas != 1 {
+			add("nats.replicas", "the embedded server is a single node: replicas must be 1")
+		}
+		if n.MaxAge <= 0 {
+			add("nats.max_age", "must be positive, got %s", n.MaxAge)
+		}
+		if n.CheckpointBucket == "" {
+			add("nats.checkpoint_bucket", "is required")
+		}
+		if n.URL == "" && (n.Embedded.Port < -1 || n.Embedded.Port > 65535) {
+			add("nats.embedded.port", "must be -1 (any free port) or 0..65535, got %d", n.Embedded.Port)
+		}
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		add("log.level", "must be debug, info, warn or error, got %q", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "json", "console":
+	default:
+		add("log.format", "must be json or console, got %q", c.Log.Format)
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return errs
+}
+
+// NATSStoreDir is the embedded server's store directory.
+func (c *Config) NATSStoreDir() string {
+	if c.NATS.Embedded.StoreDir != "" {
+		return c.NATS.Embedded.StoreDir
+	}
+	return strings.TrimRight(c.DataDir, "/") + "/nats"
+}

@@ -1,0 +1,161 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/knadh/koanf/parsers/yaml"
+	"github.com/knadh/koanf/providers/confmap"
+	"github.com/knadh/koanf/providers/file"
+	"github.com/knadh/koanf/v2"
+)
+
+// envAliases are the short environment names operators use most.
+var envAliases = map[string]string{
+	"CDC_MONGO_URI":      "mongo.uri",
+	"CDC_MONGO_DATABASE": "mongo.database",
+	"CDC_PG_URL":         "postgres.url",
+	"CDC_NATS_URL":       "nats.url",
+}
+
+// Load reads the YAML file at path (optional when empty) and the
+// environment given by environ (os.Environ when nil), on top of Default().
+// Unknown keys are errors that name the key. Load does not Validate.
+func Load(path string, environ func() []string) (Config, error) {
+	cfg := Default()
+	k := koanf.New(".")
+	if path != "" {
+		if err := k.Load(file.Provider(path), yaml.Parser()); err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return cfg, fmt.Errorf("config: file %s does not exist", path)
+			}
+			return cfg, fmt.Errorf("config: %s: %w", path, err)
+		}
+	}
+	if environ == nil {
+		environ = os.Environ
+	}
+	envMap := map[string]any{}
+	for _, kv := range environ() {
+		name, value, ok := strings.Cut(kv, "=")
+		if !ok || !strings.HasPrefix(name, "CDC_") || strings.HasPrefix(name, "CDC_TEST_") {
+			continue
+		}
+		key, err := envKey(name)
+		if err != nil {
+			return cfg, err
+		}
+		if key == "mongo.collections" {
+			envMap[key] = splitList(value)
+			continue
+		}
+		envMap[key] = value
+	}
+	if err := k.Load(confmap.Provider(envMap, "."), nil); err != nil {
+		return cfg, fmt.Errorf("config: environment: %w", err)
+	}
+	dc := &mapstructure.DecoderConfig{
+		DecodeHook: mapstructure.ComposeDecodeHookFunc(
+			mapstructure.StringToTimeDurationHookFunc(),
+			mapstructure.StringToSliceHookFunc(","),
+		),
+		WeaklyTypedInput: true,
+		ErrorUnused:      true,
+		TagName:          "koanf",
+	}
+	if err := k.UnmarshalWithConf("", &cfg, koanf.UnmarshalConf{DecoderConfig: dc}); err != nil {
+		return cfg, fmt.Errorf("config: %s", cleanDecodeError(err))
+	}
+	return cfg, nil
+}
+
+// envKey maps CDC_SINK__BATCH_SIZE to sink.batch_size and the aliases.
+func envKey(name string) (string, error) {
+	if key, ok := envAliases[name]; ok {
+		return key, nil
+	}
+	rest := strings.TrimPrefix(name, "CDC_")
+	if !strings.Contains(rest, "__") {
+		return "", fmt.Errorf("config: environment variable %s: unknown; use CDC_<SECTION>__<KEY> (for example CDC_SINK__BATCH_SIZE) or one of CDC_MONGO_URI, CDC_MONGO_DATABASE, CDC_PG_URL, CDC_NATS_URL", name)
+	}
+	return strings.ToLower(strings.ReplaceAll(rest, "__", ".")), nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// cleanDecodeError keeps mapstructure's message, which names the key, and
+// drops its "decoding failed due to the following error(s):" preamble.
+func cleanDecodeError(err error) string {
+	msg := err.Error()
+	if i := strings.Index(msg, "error(s):"); i >= 0 {
+		msg = strings.TrimSpace(msg[i+len("error(s):"):])
+	}
+	msg = strings.ReplaceAll(msg, "\n\n", "; ")
+	msg = strings.ReplaceAll(msg, "\n", " ")
+	return msg
+}
+
+// StartPoint is a parsed tailer.start_at.
+type StartPoint struct {
+	// Now starts at the current end of the oplog.
+	Now bool
+	// T and I are a cluster time (seconds, increment) when Now is false.
+	T, I uint32
+}
+
+// ParseStartAt parses "now", "<seconds>.<increment>" or an RFC 3339 time.
+func ParseStartAt(s string) (StartPoint, error) {
+	s = strings.TrimSpace(s)
+	if s == "" || s == "now" {
+		return StartPoint{Now: true}, nil
+	}
+	if secs, inc, ok := strings.Cut(s, "."); ok && isDigits(secs) && isDigits(inc) {
+		t, err1 := strconv.ParseUint(secs, 10, 32)
+		i, err2 := strconv.ParseUint(inc, 10, 32)
+		if err1 != nil || err2 != nil {
+			return StartPoint{}, fmt.Errorf("cluster time %q out of range", s)
+		}
+		return StartPoint{T: uint32(t), I: uint32(i)}, nil
+	}
+	if isDigits(s) {
+		t, err := strconv.ParseUint(s, 10, 32)
+		if err != nil {
+			return StartPoint{}, fmt.Errorf("cluster time %q out of range", s)
+		}
+		return StartPoint{T: uint32(t)}, nil
+	}
+	ts, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return StartPoint{}, fmt.Errorf("%q is not \"now\", a cluster time <seconds>.<increment>, or an RFC 3339 time", s)
+	}
+	if ts.Unix() < 0 || ts.Unix() > int64(^uint32(0)) {
+		return StartPoint{}, fmt.Errorf("time %q out of range", s)
+	}
+	return StartPoint{T: uint32(ts.Unix())}, nil
+}
+
+func isDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
+}

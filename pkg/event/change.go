@@ -1,0 +1,138 @@
+package event
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+
+	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/bson/bsontype"
+)
+
+// ErrNotDataChange is returned by FromChange for change events that do not
+// describe a document (drop, rename, dropDatabase, invalidate, ...). The
+// caller decides how loud to be about them.
+var ErrNotDataChange = errors.New("not a document change")
+
+// ChangeTxn is the transaction identity read from a change event, before
+// the tailer numbers its events.
+type ChangeTxn struct {
+	LSID   string
+	Number int64
+}
+
+// FromChange converts one change-stream event document into an envelope.
+// The returned ChangeTxn is non-nil for events of a multi-document
+// transaction; the caller sets Source.Txn (index and last) because only it
+// sees the sequence of events.
+func FromChange(raw bson.Raw) (*Event, *ChangeTxn, error) {
+	opType, ok := raw.Lookup("operationType").StringValueOK()
+	if !ok {
+		return nil, nil, fmt.Errorf("%w: change event without operationType", ErrMalformed)
+	}
+	ev := &Event{V: Version, Op: Op(opType)}
+	switch ev.Op {
+	case OpInsert, OpUpdate, OpReplace, OpDelete:
+	default:
+		return nil, nil, fmt.Errorf("%w: operationType %q", ErrNotDataChange, opType)
+	}
+
+	tokenVal, err := raw.LookupErr("_id")
+	if err != nil || tokenVal.Type != bsontype.EmbeddedDocument {
+		return nil, nil, fmt.Errorf("%w: change event without resume token _id", ErrMalformed)
+	}
+	token := tokenVal.Document()
+	if ev.Token, err = bson.MarshalExtJSON(token, true, false); err != nil {
+		return nil, nil, fmt.Errorf("%w: resume token: %v", ErrMalformed, err)
+	}
+	ev.ID = TokenID(token)
+
+	ns, ok := raw.Lookup("ns").DocumentOK()
+	if !ok {
+		return nil, nil, fmt.Errorf("%w: event %s: no ns", ErrMalformed, ev.ID)
+	}
+	ev.Source.DB, _ = ns.Lookup("db").StringValueOK()
+	ev.Source.Coll, _ = ns.Lookup("coll").StringValueOK()
+	t, i, ok := raw.Lookup("clusterTime").TimestampOK()
+	if !ok {
+		return nil, nil, fmt.Errorf("%w: event %s: no clusterTime", ErrMalformed, ev.ID)
+	}
+	ev.Source.ClusterTime = ClusterTime{T: t, I: i}
+	if wt, ok := raw.Lookup("wallTime").TimeOK(); ok {
+		ev.Source.WallTime = wt.UTC()
+	}
+
+	key, ok := raw.Lookup("documentKey").DocumentOK()
+	if !ok {
+		return nil, nil, fmt.Errorf("%w: event %s: no documentKey", ErrMalformed, ev.ID)
+	}
+	if ev.Key, err = bson.MarshalExtJSON(key, true, false); err != nil {
+		return nil, nil, fmt.Errorf("%w: event %s: documentKey: %v", ErrMalformed, ev.ID, err)
+	}
+	if ev.Doc, err = extJSONDoc(raw, "fullDocument"); err != nil {
+		return nil, nil, fmt.Errorf("%w: event %s: fullDocument: %v", ErrMalformed, ev.ID, err)
+	}
+	if ev.Pre, err = extJSONDoc(raw, "fullDocumentBeforeChange"); err != nil {
+		return nil, nil, fmt.Errorf("%w: event %s: fullDocumentBeforeChange: %v", ErrMalformed, ev.ID, err)
+	}
+	if ud, ok := raw.Lookup("updateDescription").DocumentOK(); ok {
+		ev.Update = &UpdateDescription{}
+		if ev.Update.Updated, err = extJSONDoc(ud, "updatedFields"); err != nil {
+			return nil, nil, fmt.Errorf("%w: event %s: updatedFields: %v", ErrMalformed, ev.ID, err)
+		}
+		if removed, ok := ud.Lookup("removedFields").ArrayOK(); ok {
+			vals, _ := removed.Values()
+			for _, v := range vals {
+				if s, ok := v.StringValueOK(); ok {
+					ev.Update.Removed = append(ev.Update.Removed, s)
+				}
+			}
+		}
+		if tr, ok := ud.Lookup("truncatedArrays").ArrayOK(); ok {
+			if vals, _ := tr.Values(); len(vals) > 0 {
+				if ev.Update.Truncated, err = bson.MarshalExtJSON(bson.D{{Key: "a", Value: tr}}, true, false); err != nil {
+					return nil, nil, fmt.Errorf("%w: event %s: truncatedArrays: %v", ErrMalformed, ev.ID, err)
+				}
+				// {"a":[...]} -> [...]
+				ev.Update.Truncated = ev.Update.Truncated[5 : len(ev.Update.Truncated)-1]
+			}
+		}
+	}
+	if ev.Op != OpDelete && ev.Op != OpUpdate && len(ev.Doc) == 0 {
+		return nil, nil, fmt.Errorf("%w: event %s: %s without fullDocument", ErrMalformed, ev.ID, ev.Op)
+	}
+
+	var txn *ChangeTxn
+	if n, ok := raw.Lookup("txnNumber").AsInt64OK(); ok {
+		lsid, ok := raw.Lookup("lsid").DocumentOK()
+		if !ok {
+			return nil, nil, fmt.Errorf("%w: event %s: txnNumber without lsid", ErrMalformed, ev.ID)
+		}
+		_, data, ok := lsid.Lookup("id").BinaryOK()
+		if !ok {
+			return nil, nil, fmt.Errorf("%w: event %s: lsid without id", ErrMalformed, ev.ID)
+		}
+		txn = &ChangeTxn{LSID: hex.EncodeToString(data), Number: n}
+	}
+	return ev, txn, nil
+}
+
+func extJSONDoc(raw bson.Raw, field string) ([]byte, error) {
+	v, err := raw.LookupErr(field)
+	if err != nil || v.Type != bsontype.EmbeddedDocument {
+		return nil, nil // absent or null
+	}
+	return bson.MarshalExtJSON(v.Document(), true, false)
+}
+
+// TokenID derives an event id from a resume token: "rt:" and the token's
+// _data string (unique per change in a replica set), or a hash of the
+// whole token when it has another shape.
+func TokenID(token bson.Raw) string {
+	if data, ok := token.Lookup("_data").StringValueOK(); ok && data != "" {
+		return "rt:" + data
+	}
+	sum := sha256.Sum256(token)
+	return "rth:" + hex.EncodeToString(sum[:16])
+}
