@@ -87,8 +87,9 @@ type ColumnSpec struct {
 	// column's type, as text).
 	Default *string `yaml:"default"`
 
-	decimal DecimalSpec
-	path    []string
+	decimal      DecimalSpec
+	path         []string
+	defaultValue any
 }
 
 // IDSpec says how the document _id becomes the primary key.
@@ -299,6 +300,13 @@ func (m *Mapping) compile() error {
 		if c.Type != TypeEnum && (len(c.Values) > 0 || c.EnumType != "") {
 			return bad("%s: values and enum_type are only for type enum", where)
 		}
+		if c.Default != nil {
+			v, err := c.parseDefault(*c.Default)
+			if err != nil {
+				return bad("%s: default %q: %v", where, *c.Default, err)
+			}
+			c.defaultValue = v
+		}
 		switch c.Check {
 		case "":
 		case CheckPositive, CheckNonNegative:
@@ -320,4 +328,33 @@ func (m *Mapping) ColumnNames() []string {
 		out = append(out, c.Column)
 	}
 	return out
+}
+
+// parseDefault converts a default literal to the value the column gets.
+func (c *ColumnSpec) parseDefault(s string) (any, error) {
+	switch c.Type {
+	case TypeText, TypeObjectID:
+		return cleanText(s)
+	case TypeBool:
+		return strconv.ParseBool(s)
+	case TypeSmallint, TypeInt, TypeBigint:
+		return strconv.ParseInt(s, 10, 64)
+	case TypeNumeric:
+		d, err := parseDecimalString(s)
+		if err != nil {
+			return nil, err
+		}
+		_, text, err := fitDecimal(d, c.decimal)
+		return text, err
+	case TypeFloat8:
+		return strconv.ParseFloat(s, 64)
+	case TypeEnum:
+		for _, label := range c.Values {
+			if label == s {
+				return s, nil
+			}
+		}
+		return nil, fmt.Errorf("not one of the mapped enum labels")
+	}
+	return nil, fmt.Errorf("type %s takes no default", c.Type)
 }

@@ -40,7 +40,7 @@ func (m *Mapping) Row(doc bson.Raw) (*Row, error) {
 		present := err == nil && v.Type != bsontype.Null && v.Type != bsontype.Undefined
 		if !present {
 			if c.Default != nil {
-				row.Values[i] = *c.Default
+				row.Values[i] = c.defaultValue
 				continue
 			}
 			if c.Required {

@@ -1,0 +1,242 @@
+// Package app wires the replicator's parts from configuration: the bus
+// (embedded or external NATS), the tailer, the sink and their connections.
+// cmd/cdc calls it through package cli; end-to-end tests call it directly.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
+	"go.mongodb.org/mongo-driver/mongo/readpref"
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/amanat/cdc/pkg/bus"
+	"github.com/amanat/cdc/pkg/config"
+	"github.com/amanat/cdc/pkg/redact"
+	"github.com/amanat/cdc/pkg/sink"
+	"github.com/amanat/cdc/pkg/tailer"
+	"github.com/amanat/cdc/pkg/transform"
+	"github.com/amanat/cdc/transforms"
+)
+
+// StartupTimeout bounds how long start-up waits for each system. A system
+// unreachable at start-up is a loud, non-zero exit; one lost later is an
+// outage the components ride out.
+const StartupTimeout = 30 * time.Second
+
+// Options are test seams; production passes the zero value.
+type Options struct {
+	// SinkHooks injects faults into the sink.
+	SinkHooks *sink.Hooks
+}
+
+// StreamsConfig derives the bus declarations from cfg.
+func StreamsConfig(cfg *config.Config) bus.StreamsConfig {
+	return bus.StreamsConfig{
+		Stream:           cfg.NATS.Stream,
+		SubjectPrefix:    cfg.NATS.SubjectPrefix,
+		DLQStream:        cfg.NATS.DLQStream,
+		Replicas:         cfg.NATS.Replicas,
+		DedupWindow:      cfg.NATS.DedupWindow,
+		MaxAge:           cfg.NATS.MaxAge,
+		MaxBytes:         cfg.NATS.MaxBytes,
+		CheckpointBucket: cfg.NATS.CheckpointBucket,
+	}
+}
+
+// LoadTransforms loads the mappings from cfg.Transforms.Dir, or the
+// built-in set when it is empty.
+func LoadTransforms(cfg *config.Config) (*transform.Set, error) {
+	if cfg.Transforms.Dir != "" {
+		return transform.Load(os.DirFS(cfg.Transforms.Dir), ".")
+	}
+	return transform.Load(transforms.Builtin, ".")
+}
+
+// Collections returns the collections to replicate: the configured list,
+// each of which must have a transform, or every transformed collection.
+func Collections(cfg *config.Config, set *transform.Set) ([]string, error) {
+	if len(cfg.Mongo.Collections) == 0 {
+		return set.Collections(), nil
+	}
+	for i, c := range cfg.Mongo.Collections {
+		if _, ok := set.Get(c); !ok {
+			return nil, &config.FieldError{Field: fmt.Sprintf("mongo.collections[%d]", i),
+				Reason: fmt.Sprintf("collection %q has no transform (mapped: %v)", c, set.Collections())}
+		}
+	}
+	out := slices.Clone(cfg.Mongo.Collections)
+	slices.Sort(out)
+	return out, nil
+}
+
+// Bus is a connected JetStream with its declarations made, and the
+// embedded server when there is one.
+type Bus struct {
+	Conn     *nats.Conn
+	JS       jetstream.JetStream
+	Embedded *bus.Embedded
+	Streams  bus.StreamsConfig
+}
+
+// Close drains the connection and stops the embedded server.
+func (b *Bus) Close() {
+	if b.Conn != nil {
+		_ = b.Conn.Drain()
+		b.Conn.Close()
+	}
+	if b.Embedded != nil {
+		b.Embedded.Shutdown()
+	}
+}
+
+// OpenBus starts the embedded server if no URL is configured, connects and
+// declares the streams.
+func OpenBus(ctx context.Context, cfg *config.Config, name string, maxPending int, log *zap.Logger) (*Bus, error) {
+	b := &Bus{Streams: StreamsConfig(cfg)}
+	url := cfg.NATS.URL
+	if url == "" {
+		if err := os.MkdirAll(cfg.NATSStoreDir(), 0o750); err != nil {
+			return nil, fmt.Errorf("nats store dir: %w", err)
+		}
+		emb, err := bus.StartEmbedded(bus.EmbeddedConfig{
+			Host: cfg.NATS.Embedded.Host, Port: cfg.NATS.Embedded.Port, StoreDir: cfg.NATSStoreDir(),
+		}, log)
+		if err != nil {
+			return nil, err
+		}
+		b.Embedded = emb
+		url = emb.ClientURL()
+		log.Info("embedded NATS JetStream started", zap.String("url", url), zap.String("store", cfg.NATSStoreDir()))
+	}
+	cctx, cancel := context.WithTimeout(ctx, StartupTimeout)
+	defer cancel()
+	nc, js, err := bus.Connect(cctx, url, name, maxPending, log)
+	if err != nil {
+		b.Close()
+		return nil, fmt.Errorf("NATS unreachable at start-up: %w", err)
+	}
+	b.Conn, b.JS = nc, js
+	if err := bus.Ensure(cctx, js, b.Streams); err != nil {
+		b.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+// ConnectMongo connects and pings the primary within StartupTimeout.
+func ConnectMongo(ctx context.Context, uri string) (*mongo.Client, error) {
+	client, err := mongo.Connect(ctx, options.Client().ApplyURI(uri).SetAppName("cdc"))
+	if err != nil {
+		return nil, fmt.Errorf("mongo %s: %w", redact.URL(uri), err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, StartupTimeout)
+	defer cancel()
+	if err := client.Ping(pctx, readpref.Primary()); err != nil {
+		_ = client.Disconnect(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("MongoDB unreachable at start-up (%s): %w", redact.URL(uri), err)
+	}
+	return client, nil
+}
+
+// ConnectPostgres opens a pool and pings it within StartupTimeout.
+func ConnectPostgres(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error) {
+	pcfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("postgres url %s: %w", redact.URL(url), errors.Unwrap(err))
+	}
+	pcfg.MaxConns = maxConns
+	pcfg.ConnConfig.RuntimeParams["application_name"] = "cdc"
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres %s: %w", redact.URL(url), err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, StartupTimeout)
+	defer cancel()
+	for {
+		err = pool.Ping(pctx)
+		if err == nil {
+			return pool, nil
+		}
+		select {
+		case <-pctx.Done():
+			pool.Close()
+			return nil, fmt.Errorf("PostgreSQL unreachable at start-up (%s): %w", redact.URL(url), err)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// Run runs the parts role names until ctx is cancelled (nil) or one of
+// them fails fatally (that error). Cancelling ctx is the graceful
+// shutdown: in-flight batches finish or roll back, acknowledged positions
+// are saved.
+func Run(ctx context.Context, cfg config.Config, role config.Role, log *zap.Logger, opts Options) error {
+	if err := cfg.Validate(role); err != nil {
+		return err
+	}
+	set, err := LoadTransforms(&cfg)
+	if err != nil {
+		return err
+	}
+	colls, err := Collections(&cfg, set)
+	if err != nil {
+		return err
+	}
+	b, err := OpenBus(ctx, &cfg, "cdc", cfg.Tailer.MaxInFlight, log)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+
+	g, gctx := errgroup.WithContext(ctx)
+	if role&config.RoleSink != 0 {
+		pool, err := ConnectPostgres(ctx, cfg.Postgres.URL, cfg.Postgres.MaxConns)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		if err := transform.CheckCatalog(ctx, pool, set); err != nil {
+			return fmt.Errorf("refusing to start the sink: %w", err)
+		}
+		sk := sink.New(b.JS, pool, set, sink.Config{
+			Consumer: cfg.Sink.Consumer, BatchSize: cfg.Sink.BatchSize, BatchWait: cfg.Sink.BatchWait,
+			AckWait: cfg.Sink.AckWait, Streams: b.Streams,
+		}, log.Named("sink"), nil, opts.SinkHooks)
+		g.Go(func() error { return sk.Run(gctx) })
+	}
+	if role&config.RoleTailer != 0 {
+		client, err := ConnectMongo(ctx, cfg.Mongo.URI)
+		if err != nil {
+			return err
+		}
+		defer client.Disconnect(context.WithoutCancel(ctx)) //nolint:errcheck // shutting down
+		start, _ := config.ParseStartAt(cfg.Tailer.StartAt)
+		store, err := tailer.NewKVCheckpoints(ctx, b.JS, cfg.NATS.CheckpointBucket, tailer.CheckpointKey(cfg.Mongo.Database))
+		if err != nil {
+			return err
+		}
+		tl := tailer.New(client, b.JS, store, tailer.Config{
+			Database: cfg.Mongo.Database, Collections: colls, Start: start,
+			BatchSize: cfg.Tailer.BatchSize, MaxAwait: cfg.Tailer.MaxAwait, MaxInFlight: cfg.Tailer.MaxInFlight,
+			CheckpointInterval: cfg.Tailer.CheckpointInterval, PreImages: cfg.Tailer.PreImages, Streams: b.Streams,
+		}, log.Named("tailer"), nil)
+		g.Go(func() error { return tl.Run(gctx) })
+	}
+	log.Info("replicator running", zap.Strings("collections", colls), zap.String("database", cfg.Mongo.Database))
+	err = g.Wait()
+	if err != nil {
+		log.Error("replicator stopped", zap.Error(err))
+	}
+	return err
+}

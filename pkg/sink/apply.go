@@ -1,0 +1,474 @@
+package sink
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/amanat/cdc/pkg/event"
+	"github.com/amanat/cdc/pkg/transform"
+)
+
+// Applier writes units to Postgres: version guard, id_map, rows, dead
+// letters and the stream position, all in one transaction per batch.
+type Applier struct {
+	pool     *pgxpool.Pool
+	consumer string
+	stream   string
+	sql      map[*transform.Mapping]*mappingSQL
+}
+
+// NewApplier prepares the SQL of every mapping in set.
+func NewApplier(pool *pgxpool.Pool, set *transform.Set, consumer, stream string) *Applier {
+	a := &Applier{pool: pool, consumer: consumer, stream: stream, sql: map[*transform.Mapping]*mappingSQL{}}
+	for _, m := range set.Mappings() {
+		a.sql[m] = buildSQL(m)
+	}
+	return a
+}
+
+type mappingSQL struct {
+	upsert, insertOnly, delete string
+}
+
+func buildSQL(m *transform.Mapping) *mappingSQL {
+	table := pgx.Identifier(strings.Split(m.Table, ".")).Sanitize()
+	cols := m.ColumnNames()
+	quoted := make([]string, len(cols))
+	params := make([]string, len(cols))
+	sets := make([]string, 0, len(cols))
+	for i, c := range cols {
+		quoted[i] = pgx.Identifier{c}.Sanitize()
+		params[i] = fmt.Sprintf("$%d", i+1)
+		if i > 0 {
+			sets = append(sets, fmt.Sprintf("%s = EXCLUDED.%s", quoted[i], quoted[i]))
+		}
+	}
+	id := quoted[0]
+	insertCols, insertVals := strings.Join(quoted, ", "), strings.Join(params, ", ")
+	if m.Delete == "soft" {
+		soft := pgx.Identifier{m.SoftDeleteColumn}.Sanitize()
+		sets = append(sets, soft+" = NULL")
+	}
+	s := &mappingSQL{
+		insertOnly: fmt.Sprintf("INSERT INTO %s (%s) VALUES (%s) ON CONFLICT (%s) DO NOTHING", table, insertCols, insertVals, id),
+	}
+	if len(sets) == 0 {
+		s.upsert = s.insertOnly
+	} else {
+		s.upsert = fmt.Sprintf("INSERT INTO %s (%s) VALUES (%s) ON CONFLICT (%s) DO UPDATE SET %s", table, insertCols, insertVals, id, strings.Join(sets, ", "))
+	}
+	if m.Delete == "soft" {
+		s.delete = fmt.Sprintf("UPDATE %s SET %s = $2 WHERE %s = $1", table, pgx.Identifier{m.SoftDeleteColumn}.Sanitize(), id)
+	} else {
+		s.delete = fmt.Sprintf("DELETE FROM %s WHERE %s = $1", table, id)
+	}
+	return s
+}
+
+// Result counts what a batch did.
+type Result struct {
+	Applied      int
+	Skipped      int // at or behind the stored version, or no-ops
+	DeadLettered int
+	// ByCollection counts applied events per collection.
+	ByCollection map[string]int
+	// LastClusterTime is the newest cluster time applied.
+	LastClusterTime event.ClusterTime
+}
+
+// Position is the stream position recorded with a batch.
+type Position struct {
+	// Floor is the highest sequence such that every message at or below
+	// it has been applied or dead-lettered.
+	Floor uint64
+}
+
+// Apply commits units and the position in one Postgres transaction.
+// Poison units are dead-lettered (a whole Mongo transaction together) and
+// the rest commits; retryable and fatal errors are returned with nothing
+// committed.
+func (a *Applier) Apply(ctx context.Context, units []*unit, pos Position) (Result, error) {
+	res := Result{ByCollection: map[string]int{}}
+	var good, bad []*unit
+	for _, u := range units {
+		if u.rejected() != nil {
+			bad = append(bad, u)
+		} else {
+			good = append(good, u)
+		}
+	}
+	tx, err := a.pool.Begin(ctx)
+	if err != nil {
+		return res, fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after commit
+
+	r, err := a.applyUnits(ctx, tx, good)
+	if err != nil {
+		if Classify(err) != Poison {
+			return res, err
+		}
+		// Isolate the poison: start over, one savepoint per unit.
+		if err := tx.Rollback(ctx); err != nil {
+			return res, fmt.Errorf("rollback: %w", err)
+		}
+		if tx, err = a.pool.Begin(ctx); err != nil {
+			return res, fmt.Errorf("begin: %w", err)
+		}
+		r = Result{ByCollection: map[string]int{}}
+		for _, u := range good {
+			sp, err := tx.Begin(ctx)
+			if err != nil {
+				return res, fmt.Errorf("savepoint: %w", err)
+			}
+			ur, err := a.applyUnits(ctx, sp, []*unit{u})
+			if err != nil {
+				if Classify(err) != Poison {
+					return res, err
+				}
+				if rerr := sp.Rollback(ctx); rerr != nil {
+					return res, fmt.Errorf("rollback to savepoint: %w", rerr)
+				}
+				u.items[0].reject = err
+				bad = append(bad, u)
+				continue
+			}
+			if err := sp.Commit(ctx); err != nil {
+				return res, fmt.Errorf("release savepoint: %w", err)
+			}
+			r.merge(ur)
+		}
+	}
+	res.merge(r)
+	for _, u := range bad {
+		if err := a.deadLetter(ctx, tx, u); err != nil {
+			return res, err
+		}
+		res.DeadLettered += len(u.items)
+	}
+	if _, err := tx.Exec(ctx, `
+		INSERT INTO cdc.sink_positions (consumer, stream, stream_seq, cluster_time, applied_at)
+		VALUES ($1, $2, $3, $4, now())
+		ON CONFLICT (consumer) DO UPDATE
+		SET stream = EXCLUDED.stream, stream_seq = EXCLUDED.stream_seq,
+		    cluster_time = GREATEST(cdc.sink_positions.cluster_time, EXCLUDED.cluster_time), applied_at = now()`,
+		a.consumer, a.stream, int64(pos.Floor), res.LastClusterTime.Pack()); err != nil {
+		return res, fmt.Errorf("record position: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return res, fmt.Errorf("commit: %w", err)
+	}
+	return res, nil
+}
+
+func (r *Result) merge(o Result) {
+	r.Applied += o.Applied
+	r.Skipped += o.Skipped
+	r.DeadLettered += o.DeadLettered
+	for k, v := range o.ByCollection {
+		r.ByCollection[k] += v
+	}
+	if o.LastClusterTime.Compare(r.LastClusterTime) > 0 {
+		r.LastClusterTime = o.LastClusterTime
+	}
+}
+
+type docRef struct{ coll, key string }
+
+// applyUnits writes units inside tx. Any error leaves tx to be rolled back
+// (or rolled back to its savepoint) by the caller.
+func (a *Applier) applyUnits(ctx context.Context, tx pgx.Tx, units []*unit) (Result, error) {
+	res := Result{ByCollection: map[string]int{}}
+	// Newest effective event per document: the final state of a document
+	// within one Postgres transaction depends only on it.
+	latest := map[docRef]*item{}
+	var order []docRef
+	for _, u := range units {
+		for _, it := range u.items {
+			if it.noop {
+				res.Skipped++
+				continue
+			}
+			k := docRef{it.mapping.Collection, it.docKey}
+			prev, ok := latest[k]
+			if !ok {
+				order = append(order, k)
+				latest[k] = it
+				continue
+			}
+			if c := it.ev.Position().Compare(prev.ev.Position()); c > 0 || (c == 0 && it.seq > prev.seq) {
+				latest[k] = it
+			}
+			res.Skipped++
+		}
+	}
+	if len(order) == 0 {
+		return res, nil
+	}
+
+	// Version guard: advance the stored position only where this event is
+	// newer; only those documents are written.
+	colls := make([]string, len(order))
+	keys := make([]string, len(order))
+	cts := make([]int64, len(order))
+	idx := make([]int32, len(order))
+	dels := make([]bool, len(order))
+	for i, k := range order {
+		it := latest[k]
+		p := it.ev.Position()
+		colls[i], keys[i], cts[i], idx[i], dels[i] = k.coll, k.key, p.ClusterTime.Pack(), int32(p.TxnIndex), it.ev.Op == event.OpDelete
+	}
+	rows, err := tx.Query(ctx, `
+		INSERT INTO cdc.doc_versions AS v (collection, doc_key, cluster_time, txn_index, deleted)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::int[], $5::bool[])
+		ON CONFLICT (collection, doc_key) DO UPDATE
+		SET cluster_time = EXCLUDED.cluster_time, txn_index = EXCLUDED.txn_index,
+		    deleted = EXCLUDED.deleted, updated_at = now()
+		WHERE (v.cluster_time, v.txn_index) < (EXCLUDED.cluster_time, EXCLUDED.txn_index)
+		RETURNING collection, doc_key`, colls, keys, cts, idx, dels)
+	if err != nil {
+		return res, fmt.Errorf("version guard: %w", err)
+	}
+	won := map[docRef]bool{}
+	for rows.Next() {
+		var k docRef
+		if err := rows.Scan(&k.coll, &k.key); err != nil {
+			rows.Close()
+			return res, fmt.Errorf("version guard: %w", err)
+		}
+		won[k] = true
+	}
+	if err := rows.Err(); err != nil {
+		return res, fmt.Errorf("version guard: %w", err)
+	}
+	var winners []*item
+	for _, k := range order {
+		if won[k] {
+			winners = append(winners, latest[k])
+		} else {
+			res.Skipped++
+		}
+	}
+	if len(winners) == 0 {
+		return res, nil
+	}
+
+	ids, err := resolveIDs(ctx, tx, winners)
+	if err != nil {
+		return res, err
+	}
+
+	batch := &pgx.Batch{}
+	for _, it := range winners {
+		m := it.mapping
+		s := a.sql[m]
+		id, err := ids.rowID(it)
+		if err != nil {
+			return res, err
+		}
+		if it.ev.Op == event.OpDelete {
+			if id == nil {
+				continue // never replicated: nothing to delete, the tombstone is recorded
+			}
+			if m.Delete == "soft" {
+				batch.Queue(s.delete, id, deleteTime(it.ev))
+			} else {
+				batch.Queue(s.delete, id)
+			}
+			continue
+		}
+		args := make([]any, 0, len(m.Columns)+1)
+		args = append(args, id)
+		args = append(args, it.row.Values...)
+		for _, ref := range it.row.Refs {
+			parent, ok := ids.get(ref.Collection, ref.LegacyID)
+			if ok {
+				args[ref.Col+1] = parent
+				continue
+			}
+			switch ref.Missing {
+			case transform.MissingNull:
+				args[ref.Col+1] = nil
+				batch.Queue(`INSERT INTO cdc.dangling_refs (collection, doc_key, column_name, ref_collection, ref_legacy_id)
+					VALUES ($1, $2, $3, $4, $5) ON CONFLICT (collection, doc_key, column_name)
+					DO UPDATE SET ref_collection = EXCLUDED.ref_collection, ref_legacy_id = EXCLUDED.ref_legacy_id`,
+					m.Collection, it.docKey, ref.Column, ref.Collection, ref.LegacyID)
+			default:
+				return res, &transform.Rejection{Collection: m.Collection, Field: ref.Field, Column: ref.Column, Value: ref.LegacyID,
+					Reason: fmt.Sprintf("references %s %s, which has no id_map entry (policy %s)", ref.Collection, ref.LegacyID, ref.Missing)}
+			}
+		}
+		if m.AppendOnly {
+			batch.Queue(s.insertOnly, args...)
+		} else {
+			batch.Queue(s.upsert, args...)
+		}
+	}
+	if batch.Len() > 0 {
+		if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+			return res, fmt.Errorf("apply rows: %w", err)
+		}
+	}
+	for _, it := range winners {
+		res.Applied++
+		res.ByCollection[it.mapping.Collection]++
+		if ct := it.ev.Source.ClusterTime; ct.Compare(res.LastClusterTime) > 0 {
+			res.LastClusterTime = ct
+		}
+	}
+	return res, nil
+}
+
+func deleteTime(ev *event.Event) any {
+	if !ev.Source.WallTime.IsZero() {
+		return ev.Source.WallTime
+	}
+	return ev.Source.ClusterTime.Time()
+}
+
+// idSet is the id_map entries a batch needs.
+type idSet map[docRef]uuid.UUID
+
+func (s idSet) get(coll, key string) (uuid.UUID, bool) {
+	id, ok := s[docRef{coll, key}]
+	return id, ok
+}
+
+// rowID is the primary-key value of the item's row: its id_map new_id for
+// uuid ids (nil when a delete finds none), its key string for text ids.
+func (s idSet) rowID(it *item) (any, error) {
+	if it.mapping.ID.Type == "text" {
+		return it.docKey, nil
+	}
+	id, ok := s.get(it.mapping.Collection, it.docKey)
+	if !ok {
+		if it.ev.Op == event.OpDelete {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("id_map has no entry for %s %s after minting", it.mapping.Collection, it.docKey)
+	}
+	return id, nil
+}
+
+// resolveIDs mints id_map entries for the documents being written (and for
+// references with the mint policy), honouring mappings that already exist,
+// and looks up every other id the winners need, in one round trip.
+func resolveIDs(ctx context.Context, tx pgx.Tx, winners []*item) (idSet, error) {
+	var mintColl, mintKey, lookColl, lookKey []string
+	var mintID []uuid.UUID
+	seen := map[docRef]bool{}
+	add := func(coll, key string, mint bool) {
+		k := docRef{coll, key}
+		if seen[k] {
+			return
+		}
+		seen[k] = true
+		lookColl, lookKey = append(lookColl, coll), append(lookKey, key)
+		if mint {
+			id, err := uuid.NewV7()
+			if err != nil {
+				id = uuid.New()
+			}
+			mintColl, mintKey, mintID = append(mintColl, coll), append(mintKey, key), append(mintID, id)
+		}
+	}
+	for _, it := range winners {
+		if it.mapping.ID.Type == "uuid" {
+			add(it.mapping.Collection, it.docKey, it.ev.Op != event.OpDelete)
+		}
+		if it.row != nil {
+			for _, ref := range it.row.Refs {
+				add(ref.Collection, ref.LegacyID, ref.Missing == transform.MissingMint)
+			}
+		}
+	}
+	out := idSet{}
+	if len(lookColl) == 0 {
+		return out, nil
+	}
+	b := &pgx.Batch{}
+	if len(mintColl) > 0 {
+		b.Queue(`INSERT INTO id_map (collection, legacy_object_id, new_id)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[])
+			ON CONFLICT (collection, legacy_object_id) DO NOTHING`, mintColl, mintKey, mintID)
+	}
+	b.Queue(`SELECT m.collection, m.legacy_object_id, m.new_id
+		FROM unnest($1::text[], $2::text[]) AS k(collection, legacy_object_id)
+		JOIN id_map m USING (collection, legacy_object_id)`, lookColl, lookKey)
+	br := tx.SendBatch(ctx, b)
+	if len(mintColl) > 0 {
+		if _, err := br.Exec(); err != nil {
+			br.Close()
+			return nil, fmt.Errorf("id_map mint: %w", err)
+		}
+	}
+	rows, err := br.Query()
+	if err != nil {
+		br.Close()
+		return nil, fmt.Errorf("id_map lookup: %w", err)
+	}
+	for rows.Next() {
+		var k docRef
+		var id uuid.UUID
+		if err := rows.Scan(&k.coll, &k.key, &id); err != nil {
+			rows.Close()
+			br.Close()
+			return nil, fmt.Errorf("id_map lookup: %w", err)
+		}
+		out[k] = id
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		br.Close()
+		return nil, fmt.Errorf("id_map lookup: %w", err)
+	}
+	if err := br.Close(); err != nil {
+		return nil, fmt.Errorf("id_map: %w", err)
+	}
+	return out, nil
+}
+
+// deadLetter records every event of u with the reason.
+func (a *Applier) deadLetter(ctx context.Context, tx pgx.Tx, u *unit) error {
+	cause := u.rejected()
+	for _, it := range u.items {
+		errClass, field, value, reason := "poison", "", "", ""
+		err := it.reject
+		if err == nil {
+			err = cause
+			reason = "another event of its Mongo transaction was rejected: "
+		}
+		if rej, ok := transform.AsRejection(err); ok {
+			errClass = "rejected"
+			field, value = rej.Field, rej.Value
+			reason += rej.Reason
+			if strings.HasPrefix(rej.Reason, "append-only violation") {
+				errClass = "violation"
+			}
+		} else {
+			reason += err.Error()
+		}
+		evJSON := it.raw
+		if !json.Valid(evJSON) {
+			evJSON, _ = json.Marshal(map[string]string{"undecodable": string(it.raw)})
+		}
+		coll := it.ev.Source.Coll
+		if _, err := tx.Exec(ctx, `
+			INSERT INTO cdc.dead_letters (event_id, collection, doc_key, stream_seq, error_class, field, value, reason, event)
+			VALUES ($1, $2, $3, $4, $5, NULLIF($6, ''), NULLIF($7, ''), $8, $9)
+			ON CONFLICT (event_id) DO UPDATE
+			SET attempts = cdc.dead_letters.attempts + 1, last_seen = now(), reason = EXCLUDED.reason,
+			    error_class = EXCLUDED.error_class, status = 'open'`,
+			it.ev.ID, coll, it.docKey, int64(it.seq), errClass, field, value, reason, evJSON); err != nil {
+			return fmt.Errorf("dead-letter %s: %w", it.ev.ID, err)
+		}
+	}
+	return nil
+}
+

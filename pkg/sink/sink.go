@@ -1,0 +1,304 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/amanat/cdc/pkg/bus"
+	"github.com/amanat/cdc/pkg/transform"
+)
+
+// Config configures a Sink.
+type Config struct {
+	// Consumer is the durable consumer name.
+	Consumer string
+	// BatchSize is the most events per Postgres transaction (a Mongo
+	// transaction larger than that still commits whole).
+	BatchSize int
+	// BatchWait is how long a partial batch waits for more events.
+	BatchWait time.Duration
+	// AckWait is the consumer's redelivery timeout.
+	AckWait time.Duration
+	// Streams names the stream.
+	Streams bus.StreamsConfig
+}
+
+// Metrics receives the sink's counters; all methods must be cheap.
+type Metrics interface {
+	BatchApplied(res Result, size int, took time.Duration)
+	Retry(class Class)
+}
+
+type noMetrics struct{}
+
+func (noMetrics) BatchApplied(Result, int, time.Duration) {}
+func (noMetrics) Retry(Class)                             {}
+
+// Hooks lets tests inject faults at exact points. Production leaves it nil.
+type Hooks struct {
+	// AfterCommit runs after a batch committed and before its messages
+	// are acknowledged; a non-nil error aborts Run as if the process died.
+	AfterCommit func(ctx context.Context) error
+}
+
+// Sink consumes the change stream into Postgres. Create with New; Run
+// blocks.
+type Sink struct {
+	js      jetstream.JetStream
+	pool    *pgxpool.Pool
+	set     *transform.Set
+	applier *Applier
+	cfg     Config
+	log     *zap.Logger
+	metrics Metrics
+	hooks   *Hooks
+}
+
+// New returns a Sink. Call transform.CheckCatalog before Run.
+func New(js jetstream.JetStream, pool *pgxpool.Pool, set *transform.Set, cfg Config, log *zap.Logger, m Metrics, hooks *Hooks) *Sink {
+	if m == nil {
+		m = noMetrics{}
+	}
+	return &Sink{
+		js: js, pool: pool, set: set, cfg: cfg, log: log, metrics: m, hooks: hooks,
+		applier: NewApplier(pool, set, cfg.Consumer, cfg.Streams.Stream),
+	}
+}
+
+// ErrHookAbort is returned by Run when a test hook aborted it.
+var ErrHookAbort = errors.New("sink aborted by hook")
+
+// Run applies events until ctx is cancelled (returns nil) or a fatal error
+// occurs. Retryable errors (NATS or Postgres unreachable) are retried with
+// capped exponential backoff; nothing is acknowledged before it commits.
+func (s *Sink) Run(ctx context.Context) error {
+	for attempt := 0; ; attempt++ {
+		err := s.runOnce(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err == nil {
+			attempt = 0
+			continue
+		}
+		if Classify(err) == Fatal || errors.Is(err, ErrHookAbort) {
+			return err
+		}
+		wait := backoff(attempt)
+		s.log.Warn("sink error, retrying", zap.Error(err), zap.Duration("retry_in", wait))
+		s.metrics.Retry(Classify(err))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+	}
+}
+
+func backoff(attempt int) time.Duration {
+	base := 100 * time.Millisecond << min(attempt, 7)
+	base = min(base, 10*time.Second)
+	return base/2 + time.Duration(rand.Int64N(int64(base/2)+1))
+}
+
+// storedFloor reads the position recorded with the last commit.
+func (s *Sink) storedFloor(ctx context.Context) (uint64, bool, error) {
+	var seq int64
+	err := s.pool.QueryRow(ctx, `SELECT stream_seq FROM cdc.sink_positions WHERE consumer = $1`, s.cfg.Consumer).Scan(&seq)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("read sink position: %w", err)
+	}
+	return uint64(seq), true, nil
+}
+
+// ensureConsumer declares the durable consumer. A consumer created anew
+// (first start, or after someone deleted it) starts right after the
+// position Postgres recorded, so Postgres, not NATS, is the authority.
+func (s *Sink) ensureConsumer(ctx context.Context) (jetstream.Consumer, error) {
+	stream, err := s.js.Stream(ctx, s.cfg.Streams.Stream)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", s.cfg.Streams.Stream, err)
+	}
+	floor, hasFloor, err := s.storedFloor(ctx)
+	if err != nil {
+		return nil, err
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s info: %w", s.cfg.Streams.Stream, err)
+	}
+	if hasFloor && info.State.Msgs > 0 && info.State.FirstSeq > floor+1 {
+		return nil, gapError(floor, info.State.FirstSeq)
+	}
+	cfg := jetstream.ConsumerConfig{
+		Durable:       s.cfg.Consumer,
+		Description:   "CDC Postgres sink",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       s.cfg.AckWait,
+		MaxDeliver:    -1,
+		MaxAckPending: max(4*s.cfg.BatchSize, 20000),
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	}
+	if hasFloor && floor > 0 {
+		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cfg.OptStartSeq = floor + 1
+	}
+	cons, err := stream.Consumer(ctx, s.cfg.Consumer)
+	if err == nil {
+		return cons, nil
+	}
+	if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, fmt.Errorf("consumer %s: %w", s.cfg.Consumer, err)
+	}
+	cons, err = stream.CreateOrUpdateConsumer(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("create consumer %s: %w", s.cfg.Consumer, err)
+	}
+	s.log.Info("consumer created", zap.String("consumer", s.cfg.Consumer), zap.Uint64("start_seq", cfg.OptStartSeq))
+	return cons, nil
+}
+
+// runOnce consumes until an error. It returns nil only when ctx ends.
+func (s *Sink) runOnce(ctx context.Context) error {
+	cons, err := s.ensureConsumer(ctx)
+	if err != nil {
+		return err
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(2 * s.cfg.BatchSize))
+	if err != nil {
+		return fmt.Errorf("pull %s: %w", s.cfg.Consumer, err)
+	}
+	defer it.Stop()
+	asm := newAssembler()
+	var maxSeq uint64
+	for {
+		if err := s.collect(ctx, it, asm, &maxSeq); err != nil {
+			return err
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		units := asm.take()
+		if len(units) == 0 {
+			continue
+		}
+		floor := maxSeq
+		if m := asm.minOpenSeq(); m > 0 {
+			floor = m - 1
+		}
+		if err := s.applyWithRetry(ctx, units, Position{Floor: floor}); err != nil {
+			return err
+		}
+	}
+}
+
+// collect reads messages until a batch is ready: BatchSize events in
+// complete units, or BatchWait after the first ready unit. With nothing
+// ready it waits up to a second and returns, so ctx is checked.
+func (s *Sink) collect(ctx context.Context, it jetstream.MessagesContext, asm *assembler, maxSeq *uint64) error {
+	deadline := time.Now().Add(time.Second)
+	for asm.readyItems < s.cfg.BatchSize {
+		if len(asm.ready) > 0 {
+			if d := time.Now().Add(s.cfg.BatchWait); d.Before(deadline) {
+				deadline = d
+			}
+		}
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			return nil
+		}
+		nctx, cancel := context.WithTimeout(ctx, wait)
+		msg, err := it.Next(jetstream.NextContext(nctx))
+		cancel()
+		if err != nil {
+			if errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("next message: %w", err)
+		}
+		meta, err := msg.Metadata()
+		if err != nil {
+			return fmt.Errorf("message metadata: %w", err)
+		}
+		seq := meta.Sequence.Stream
+		if seq > *maxSeq {
+			*maxSeq = seq
+		}
+		item := decode(s.set, seq, msg.Data())
+		item.msg = msg
+		asm.add(item)
+	}
+	return nil
+}
+
+// applyWithRetry applies units, retrying retryable errors until ctx ends,
+// then acknowledges their messages.
+func (s *Sink) applyWithRetry(ctx context.Context, units []*unit, pos Position) error {
+	size := 0
+	for _, u := range units {
+		size += len(u.items)
+	}
+	for attempt := 0; ; attempt++ {
+		start := time.Now()
+		res, err := s.applier.Apply(ctx, units, pos)
+		if err == nil {
+			s.metrics.BatchApplied(res, size, time.Since(start))
+			if res.DeadLettered > 0 {
+				s.log.Warn("events dead-lettered", zap.Int("count", res.DeadLettered), zap.Uint64("floor", pos.Floor))
+			}
+			if s.hooks != nil && s.hooks.AfterCommit != nil {
+				if herr := s.hooks.AfterCommit(ctx); herr != nil {
+					return fmt.Errorf("%w: %v", ErrHookAbort, herr)
+				}
+			}
+			for _, u := range units {
+				for _, it := range u.items {
+					if it.msg != nil {
+						// Acks are best effort: a lost ack redelivers, and
+						// the version guard skips the copy.
+						_ = it.msg.Ack()
+					}
+				}
+			}
+			return nil
+		}
+		class := Classify(err)
+		if class == Fatal {
+			return &FatalError{Err: fmt.Errorf("sink: %w", err)}
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		s.metrics.Retry(class)
+		wait := backoff(attempt)
+		s.log.Warn("apply failed, retrying the batch", zap.Error(err), zap.String("class", class.String()),
+			zap.Int("events", size), zap.Duration("retry_in", wait))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		// Keep the messages from being redelivered while Postgres is away.
+		if attempt%5 == 4 {
+			for _, u := range units {
+				for _, it := range u.items {
+					if it.msg != nil {
+						_ = it.msg.InProgress()
+					}
+				}
+			}
+		}
+	}
+}
+

@@ -1,0 +1,408 @@
+package tailer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
+	"go.uber.org/zap"
+
+	"github.com/amanat/cdc/pkg/bus"
+	"github.com/amanat/cdc/pkg/config"
+	"github.com/amanat/cdc/pkg/event"
+)
+
+// Config configures a Tailer.
+type Config struct {
+	// Database is the watched database.
+	Database string
+	// Collections are the replicated collections (filtered server-side).
+	Collections []string
+	// Start applies when there is no checkpoint.
+	Start config.StartPoint
+	// BatchSize of change-stream batches.
+	BatchSize int32
+	// MaxAwait bounds one getMore wait.
+	MaxAwait time.Duration
+	// MaxInFlight bounds unacknowledged publishes.
+	MaxInFlight int
+	// CheckpointInterval is how often the checkpoint is saved.
+	CheckpointInterval time.Duration
+	// PreImages requests fullDocumentBeforeChange: whenAvailable.
+	PreImages bool
+	// Streams names the subjects.
+	Streams bus.StreamsConfig
+}
+
+// Metrics receives the tailer's counters; nil-safe no-op by default.
+type Metrics interface {
+	EventRead(coll string, op event.Op)
+	EventPublished(coll string)
+	CheckpointSaved(ct event.ClusterTime)
+}
+
+type noMetrics struct{}
+
+func (noMetrics) EventRead(string, event.Op)         {}
+func (noMetrics) EventPublished(string)              {}
+func (noMetrics) CheckpointSaved(event.ClusterTime) {}
+
+// Tailer publishes change events. Create with New; Run blocks.
+type Tailer struct {
+	client  *mongo.Client
+	js      jetstream.JetStream
+	store   CheckpointStore
+	cfg     Config
+	log     *zap.Logger
+	metrics Metrics
+	// now is injectable for tests.
+	now func() time.Time
+}
+
+// New returns a Tailer. It does no I/O.
+func New(client *mongo.Client, js jetstream.JetStream, store CheckpointStore, cfg Config, log *zap.Logger, m Metrics) *Tailer {
+	if m == nil {
+		m = noMetrics{}
+	}
+	return &Tailer{client: client, js: js, store: store, cfg: cfg, log: log, metrics: m, now: time.Now}
+}
+
+// Run tails until ctx is cancelled (returns nil) or a fatal error occurs
+// (ErrHistoryLost, a malformed change event). Every other error is logged
+// and retried from the last checkpoint with capped exponential backoff.
+func (t *Tailer) Run(ctx context.Context) error {
+	for attempt := 0; ; {
+		progressed, err := t.runOnce(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if IsFatal(err) {
+			return err
+		}
+		if progressed {
+			attempt = 0
+		}
+		wait := retryDelay(attempt)
+		attempt++
+		t.log.Warn("tailer error, resuming from the last checkpoint", zap.Error(err), zap.Duration("retry_in", wait), zap.Int("attempt", attempt))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+	}
+}
+
+// retryDelay is capped exponential backoff with full jitter.
+func retryDelay(attempt int) time.Duration {
+	base := 200 * time.Millisecond << min(attempt, 6)
+	base = min(base, 10*time.Second)
+	return base/2 + time.Duration(rand.Int64N(int64(base/2)+1))
+}
+
+// pending is one published item awaiting its JetStream ack: an event, or
+// (ack == nil) a post-batch token that becomes durable once everything
+// before it is.
+type pending struct {
+	ack jetstream.PubAckFuture
+	// token is the resume token after this item; nil when the item must
+	// not become a checkpoint (an event inside a transaction).
+	token bson.Raw
+	ct    event.ClusterTime
+	coll  string
+	isEvt bool
+}
+
+// state is one change-stream session's bookkeeping.
+type state struct {
+	queue    []pending
+	durable  *Checkpoint // newest checkpoint whose items are all acked
+	saved    *Checkpoint // last checkpoint written to the store
+	lastSave time.Time
+	events   uint64
+	// held is the newest transaction event, published once the next
+	// event (or an idle stream) says whether it is the last one.
+	held     *event.Event
+	heldTxn  *event.ChangeTxn
+	heldTok  bson.Raw
+	txnIndex int
+}
+
+func (t *Tailer) runOnce(ctx context.Context) (progressed bool, err error) {
+	cp, err := t.store.Load(ctx)
+	if err != nil {
+		return false, err
+	}
+	opts := options.ChangeStream().
+		SetFullDocument(options.UpdateLookup).
+		SetBatchSize(t.cfg.BatchSize).
+		SetMaxAwaitTime(t.cfg.MaxAwait)
+	if t.cfg.PreImages {
+		opts.SetFullDocumentBeforeChange(options.WhenAvailable)
+	}
+	startDesc := ""
+	switch {
+	case cp != nil:
+		tok, err := cp.ResumeToken()
+		if err != nil {
+			return false, &FatalError{Err: fmt.Errorf("stored checkpoint is unreadable: %w", err)}
+		}
+		opts.SetResumeAfter(tok)
+		startDesc = "checkpoint " + string(cp.Token)
+	case !t.cfg.Start.Now:
+		ts := event.ClusterTime{T: t.cfg.Start.T, I: t.cfg.Start.I}.Timestamp()
+		opts.SetStartAtOperationTime(&ts)
+		startDesc = fmt.Sprintf("cluster time %d.%d", t.cfg.Start.T, t.cfg.Start.I)
+	default:
+		startDesc = "now"
+	}
+	pipeline := mongo.Pipeline{{{Key: "$match", Value: bson.D{
+		{Key: "ns.coll", Value: bson.D{{Key: "$in", Value: t.cfg.Collections}}},
+		{Key: "operationType", Value: bson.D{{Key: "$in", Value: bson.A{"insert", "update", "replace", "delete", "drop", "rename", "dropDatabase", "invalidate"}}}},
+	}}}}
+	db := t.client.Database(t.cfg.Database)
+	cs, err := db.Watch(ctx, pipeline, opts)
+	if err != nil {
+		return false, t.classify(err, cp)
+	}
+	defer cs.Close(context.WithoutCancel(ctx))
+	t.log.Info("change stream open", zap.String("database", t.cfg.Database), zap.Strings("collections", t.cfg.Collections), zap.String("start", startDesc))
+
+	st := &state{saved: cp, durable: cp}
+	if cp != nil {
+		st.events = cp.Events
+	}
+	if cp == nil && t.cfg.Start.Now {
+		// Pin "now" at once: a crash before the first event must not move
+		// the start point forward past changes made meanwhile.
+		if tok := cs.ResumeToken(); tok != nil {
+			st.durable = t.newCheckpoint(tok, event.ClusterTime{}, 0)
+			if err := t.save(ctx, st); err != nil {
+				return false, err
+			}
+		}
+	}
+	defer func() {
+		// Flush what is acknowledged, on every exit path.
+		if ferr := t.finish(context.WithoutCancel(ctx), st); ferr != nil && err == nil && ctx.Err() == nil {
+			err = ferr
+		}
+	}()
+
+	for {
+		if ctx.Err() != nil {
+			return progressed, nil
+		}
+		if cs.TryNext(ctx) {
+			if err := t.handleChange(ctx, st, cs.Current); err != nil {
+				return progressed, err
+			}
+			progressed = true
+		} else {
+			if err := cs.Err(); err != nil {
+				if ctx.Err() != nil {
+					return progressed, nil
+				}
+				return progressed, t.classify(err, st.durable)
+			}
+			// Idle: the transaction held back (if any) is complete, and
+			// the post-batch token covers everything scanned.
+			if err := t.releaseHeld(st, true); err != nil {
+				return progressed, err
+			}
+			if tok := cs.ResumeToken(); tok != nil {
+				st.queue = append(st.queue, pending{token: cloneRaw(tok)})
+			}
+		}
+		if err := t.drain(ctx, st, false); err != nil {
+			return progressed, err
+		}
+		if t.now().Sub(st.lastSave) >= t.cfg.CheckpointInterval {
+			if err := t.save(ctx, st); err != nil {
+				return progressed, err
+			}
+		}
+	}
+}
+
+func (t *Tailer) handleChange(ctx context.Context, st *state, raw bson.Raw) error {
+	ev, txn, err := event.FromChange(raw)
+	if errors.Is(err, event.ErrNotDataChange) {
+		op, _ := raw.Lookup("operationType").StringValueOK()
+		coll, _ := raw.Lookup("ns", "coll").StringValueOK()
+		t.log.Error("change stream reported a non-document change; documents of this collection may need a re-snapshot",
+			zap.String("operation", op), zap.String("database", t.cfg.Database), zap.String("collection", coll))
+		if err := t.releaseHeld(st, true); err != nil {
+			return err
+		}
+		if tok, ok := raw.Lookup("_id").DocumentOK(); ok {
+			st.queue = append(st.queue, pending{token: cloneRaw(tok)})
+		}
+		if op == "invalidate" {
+			return fmt.Errorf("change stream invalidated by %s", op)
+		}
+		return nil
+	}
+	if err != nil {
+		return &FatalError{Err: fmt.Errorf("tailer: %w", err)}
+	}
+	t.metrics.EventRead(ev.Source.Coll, ev.Op)
+	tok := cloneRaw(raw.Lookup("_id").Document())
+	if st.held != nil {
+		same := txn != nil && *txn == *st.heldTxn
+		if err := t.releaseHeld(st, !same); err != nil {
+			return err
+		}
+		if same {
+			st.txnIndex++
+		} else {
+			st.txnIndex = 0
+		}
+	} else {
+		st.txnIndex = 0
+	}
+	if txn != nil {
+		ev.Source.Txn = &event.Txn{LSID: txn.LSID, Number: txn.Number, Index: st.txnIndex}
+		st.held, st.heldTxn, st.heldTok = ev, txn, tok
+		return nil
+	}
+	return t.publish(ctx, st, ev, tok)
+}
+
+// releaseHeld publishes the held transaction event, marking it last or not.
+func (t *Tailer) releaseHeld(st *state, last bool) error {
+	if st.held == nil {
+		return nil
+	}
+	ev, tok := st.held, st.heldTok
+	st.held, st.heldTxn, st.heldTok = nil, nil, nil
+	ev.Source.Txn.Last = last
+	if !last {
+		tok = nil // never checkpoint inside a transaction
+	}
+	return t.publish(context.Background(), st, ev, tok)
+}
+
+func (t *Tailer) publish(_ context.Context, st *state, ev *event.Event, tok bson.Raw) error {
+	data, err := ev.Marshal()
+	if err != nil {
+		return &FatalError{Err: err}
+	}
+	msg := &nats.Msg{
+		Subject: t.cfg.Streams.Subject(ev.Source.DB, ev.Source.Coll),
+		Data:    data,
+		Header:  nats.Header{},
+	}
+	msg.Header.Set(jetstream.MsgIDHeader, ev.ID)
+	msg.Header.Set("Cdc-Event-Version", "1")
+	ack, err := t.js.PublishMsgAsync(msg, jetstream.WithExpectStream(t.cfg.Streams.Stream))
+	if err != nil {
+		return fmt.Errorf("publish %s: %w", ev.ID, err)
+	}
+	st.queue = append(st.queue, pending{ack: ack, token: tok, ct: ev.Source.ClusterTime, coll: ev.Source.Coll, isEvt: true})
+	return nil
+}
+
+// drain pops acknowledged items from the head of the queue, advancing the
+// durable checkpoint. It blocks while the queue is over MaxInFlight (or,
+// with all=true, until the queue is empty).
+func (t *Tailer) drain(ctx context.Context, st *state, all bool) error {
+	for len(st.queue) > 0 {
+		head := st.queue[0]
+		if head.ack != nil {
+			mustWait := all || len(st.queue) > t.cfg.MaxInFlight
+			if mustWait {
+				select {
+				case <-head.ack.Ok():
+				case err := <-head.ack.Err():
+					return fmt.Errorf("publish not acknowledged: %w", err)
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			} else {
+				select {
+				case <-head.ack.Ok():
+				case err := <-head.ack.Err():
+					return fmt.Errorf("publish not acknowledged: %w", err)
+				default:
+					return nil
+				}
+			}
+			st.events++
+			t.metrics.EventPublished(head.coll)
+		}
+		st.queue = st.queue[1:]
+		if head.token != nil {
+			ct := head.ct
+			if !head.isEvt && st.durable != nil {
+				ct = st.durable.ClusterTime
+			}
+			st.durable = t.newCheckpoint(head.token, ct, st.events)
+		}
+	}
+	return nil
+}
+
+func (t *Tailer) newCheckpoint(tok bson.Raw, ct event.ClusterTime, events uint64) *Checkpoint {
+	js, err := bson.MarshalExtJSON(tok, true, false)
+	if err != nil {
+		js = []byte("null")
+	}
+	return &Checkpoint{V: CheckpointVersion, Token: json.RawMessage(js), ClusterTime: ct, Events: events}
+}
+
+func (t *Tailer) save(ctx context.Context, st *state) error {
+	st.lastSave = t.now()
+	if st.durable == nil || (st.saved != nil && string(st.saved.Token) == string(st.durable.Token)) {
+		return nil
+	}
+	cp := *st.durable
+	cp.UpdatedAt = t.now().UTC()
+	if err := t.store.Save(ctx, &cp); err != nil {
+		return err
+	}
+	st.saved = &cp
+	t.metrics.CheckpointSaved(cp.ClusterTime)
+	return nil
+}
+
+// finish waits (bounded) for outstanding acks and saves what is durable.
+func (t *Tailer) finish(ctx context.Context, st *state) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	// A held transaction event is not released: its transaction may be
+	// incomplete, and the checkpoint stays before it.
+	derr := t.drain(ctx, st, true)
+	if err := t.save(ctx, st); err != nil {
+		return err
+	}
+	return derr
+}
+
+func (t *Tailer) classify(err error, cp *Checkpoint) error {
+	if isHistoryLost(err) {
+		where := "the configured start point"
+		if cp != nil {
+			where = fmt.Sprintf("checkpoint at cluster time %s (%s)", cp.ClusterTime, string(cp.Token))
+		}
+		return &HistoryLostError{Database: t.cfg.Database, Collections: t.cfg.Collections, Checkpoint: where, Cause: err}
+	}
+	return fmt.Errorf("change stream on %s: %w", t.cfg.Database, err)
+}
+
+func cloneRaw(r bson.Raw) bson.Raw {
+	if r == nil {
+		return nil
+	}
+	out := make(bson.Raw, len(r))
+	copy(out, r)
+	return out
+}
