@@ -471,4 +471,3 @@ func (a *Applier) deadLetter(ctx context.Context, tx pgx.Tx, u *unit) error {
 	}
 	return nil
 }
-

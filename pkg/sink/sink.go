@@ -301,4 +301,3 @@ func (s *Sink) applyWithRetry(ctx context.Context, units []*unit, pos Position) 
 		}
 	}
 }
-

@@ -51,8 +51,8 @@ type Metrics interface {
 
 type noMetrics struct{}
 
-func (noMetrics) EventRead(string, event.Op)         {}
-func (noMetrics) EventPublished(string)              {}
+func (noMetrics) EventRead(string, event.Op)        {}
+func (noMetrics) EventPublished(string)             {}
 func (noMetrics) CheckpointSaved(event.ClusterTime) {}
 
 // Tailer publishes change events. Create with New; Run blocks.
