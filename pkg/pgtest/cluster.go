@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/amanat/cdc/pkg/redact"
 )
 
 // superuser is the bootstrap role of a managed cluster.
@@ -68,11 +70,11 @@ func startExternal(ctx context.Context, opts Options, raw string) (*Cluster, err
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Host == "" {
 		// url.Parse errors quote the input, password included: do not wrap.
-		return nil, fmt.Errorf("pgtest: %s must be a postgres:// URL (got %s)", EnvURL, redact(raw))
+		return nil, fmt.Errorf("pgtest: %s must be a postgres:// URL (got %s)", EnvURL, redact.URL(raw))
 	}
 	c := &Cluster{opts: opts, external: true, adminURL: raw, base: u}
 	if err := ping(ctx, raw); err != nil {
-		return nil, fmt.Errorf("pgtest: cannot reach the server in %s (%s): %w", EnvURL, redact(raw), err)
+		return nil, fmt.Errorf("pgtest: cannot reach the server in %s (%s): %w", EnvURL, redact.URL(raw), err)
 	}
 	return c, nil
 }
@@ -225,7 +227,7 @@ func (c *Cluster) adminConn(ctx context.Context) (*pgx.Conn, error) {
 	}
 	conn, err := pgx.Connect(ctx, c.adminURL)
 	if err != nil {
-		return nil, fmt.Errorf("pgtest: connect to %s: %w", redact(c.adminURL), err)
+		return nil, fmt.Errorf("pgtest: connect to %s: %w", redact.URL(c.adminURL), err)
 	}
 	return conn, nil
 }

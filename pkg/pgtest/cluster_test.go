@@ -250,17 +250,3 @@ func TestMissingBinariesSaysHowToInstall(t *testing.T) {
 		t.Fatalf("Start with an empty BinDir = %v, want ErrNoBinaries", err)
 	}
 }
-
-func TestRedact(t *testing.T) {
-	for in, want := range map[string]string{
-		"postgres://u:secret@h:5432/db?sslmode=disable": "postgres://u:xxxxx@h:5432/db?sslmode=disable",
-		"postgres://u@h/db":                             "postgres://u@h/db",
-		"postgres://u@h/db?password=secret":             "postgres://u@h/db?password=xxxxx",
-		"host=h user=u password=secret dbname=d":        "host=h user=u password=xxxxx dbname=d",
-		"host=h password='se cret' dbname=d":            "host=h password=xxxxx dbname=d",
-	} {
-		if got := pgtest.Redact(in); got != want {
-			t.Errorf("redact(%q) = %q, want %q", in, got, want)
-		}
-	}
-}

@@ -1,0 +1,328 @@
+package migrate
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+	"go.uber.org/zap"
+
+	"github.com/amanat/cdc/schema"
+)
+
+const (
+	// VersionTable is where goose records applied migrations.
+	VersionTable = "cdc.goose_db_version"
+
+	// LockID is the key of the PostgreSQL advisory lock held while
+	// migrating: an arbitrary constant, distinct from goose's default so
+	// that another goose user of the same database neither blocks the
+	// replicator nor is blocked by it.
+	LockID int64 = 0x5f1e_c0de
+
+	// LockTimeout bounds the wait for another replica's migration.
+	LockTimeout = 10 * time.Minute
+)
+
+// Result is one migration applied or rolled back.
+type Result struct {
+	Version   int64
+	Name      string // file name, e.g. "00001_cdc_bookkeeping.sql"
+	Direction string // "up" or "down"
+	Duration  time.Duration
+	// Empty is true when the migration had no statements for this direction.
+	Empty bool
+}
+
+// MigrationStatus is the state of one migration shipped in this binary.
+type MigrationStatus struct {
+	Version   int64
+	Name      string
+	AppliedAt time.Time // zero when pending
+	Pending   bool
+}
+
+// Up applies every pending migration, in order, each in its own transaction
+// unless the file says NO TRANSACTION, and returns those it applied (none
+// when the schema is current). On failure the error is a *MigrationError;
+// migrations applied before the failing one stay applied. log may be nil.
+func Up(ctx context.Context, pgURL string, log *zap.Logger) ([]Result, error) {
+	return run(ctx, pgURL, log, "up", func(p *goose.Provider) ([]*goose.MigrationResult, error) {
+		return p.Up(ctx)
+	})
+}
+
+// UpTo applies pending migrations up to and including version.
+func UpTo(ctx context.Context, pgURL string, version int64, log *zap.Logger) ([]Result, error) {
+	return run(ctx, pgURL, log, "up", func(p *goose.Provider) ([]*goose.MigrationResult, error) {
+		return p.UpTo(ctx, version)
+	})
+}
+
+// Down rolls back the most recently applied migration. It is meant for tests
+// and for an operator undoing a release; the replicator never calls it.
+func Down(ctx context.Context, pgURL string, log *zap.Logger) ([]Result, error) {
+	return run(ctx, pgURL, log, "down", func(p *goose.Provider) ([]*goose.MigrationResult, error) {
+		r, err := p.Down(ctx)
+		if errors.Is(err, goose.ErrNoNextVersion) {
+			return nil, nil
+		}
+		if r == nil {
+			return nil, err
+		}
+		return []*goose.MigrationResult{r}, err
+	})
+}
+
+// DownTo rolls back applied migrations newer than version (0: all of them).
+// Like Down, for tests and operators.
+func DownTo(ctx context.Context, pgURL string, version int64, log *zap.Logger) ([]Result, error) {
+	return run(ctx, pgURL, log, "down", func(p *goose.Provider) ([]*goose.MigrationResult, error) {
+		return p.DownTo(ctx, version)
+	})
+}
+
+// Status lists every migration this binary ships with whether and when it
+// was applied, ordered by version. It takes no lock and changes nothing: on
+// a database never migrated, everything is pending.
+func Status(ctx context.Context, pgURL string) ([]MigrationStatus, error) {
+	db, err := open(ctx, pgURL)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	p, err := newProvider(db, false)
+	if err != nil {
+		return nil, err
+	}
+	var exists bool
+	if err := db.QueryRowContext(ctx, "SELECT to_regclass($1) IS NOT NULL", VersionTable).Scan(&exists); err != nil {
+		return nil, fmt.Errorf("migrate: status of %s: look up %s: %w", RedactURL(pgURL), VersionTable, err)
+	}
+	if !exists {
+		var out []MigrationStatus
+		for _, s := range p.ListSources() {
+			out = append(out, MigrationStatus{Version: s.Version, Name: filepath.Base(s.Path), Pending: true})
+		}
+		return out, nil
+	}
+	st, err := p.Status(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("migrate: status of %s: %w", RedactURL(pgURL), err)
+	}
+	out := make([]MigrationStatus, 0, len(st))
+	for _, s := range st {
+		ms := MigrationStatus{Version: s.Source.Version, Name: filepath.Base(s.Source.Path), Pending: s.State == goose.StatePending}
+		if !ms.Pending {
+			ms.AppliedAt = s.AppliedAt
+		}
+		out = append(out, ms)
+	}
+	return out, nil
+}
+
+// RequireCurrent returns nil when the database has exactly the migrations
+// this binary ships applied, ErrPending (wrapped, naming the first missing
+// version) when some are missing, and ErrUnknownVersion when the database
+// was migrated by a newer binary. Components that must not run against a
+// schema they were not built for call it at start-up.
+func RequireCurrent(ctx context.Context, pgURL string) error {
+	st, err := Status(ctx, pgURL)
+	if err != nil {
+		return err
+	}
+	var latest int64
+	for _, s := range st {
+		if s.Pending {
+			return fmt.Errorf("%w: migration %s (version %d) not applied; run the migrate command", ErrPending, s.Name, s.Version)
+		}
+		latest = max(latest, s.Version)
+	}
+	db, err := open(ctx, pgURL)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	var dbMax int64
+	if err := db.QueryRowContext(ctx, "SELECT coalesce(max(version_id), 0) FROM "+VersionTable+" WHERE is_applied").Scan(&dbMax); err != nil {
+		return fmt.Errorf("migrate: read %s: %w", VersionTable, err)
+	}
+	if dbMax > latest {
+		return fmt.Errorf("%w: database is at version %d, this binary knows up to %d", ErrUnknownVersion, dbMax, latest)
+	}
+	return nil
+}
+
+// Latest returns the highest migration version this binary ships.
+func Latest() (int64, error) {
+	fsys, err := migrationsFS()
+	if err != nil {
+		return 0, err
+	}
+	names, err := fs.Glob(fsys, "*.sql")
+	if err != nil {
+		return 0, fmt.Errorf("migrate: embedded migrations: %w", err)
+	}
+	var latest int64
+	for _, name := range names {
+		v, err := goose.NumericComponent(name)
+		if err != nil {
+			return 0, fmt.Errorf("migrate: embedded migration %s: %w", name, err)
+		}
+		latest = max(latest, v)
+	}
+	return latest, nil
+}
+
+func run(ctx context.Context, pgURL string, log *zap.Logger, direction string, fn func(*goose.Provider) ([]*goose.MigrationResult, error)) ([]Result, error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	db, err := open(ctx, pgURL)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	if err := ensureSchema(ctx, db); err != nil {
+		return nil, fmt.Errorf("migrate: %s: %w", RedactURL(pgURL), err)
+	}
+	p, err := newProvider(db, true)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("migrating database", zap.String("database", RedactURL(pgURL)), zap.String("direction", direction))
+	res, err := fn(p)
+	applied := convert(res)
+	var partial *goose.PartialError
+	if errors.As(err, &partial) {
+		applied = convert(partial.Applied)
+		logResults(log, applied)
+		f := partial.Failed
+		return applied, &MigrationError{
+			Version:   f.Source.Version,
+			Name:      filepath.Base(f.Source.Path),
+			Direction: f.Direction,
+			Applied:   applied,
+			Err:       partial.Err,
+		}
+	}
+	if err != nil {
+		return applied, fmt.Errorf("migrate: %s %s: %w", direction, RedactURL(pgURL), err)
+	}
+	logResults(log, applied)
+	if len(applied) == 0 {
+		log.Info("schema already current", zap.String("database", RedactURL(pgURL)))
+	}
+	return applied, nil
+}
+
+func logResults(log *zap.Logger, rs []Result) {
+	for _, r := range rs {
+		log.Info("migration done",
+			zap.Int64("version", r.Version),
+			zap.String("name", r.Name),
+			zap.String("direction", r.Direction),
+			zap.Duration("duration", r.Duration),
+			zap.Bool("empty", r.Empty))
+	}
+}
+
+func convert(in []*goose.MigrationResult) []Result {
+	out := make([]Result, 0, len(in))
+	for _, r := range in {
+		if r == nil || r.Source == nil {
+			continue
+		}
+		out = append(out, Result{
+			Version:   r.Source.Version,
+			Name:      filepath.Base(r.Source.Path),
+			Direction: r.Direction,
+			Duration:  r.Duration,
+			Empty:     r.Empty,
+		})
+	}
+	return out
+}
+
+// open connects through the pgx database/sql driver with search_path pinned
+// to public (see the package documentation).
+func open(ctx context.Context, pgURL string) (*sql.DB, error) {
+	cfg, err := pgx.ParseConfig(pgURL)
+	if err != nil {
+		// pgx redacts the password in its own message.
+		return nil, fmt.Errorf("migrate: parse database URL %s: %w", RedactURL(pgURL), err)
+	}
+	cfg.RuntimeParams["search_path"] = "public"
+	if cfg.RuntimeParams["application_name"] == "" {
+		cfg.RuntimeParams["application_name"] = "cdc-migrate"
+	}
+	db := stdlib.OpenDB(*cfg)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("migrate: connect to %s: %w", RedactURL(pgURL), err)
+	}
+	return db, nil
+}
+
+// ensureSchema creates schema cdc, which must exist before goose creates its
+// version table there. Serialised by the migration lock's key so that two
+// replicas creating it at once do not collide on pg_namespace.
+func ensureSchema(ctx context.Context, db *sql.DB) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit this is a no-op
+	if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", LockID); err != nil {
+		return fmt.Errorf("take migration lock: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, "CREATE SCHEMA IF NOT EXISTS cdc"); err != nil {
+		return fmt.Errorf("create schema cdc: %w", err)
+	}
+	return tx.Commit()
+}
+
+func newProvider(db *sql.DB, locked bool) (*goose.Provider, error) {
+	fsys, err := migrationsFS()
+	if err != nil {
+		return nil, err
+	}
+	opts := []goose.ProviderOption{
+		goose.WithTableName(VersionTable),
+		goose.WithDisableGlobalRegistry(true),
+		goose.WithSlog(slog.New(slog.NewTextHandler(io.Discard, nil))),
+	}
+	if locked {
+		locker, err := lock.NewPostgresSessionLocker(
+			lock.WithLockID(LockID),
+			lock.WithLockTimeout(1, uint64(LockTimeout/time.Second)),
+		)
+		if err != nil {
+			return nil, fmt.Errorf("migrate: session locker: %w", err)
+		}
+		opts = append(opts, goose.WithSessionLocker(locker))
+	}
+	p, err := goose.NewProvider(goose.DialectPostgres, db, fsys, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("migrate: load embedded migrations: %w", err)
+	}
+	return p, nil
+}
+
+func migrationsFS() (fs.FS, error) {
+	fsys, err := fs.Sub(schema.Migrations, "migrations")
+	if err != nil {
+		return nil, fmt.Errorf("migrate: embedded migrations: %w", err)
+	}
+	return fsys, nil
+}
