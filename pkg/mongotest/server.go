@@ -1,0 +1,282 @@
+package mongotest
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/bson/primitive"
+)
+
+// Options configures a Server.
+type Options struct {
+	// ReplicaSet is the replica set name reported by hello and used in URI.
+	// Default "rs0".
+	ReplicaSet string
+	// Addr is the TCP address to listen on. Default "127.0.0.1:0" (a free
+	// port on the loopback interface).
+	Addr string
+	// Logf, when set, receives diagnostic messages (connections, protocol
+	// errors, failed commands). testing.T.Logf fits.
+	Logf func(format string, args ...any)
+	// MaxOplogEntries caps the oplog like a capped collection: when more
+	// entries exist the oldest are dropped (change streams that need them
+	// get ChangeStreamHistoryLost). 0 means unlimited.
+	MaxOplogEntries int
+	// DefaultAwaitTime is how long a change stream getMore without maxTimeMS
+	// waits for new events. Default 1s, like MongoDB.
+	DefaultAwaitTime time.Duration
+}
+
+// Server is an in-memory MongoDB replica-set primary speaking the wire
+// protocol over TCP. See the package documentation for what it emulates.
+// All methods are safe for concurrent use.
+type Server struct {
+	opts       Options
+	ln         net.Listener
+	addr       string
+	electionID primitive.ObjectID
+	uid        []byte // lsid.uid reported in change events (sha256 of "")
+
+	mu       sync.Mutex
+	dbs      map[string]*database
+	oplog    []*oplogEntry
+	firstSeq int64 // seq of oplog[0]
+	nextSeq  int64
+	clock    primitive.Timestamp
+	lastWall time.Time
+	notify   chan struct{} // closed and replaced on every commit
+	cursors  map[int64]any
+	cursorID int64
+	sessions map[string]*session
+	locks    map[string]*txnState // ns + "\x00" + idKey -> txn holding the doc
+	fails    []*failPoint
+	conns    map[*conn]struct{}
+	closed   bool
+
+	closing   chan struct{}
+	wg        sync.WaitGroup
+	connSeq   atomic.Int32
+	requestID atomic.Int32
+}
+
+// New starts a server listening on opts.Addr. It returns once the listener
+// is ready; connections are served in the background until Close.
+func New(opts Options) (*Server, error) {
+	if opts.ReplicaSet == "" {
+		opts.ReplicaSet = "rs0"
+	}
+	if opts.Addr == "" {
+		opts.Addr = "127.0.0.1:0"
+	}
+	if opts.DefaultAwaitTime <= 0 {
+		opts.DefaultAwaitTime = time.Second
+	}
+	ln, err := net.Listen("tcp", opts.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("mongotest: listen %s: %w", opts.Addr, err)
+	}
+	s := &Server{
+		opts:       opts,
+		ln:         ln,
+		addr:       ln.Addr().String(),
+		electionID: primitive.NewObjectID(),
+		uid:        emptyUserDigest(),
+		dbs:        make(map[string]*database),
+		nextSeq:    1,
+		firstSeq:   1,
+		notify:     make(chan struct{}),
+		cursors:    make(map[int64]any),
+		cursorID:   rand.Int64N(1<<52) + 1<<40,
+		sessions:   make(map[string]*session),
+		locks:      make(map[string]*txnState),
+		conns:      make(map[*conn]struct{}),
+		closing:    make(chan struct{}),
+	}
+	s.requestID.Store(rand.Int32N(1 << 20))
+	s.mu.Lock()
+	// Like a freshly initiated replica set, the oplog starts with a no-op.
+	s.appendEntry(&oplogEntry{kind: opNoop, msg: "initiating set"}, s.nextTs())
+	s.mu.Unlock()
+	s.wg.Add(1)
+	go s.acceptLoop()
+	return s, nil
+}
+
+// Start is New with default options for a test: it fails the test if the
+// server cannot start, logs through t.Logf only when the test fails... (it
+// does not log by default), and registers Close with t.Cleanup.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	s, err := New(Options{})
+	if err != nil {
+		t.Fatalf("mongotest.Start: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// Addr returns the host:port the server listens on.
+func (s *Server) Addr() string { return s.addr }
+
+// URI returns a connection string for the official driver, e.g.
+// "mongodb://127.0.0.1:PORT/?replicaSet=rs0".
+func (s *Server) URI() string {
+	return "mongodb://" + s.addr + "/?replicaSet=" + s.opts.ReplicaSet
+}
+
+// ReplicaSet returns the replica set name.
+func (s *Server) ReplicaSet() string { return s.opts.ReplicaSet }
+
+// Close stops the listener, closes every client connection, wakes every
+// waiting getMore and waits for all server goroutines to exit. It is safe to
+// call more than once.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		s.wg.Wait()
+		return nil
+	}
+	s.closed = true
+	close(s.closing)
+	err := s.ln.Close()
+	for c := range s.conns {
+		c.close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	return err
+}
+
+// DropConnections closes every open client connection now, as a network
+// failure or a server restart would. The data, oplog, cursors and sessions
+// are kept; the driver reconnects on its own.
+func (s *Server) DropConnections() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		c.close()
+	}
+}
+
+// ConnectionCount returns the number of open client connections.
+func (s *Server) ConnectionCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+func (s *Server) logf(format string, args ...any) {
+	if s.opts.Logf != nil {
+		s.opts.Logf("mongotest: "+format, args...)
+	}
+}
+
+func (s *Server) acceptLoop() {
+	defer s.wg.Done()
+	var delay time.Duration
+	for {
+		nc, err := s.ln.Accept()
+		if err != nil {
+			select {
+			case <-s.closing:
+				return
+			default:
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				if delay == 0 {
+					delay = 5 * time.Millisecond
+				} else if delay < time.Second {
+					delay *= 2
+				}
+				select {
+				case <-time.After(delay):
+				case <-s.closing:
+					return
+				}
+				continue
+			}
+			s.logf("accept: %v", err)
+			return
+		}
+		delay = 0
+		c := &conn{s: s, nc: nc, id: s.connSeq.Add(1), done: make(chan struct{})}
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			_ = nc.Close()
+			return
+		}
+		s.conns[c] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go c.serve()
+	}
+}
+
+// conn is one client connection, served by one goroutine.
+type conn struct {
+	s       *Server
+	nc      net.Conn
+	id      int32
+	done    chan struct{}
+	once    sync.Once
+	handsOK bool
+}
+
+func (c *conn) close() {
+	c.once.Do(func() {
+		close(c.done)
+		_ = c.nc.Close()
+	})
+}
+
+func (c *conn) serve() {
+	s := c.s
+	defer s.wg.Done()
+	defer func() {
+		c.close()
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+	}()
+	s.logf("conn %d: open from %s", c.id, c.nc.RemoteAddr())
+	r := bufio.NewReaderSize(c.nc, 64*1024)
+	var buf []byte
+	for {
+		m, b, err := readMessage(r, buf)
+		buf = b
+		if err != nil {
+			select {
+			case <-c.done:
+			default:
+				if !errors.Is(err, net.ErrClosed) && err.Error() != "EOF" {
+					s.logf("conn %d: read: %v", c.id, err)
+				}
+			}
+			return
+		}
+		reply := s.handle(c, m)
+		if m.moreToCome {
+			continue
+		}
+		var out []byte
+		rid := s.requestID.Add(1)
+		if m.legacy {
+			out = encodeOpReply(rid, m.hdr.requestID, reply)
+		} else {
+			out = encodeOpMsg(rid, m.hdr.requestID, reply)
+		}
+		if _, err := c.nc.Write(out); err != nil {
+			return
+		}
+	}
+}
