@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
@@ -275,21 +276,33 @@ func open(ctx context.Context, pgURL string) (*sql.DB, error) {
 }
 
 // ensureSchema creates schema cdc, which must exist before goose creates its
-// version table there. Serialised by the migration lock's key so that two
-// replicas creating it at once do not collide on pg_namespace.
+// version table there. When it already exists nothing is executed, so a role
+// without CREATE on the database can still migrate a prepared database.
+//
+// Deliberately no lock and no transaction around it: a replica waiting for a
+// lock inside a transaction would hold a snapshot, and the CREATE INDEX
+// CONCURRENTLY of another replica's migration waits for every older snapshot
+// in the database, a deadlock. Two replicas racing to create the schema is
+// handled instead: the loser's duplicate error means "it exists".
 func ensureSchema(ctx context.Context, db *sql.DB) error {
-	tx, err := db.BeginTx(ctx, nil)
+	var exists bool
+	if err := db.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'cdc')").Scan(&exists); err != nil {
+		return fmt.Errorf("look up schema cdc: %w", err)
+	}
+	if exists {
+		return nil
+	}
+	_, err := db.ExecContext(ctx, "CREATE SCHEMA IF NOT EXISTS cdc")
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && (pgErr.Code == "23505" || pgErr.Code == "42P06") {
+		// unique_violation or duplicate_schema: created concurrently by
+		// another replica.
+		return nil
+	}
 	if err != nil {
-		return err
-	}
-	defer tx.Rollback() //nolint:errcheck // after Commit this is a no-op
-	if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", LockID); err != nil {
-		return fmt.Errorf("take migration lock: %w", err)
-	}
-	if _, err := tx.ExecContext(ctx, "CREATE SCHEMA IF NOT EXISTS cdc"); err != nil {
 		return fmt.Errorf("create schema cdc: %w", err)
 	}
-	return tx.Commit()
+	return nil
 }
 
 func newProvider(db *sql.DB, locked bool) (*goose.Provider, error) {
