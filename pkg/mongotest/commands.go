@@ -362,8 +362,8 @@ func (s *Server) cmdBuildInfo(r *request) (bson.D, error) {
 
 func (s *Server) cmdGetParameter(r *request) (bson.D, error) {
 	known := map[string]any{
-		"featureCompatibilityVersion":         bson.D{{Key: "version", Value: "7.0"}},
-		"transactionLifetimeLimitSeconds":     int32(60),
+		"featureCompatibilityVersion":            bson.D{{Key: "version", Value: "7.0"}},
+		"transactionLifetimeLimitSeconds":        int32(60),
 		"maxTransactionLockRequestTimeoutMillis": int32(5),
 	}
 	var out bson.D
