@@ -109,9 +109,9 @@ func New(opts Options) (*Server, error) {
 	return s, nil
 }
 
-// Start is New with default options for a test: it fails the test if the
-// server cannot start, logs through t.Logf only when the test fails... (it
-// does not log by default), and registers Close with t.Cleanup.
+// Start starts a server with default options for a test (or benchmark):
+// it fails the test if the server cannot start and registers Close with
+// t.Cleanup. Use New for other options, such as Logf.
 func Start(t testing.TB) *Server {
 	t.Helper()
 	s, err := New(Options{})
