@@ -88,7 +88,8 @@ func startManaged(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if err != nil {
 		return nil, err
 	}
-	tmp, err := os.MkdirTemp("", "pgtest-")
+	sweepStale()
+	tmp, err := os.MkdirTemp("", tempPattern)
 	if err != nil {
 		return nil, fmt.Errorf("pgtest: create temp dir: %w", err)
 	}
@@ -97,6 +98,9 @@ func startManaged(ctx context.Context, opts Options) (_ *Cluster, err error) {
 			_ = os.RemoveAll(tmp)
 		}
 	}()
+	if err := writeOwner(tmp); err != nil {
+		return nil, fmt.Errorf("pgtest: %w", err)
+	}
 	if err := as.checkReachable(tmp); err != nil {
 		return nil, err
 	}

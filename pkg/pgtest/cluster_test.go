@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"os"
+	osexec "os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -248,5 +251,70 @@ func TestMissingBinariesSaysHowToInstall(t *testing.T) {
 	_, err := pgtest.Start(pgtest.Options{Managed: true, BinDir: t.TempDir()})
 	if !errors.Is(err, pgtest.ErrNoBinaries) {
 		t.Fatalf("Start with an empty BinDir = %v, want ErrNoBinaries", err)
+	}
+}
+
+// TestStaleDirectoriesSwept: a directory left by a dead test process is
+// removed by the next Start; one whose owner lives is kept.
+func TestStaleDirectoriesSwept(t *testing.T) {
+	base := t.TempDir()
+	for _, d := range []string{base, filepath.Dir(base)} {
+		if err := os.Chmod(d, 0o755); err != nil { // reachable by the unprivileged server user
+			t.Fatal(err)
+		}
+	}
+	t.Setenv("TMPDIR", base)
+
+	dead := osexec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	stale := filepath.Join(base, "pgtest-stale")
+	live := filepath.Join(base, "pgtest-live")
+	for dir, pid := range map[string]int{stale: dead.Process.Pid, live: os.Getpid()} {
+		if err := os.MkdirAll(filepath.Join(dir, "data"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "owner.pid"), []byte(strconv.Itoa(pid)+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	c, err := pgtest.Start(pgtest.Options{Managed: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("directory of a dead owner not swept (stat: %v)", err)
+	}
+	if _, err := os.Stat(live); err != nil {
+		t.Errorf("directory of a live owner removed: %v", err)
+	}
+	if !strings.HasPrefix(pgtest.TempDir(c), base) {
+		t.Errorf("cluster not created under TMPDIR %s: %s", base, pgtest.TempDir(c))
+	}
+}
+
+// TestUnreachableTempDirExplained: running as root, a TMPDIR the server user
+// cannot enter fails Start with a message that names the fix.
+func TestUnreachableTempDirExplained(t *testing.T) {
+	base := t.TempDir() // 0700, owned by the test user
+	t.Setenv("TMPDIR", base)
+	c, err := pgtest.Start(pgtest.Options{Managed: true})
+	if os.Geteuid() != 0 {
+		// Unprivileged: the server runs as the test user, who can enter it.
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+		return
+	}
+	if err == nil {
+		c.Close()
+		t.Fatal("Start as root under a TMPDIR user nobody cannot enter succeeded")
+	}
+	if !strings.Contains(err.Error(), "TMPDIR") {
+		t.Fatalf("error does not name the fix: %v", err)
 	}
 }
