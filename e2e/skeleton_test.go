@@ -307,4 +307,3 @@ func (p *process) tail() string {
 	}
 	return s
 }
-
