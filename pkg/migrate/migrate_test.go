@@ -362,3 +362,18 @@ func TestRedactURL(t *testing.T) {
 		}
 	}
 }
+
+// TestRequireCurrentRefusesNewerSchema: a database migrated by a newer
+// binary is reported, not silently accepted.
+func TestRequireCurrentRefusesNewerSchema(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t)
+	url := migrated(t)
+	conn := connect(t, url)
+	if _, err := conn.Exec(ctx, "INSERT INTO cdc.goose_db_version (version_id, is_applied) VALUES ($1, true)", latest(t)+1); err != nil {
+		t.Fatal(err)
+	}
+	if err := migrate.RequireCurrent(ctx, url); !errors.Is(err, migrate.ErrUnknownVersion) {
+		t.Fatalf("RequireCurrent = %v, want ErrUnknownVersion", err)
+	}
+}
