@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -108,7 +109,6 @@ func TestExampleLoadsAndValidates(t *testing.T) {
 	}{
 		{"all", config.RoleAll},
 		{"tailer", config.RoleTailer},
-		{"sink", config.RoleSink},
 		{"postgres", config.RolePostgres},
 	}
 	for _, r := range roles {
@@ -118,6 +118,16 @@ func TestExampleLoadsAndValidates(t *testing.T) {
 			}
 		})
 	}
+	// A sink on its own reads the bus another process serves.
+	t.Run("sink with CDC_NATS_URL", func(t *testing.T) {
+		c, err := config.Load(examplePath, env("CDC_NATS_URL=nats://127.0.0.1:4222"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Validate(config.RoleSink); err != nil {
+			t.Fatalf("Validate: %v", err)
+		}
+	})
 }
 
 // TestExampleShowsDefaults: apart from the three connection settings, the
@@ -419,6 +429,10 @@ func TestValidate(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			c := valid()
+			if tc.role == config.RoleSink {
+				// A sink on its own needs the tailer's bus.
+				c.NATS.URL = "nats://127.0.0.1:4222"
+			}
 			tc.mutate(&c)
 			err := c.Validate(tc.role)
 			if tc.field == "" {
@@ -466,5 +480,56 @@ func TestValidateReportsEveryField(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "CDC_MONGO_URI") {
 		t.Errorf("error %q does not say which variable sets mongo.uri", err)
+	}
+}
+
+// TestComposeEnvironment: the CDC_* variables docker-compose.yml gives the
+// cdc services are all known to the loader and make a valid configuration
+// for what each service runs, with no config file.
+func TestComposeEnvironment(t *testing.T) {
+	const composePath = "../../docker-compose.yml"
+	k := koanf.New(".")
+	if err := k.Load(file.Provider(composePath), yaml.Parser()); err != nil {
+		t.Fatalf("parse %s: %v", composePath, err)
+	}
+	tests := []struct {
+		service string
+		command string
+		role    config.Role
+	}{
+		{"migrate", "migrate", config.RolePostgres},
+		{"replicator", "run", config.RoleAll},
+	}
+	for _, tc := range tests {
+		t.Run(tc.service, func(t *testing.T) {
+			svc := "services." + tc.service
+			if cmd := k.Strings(svc + ".command"); !reflect.DeepEqual(cmd, []string{tc.command}) {
+				t.Fatalf("%s.command = %q, want [%q]", svc, cmd, tc.command)
+			}
+			vars := k.Cut(svc + ".environment").All()
+			if len(vars) == 0 {
+				t.Fatalf("%s has no environment", svc)
+			}
+			var environ []string
+			for name, v := range vars {
+				if !strings.HasPrefix(name, "CDC_") {
+					t.Errorf("%s: variable %s is not a CDC_ setting", svc, name)
+				}
+				environ = append(environ, name+"="+fmt.Sprint(v))
+			}
+			cfg, err := config.Load("", env(environ...))
+			if err != nil {
+				t.Fatalf("Load with %s's environment: %v", tc.service, err)
+			}
+			if err := cfg.Validate(tc.role); err != nil {
+				t.Fatalf("Validate with %s's environment: %v", tc.service, err)
+			}
+			if tc.role&config.RoleTailer != 0 && !strings.Contains(cfg.Mongo.URI, "replicaSet=") {
+				t.Errorf("mongo.uri %q: inside the compose network connect with ?replicaSet=", cfg.Mongo.URI)
+			}
+			if tc.role&config.RoleAll != 0 && cfg.NATS.URL == "" {
+				t.Errorf("nats.url is empty: the replicator would run an embedded server instead of the nats service")
+			}
+		})
 	}
 }

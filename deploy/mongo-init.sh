@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Replica-set initiation and health check for the mongo services of
+# docker-compose.yml, run as their healthcheck (inside the mongo:7 image).
+#
+# MongoDB change streams need a replica set, so a single node is started
+# with --replSet and initiated here, once: on every run the script asks for
+# rs.status(); if the set is not initiated yet (NotYetInitialized, code 94)
+# it runs rs.initiate with this one member. It exits 0 only when the node is
+# PRIMARY, so services that depend on `service_healthy` start against a
+# writable primary with working change streams.
+#
+# Environment (set on the service):
+#   RS_NAME    replica set name              (default rs0)
+#   RS_HOST    member host:port to advertise (default mongo:27017); clients
+#              connecting with ?replicaSet= must be able to resolve it
+#   MONGO_PORT port mongod listens on        (default 27017)
+set -euo pipefail
+
+RS_NAME=${RS_NAME:-rs0}
+RS_HOST=${RS_HOST:-mongo:27017}
+MONGO_PORT=${MONGO_PORT:-27017}
+
+exec mongosh --quiet --port "$MONGO_PORT" --eval "
+const want = { _id: '$RS_NAME', members: [ { _id: 0, host: '$RS_HOST' } ] };
+let st;
+try {
+  st = db.adminCommand({ replSetGetStatus: 1 });
+} catch (e) {
+  st = { ok: 0, code: e.code, errmsg: e.message };
+}
+if (st.ok !== 1) {
+  if (st.code !== 94) { // NotYetInitialized
+    print('replSetGetStatus failed: ' + st.errmsg);
+    quit(1);
+  }
+  const r = db.adminCommand({ replSetInitiate: want });
+  print('replSetInitiate ' + JSON.stringify(want) + ': ' + JSON.stringify(r));
+  quit(1); // healthy on a later run, once this node is primary
+}
+if (st.set !== '$RS_NAME') {
+  print('replica set is ' + st.set + ', want $RS_NAME');
+  quit(1);
+}
+quit(db.hello().isWritablePrimary ? 0 : 1);
+"
