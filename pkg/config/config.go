@@ -288,6 +288,9 @@ func (c *Config) Validate(role Role) error {
 			add("sink.ack_wait", "must be at least 10s, got %s", c.Sink.AckWait)
 		}
 	}
+	if role == RoleSink && c.NATS.URL == "" {
+		add("nats.url", "is required for a sink running on its own: point it at the tailer's embedded server or at the NATS cluster (an embedded server in the sink would be a second, empty one)")
+	}
 	if role&(RoleTailer|RoleSink) != 0 {
 		n := c.NATS
 		if n.Stream == "" || strings.ContainsAny(n.Stream, ". *>") {

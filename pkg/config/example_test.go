@@ -113,6 +113,11 @@ func TestExampleLoadsAndValidates(t *testing.T) {
 	}
 	for _, r := range roles {
 		t.Run(r.name, func(t *testing.T) {
+			cfg := cfg
+			if r.role == config.RoleSink {
+				// A sink on its own reaches the tailer's NATS by URL.
+				cfg.NATS.URL = "nats://tailer:4222"
+			}
 			if err := cfg.Validate(r.role); err != nil {
 				t.Fatalf("Validate: %v", err)
 			}
@@ -387,7 +392,8 @@ func TestValidate(t *testing.T) {
 		{"valid for run", config.RoleAll, func(*config.Config) {}, ""},
 		{"missing mongo uri", config.RoleAll, func(c *config.Config) { c.Mongo.URI = "" }, "mongo.uri"},
 		{"missing mongo uri, tailer", config.RoleTailer, func(c *config.Config) { c.Mongo.URI = "" }, "mongo.uri"},
-		{"missing mongo uri is fine for the sink", config.RoleSink, func(c *config.Config) { c.Mongo.URI = "" }, ""},
+		{"missing mongo uri is fine for the sink", config.RoleSink, func(c *config.Config) { c.Mongo.URI = ""; c.NATS.URL = "nats://n:4222" }, ""},
+		{"a sink alone needs a nats url", config.RoleSink, func(c *config.Config) { c.NATS.URL = "" }, "nats.url"},
 		{"missing mongo uri is fine for migrate", config.RolePostgres, func(c *config.Config) { c.Mongo.URI = ""; c.Mongo.Database = "" }, ""},
 		{"mongo uri with wrong scheme", config.RoleAll, func(c *config.Config) { c.Mongo.URI = "http://x" }, "mongo.uri"},
 		{"mongo+srv uri", config.RoleAll, func(c *config.Config) { c.Mongo.URI = "mongodb+srv://cluster.example" }, ""},

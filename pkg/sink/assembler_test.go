@@ -1,0 +1,76 @@
+package sink
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/amanat/cdc/pkg/event"
+	"github.com/amanat/cdc/pkg/transform"
+)
+
+func txnItem(seq uint64, lsid string, n int64, idx int, last bool) *item {
+	return &item{seq: seq, ev: &event.Event{ID: fmt.Sprintf("e%d", seq), Source: event.Source{
+		Txn: &event.Txn{LSID: lsid, Number: n, Index: idx, Last: last}}}}
+}
+
+func TestAssemblerReleasesTransactionsWhole(t *testing.T) {
+	a := newAssembler()
+	a.add(&item{seq: 1, ev: &event.Event{ID: "single"}})
+	a.add(txnItem(2, "s", 1, 0, false))
+	a.add(txnItem(4, "s", 1, 2, true)) // arrives before index 1 (stream reordering)
+	if got := len(a.ready); got != 1 {
+		t.Fatalf("ready units = %d, want only the single event", got)
+	}
+	if m := a.minOpenSeq(); m != 2 {
+		t.Fatalf("minOpenSeq = %d, want 2 (the floor must stay before the open transaction)", m)
+	}
+	a.add(txnItem(5, "s", 1, 0, false)) // a redelivered copy
+	a.add(txnItem(3, "s", 1, 1, false))
+	units := a.take()
+	if len(units) != 2 {
+		t.Fatalf("units = %d, want 2", len(units))
+	}
+	u := units[1]
+	if u.txnID != "s:1" || len(u.items) != 4 {
+		t.Fatalf("txn unit = %s with %d items, want s:1 with 3 events + 1 duplicate", u.txnID, len(u.items))
+	}
+	for i := 0; i < 3; i++ {
+		if u.items[i].ev.Source.Txn.Index != i {
+			t.Fatalf("item %d has index %d: not in transaction order", i, u.items[i].ev.Source.Txn.Index)
+		}
+	}
+	if !u.items[3].noop {
+		t.Fatal("the duplicate must be acknowledged but not applied")
+	}
+	if a.minOpenSeq() != 0 || len(a.open) != 0 {
+		t.Fatal("transaction still open after release")
+	}
+}
+
+func TestClassify(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want Class
+	}{
+		{&pgconn.PgError{Code: "23505"}, Poison},    // unique violation
+		{&pgconn.PgError{Code: "23514"}, Poison},    // check violation
+		{&pgconn.PgError{Code: "22003"}, Poison},    // numeric out of range
+		{&pgconn.PgError{Code: "P0001"}, Poison},    // trigger raise (ledger immutability)
+		{&pgconn.PgError{Code: "40001"}, Retryable}, // serialization failure
+		{&pgconn.PgError{Code: "40P01"}, Retryable}, // deadlock
+		{&pgconn.PgError{Code: "57P01"}, Retryable}, // admin shutdown
+		{&pgconn.PgError{Code: "08006"}, Retryable}, // connection failure
+		{&pgconn.PgError{Code: "42703"}, Fatal},     // undefined column
+		{&pgconn.PgError{Code: "42501"}, Fatal},     // insufficient privilege
+		{&transform.Rejection{Reason: "x"}, Poison}, //
+		{fmt.Errorf("wrapped: %w", transform.ErrSchemaMismatch), Fatal},
+		{errors.New("connection reset by peer"), Retryable},
+	} {
+		if got := Classify(tc.err); got != tc.want {
+			t.Errorf("Classify(%v) = %s, want %s", tc.err, got, tc.want)
+		}
+	}
+}
