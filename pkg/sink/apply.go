@@ -23,7 +23,8 @@ type Applier struct {
 	sql      map[*transform.Mapping]*mappingSQL
 }
 
-// NewApplier prepares the SQL of every mapping in set.
+// NewApplier prepares the SQL of every mapping in set. consumer names the
+// position row written with each batch; "" writes none (replays).
 func NewApplier(pool *pgxpool.Pool, set *transform.Set, consumer, stream string) *Applier {
 	a := &Applier{pool: pool, consumer: consumer, stream: stream, sql: map[*transform.Mapping]*mappingSQL{}}
 	for _, m := range set.Mappings() {
@@ -76,6 +77,8 @@ type Result struct {
 	Applied      int
 	Skipped      int // at or behind the stored version, or no-ops
 	DeadLettered int
+	// Incomplete counts events of transactions ApplyRaw did not get whole.
+	Incomplete int
 	// ByCollection counts applied events per collection.
 	ByCollection map[string]int
 	// LastClusterTime is the newest cluster time applied.
@@ -152,7 +155,10 @@ func (a *Applier) Apply(ctx context.Context, units []*unit, pos Position) (Resul
 		}
 		res.DeadLettered += len(u.items)
 	}
-	if _, err := tx.Exec(ctx, `
+	if a.consumer == "" {
+		// A replay applier records no position: the live consumer's
+		// stays where it is.
+	} else if _, err := tx.Exec(ctx, `
 		INSERT INTO cdc.sink_positions (consumer, stream, stream_seq, cluster_time, applied_at)
 		VALUES ($1, $2, $3, $4, now())
 		ON CONFLICT (consumer) DO UPDATE
@@ -470,4 +476,28 @@ func (a *Applier) deadLetter(ctx context.Context, tx pgx.Tx, u *unit) error {
 		}
 	}
 	return nil
+}
+
+// Raw is one stream message for ApplyRaw.
+type Raw struct {
+	Seq  uint64
+	Data []byte
+}
+
+// ApplyRaw decodes and applies msgs (stream order) in one transaction with
+// the same guarantees as the live sink: version guard, transactions whole
+// (a transaction whose events are not all in msgs is not applied and is
+// reported in Result.Incomplete), poison dead-lettered. Replays use it
+// with an Applier created with consumer "".
+func (a *Applier) ApplyRaw(ctx context.Context, set *transform.Set, msgs []Raw) (Result, error) {
+	asm := newAssembler()
+	for _, m := range msgs {
+		asm.add(decode(set, m.Seq, m.Data))
+	}
+	units := asm.take()
+	res, err := a.Apply(ctx, units, Position{})
+	for _, ot := range asm.open {
+		res.Incomplete += len(ot.items)
+	}
+	return res, err
 }
