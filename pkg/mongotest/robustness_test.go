@@ -276,3 +276,48 @@ func TestClusterStreamAndDropDatabase(t *testing.T) {
 		}
 	}
 }
+
+func TestStopRestart(t *testing.T) {
+	s := startServer(t)
+	c := connect(t, s)
+	ctx := testCtx(t)
+	coll := c.Database("d").Collection("c")
+	cs, err := coll.Watch(ctx, mongo.Pipeline{}, options.ChangeStream().SetMaxAwaitTime(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close(ctx)
+	if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: 0}}); err != nil {
+		t.Fatal(err)
+	}
+	if ev := next(t, cs, 5*time.Second); evID(ev) != int32(0) {
+		t.Fatalf("before outage: %v", ev.raw)
+	}
+	s.Stop()
+	restarted := make(chan error, 1)
+	go func() {
+		time.Sleep(700 * time.Millisecond)
+		restarted <- s.Restart()
+	}()
+	// Blocks in server selection until the server is back, then succeeds.
+	if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: 1}}); err != nil {
+		t.Fatalf("insert across the outage: %v", err)
+	}
+	if err := <-restarted; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	// The change stream's cursor died with the server; the driver resumes
+	// from its token without losing or repeating events.
+	for _, want := range []int32{1, 2} {
+		if ev := next(t, cs, 10*time.Second); evID(ev) != want {
+			t.Fatalf("after restart: got %v want %d", ev.raw, want)
+		}
+	}
+	expectIdle(t, cs)
+	if n, _ := coll.CountDocuments(ctx, bson.D{}); n != 3 {
+		t.Fatalf("count %d", n)
+	}
+}

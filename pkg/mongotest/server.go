@@ -59,6 +59,7 @@ type Server struct {
 	fails    []*failPoint
 	conns    map[*conn]struct{}
 	closed   bool
+	down     bool // between Stop and Restart
 
 	closing   chan struct{}
 	wg        sync.WaitGroup
@@ -105,7 +106,7 @@ func New(opts Options) (*Server, error) {
 	s.appendEntry(&oplogEntry{kind: opNoop, msg: "initiating set"}, s.nextTs())
 	s.mu.Unlock()
 	s.wg.Add(1)
-	go s.acceptLoop()
+	go s.acceptLoop(ln)
 	return s, nil
 }
 
@@ -146,7 +147,11 @@ func (s *Server) Close() error {
 	}
 	s.closed = true
 	close(s.closing)
-	err := s.ln.Close()
+	var err error
+	if s.ln != nil {
+		err = s.ln.Close()
+		s.ln = nil
+	}
 	for c := range s.conns {
 		c.close()
 	}
@@ -166,6 +171,65 @@ func (s *Server) DropConnections() {
 	}
 }
 
+// Stop simulates a mongod that crashed or became unreachable: it closes the
+// listener and every client connection, so connection attempts are refused
+// until Restart. Like a restart of a real mongod, open cursors (including
+// change streams) are lost and transactions in progress are aborted; the
+// data, the oplog and retryable-write history are kept. Drivers see network
+// errors and then server selection timeouts while the server is down.
+func (s *Server) Stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.down {
+		return
+	}
+	s.down = true
+	if s.ln != nil {
+		_ = s.ln.Close()
+		s.ln = nil
+	}
+	for c := range s.conns {
+		c.close()
+	}
+	for id := range s.cursors {
+		delete(s.cursors, id)
+	}
+	for _, ss := range s.sessions {
+		s.abortTxn(ss.txn, "the server restarted")
+	}
+	s.broadcast()
+}
+
+// Restart brings a stopped server back on the same address (as a new
+// primary with a new electionId). It is a no-op if the server is running.
+func (s *Server) Restart() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errors.New("mongotest: Restart after Close")
+	}
+	if !s.down {
+		return nil
+	}
+	var ln net.Listener
+	var err error
+	for i := 0; i < 50; i++ { // the port may linger briefly
+		if ln, err = net.Listen("tcp", s.addr); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		return fmt.Errorf("mongotest: restart listen %s: %w", s.addr, err)
+	}
+	s.ln = ln
+	s.down = false
+	s.electionID = primitive.NewObjectID()
+	s.wg.Add(1)
+	go s.acceptLoop(ln)
+	return nil
+}
+
 // ConnectionCount returns the number of open client connections.
 func (s *Server) ConnectionCount() int {
 	s.mu.Lock()
@@ -179,16 +243,21 @@ func (s *Server) logf(format string, args ...any) {
 	}
 }
 
-func (s *Server) acceptLoop() {
+// stopped reports whether ln is no longer the server's listener.
+func (s *Server) stopped(ln net.Listener) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed || s.ln != ln
+}
+
+func (s *Server) acceptLoop(ln net.Listener) {
 	defer s.wg.Done()
 	var delay time.Duration
 	for {
-		nc, err := s.ln.Accept()
+		nc, err := ln.Accept()
 		if err != nil {
-			select {
-			case <-s.closing:
+			if s.stopped(ln) {
 				return
-			default:
 			}
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
@@ -210,7 +279,7 @@ func (s *Server) acceptLoop() {
 		delay = 0
 		c := &conn{s: s, nc: nc, id: s.connSeq.Add(1), done: make(chan struct{})}
 		s.mu.Lock()
-		if s.closed {
+		if s.closed || s.ln != ln {
 			s.mu.Unlock()
 			_ = nc.Close()
 			return
