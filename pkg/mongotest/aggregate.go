@@ -401,7 +401,6 @@ func (s *Server) aggregateChangeStream(r *request, target bsoncore.Value, stages
 			return nil, newError(codeInvalidNamespace, "$changeStream may not be opened on the internal %s database", r.db)
 		}
 	}
-	var ms andMatcher
 	for _, st := range stages[1:] {
 		switch st.name {
 		case "$match":
@@ -413,17 +412,20 @@ func (s *Server) aggregateChangeStream(r *request, target bsoncore.Value, stages
 			if err != nil {
 				return nil, err
 			}
-			ms = append(ms, m)
-		case "$project", "$addFields", "$set", "$unset", "$replaceRoot", "$replaceWith", "$redact":
+			c.stages = append(c.stages, csStage{m: m})
+		case "$project":
+			d, ok := st.arg.DocumentOK()
+			if !ok {
+				return nil, badValue("$project specification must be an object")
+			}
+			c.stages = append(c.stages, csStage{p: d})
+		case "$addFields", "$set", "$unset", "$replaceRoot", "$replaceWith", "$redact":
 			// Accepted and ignored: events are returned whole.
 		case "$changeStream":
 			return nil, newError(40602, "$changeStream is only valid as the first stage in a pipeline")
 		default:
 			return nil, newError(codeBadValue, "Stage %s is not permitted in a $changeStream pipeline", st.name)
 		}
-	}
-	if len(ms) > 0 {
-		c.match = ms
 	}
 	if err := s.openChangeStream(c, o); err != nil {
 		return nil, err

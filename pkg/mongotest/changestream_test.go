@@ -666,3 +666,35 @@ func mustBin(v bson.RawValue) []byte {
 	_, b, _ := v.BinaryOK()
 	return b
 }
+
+func TestChangeStreamProject(t *testing.T) {
+	s := startServer(t)
+	c := connect(t, s)
+	ctx := testCtx(t)
+	coll := c.Database("d").Collection("c")
+	cs, err := coll.Watch(ctx, mongo.Pipeline{
+		{{Key: "$match", Value: bson.D{{Key: "operationType", Value: "insert"}}}},
+		{{Key: "$project", Value: bson.D{{Key: "operationType", Value: 1}, {Key: "documentKey", Value: 1}}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close(ctx)
+	bad, err := coll.Watch(ctx, mongo.Pipeline{{{Key: "$project", Value: bson.D{{Key: "_id", Value: 0}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Close(ctx)
+	if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: 1}, {Key: "secret", Value: "x"}}); err != nil {
+		t.Fatal(err)
+	}
+	ev := next(t, cs, 5*time.Second)
+	keys, _ := ev.raw.Elements()
+	if len(keys) != 3 || ev.OperationType != "insert" || evID(ev) != int32(1) {
+		t.Fatalf("projected event %v", ev.raw)
+	}
+	if bad.Next(ctx) {
+		t.Fatal("an event without _id must fail the stream")
+	}
+	assertCode(t, bad.Err(), 280)
+}

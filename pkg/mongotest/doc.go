@@ -74,7 +74,9 @@
 // Change streams: aggregate with a first $changeStream stage on a collection,
 // a database (aggregate: 1) or the cluster (aggregate: 1 on admin with
 // allChangesForCluster), followed by $match stages (same matcher as queries,
-// applied to the event document). Events have MongoDB 6/7's shape: _id
+// applied to the event document) and simple top-level $project stages
+// (removing _id fails the stream with ChangeStreamFatalError 280, as in
+// MongoDB; other stages such as $addFields are accepted and ignored). Events have MongoDB 6/7's shape: _id
 // ({_data: hex}), operationType (insert, update, replace, delete, drop,
 // dropDatabase, invalidate), clusterTime, wallTime, ns, documentKey,
 // fullDocument (insert/replace; for updates with fullDocument "updateLookup"
@@ -127,7 +129,10 @@
 // driver reconnects, retries and resumes change streams); FailCommand makes
 // the next N commands of a name fail with a code and error labels (the
 // MongoDB failCommand fail point); FailCommandCloseConnection closes the
-// connection instead of replying; TruncateOplog loses history.
+// connection instead of replying; TruncateOplog loses history; Stop and
+// Restart take the server off the network and bring it back on the same
+// address, like a mongod restart: open cursors and transactions in progress
+// are lost, data, oplog and retryable-write history survive.
 //
 // # What it does not emulate
 //

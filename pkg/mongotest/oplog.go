@@ -223,7 +223,7 @@ type csCursor struct {
 	next    int64 // next oplog sequence to scan
 	last    resumeToken
 	minTs   *primitive.Timestamp
-	match   matcher
+	stages  []csStage // $match / $project stages after $changeStream
 	fullDoc string
 	before  string
 	// pendingInvalidate is the entry whose invalidate event is still to be
@@ -439,7 +439,11 @@ func (s *Server) scanChangeStream(c *csCursor, limit int) (csBatch, error) {
 		if err != nil {
 			return b, err
 		}
-		if c.match == nil || c.match.match(ev) {
+		ev, keep, err := c.applyStages(ev)
+		if err != nil {
+			return b, err
+		}
+		if keep {
 			b.events = append(b.events, ev)
 			size += len(ev)
 		}
@@ -564,4 +568,27 @@ func (s *Server) oplogDoc(e *oplogEntry) bsoncore.Document {
 func emptyUserDigest() []byte {
 	h := sha256.Sum256(nil)
 	return h[:]
+}
+
+// csStage is a $match (m set) or $project (p set) stage applied to events.
+type csStage struct {
+	m matcher
+	p bsoncore.Document
+}
+
+// applyStages runs the user's stages over one event.
+func (c *csCursor) applyStages(ev bsoncore.Document) (bsoncore.Document, bool, error) {
+	for _, st := range c.stages {
+		if st.m != nil {
+			if !st.m.match(ev) {
+				return nil, false, nil
+			}
+			continue
+		}
+		ev = project(ev, st.p)
+		if _, err := ev.LookupErr("_id"); err != nil {
+			return nil, false, newError(codeChangeStreamFatal, "Encountered an event whose _id field, which contains the resume token, was modified by the pipeline. Modifying the _id field of an event makes it impossible to resume the stream from that point.")
+		}
+	}
+	return ev, true, nil
 }
