@@ -113,11 +113,6 @@ func TestExampleLoadsAndValidates(t *testing.T) {
 	}
 	for _, r := range roles {
 		t.Run(r.name, func(t *testing.T) {
-			cfg := cfg
-			if r.role == config.RoleSink {
-				// A sink on its own reaches the tailer's NATS by URL.
-				cfg.NATS.URL = "nats://tailer:4222"
-			}
 			if err := cfg.Validate(r.role); err != nil {
 				t.Fatalf("Validate: %v", err)
 			}
@@ -537,5 +532,33 @@ func TestComposeEnvironment(t *testing.T) {
 				t.Errorf("nats.url is empty: the replicator would run an embedded server instead of the nats service")
 			}
 		})
+	}
+}
+
+// TestReadmeDocumentsEveryKey: the configuration table in README.md names
+// every key and its environment variable.
+func TestReadmeDocumentsEveryKey(t *testing.T) {
+	raw, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]string{}
+	for _, line := range strings.Split(string(raw), "\n") {
+		cells := strings.Split(line, "|")
+		if len(cells) < 5 {
+			continue
+		}
+		key := strings.Trim(strings.TrimSpace(cells[1]), "`")
+		rows[key] = cells[3]
+	}
+	for _, l := range leaves(t) {
+		row, ok := rows[l.key]
+		if !ok {
+			t.Errorf("README.md configuration table has no row for %s", l.key)
+			continue
+		}
+		if !noEnvOverride[l.key] && !strings.Contains(row, "`"+envName(l.key)+"`") {
+			t.Errorf("README.md row for %s does not name %s", l.key, envName(l.key))
+		}
 	}
 }
