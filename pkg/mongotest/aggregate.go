@@ -109,7 +109,7 @@ func (s *Server) cmdAggregate(r *request) (bson.D, error) {
 		var id int64
 		if len(docs) > 0 {
 			id = s.newCursorID()
-			s.cursors[id] = &findCursor{id: id, ns: ns.String(), docs: docs}
+			s.cursors[id] = &findCursor{id: id, ns: ns.String(), docs: docs, lastUse: time.Now()}
 		}
 		return bson.D{{Key: "cursor", Value: bson.D{
 			{Key: "firstBatch", Value: bson.A{}}, {Key: "id", Value: id}, {Key: "ns", Value: ns.String()},
@@ -446,6 +446,7 @@ func (s *Server) aggregateChangeStream(r *request, target bsoncore.Value, stages
 	if !b.closed {
 		id = s.newCursorID()
 		c.id = id
+		c.lastUse = time.Now()
 		s.cursors[id] = c
 	}
 	return csReply("firstBatch", b, id, c.ns), nil

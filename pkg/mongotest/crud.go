@@ -3,6 +3,7 @@ package mongotest
 import (
 	"slices"
 	"strings"
+	"time"
 
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/bson/bsontype"
@@ -362,9 +363,10 @@ func project(doc bsoncore.Document, proj bsoncore.Document) bsoncore.Document {
 
 // findCursor is a cursor over materialised results.
 type findCursor struct {
-	id   int64
-	ns   string
-	docs []bsoncore.Document
+	id      int64
+	ns      string
+	docs    []bsoncore.Document
+	lastUse time.Time
 }
 
 const defaultBatch = 101
@@ -395,8 +397,30 @@ func rawSlice(docs []bsoncore.Document) []bson.Raw {
 	return out
 }
 
+// cursorTimeout is how long an unused cursor lives (MongoDB's default
+// cursorTimeoutMillis).
+const cursorTimeout = 10 * time.Minute
+
 func (s *Server) newCursorID() int64 {
 	s.cursorID++
+	if now := time.Now(); now.Sub(s.swept) > time.Minute {
+		s.swept = now
+		for id, c := range s.cursors {
+			var last time.Time
+			switch c := c.(type) {
+			case *findCursor:
+				last = c.lastUse
+			case *csCursor:
+				last = c.lastUse
+				if c.inUse {
+					continue
+				}
+			}
+			if now.Sub(last) > cursorTimeout {
+				delete(s.cursors, id)
+			}
+		}
+	}
 	return s.cursorID
 }
 
@@ -413,7 +437,7 @@ func (s *Server) cursorReply(ns string, docs []bsoncore.Document, batchSize int,
 	var id int64
 	if len(rest) > 0 && !single {
 		id = s.newCursorID()
-		s.cursors[id] = &findCursor{id: id, ns: ns, docs: rest}
+		s.cursors[id] = &findCursor{id: id, ns: ns, docs: rest, lastUse: time.Now()}
 	}
 	return bson.D{{Key: "cursor", Value: bson.D{
 		{Key: "firstBatch", Value: rawSlice(first)},
@@ -465,7 +489,7 @@ func (s *Server) cmdFind(r *request) (bson.D, error) {
 		var id int64
 		if len(docs) > 0 && !single {
 			id = s.newCursorID()
-			s.cursors[id] = &findCursor{id: id, ns: ns.String(), docs: docs}
+			s.cursors[id] = &findCursor{id: id, ns: ns.String(), docs: docs, lastUse: time.Now()}
 		}
 		return bson.D{{Key: "cursor", Value: bson.D{
 			{Key: "firstBatch", Value: bson.A{}}, {Key: "id", Value: id}, {Key: "ns", Value: ns.String()},
@@ -487,6 +511,7 @@ func (s *Server) cmdGetMore(r *request) (bson.D, error) {
 	}
 	switch c := cur.(type) {
 	case *findCursor:
+		c.lastUse = time.Now()
 		batch, rest := takeBatch(c.docs, int(batchSize))
 		c.docs = rest
 		rid := c.id
@@ -500,6 +525,7 @@ func (s *Server) cmdGetMore(r *request) (bson.D, error) {
 			{Key: "ns", Value: c.ns},
 		}}}, nil
 	case *csCursor:
+		c.lastUse = time.Now()
 		wait := s.opts.DefaultAwaitTime
 		if ms, ok := r.intArg("maxTimeMS"); ok && ms > 0 {
 			wait = msDuration(ms)

@@ -68,8 +68,10 @@
 // with an "initiating set" no-op, like a new replica set. find on
 // local.oplog.rs returns entries shaped like real ones (ts, t, v, op, ns,
 // ui, o, o2, wall, lsid, txnNumber), sorted by {$natural: ±1}, which is how
-// operators read the oplog window. TruncateOplog and Options.MaxOplogEntries
-// drop old entries; OldestOplogTime/LatestOplogTime report the window.
+// operators read the oplog window. TruncateOplog, Options.MaxOplogEntries
+// and Options.MaxOplogBytes (default 1 GiB, like a small real oplog) drop
+// old entries, always keeping the newest; OldestOplogTime/LatestOplogTime
+// report the window.
 //
 // Change streams: aggregate with a first $changeStream stage on a collection,
 // a database (aggregate: 1) or the cluster (aggregate: 1 on admin with
@@ -148,6 +150,7 @@
 // expanded events (create, createIndexes, ...), collection-level
 // pre/post-image configuration (whenAvailable/required always find the
 // images), snapshot isolation for transaction reads (they read the latest
-// committed data plus their own writes), transaction lifetime limits and
-// cursor timeouts, and persistence: all data is lost on Close.
+// committed data plus their own writes), transaction lifetime limits, and
+// persistence: all data is lost on Close. Idle cursors are dropped after 10
+// minutes, as in MongoDB.
 package mongotest

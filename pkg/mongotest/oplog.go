@@ -76,9 +76,22 @@ func (s *Server) appendEntry(e *oplogEntry, ts primitive.Timestamp) {
 	e.ts = ts
 	e.wall = s.lastWall.UnixMilli()
 	s.oplog = append(s.oplog, e)
+	s.oplogMem += e.size()
 	if m := s.opts.MaxOplogEntries; m > 0 && len(s.oplog) > m {
 		s.dropOplogPrefix(len(s.oplog) - m)
 	}
+	if m := s.opts.MaxOplogBytes; m > 0 && s.oplogMem > m {
+		n := 0
+		for mem := s.oplogMem; mem > m && n < len(s.oplog)-1; n++ {
+			mem -= s.oplog[n].size()
+		}
+		s.dropOplogPrefix(n)
+	}
+}
+
+// size estimates the memory an entry keeps alive.
+func (e *oplogEntry) size() int64 {
+	return int64(len(e.post)+len(e.upd)+len(e.id.Data)+len(e.db)+len(e.coll)) + 160
 }
 
 // broadcast wakes every waiting getMore. Caller holds s.mu.
@@ -92,6 +105,7 @@ func (s *Server) dropOplogPrefix(n int) {
 		return
 	}
 	for i := 0; i < n; i++ {
+		s.oplogMem -= s.oplog[i].size()
 		s.oplog[i] = nil
 	}
 	s.oplog = s.oplog[n:]
@@ -230,6 +244,7 @@ type csCursor struct {
 	// returned; once it is returned the cursor is closed.
 	pendingInvalidate *oplogEntry
 	inUse             bool
+	lastUse           time.Time
 }
 
 type csOptions struct {

@@ -321,3 +321,26 @@ func TestStopRestart(t *testing.T) {
 		t.Fatalf("count %d", n)
 	}
 }
+
+func TestMaxOplogBytes(t *testing.T) {
+	s, err := New(Options{MaxOplogBytes: 20000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	c := connect(t, s)
+	ctx := testCtx(t)
+	pad := make([]byte, 1000)
+	for i := 0; i < 100; i++ {
+		if _, err := c.Database("d").Collection("c").InsertOne(ctx, bson.D{{Key: "_id", Value: i}, {Key: "pad", Value: pad}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := s.OplogLen(); n < 10 || n > 25 {
+		t.Fatalf("oplog holds %d entries of ~1KB under a 20KB cap", n)
+	}
+	// Every document is still there: only history is dropped.
+	if n, _ := c.Database("d").Collection("c").CountDocuments(ctx, bson.D{}); n != 100 {
+		t.Fatalf("count %d", n)
+	}
+}

@@ -29,6 +29,11 @@ type Options struct {
 	// entries exist the oldest are dropped (change streams that need them
 	// get ChangeStreamHistoryLost). 0 means unlimited.
 	MaxOplogEntries int
+	// MaxOplogBytes caps the oplog by (approximate) memory: entries hold
+	// the document images written. Default 1 GiB, about the minimum size
+	// of a real oplog; negative means unlimited. Like MaxOplogEntries, the
+	// oldest entries are dropped first and the newest is always kept.
+	MaxOplogBytes int64
 	// DefaultAwaitTime is how long a change stream getMore without maxTimeMS
 	// waits for new events. Default 1s, like MongoDB.
 	DefaultAwaitTime time.Duration
@@ -49,6 +54,8 @@ type Server struct {
 	oplog    []*oplogEntry
 	firstSeq int64 // seq of oplog[0]
 	nextSeq  int64
+	oplogMem int64 // approximate bytes held by the retained oplog entries
+	swept    time.Time
 	clock    primitive.Timestamp
 	lastWall time.Time
 	notify   chan struct{} // closed and replaced on every commit
@@ -75,6 +82,9 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.Addr == "" {
 		opts.Addr = "127.0.0.1:0"
+	}
+	if opts.MaxOplogBytes == 0 {
+		opts.MaxOplogBytes = 1 << 30
 	}
 	if opts.DefaultAwaitTime <= 0 {
 		opts.DefaultAwaitTime = time.Second
