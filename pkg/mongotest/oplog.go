@@ -337,9 +337,11 @@ func (s *Server) openChangeStream(c *csCursor, o csOptions) error {
 		if t.seq >= s.nextSeq {
 			return newError(codeChangeStreamFatal, "cannot resume stream; the resume token was not found (it is newer than the newest oplog entry)")
 		}
-		if e := s.entry(t.seq); e == nil || compareTimestamps(e.ts, t.ts) != 0 {
+		// The token's own entry may just have been dropped (when it was the
+		// last one before the retained window); otherwise it must match.
+		if e := s.entry(t.seq); e == nil && t.seq != s.firstSeq-1 || e != nil && compareTimestamps(e.ts, t.ts) != 0 {
 			return newError(codeChangeStreamFatal, "cannot resume stream; the resume token was not found")
-		} else if !t.invalidate && s.invalidates(c, e) {
+		} else if e != nil && !t.invalidate && s.invalidates(c, e) {
 			// Resuming right after the event that invalidates this stream:
 			// the invalidate event comes next.
 			c.pendingInvalidate = e
