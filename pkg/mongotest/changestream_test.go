@@ -698,3 +698,39 @@ func TestChangeStreamProject(t *testing.T) {
 	}
 	assertCode(t, bad.Err(), 280)
 }
+
+func TestChangeStreamImages(t *testing.T) {
+	s := startServer(t)
+	c := connect(t, s)
+	ctx := testCtx(t)
+	coll := c.Database("d").Collection("c")
+	cs, err := coll.Watch(ctx, mongo.Pipeline{}, options.ChangeStream().
+		SetFullDocument(options.WhenAvailable).SetFullDocumentBeforeChange(options.WhenAvailable))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close(ctx)
+	if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: 1}, {Key: "v", Value: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: 1}}, bson.D{{Key: "$set", Value: bson.D{{Key: "v", Value: 2}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: 1}}, bson.D{{Key: "$set", Value: bson.D{{Key: "v", Value: 3}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := coll.DeleteOne(ctx, bson.D{{Key: "_id", Value: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	next(t, cs, 5*time.Second)
+	u := next(t, cs, 5*time.Second)
+	// Post-images are those recorded at write time, not the current state.
+	if u.FullDocument["v"] != int32(2) || u.raw.Lookup("fullDocumentBeforeChange", "v").Int32() != 1 {
+		t.Fatalf("update images %v", u.raw)
+	}
+	next(t, cs, 5*time.Second)
+	d := next(t, cs, 5*time.Second)
+	if d.OperationType != "delete" || d.raw.Lookup("fullDocumentBeforeChange", "v").Int32() != 3 {
+		t.Fatalf("delete pre-image %v", d.raw)
+	}
+}

@@ -369,3 +369,43 @@ func TestOplogWindowQuery(t *testing.T) {
 		t.Fatalf("last oplog entry %v", last)
 	}
 }
+
+func TestBulkWriteDistinctAggregate(t *testing.T) {
+	s := startServer(t)
+	c := connect(t, s)
+	ctx := testCtx(t)
+	coll := c.Database("d").Collection("ledger")
+	res, err := coll.BulkWrite(ctx, []mongo.WriteModel{
+		mongo.NewInsertOneModel().SetDocument(bson.D{{Key: "_id", Value: 1}, {Key: "acct", Value: "a"}, {Key: "amt", Value: int64(10)}}),
+		mongo.NewInsertOneModel().SetDocument(bson.D{{Key: "_id", Value: 2}, {Key: "acct", Value: "b"}, {Key: "amt", Value: int64(5)}}),
+		mongo.NewInsertOneModel().SetDocument(bson.D{{Key: "_id", Value: 3}, {Key: "acct", Value: "a"}, {Key: "amt", Value: int64(7)}}),
+		mongo.NewUpdateOneModel().SetFilter(bson.D{{Key: "_id", Value: 4}}).SetUpdate(bson.D{{Key: "$set", Value: bson.D{{Key: "acct", Value: "c"}, {Key: "amt", Value: int64(1)}}}}).SetUpsert(true),
+		mongo.NewReplaceOneModel().SetFilter(bson.D{{Key: "_id", Value: 2}}).SetReplacement(bson.D{{Key: "acct", Value: "b"}, {Key: "amt", Value: int64(6)}}),
+		mongo.NewDeleteManyModel().SetFilter(bson.D{{Key: "acct", Value: "zzz"}}),
+	}, options.BulkWrite().SetOrdered(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.InsertedCount != 3 || res.UpsertedCount != 1 || res.ModifiedCount != 1 || res.MatchedCount != 1 || res.DeletedCount != 0 {
+		t.Fatalf("bulk result %+v", res)
+	}
+	vals, err := coll.Distinct(ctx, "acct", bson.D{})
+	if err != nil || fmt.Sprint(vals) != "[a b c]" {
+		t.Fatalf("distinct %v %v", vals, err)
+	}
+	cur, err := coll.Aggregate(ctx, mongo.Pipeline{
+		{{Key: "$match", Value: bson.D{{Key: "amt", Value: bson.D{{Key: "$gte", Value: 5}}}}}},
+		{{Key: "$group", Value: bson.D{{Key: "_id", Value: "$acct"}, {Key: "total", Value: bson.D{{Key: "$sum", Value: "$amt"}}}, {Key: "n", Value: bson.D{{Key: "$sum", Value: 1}}}}}},
+		{{Key: "$sort", Value: bson.D{{Key: "_id", Value: 1}}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []bson.M
+	if err := cur.All(ctx, &out); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(out) != "[map[_id:a n:2 total:17] map[_id:b n:1 total:6]]" {
+		t.Fatalf("aggregate %v", out)
+	}
+}
