@@ -40,7 +40,7 @@ var aliases = map[string]string{
 // aliases are mapped. cdc.example.yaml and the README say so; if load.go
 // learns to map them, TestEnvVarForEveryKey fails here and this list, the
 // example and the README must be updated.
-var noEnvOverride = map[string]bool{"data_dir": true}
+var noEnvOverride = map[string]bool{}
 
 // envName is the environment variable documented for a dotted key.
 func envName(key string) string {
@@ -560,5 +560,25 @@ func TestReadmeDocumentsEveryKey(t *testing.T) {
 		if !noEnvOverride[l.key] && !strings.Contains(row, "`"+envName(l.key)+"`") {
 			t.Errorf("README.md row for %s does not name %s", l.key, envName(l.key))
 		}
+	}
+}
+
+// TestStrictValues: values mapstructure would bend silently are refused
+// with the key named.
+func TestStrictValues(t *testing.T) {
+	for _, tc := range []struct{ name, env, want string }{
+		{"duration without unit", "CDC_NATS__MAX_AGE=720", "nats.max_age"},
+		{"int32 overflow", "CDC_POSTGRES__MAX_CONNS=4294967297", "postgres.max_conns"},
+		{"fraction for an integer", "CDC_SINK__BATCH_SIZE=1.5", "sink.batch_size"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := config.Load("", env(tc.env))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("want an error naming %s, got %v", tc.want, err)
+			}
+		})
+	}
+	if _, err := config.Load("", env("CDC_CONFIG=/etc/cdc.yaml")); err != nil {
+		t.Fatalf("CDC_CONFIG names the file and must not be an unknown key: %v", err)
 	}
 }

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -22,6 +24,7 @@ var envAliases = map[string]string{
 	"CDC_MONGO_DATABASE": "mongo.database",
 	"CDC_PG_URL":         "postgres.url",
 	"CDC_NATS_URL":       "nats.url",
+	"CDC_DATA_DIR":       "data_dir",
 }
 
 // Load reads the YAML file at path (optional when empty) and the
@@ -44,8 +47,8 @@ func Load(path string, environ func() []string) (Config, error) {
 	envMap := map[string]any{}
 	for _, kv := range environ() {
 		name, value, ok := strings.Cut(kv, "=")
-		if !ok || !strings.HasPrefix(name, "CDC_") || strings.HasPrefix(name, "CDC_TEST_") {
-			continue
+		if !ok || !strings.HasPrefix(name, "CDC_") || strings.HasPrefix(name, "CDC_TEST_") || name == "CDC_CONFIG" {
+			continue // CDC_CONFIG names the file (--config); CDC_TEST_* belong to the test suite
 		}
 		key, err := envKey(name)
 		if err != nil {
@@ -62,6 +65,7 @@ func Load(path string, environ func() []string) (Config, error) {
 	}
 	dc := &mapstructure.DecoderConfig{
 		DecodeHook: mapstructure.ComposeDecodeHookFunc(
+			strictNumbersHook,
 			mapstructure.StringToTimeDurationHookFunc(),
 			mapstructure.StringToSliceHookFunc(","),
 		),
@@ -158,4 +162,71 @@ func isDigits(s string) bool {
 		}
 	}
 	return true
+}
+
+// strictNumbersHook refuses what mapstructure would accept silently: a
+// duration without a unit (720 would be 720ns), an integer that does not
+// fit its field (it would wrap), a fraction for an integer (truncated).
+func strictNumbersHook(from, to reflect.Type, data any) (any, error) {
+	if to == reflect.TypeOf(time.Duration(0)) {
+		switch from.Kind() {
+		case reflect.String:
+			return data, nil
+		case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+			reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
+			reflect.Float32, reflect.Float64:
+			if reflect.ValueOf(data).IsZero() {
+				return time.Duration(0), nil
+			}
+			return nil, fmt.Errorf("duration %v needs a unit (for example 500ms, 10s, 720h)", data)
+		}
+		return data, nil
+	}
+	var bits int
+	switch to.Kind() {
+	case reflect.Int8:
+		bits = 8
+	case reflect.Int16:
+		bits = 16
+	case reflect.Int32:
+		bits = 32
+	case reflect.Int, reflect.Int64:
+		bits = 64
+	default:
+		return data, nil
+	}
+	var n int64
+	switch v := data.(type) {
+	case string:
+		p, err := strconv.ParseInt(strings.TrimSpace(v), 10, bits)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not an integer that fits %d bits", v, bits)
+		}
+		return p, nil
+	case float64:
+		if v != float64(int64(v)) {
+			return nil, fmt.Errorf("%v is not an integer", v)
+		}
+		n = int64(v)
+	case float32:
+		if float64(v) != float64(int64(v)) {
+			return nil, fmt.Errorf("%v is not an integer", v)
+		}
+		n = int64(v)
+	case int:
+		n = int64(v)
+	case int64:
+		n = v
+	case uint64:
+		if v > math.MaxInt64 {
+			return nil, fmt.Errorf("%d does not fit %d bits", v, bits)
+		}
+		n = int64(v)
+	default:
+		return data, nil
+	}
+	if bits < 64 && (n < -(1<<(bits-1)) || n > 1<<(bits-1)-1) {
+		return nil, fmt.Errorf("%d does not fit %d bits", n, bits)
+	}
+	return n, nil
 }

@@ -27,6 +27,9 @@ type ChangeTxn struct {
 // transaction; the caller sets Source.Txn (index and last) because only it
 // sees the sequence of events.
 func FromChange(raw bson.Raw) (*Event, *ChangeTxn, error) {
+	// The envelope aliases the change document's bytes: take a private
+	// copy, the driver reuses its buffers.
+	raw = append(bson.Raw(nil), raw...)
 	opType, ok := raw.Lookup("operationType").StringValueOK()
 	if !ok {
 		return nil, nil, fmt.Errorf("%w: change event without operationType", ErrMalformed)
@@ -42,11 +45,8 @@ func FromChange(raw bson.Raw) (*Event, *ChangeTxn, error) {
 	if err != nil || tokenVal.Type != bsontype.EmbeddedDocument {
 		return nil, nil, fmt.Errorf("%w: change event without resume token _id", ErrMalformed)
 	}
-	token := tokenVal.Document()
-	if ev.Token, err = bson.MarshalExtJSON(token, true, false); err != nil {
-		return nil, nil, fmt.Errorf("%w: resume token: %v", ErrMalformed, err)
-	}
-	ev.ID = TokenID(token)
+	ev.Token = tokenVal.Document()
+	ev.ID = TokenID(ev.Token)
 
 	ns, ok := raw.Lookup("ns").DocumentOK()
 	if !ok {
@@ -67,20 +67,12 @@ func FromChange(raw bson.Raw) (*Event, *ChangeTxn, error) {
 	if !ok {
 		return nil, nil, fmt.Errorf("%w: event %s: no documentKey", ErrMalformed, ev.ID)
 	}
-	if ev.Key, err = bson.MarshalExtJSON(key, true, false); err != nil {
-		return nil, nil, fmt.Errorf("%w: event %s: documentKey: %v", ErrMalformed, ev.ID, err)
-	}
-	if ev.Doc, err = extJSONDoc(raw, "fullDocument"); err != nil {
-		return nil, nil, fmt.Errorf("%w: event %s: fullDocument: %v", ErrMalformed, ev.ID, err)
-	}
-	if ev.Pre, err = extJSONDoc(raw, "fullDocumentBeforeChange"); err != nil {
-		return nil, nil, fmt.Errorf("%w: event %s: fullDocumentBeforeChange: %v", ErrMalformed, ev.ID, err)
-	}
+	ev.Key = key
+	ev.Doc, _ = raw.Lookup("fullDocument").DocumentOK()
+	ev.Pre, _ = raw.Lookup("fullDocumentBeforeChange").DocumentOK()
 	if ud, ok := raw.Lookup("updateDescription").DocumentOK(); ok {
 		ev.Update = &UpdateDescription{}
-		if ev.Update.Updated, err = extJSONDoc(ud, "updatedFields"); err != nil {
-			return nil, nil, fmt.Errorf("%w: event %s: updatedFields: %v", ErrMalformed, ev.ID, err)
-		}
+		ev.Update.Updated, _ = ud.Lookup("updatedFields").DocumentOK()
 		if removed, ok := ud.Lookup("removedFields").ArrayOK(); ok {
 			vals, _ := removed.Values()
 			for _, v := range vals {
@@ -91,11 +83,7 @@ func FromChange(raw bson.Raw) (*Event, *ChangeTxn, error) {
 		}
 		if tr, ok := ud.Lookup("truncatedArrays").ArrayOK(); ok {
 			if vals, _ := tr.Values(); len(vals) > 0 {
-				if ev.Update.Truncated, err = bson.MarshalExtJSON(bson.D{{Key: "a", Value: tr}}, true, false); err != nil {
-					return nil, nil, fmt.Errorf("%w: event %s: truncatedArrays: %v", ErrMalformed, ev.ID, err)
-				}
-				// {"a":[...]} -> [...]
-				ev.Update.Truncated = ev.Update.Truncated[5 : len(ev.Update.Truncated)-1]
+				ev.Update.Truncated = bson.Raw(tr)
 			}
 		}
 	}
@@ -116,14 +104,6 @@ func FromChange(raw bson.Raw) (*Event, *ChangeTxn, error) {
 		txn = &ChangeTxn{LSID: hex.EncodeToString(data), Number: n}
 	}
 	return ev, txn, nil
-}
-
-func extJSONDoc(raw bson.Raw, field string) ([]byte, error) {
-	v, err := raw.LookupErr(field)
-	if err != nil || v.Type != bsontype.EmbeddedDocument {
-		return nil, nil // absent or null
-	}
-	return bson.MarshalExtJSON(v.Document(), true, false)
 }
 
 // TokenID derives an event id from a resume token: "rt:" and the token's

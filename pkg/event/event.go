@@ -1,7 +1,6 @@
 package event
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -113,35 +112,35 @@ type Source struct {
 
 // UpdateDescription is the delta of an update event.
 type UpdateDescription struct {
-	// Updated holds the changed fields (dotted paths), Extended JSON.
-	Updated json.RawMessage `json:"updated,omitempty"`
+	// Updated holds the changed fields (dotted paths).
+	Updated bson.Raw
 	// Removed lists removed field paths.
-	Removed []string `json:"removed,omitempty"`
-	// Truncated lists arrays shortened, as {field, newSize}.
-	Truncated json.RawMessage `json:"truncated,omitempty"`
+	Removed []string
+	// Truncated is the array of {field, newSize} for shortened arrays.
+	Truncated bson.Raw
 }
 
 // Event is the versioned change-event envelope.
 type Event struct {
 	// V is the envelope version (Version).
-	V int `json:"v"`
+	V int
 	// ID is unique per change; it is the JetStream Nats-Msg-Id.
-	ID string `json:"id"`
+	ID string
 	// Op is the operation.
-	Op     Op     `json:"op"`
-	Source Source `json:"source"`
-	// Key is the document key ({"_id": ...}), canonical Extended JSON.
-	Key json.RawMessage `json:"key"`
-	// Doc is the full document after the change, canonical Extended JSON;
-	// absent for deletes and for updates whose document no longer exists.
-	Doc json.RawMessage `json:"doc,omitempty"`
+	Op     Op
+	Source Source
+	// Key is the document key ({"_id": ...}).
+	Key bson.Raw
+	// Doc is the full document after the change; nil for deletes and for
+	// updates whose document no longer exists.
+	Doc bson.Raw
 	// Pre is the pre-image when the collection records them.
-	Pre json.RawMessage `json:"pre,omitempty"`
+	Pre bson.Raw
 	// Update is the delta of an update.
-	Update *UpdateDescription `json:"update,omitempty"`
-	// Token is the change stream resume token, canonical Extended JSON;
-	// absent for snapshot and refresh events.
-	Token json.RawMessage `json:"token,omitempty"`
+	Update *UpdateDescription
+	// Token is the change stream resume token; nil for snapshot and
+	// refresh events.
+	Token bson.Raw
 }
 
 // Position is the event's place in its document's history: cluster time,
@@ -174,30 +173,9 @@ func (e *Event) Position() Position {
 	return p
 }
 
-// Marshal encodes the envelope.
-func (e *Event) Marshal() ([]byte, error) {
-	b, err := json.Marshal(e)
-	if err != nil {
-		return nil, fmt.Errorf("event %s: marshal: %w", e.ID, err)
-	}
-	return b, nil
-}
-
 // ErrMalformed marks an envelope that cannot be decoded or is invalid. It
 // is poison: retrying it never helps.
 var ErrMalformed = errors.New("malformed event")
-
-// Unmarshal decodes and validates an envelope.
-func Unmarshal(data []byte) (*Event, error) {
-	var e Event
-	if err := json.Unmarshal(data, &e); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
-	}
-	if err := e.Validate(); err != nil {
-		return nil, err
-	}
-	return &e, nil
-}
 
 // Validate checks the fields every consumer relies on.
 func (e *Event) Validate() error {
@@ -218,22 +196,11 @@ func (e *Event) Validate() error {
 	return nil
 }
 
-// Document decodes Doc; nil when absent.
-func (e *Event) Document() (bson.Raw, error) { return decodeExt(e.Doc) }
+// Document returns Doc (nil when absent).
+func (e *Event) Document() (bson.Raw, error) { return e.Doc, nil }
 
-// KeyDocument decodes Key.
-func (e *Event) KeyDocument() (bson.Raw, error) { return decodeExt(e.Key) }
-
-func decodeExt(b json.RawMessage) (bson.Raw, error) {
-	if len(b) == 0 || string(b) == "null" {
-		return nil, nil
-	}
-	var raw bson.Raw
-	if err := bson.UnmarshalExtJSON(b, true, &raw); err != nil {
-		return nil, fmt.Errorf("%w: extended JSON: %v", ErrMalformed, err)
-	}
-	return raw, nil
-}
+// KeyDocument returns Key.
+func (e *Event) KeyDocument() (bson.Raw, error) { return e.Key, nil }
 
 // DocKey returns the string form of the document's _id used for id_map
 // (legacy_object_id) and the version guard: the 24 hex digits of an

@@ -89,7 +89,11 @@ func TestEnvelopeGolden(t *testing.T) {
 			if txn != nil {
 				ev.Source.Txn = &event.Txn{LSID: txn.LSID, Number: txn.Number, Index: 1, Last: true}
 			}
-			got, err := ev.Marshal()
+			bin, err := ev.Marshal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := event.ExtJSON(bin)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -106,7 +110,7 @@ func TestEnvelopeGolden(t *testing.T) {
 			if !bytes.Equal(bytes.TrimSpace(want), got) {
 				t.Fatalf("envelope changed:\n got %s\nwant %s", got, want)
 			}
-			back, err := event.Unmarshal(got)
+			back, err := event.Unmarshal(bin)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -135,18 +139,24 @@ func TestEnvelopeGolden(t *testing.T) {
 }
 
 func TestUnmarshalRejects(t *testing.T) {
-	for name, in := range map[string]string{
-		"not json":        `{`,
-		"future version":  `{"v":2,"id":"x","op":"insert","source":{"db":"d","coll":"c"},"key":{"_id":1},"doc":{}}`,
-		"unknown op":      `{"v":1,"id":"x","op":"upsert","source":{"db":"d","coll":"c"},"key":{"_id":1}}`,
-		"no key":          `{"v":1,"id":"x","op":"delete","source":{"db":"d","coll":"c"}}`,
-		"insert no doc":   `{"v":1,"id":"x","op":"insert","source":{"db":"d","coll":"c"},"key":{"_id":1}}`,
-		"missing source":  `{"v":1,"id":"x","op":"delete","key":{"_id":1}}`,
-		"empty id":        `{"v":1,"id":"","op":"delete","source":{"db":"d","coll":"c"},"key":{"_id":1}}`,
-		"bad ext json id": `{"v":1,"id":"x","op":"delete","source":{"db":"d","coll":"c"},"key":{"_id":{"$oid":"zz"}}}`,
+	key := bson.D{{Key: "_id", Value: 1}}
+	src := bson.D{{Key: "db", Value: "d"}, {Key: "coll", Value: "c"}, {Key: "cluster_time", Value: primitive.Timestamp{T: 1}}}
+	for name, doc := range map[string]any{
+		"future version": bson.D{{Key: "v", Value: int32(2)}, {Key: "id", Value: "x"}, {Key: "op", Value: "insert"}, {Key: "source", Value: src}, {Key: "key", Value: key}, {Key: "doc", Value: key}},
+		"unknown op":     bson.D{{Key: "v", Value: int32(1)}, {Key: "id", Value: "x"}, {Key: "op", Value: "upsert"}, {Key: "source", Value: src}, {Key: "key", Value: key}},
+		"no key":         bson.D{{Key: "v", Value: int32(1)}, {Key: "id", Value: "x"}, {Key: "op", Value: "delete"}, {Key: "source", Value: src}},
+		"insert no doc":  bson.D{{Key: "v", Value: int32(1)}, {Key: "id", Value: "x"}, {Key: "op", Value: "insert"}, {Key: "source", Value: src}, {Key: "key", Value: key}},
+		"missing source": bson.D{{Key: "v", Value: int32(1)}, {Key: "id", Value: "x"}, {Key: "op", Value: "delete"}, {Key: "key", Value: key}},
+		"empty id":       bson.D{{Key: "v", Value: int32(1)}, {Key: "id", Value: ""}, {Key: "op", Value: "delete"}, {Key: "source", Value: src}, {Key: "key", Value: key}},
+		"wrong type":     bson.D{{Key: "v", Value: "1"}, {Key: "id", Value: "x"}, {Key: "op", Value: "delete"}, {Key: "source", Value: src}, {Key: "key", Value: key}},
+		"key without id": bson.D{{Key: "v", Value: int32(1)}, {Key: "id", Value: "x"}, {Key: "op", Value: "delete"}, {Key: "source", Value: src}, {Key: "key", Value: bson.D{{Key: "a", Value: 1}}}},
 	} {
 		t.Run(name, func(t *testing.T) {
-			ev, err := event.Unmarshal([]byte(in))
+			data, err := bson.Marshal(doc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ev, err := event.Unmarshal(data)
 			if err == nil {
 				_, err = ev.DocKey()
 			}
@@ -154,6 +164,9 @@ func TestUnmarshalRejects(t *testing.T) {
 				t.Fatal("accepted")
 			}
 		})
+	}
+	if _, err := event.Unmarshal([]byte("{not bson")); err == nil {
+		t.Fatal("accepted garbage")
 	}
 }
 

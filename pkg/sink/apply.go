@@ -2,6 +2,7 @@ package sink
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -460,9 +461,11 @@ func (a *Applier) deadLetter(ctx context.Context, tx pgx.Tx, u *unit) error {
 		} else {
 			reason += err.Error()
 		}
-		evJSON := it.raw
-		if !json.Valid(evJSON) {
-			evJSON, _ = json.Marshal(map[string]string{"undecodable": string(it.raw)})
+		// Stored as canonical Extended JSON so operators can query it; an
+		// envelope that is not even BSON is kept as hex.
+		evJSON, jerr := event.ExtJSON(it.raw)
+		if jerr != nil {
+			evJSON, _ = json.Marshal(map[string]string{"undecodable_hex": hex.EncodeToString(it.raw), "error": jerr.Error()})
 		}
 		coll := it.ev.Source.Coll
 		if _, err := tx.Exec(ctx, `

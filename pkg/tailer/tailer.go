@@ -302,7 +302,7 @@ func (t *Tailer) publish(_ context.Context, st *state, ev *event.Event, tok bson
 		Header:  nats.Header{},
 	}
 	msg.Header.Set(jetstream.MsgIDHeader, ev.ID)
-	msg.Header.Set("Cdc-Event-Version", "1")
+	msg.Header.Set("Content-Type", event.ContentType)
 	ack, err := t.js.PublishMsgAsync(msg, jetstream.WithExpectStream(t.cfg.Streams.Stream))
 	if err != nil {
 		return fmt.Errorf("publish %s: %w", ev.ID, err)

@@ -1,0 +1,144 @@
+package sink_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/bson/primitive"
+
+	"github.com/amanat/cdc/pkg/event"
+	"github.com/amanat/cdc/pkg/migrate"
+	"github.com/amanat/cdc/pkg/pgtest"
+	"github.com/amanat/cdc/pkg/sink"
+	"github.com/amanat/cdc/pkg/transform"
+	"github.com/amanat/cdc/transforms"
+)
+
+// Benchmarks measure with fsync on, as production runs.
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m, pgtest.Options{Fsync: true})) }
+
+func benchDB(b *testing.B) (*pgxpool.Pool, *transform.Set) {
+	b.Helper()
+	ctx := context.Background()
+	url := pgtest.NewDatabase(b)
+	if _, err := migrate.Up(ctx, url, nil); err != nil {
+		b.Fatal(err)
+	}
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(pool.Close)
+	set, err := transform.Load(transforms.Builtin, ".")
+	if err != nil {
+		b.Fatal(err)
+	}
+	return pool, set
+}
+
+// userEvents makes n insert events of ~600-byte user documents.
+func userEvents(b *testing.B, n int, ct uint32) ([]sink.Raw, []bson.Raw) {
+	b.Helper()
+	msgs := make([]sink.Raw, n)
+	docs := make([]bson.Raw, n)
+	for i := 0; i < n; i++ {
+		oid := primitive.NewObjectID()
+		pts, _ := primitive.ParseDecimal128(fmt.Sprintf("%d.123456789012345678", i))
+		doc, _ := bson.Marshal(bson.D{
+			{Key: "_id", Value: oid},
+			{Key: "email", Value: fmt.Sprintf("user%d-%d@example.com", ct, i)},
+			{Key: "firstName", Value: "Firstname"}, {Key: "lastName", Value: "Lastname-Lastname"},
+			{Key: "username", Value: fmt.Sprintf("user_%d_%d", ct, i)}, {Key: "phone", Value: "+15550000000"},
+			{Key: "telegramId", Value: int64(ct)*1e6 + int64(i)}, {Key: "role", Value: "user"},
+			{Key: "walletAddress", Value: "0x52908400098527886E0F7030069857D2E4169EE7"},
+			{Key: "isVerified", Value: true}, {Key: "referralCode", Value: fmt.Sprintf("REF%d-%08d", ct, i)},
+			{Key: "points", Value: bson.D{{Key: "available", Value: pts}, {Key: "used", Value: int32(0)}, {Key: "total", Value: pts}}},
+			{Key: "profile", Value: bson.D{{Key: "bio", Value: "a short biography of this user for the benchmark"}, {Key: "lang", Value: "en"}}},
+			{Key: "createdAt", Value: primitive.NewDateTimeFromTime(time.Now())},
+			{Key: "updatedAt", Value: primitive.NewDateTimeFromTime(time.Now())},
+		})
+		docs[i] = doc
+		key, _ := bson.Marshal(bson.D{{Key: "_id", Value: oid}})
+		ev := &event.Event{V: 1, ID: fmt.Sprintf("bench:%d:%s", ct, oid.Hex()), Op: event.OpInsert,
+			Source: event.Source{DB: "escrow", Coll: "users", ClusterTime: event.ClusterTime{T: ct, I: uint32(i + 1)}},
+			Key:    key, Doc: doc}
+		data, err := ev.Marshal()
+		if err != nil {
+			b.Fatal(err)
+		}
+		msgs[i] = sink.Raw{Seq: uint64(i + 1), Data: data}
+	}
+	return msgs, docs
+}
+
+const benchBatch = 1000
+
+// BenchmarkSinkApply is the sink's apply rate on the users table (decode,
+// transform, version guard, id_map, upsert, one transaction per 1000
+// events), reported as events/s.
+func BenchmarkSinkApply(b *testing.B) {
+	pool, set := benchDB(b)
+	a := sink.NewApplier(pool, set, "bench", "CDC")
+	ctx := context.Background()
+	const n = 20000
+	b.ResetTimer()
+	total := 0
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		msgs, _ := userEvents(b, n, uint32(1000+i))
+		b.StartTimer()
+		for off := 0; off < n; off += benchBatch {
+			res, err := a.ApplyRaw(ctx, set, msgs[off:off+benchBatch])
+			if err != nil {
+				b.Fatal(err)
+			}
+			if res.Applied != benchBatch {
+				var reason string
+				_ = pool.QueryRow(ctx, `SELECT reason FROM cdc.dead_letters LIMIT 1`).Scan(&reason)
+				b.Logf("dead letter: %s", reason)
+				b.Fatalf("applied %d of %d (dead-lettered %d)", res.Applied, benchBatch, res.DeadLettered)
+			}
+		}
+		total += n
+	}
+	b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkRawCopy is the ceiling: COPY of the same transformed rows into
+// the same table, 1000 rows per transaction, ids precomputed.
+func BenchmarkRawCopy(b *testing.B) {
+	pool, set := benchDB(b)
+	m, _ := set.Get("users")
+	ctx := context.Background()
+	const n = 20000
+	cols := m.ColumnNames()
+	b.ResetTimer()
+	total := 0
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		_, docs := userEvents(b, n, uint32(1000+i))
+		rows := make([][]any, n)
+		for j, d := range docs {
+			r, err := m.Row(d)
+			if err != nil {
+				b.Fatal(err)
+			}
+			rows[j] = append([]any{uuid.New()}, r.Values...)
+		}
+		b.StartTimer()
+		for off := 0; off < n; off += benchBatch {
+			if _, err := pool.CopyFrom(ctx, pgx.Identifier{"users"}, cols, pgx.CopyFromRows(rows[off:off+benchBatch])); err != nil {
+				b.Fatal(err)
+			}
+		}
+		total += n
+	}
+	b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "rows/s")
+}
