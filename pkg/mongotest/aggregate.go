@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/bsontype"
 	"go.mongodb.org/mongo-driver/bson/primitive"
 	"go.mongodb.org/mongo-driver/x/bsonx/bsoncore"
 )
@@ -265,10 +264,10 @@ func group(docs []bsoncore.Document, spec bsoncore.Document) ([]bsoncore.Documen
 	for _, doc := range docs {
 		k, ok := evalExpr(doc, idExpr)
 		if !ok {
-			k = bsoncore.Value{Type: bsontype.Null}
+			k = bsoncore.Value{Type: bson.TypeNull}
 		}
 		ks := idKey(k)
-		if k.Type == bsontype.Null || k.Type == bsontype.Undefined {
+		if k.Type == bson.TypeNull || k.Type == bson.TypeUndefined {
 			ks = "null"
 		}
 		g := index[ks]
@@ -301,7 +300,7 @@ func group(docs []bsoncore.Document, spec bsoncore.Document) ([]bsoncore.Documen
 				}
 				g.count[i]++
 			case "$min", "$max":
-				if !ok || v.Type == bsontype.Null {
+				if !ok || v.Type == bson.TypeNull {
 					continue
 				}
 				if !g.seen[i] {

@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/shopspring/decimal"
+	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/bson/bsontype"
 	"go.mongodb.org/mongo-driver/bson/primitive"
 	"go.mongodb.org/mongo-driver/x/bsonx/bsoncore"
@@ -19,46 +20,46 @@ import (
 // timestamp < regex < dbPointer < code < codeWithScope < MaxKey.
 func canonicalType(t bsontype.Type) int {
 	switch t {
-	case bsontype.MinKey:
+	case bson.TypeMinKey:
 		return -1
-	case bsontype.Undefined:
+	case bson.TypeUndefined:
 		return 0
-	case bsontype.Null:
+	case bson.TypeNull:
 		return 5
-	case bsontype.Double, bsontype.Int32, bsontype.Int64, bsontype.Decimal128:
+	case bson.TypeDouble, bson.TypeInt32, bson.TypeInt64, bson.TypeDecimal128:
 		return 10
-	case bsontype.String, bsontype.Symbol:
+	case bson.TypeString, bson.TypeSymbol:
 		return 15
-	case bsontype.EmbeddedDocument:
+	case bson.TypeEmbeddedDocument:
 		return 20
-	case bsontype.Array:
+	case bson.TypeArray:
 		return 25
-	case bsontype.Binary:
+	case bson.TypeBinary:
 		return 30
-	case bsontype.ObjectID:
+	case bson.TypeObjectID:
 		return 35
-	case bsontype.Boolean:
+	case bson.TypeBoolean:
 		return 40
-	case bsontype.DateTime:
+	case bson.TypeDateTime:
 		return 45
-	case bsontype.Timestamp:
+	case bson.TypeTimestamp:
 		return 47
-	case bsontype.Regex:
+	case bson.TypeRegex:
 		return 50
-	case bsontype.DBPointer:
+	case bson.TypeDBPointer:
 		return 55
-	case bsontype.JavaScript:
+	case bson.TypeJavaScript:
 		return 60
-	case bsontype.CodeWithScope:
+	case bson.TypeCodeWithScope:
 		return 65
-	case bsontype.MaxKey:
+	case bson.TypeMaxKey:
 		return 127
 	}
 	return 100
 }
 
 func isNumber(t bsontype.Type) bool {
-	return t == bsontype.Double || t == bsontype.Int32 || t == bsontype.Int64 || t == bsontype.Decimal128
+	return t == bson.TypeDouble || t == bson.TypeInt32 || t == bson.TypeInt64 || t == bson.TypeDecimal128
 }
 
 func cmpInt(a, b int64) int {
@@ -78,15 +79,15 @@ func compareValues(a, b bsoncore.Value) int {
 		return cmpInt(int64(ca), int64(cb))
 	}
 	switch a.Type {
-	case bsontype.MinKey, bsontype.MaxKey, bsontype.Null, bsontype.Undefined:
+	case bson.TypeMinKey, bson.TypeMaxKey, bson.TypeNull, bson.TypeUndefined:
 		return 0
-	case bsontype.Double, bsontype.Int32, bsontype.Int64, bsontype.Decimal128:
+	case bson.TypeDouble, bson.TypeInt32, bson.TypeInt64, bson.TypeDecimal128:
 		return compareNumbers(a, b)
-	case bsontype.String, bsontype.Symbol:
+	case bson.TypeString, bson.TypeSymbol:
 		return bytes.Compare([]byte(stringOf(a)), []byte(stringOf(b)))
-	case bsontype.EmbeddedDocument, bsontype.Array:
+	case bson.TypeEmbeddedDocument, bson.TypeArray:
 		return compareDocs(bsoncore.Document(a.Data), bsoncore.Document(b.Data))
-	case bsontype.Binary:
+	case bson.TypeBinary:
 		sa, da := a.Binary()
 		sb, db := b.Binary()
 		if len(da) != len(db) {
@@ -96,10 +97,10 @@ func compareValues(a, b bsoncore.Value) int {
 			return cmpInt(int64(sa), int64(sb))
 		}
 		return bytes.Compare(da, db)
-	case bsontype.ObjectID:
+	case bson.TypeObjectID:
 		oa, ob := a.ObjectID(), b.ObjectID()
 		return bytes.Compare(oa[:], ob[:])
-	case bsontype.Boolean:
+	case bson.TypeBoolean:
 		ba, bb := a.Boolean(), b.Boolean()
 		if ba == bb {
 			return 0
@@ -108,13 +109,13 @@ func compareValues(a, b bsoncore.Value) int {
 			return -1
 		}
 		return 1
-	case bsontype.DateTime:
+	case bson.TypeDateTime:
 		return cmpInt(a.DateTime(), b.DateTime())
-	case bsontype.Timestamp:
+	case bson.TypeTimestamp:
 		ta, ia := a.Timestamp()
 		tb, ib := b.Timestamp()
 		return compareTimestamps(primitive.Timestamp{T: ta, I: ia}, primitive.Timestamp{T: tb, I: ib})
-	case bsontype.Regex:
+	case bson.TypeRegex:
 		pa, oa := a.Regex()
 		pb, ob := b.Regex()
 		if c := bytes.Compare([]byte(pa), []byte(pb)); c != 0 {
@@ -142,7 +143,7 @@ func compareTimestamps(a, b primitive.Timestamp) int {
 }
 
 func stringOf(v bsoncore.Value) string {
-	if v.Type == bsontype.Symbol {
+	if v.Type == bson.TypeSymbol {
 		return v.Symbol()
 	}
 	return v.StringValue()
@@ -172,14 +173,14 @@ func compareDocs(a, b bsoncore.Document) int {
 // compareNumbers compares numeric values of any BSON numeric type exactly.
 // NaN sorts below every other number.
 func compareNumbers(a, b bsoncore.Value) int {
-	if a.Type == bsontype.Decimal128 || b.Type == bsontype.Decimal128 {
+	if a.Type == bson.TypeDecimal128 || b.Type == bson.TypeDecimal128 {
 		return compareBig(a, b)
 	}
-	if a.Type == bsontype.Double || b.Type == bsontype.Double {
-		if a.Type == bsontype.Double && b.Type == bsontype.Double {
+	if a.Type == bson.TypeDouble || b.Type == bson.TypeDouble {
+		if a.Type == bson.TypeDouble && b.Type == bson.TypeDouble {
 			return compareFloats(a.Double(), b.Double())
 		}
-		if a.Type == bsontype.Double {
+		if a.Type == bson.TypeDouble {
 			return compareFloatInt(a.Double(), intOf(b))
 		}
 		return -compareFloatInt(b.Double(), intOf(a))
@@ -188,7 +189,7 @@ func compareNumbers(a, b bsoncore.Value) int {
 }
 
 func intOf(v bsoncore.Value) int64 {
-	if v.Type == bsontype.Int32 {
+	if v.Type == bson.TypeInt32 {
 		return int64(v.Int32())
 	}
 	return v.Int64()
@@ -246,9 +247,9 @@ const (
 // bigOf converts any numeric value to an exact big.Float (with its class).
 func bigOf(v bsoncore.Value) (numClass, *big.Float) {
 	switch v.Type {
-	case bsontype.Int32, bsontype.Int64:
+	case bson.TypeInt32, bson.TypeInt64:
 		return numFinite, new(big.Float).SetInt64(intOf(v))
-	case bsontype.Double:
+	case bson.TypeDouble:
 		f := v.Double()
 		switch {
 		case math.IsNaN(f):
@@ -259,7 +260,7 @@ func bigOf(v bsoncore.Value) (numClass, *big.Float) {
 			return numNegInf, nil
 		}
 		return numFinite, new(big.Float).SetFloat64(f)
-	case bsontype.Decimal128:
+	case bson.TypeDecimal128:
 		d := v.Decimal128()
 		if d.IsNaN() {
 			return numNaN, nil
@@ -318,9 +319,9 @@ func valuesEqual(a, b bsoncore.Value) bool {
 // the same _id).
 func idKey(v bsoncore.Value) string {
 	switch v.Type {
-	case bsontype.Int32, bsontype.Int64:
+	case bson.TypeInt32, bson.TypeInt64:
 		return "n" + strconv.FormatInt(intOf(v), 10)
-	case bsontype.Double:
+	case bson.TypeDouble:
 		f := v.Double()
 		if f == math.Trunc(f) && math.Abs(f) < 9.2e18 {
 			return "n" + strconv.FormatInt(int64(f), 10)
@@ -329,7 +330,7 @@ func idKey(v bsoncore.Value) string {
 			return "nNaN"
 		}
 		return "n" + strconv.FormatFloat(f, 'g', -1, 64)
-	case bsontype.Decimal128:
+	case bson.TypeDecimal128:
 		d := v.Decimal128()
 		if dd, err := decimal.NewFromString(d.String()); err == nil {
 			if dd.IsInteger() && dd.Abs().LessThan(decimal.New(92, 17)) {
@@ -341,9 +342,9 @@ func idKey(v bsoncore.Value) string {
 			return "d" + dd.String()
 		}
 		return "d" + d.String()
-	case bsontype.Symbol:
-		return string([]byte{byte(bsontype.String)}) + v.Symbol()
-	case bsontype.EmbeddedDocument, bsontype.Array:
+	case bson.TypeSymbol:
+		return string([]byte{byte(bson.TypeString)}) + v.Symbol()
+	case bson.TypeEmbeddedDocument, bson.TypeArray:
 		// Nested numbers are normalised too, so {a:1} and {a:1.0} collide.
 		var b []byte
 		b = append(b, byte(v.Type))

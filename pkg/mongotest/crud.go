@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/bsontype"
 	"go.mongodb.org/mongo-driver/x/bsonx/bsoncore"
 )
 
@@ -125,7 +124,7 @@ func idEquality(filter bsoncore.Document) (bsoncore.Value, bool) {
 		}
 	}
 	switch v.Type {
-	case bsontype.Regex, bsontype.Array, bsontype.Null, bsontype.Undefined:
+	case bson.TypeRegex, bson.TypeArray, bson.TypeNull, bson.TypeUndefined:
 		// Regexes and arrays match more than one _id and null also
 		// matches a missing field: leave these to the full scan.
 		return bsoncore.Value{}, false
@@ -145,7 +144,7 @@ func idBound(filter bsoncore.Document, reverse bool) *bsoncore.Value {
 		k := e.Key()
 		if (!reverse && (k == "$gt" || k == "$gte")) || (reverse && (k == "$lt" || k == "$lte")) {
 			x := e.Value()
-			if x.Type == bsontype.MinKey || x.Type == bsontype.MaxKey {
+			if x.Type == bson.TypeMinKey || x.Type == bson.TypeMaxKey {
 				return nil
 			}
 			return &x
@@ -183,15 +182,15 @@ func parseSort(d bsoncore.Document) ([]sortKey, error) {
 // null, arrays by their smallest element ascending / largest descending).
 func sortValue(doc bsoncore.Document, k sortKey) bsoncore.Value {
 	var c candidates
-	collect(bsoncore.Value{Type: bsontype.EmbeddedDocument, Data: doc}, k.path, &c, false)
+	collect(bsoncore.Value{Type: bson.TypeEmbeddedDocument, Data: doc}, k.path, &c, false)
 	var best bsoncore.Value
 	have := false
 	for _, w := range c.whole {
 		vals := []bsoncore.Value{w}
-		if w.Type == bsontype.Array {
+		if w.Type == bson.TypeArray {
 			vals, _ = bsoncore.Document(w.Data).Values()
 			if len(vals) == 0 {
-				vals = []bsoncore.Value{{Type: bsontype.Undefined}}
+				vals = []bsoncore.Value{{Type: bson.TypeUndefined}}
 			}
 		}
 		for _, v := range vals {
@@ -201,7 +200,7 @@ func sortValue(doc bsoncore.Document, k sortKey) bsoncore.Value {
 		}
 	}
 	if !have {
-		return bsoncore.Value{Type: bsontype.Null}
+		return bsoncore.Value{Type: bson.TypeNull}
 	}
 	return best
 }
@@ -297,7 +296,7 @@ func (s *Server) queryOplog(m matcher, keys []sortKey, skip, limit int) []match 
 		}
 		d := s.oplogDoc(e)
 		if m.match(d) {
-			out = append(out, match{bsoncore.Value{Type: bsontype.Timestamp, Data: bsoncore.AppendTimestamp(nil, e.ts.T, e.ts.I)}, d})
+			out = append(out, match{bsoncore.Value{Type: bson.TypeTimestamp, Data: bsoncore.AppendTimestamp(nil, e.ts.T, e.ts.I)}, d})
 			if natural && limit > 0 && len(out) >= skip+limit {
 				break
 			}
@@ -501,7 +500,7 @@ func (s *Server) cmdFind(r *request) (bson.D, error) {
 func (s *Server) cmdGetMore(r *request) (bson.D, error) {
 	v, _ := r.arg("getMore")
 	id, ok := v.AsInt64OK()
-	if !ok || v.Type != bsontype.Int64 {
+	if !ok || v.Type != bson.TypeInt64 {
 		return nil, newError(codeTypeMismatch, "BSON field 'getMore.getMore' is the wrong type '%s', expected type 'long'", typeName(v.Type))
 	}
 	batchSize, _ := r.intArg("batchSize")
@@ -927,10 +926,10 @@ func (s *Server) cmdDistinct(r *request) (bson.D, error) {
 	var vals []bsoncore.Value
 	for _, m := range ms {
 		var c candidates
-		collect(bsoncore.Value{Type: bsontype.EmbeddedDocument, Data: m.doc}, strings.Split(key, "."), &c, false)
+		collect(bsoncore.Value{Type: bson.TypeEmbeddedDocument, Data: m.doc}, strings.Split(key, "."), &c, false)
 		for _, w := range c.whole {
 			items := []bsoncore.Value{w}
-			if w.Type == bsontype.Array {
+			if w.Type == bson.TypeArray {
 				items, _ = bsoncore.Document(w.Data).Values()
 			}
 			for _, it := range items {

@@ -19,7 +19,6 @@ const (
 	codeMaxTimeMSExpired        int32 = 50
 	codeCommandNotFound         int32 = 59
 	codeImmutableField          int32 = 66
-	codeInvalidOptions          int32 = 72
 	codeWriteConflict           int32 = 112
 	codeConflictingUpdate       int32 = 40
 	codeTransactionTooOld       int32 = 225
@@ -29,7 +28,6 @@ const (
 	codeChangeStreamFatal       int32 = 280
 	codeChangeStreamHistoryLost int32 = 286
 	codeDuplicateKey            int32 = 11000
-	codeLocation                int32 = 16410
 )
 
 var codeNames = map[int32]string{

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/bson/bsontype"
 	"go.mongodb.org/mongo-driver/x/bsonx/bsoncore"
 )
@@ -80,7 +81,7 @@ type candidates struct {
 
 func (m *fieldMatcher) match(d bsoncore.Document) bool {
 	var c candidates
-	collect(bsoncore.Value{Type: bsontype.EmbeddedDocument, Data: d}, m.path, &c, false)
+	collect(bsoncore.Value{Type: bson.TypeEmbeddedDocument, Data: d}, m.path, &c, false)
 	for _, op := range m.ops {
 		if !op.test(&c) {
 			return false
@@ -94,21 +95,21 @@ func collect(v bsoncore.Value, path []string, c *candidates, viaArray bool) {
 	if len(path) == 0 {
 		c.whole = append(c.whole, v)
 		c.vals = append(c.vals, v)
-		if v.Type == bsontype.Array {
+		if v.Type == bson.TypeArray {
 			vals, _ := bsoncore.Document(v.Data).Values()
 			c.vals = append(c.vals, vals...)
 		}
 		return
 	}
 	switch v.Type {
-	case bsontype.EmbeddedDocument:
+	case bson.TypeEmbeddedDocument:
 		sub, err := bsoncore.Document(v.Data).LookupErr(path[0])
 		if err != nil {
 			c.missing = true
 			return
 		}
 		collect(sub, path[1:], c, false)
-	case bsontype.Array:
+	case bson.TypeArray:
 		arr := bsoncore.Document(v.Data)
 		if _, err := strconv.Atoi(path[0]); err == nil {
 			if sub, err := arr.LookupErr(path[0]); err == nil {
@@ -121,7 +122,7 @@ func collect(v bsoncore.Value, path []string, c *candidates, viaArray bool) {
 		vals, _ := arr.Values()
 		found := false
 		for _, e := range vals {
-			if e.Type == bsontype.EmbeddedDocument {
+			if e.Type == bson.TypeEmbeddedDocument {
 				found = true
 				collect(e, path, c, true)
 			}
@@ -137,14 +138,14 @@ func collect(v bsoncore.Value, path []string, c *candidates, viaArray bool) {
 type eqOp struct{ v bsoncore.Value }
 
 func (o eqOp) test(c *candidates) bool {
-	if o.v.Type == bsontype.Null && (c.missing || len(c.vals) == 0) {
+	if o.v.Type == bson.TypeNull && (c.missing || len(c.vals) == 0) {
 		return true
 	}
 	for _, v := range c.vals {
 		if valuesEqual(v, o.v) {
 			return true
 		}
-		if o.v.Type == bsontype.Null && v.Type == bsontype.Undefined {
+		if o.v.Type == bson.TypeNull && v.Type == bson.TypeUndefined {
 			return true
 		}
 	}
@@ -172,7 +173,7 @@ func (o cmpOp) test(c *candidates) bool {
 		// Comparisons only match values of the same type bracket, except
 		// against MinKey/MaxKey, which compare with everything.
 		if canonicalType(v.Type) != canonicalType(o.v.Type) &&
-			o.v.Type != bsontype.MinKey && o.v.Type != bsontype.MaxKey {
+			o.v.Type != bson.TypeMinKey && o.v.Type != bson.TypeMaxKey {
 			continue
 		}
 		if o.ok(compareValues(v, o.v)) {
@@ -209,7 +210,7 @@ type sizeOp int
 
 func (o sizeOp) test(c *candidates) bool {
 	for _, v := range c.whole {
-		if v.Type == bsontype.Array {
+		if v.Type == bson.TypeArray {
 			vals, _ := bsoncore.Document(v.Data).Values()
 			if len(vals) == int(o) {
 				return true
@@ -236,7 +237,7 @@ type regexOp struct{ re *regexp.Regexp }
 
 func (o regexOp) test(c *candidates) bool {
 	for _, v := range c.vals {
-		if v.Type == bsontype.String || v.Type == bsontype.Symbol {
+		if v.Type == bson.TypeString || v.Type == bson.TypeSymbol {
 			if o.re.MatchString(stringOf(v)) {
 				return true
 			}
@@ -249,12 +250,12 @@ type elemMatchOp struct{ m matcher }
 
 func (o elemMatchOp) test(c *candidates) bool {
 	for _, v := range c.whole {
-		if v.Type != bsontype.Array {
+		if v.Type != bson.TypeArray {
 			continue
 		}
 		vals, _ := bsoncore.Document(v.Data).Values()
 		for _, e := range vals {
-			if e.Type == bsontype.EmbeddedDocument && o.m.match(bsoncore.Document(e.Data)) {
+			if e.Type == bson.TypeEmbeddedDocument && o.m.match(bsoncore.Document(e.Data)) {
 				return true
 			}
 		}
@@ -340,7 +341,7 @@ func isOperatorDoc(v bsoncore.Value) bool {
 }
 
 func compileFieldOps(v bsoncore.Value) ([]fieldOp, error) {
-	if v.Type == bsontype.Regex {
+	if v.Type == bson.TypeRegex {
 		re, err := compileRegex(v.Regex())
 		if err != nil {
 			return nil, err
@@ -381,7 +382,7 @@ func compileFieldOps(v bsoncore.Value) ([]fieldOp, error) {
 			vals, _ := arr.Values()
 			var in inOp
 			for _, x := range vals {
-				if x.Type == bsontype.Regex {
+				if x.Type == bson.TypeRegex {
 					re, err := compileRegex(x.Regex())
 					if err != nil {
 						return nil, err
@@ -419,9 +420,9 @@ func compileFieldOps(v bsoncore.Value) ([]fieldOp, error) {
 		case "$regex":
 			var pattern, opts string
 			switch ov.Type {
-			case bsontype.Regex:
+			case bson.TypeRegex:
 				pattern, opts = ov.Regex()
-			case bsontype.String:
+			case bson.TypeString:
 				pattern = ov.StringValue()
 			default:
 				return nil, badValue("$regex has to be a string")
@@ -471,12 +472,12 @@ func compileRegex(pattern, opts string) (*regexp.Regexp, error) {
 }
 
 var typeAliases = map[string]bsontype.Type{
-	"double": bsontype.Double, "string": bsontype.String, "object": bsontype.EmbeddedDocument,
-	"array": bsontype.Array, "binData": bsontype.Binary, "objectId": bsontype.ObjectID,
-	"bool": bsontype.Boolean, "date": bsontype.DateTime, "null": bsontype.Null,
-	"regex": bsontype.Regex, "int": bsontype.Int32, "timestamp": bsontype.Timestamp,
-	"long": bsontype.Int64, "decimal": bsontype.Decimal128, "minKey": bsontype.MinKey,
-	"maxKey": bsontype.MaxKey,
+	"double": bson.TypeDouble, "string": bson.TypeString, "object": bson.TypeEmbeddedDocument,
+	"array": bson.TypeArray, "binData": bson.TypeBinary, "objectId": bson.TypeObjectID,
+	"bool": bson.TypeBoolean, "date": bson.TypeDateTime, "null": bson.TypeNull,
+	"regex": bson.TypeRegex, "int": bson.TypeInt32, "timestamp": bson.TypeTimestamp,
+	"long": bson.TypeInt64, "decimal": bson.TypeDecimal128, "minKey": bson.TypeMinKey,
+	"maxKey": bson.TypeMaxKey,
 }
 
 func parseTypes(v bsoncore.Value) ([]bsontype.Type, error) {
@@ -490,7 +491,7 @@ func parseTypes(v bsoncore.Value) ([]bsontype.Type, error) {
 	for _, x := range vals {
 		if s, ok := x.StringValueOK(); ok {
 			if s == "number" {
-				out = append(out, bsontype.Double, bsontype.Int32, bsontype.Int64, bsontype.Decimal128)
+				out = append(out, bson.TypeDouble, bson.TypeInt32, bson.TypeInt64, bson.TypeDecimal128)
 				continue
 			}
 			t, ok := typeAliases[s]
@@ -512,11 +513,11 @@ func parseTypes(v bsoncore.Value) ([]bsontype.Type, error) {
 // truthy interprets a value as a boolean the way MongoDB does for flags.
 func truthy(v bsoncore.Value) bool {
 	switch v.Type {
-	case bsontype.Boolean:
+	case bson.TypeBoolean:
 		return v.Boolean()
-	case bsontype.Int32, bsontype.Int64, bsontype.Double, bsontype.Decimal128:
-		return compareNumbers(v, bsoncore.Value{Type: bsontype.Int32, Data: bsoncore.AppendInt32(nil, 0)}) != 0
-	case bsontype.Null, bsontype.Undefined, 0:
+	case bson.TypeInt32, bson.TypeInt64, bson.TypeDouble, bson.TypeDecimal128:
+		return compareNumbers(v, bsoncore.Value{Type: bson.TypeInt32, Data: bsoncore.AppendInt32(nil, 0)}) != 0
+	case bson.TypeNull, bson.TypeUndefined, 0:
 		return false
 	}
 	return true

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"go.mongodb.org/mongo-driver/bson/bsontype"
+	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/bson/primitive"
 	"go.mongodb.org/mongo-driver/x/bsonx/bsoncore"
 )
@@ -273,7 +273,7 @@ func parseChangeStreamStage(spec bsoncore.Document) (csOptions, bool, error) {
 				o.startAfter = &t
 			}
 		case "startAtOperationTime":
-			if v.Type != bsontype.Timestamp {
+			if v.Type != bson.TypeTimestamp {
 				return o, false, newError(codeTypeMismatch, "startAtOperationTime must be a timestamp")
 			}
 			t, i := v.Timestamp()

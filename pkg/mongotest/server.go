@@ -303,12 +303,11 @@ func (s *Server) acceptLoop(ln net.Listener) {
 
 // conn is one client connection, served by one goroutine.
 type conn struct {
-	s       *Server
-	nc      net.Conn
-	id      int32
-	done    chan struct{}
-	once    sync.Once
-	handsOK bool
+	s    *Server
+	nc   net.Conn
+	id   int32
+	done chan struct{}
+	once sync.Once
 }
 
 func (c *conn) close() {

@@ -5,7 +5,7 @@ import (
 	"slices"
 	"sort"
 
-	"go.mongodb.org/mongo-driver/bson/bsontype"
+	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/x/bsonx/bsoncore"
 )
 
@@ -183,7 +183,7 @@ func docID(doc bsoncore.Document) (bsoncore.Value, bool) {
 // validID reports whether v may be used as an _id.
 func validID(v bsoncore.Value) bool {
 	switch v.Type {
-	case bsontype.Array, bsontype.Regex, bsontype.Undefined:
+	case bson.TypeArray, bson.TypeRegex, bson.TypeUndefined:
 		return false
 	}
 	return true

@@ -2,10 +2,8 @@ package mongotest
 
 import (
 	"slices"
-	"strings"
 
 	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/bsontype"
 	"go.mongodb.org/mongo-driver/x/bsonx/bsoncore"
 )
 
@@ -64,7 +62,7 @@ type pendingOp struct {
 // Caller holds s.mu.
 func (s *Server) getSession(lsid bsoncore.Document) (*session, error) {
 	idv, err := lsid.LookupErr("id")
-	if err != nil || idv.Type != bsontype.Binary {
+	if err != nil || idv.Type != bson.TypeBinary {
 		return nil, badValue("lsid.id must be a UUID")
 	}
 	_, idb := idv.Binary()
@@ -394,5 +392,3 @@ func isWriteCommand(cmd string) bool {
 	}
 	return false
 }
-
-func stripLower(s string) string { return strings.ToLower(s) }

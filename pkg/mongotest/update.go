@@ -34,7 +34,7 @@ func (u *updateSpec) isReplacement() bool { return u.ops == nil }
 
 // parseUpdate parses the u field of an update statement.
 func parseUpdate(v bsoncore.Value) (*updateSpec, error) {
-	if v.Type == bsontype.Array {
+	if v.Type == bson.TypeArray {
 		return nil, newError(codeFailedToParse, "mongotest: pipeline-style updates are not supported")
 	}
 	d, ok := v.DocumentOK()
@@ -240,7 +240,7 @@ func toGo(v bsoncore.Value) any {
 func coreOf(x any) bsoncore.Value {
 	t, b, err := bson.MarshalValue(x)
 	if err != nil {
-		return bsoncore.Value{Type: bsontype.Null}
+		return bsoncore.Value{Type: bson.TypeNull}
 	}
 	return bsoncore.Value{Type: t, Data: b}
 }
@@ -650,7 +650,7 @@ func typeName(t bsontype.Type) string {
 // any double makes a double and any Decimal128 makes a Decimal128 (computed
 // exactly with shopspring/decimal).
 func arith(a, b bsoncore.Value, op byte) (any, error) {
-	if a.Type == bsontype.Decimal128 || b.Type == bsontype.Decimal128 {
+	if a.Type == bson.TypeDecimal128 || b.Type == bson.TypeDecimal128 {
 		da, err := decimalOf(a)
 		if err != nil {
 			return nil, err
@@ -667,7 +667,7 @@ func arith(a, b bsoncore.Value, op byte) (any, error) {
 		}
 		return toDecimal128(r)
 	}
-	if a.Type == bsontype.Double || b.Type == bsontype.Double {
+	if a.Type == bson.TypeDouble || b.Type == bson.TypeDouble {
 		fa, fb := floatOf(a), floatOf(b)
 		if op == '+' {
 			return fa + fb, nil
@@ -687,7 +687,7 @@ func arith(a, b bsoncore.Value, op byte) (any, error) {
 	if overflow {
 		return nil, badValue("Failed to apply %c: integer overflow (%d %c %d)", op, ia, op, ib)
 	}
-	if a.Type == bsontype.Int32 && b.Type == bsontype.Int32 && r >= math.MinInt32 && r <= math.MaxInt32 {
+	if a.Type == bson.TypeInt32 && b.Type == bson.TypeInt32 && r >= math.MinInt32 && r <= math.MaxInt32 {
 		return int32(r), nil
 	}
 	return r, nil
@@ -695,9 +695,9 @@ func arith(a, b bsoncore.Value, op byte) (any, error) {
 
 func floatOf(v bsoncore.Value) float64 {
 	switch v.Type {
-	case bsontype.Double:
+	case bson.TypeDouble:
 		return v.Double()
-	case bsontype.Int32, bsontype.Int64:
+	case bson.TypeInt32, bson.TypeInt64:
 		return float64(intOf(v))
 	}
 	return math.NaN()
@@ -705,15 +705,15 @@ func floatOf(v bsoncore.Value) float64 {
 
 func decimalOf(v bsoncore.Value) (decimal.Decimal, error) {
 	switch v.Type {
-	case bsontype.Int32, bsontype.Int64:
+	case bson.TypeInt32, bson.TypeInt64:
 		return decimal.NewFromInt(intOf(v)), nil
-	case bsontype.Double:
+	case bson.TypeDouble:
 		f := v.Double()
 		if math.IsNaN(f) || math.IsInf(f, 0) {
 			return decimal.Decimal{}, badValue("mongotest: cannot do decimal arithmetic with %v", f)
 		}
 		return decimal.NewFromFloat(f), nil
-	case bsontype.Decimal128:
+	case bson.TypeDecimal128:
 		d := v.Decimal128()
 		if d.IsNaN() || d.IsInf() != 0 {
 			return decimal.Decimal{}, badValue("mongotest: cannot do decimal arithmetic with %s", d)
@@ -777,7 +777,7 @@ func upsertSeed(filter bsoncore.Document) (bson.D, error) {
 				}
 				v = eq
 			}
-			if v.Type == bsontype.Regex {
+			if v.Type == bson.TypeRegex {
 				continue
 			}
 			var err error
@@ -813,7 +813,7 @@ func withIDFirst(doc bsoncore.Document) (bsoncore.Document, bsoncore.Value, erro
 		}
 	}
 	if !found {
-		id = bsoncore.Value{Type: bsontype.ObjectID, Data: bsoncore.AppendObjectID(nil, primitive.NewObjectID())}
+		id = bsoncore.Value{Type: bson.TypeObjectID, Data: bsoncore.AppendObjectID(nil, primitive.NewObjectID())}
 	}
 	out = bsoncore.AppendValueElement(out, "_id", id)
 	for _, e := range elems {
@@ -826,5 +826,3 @@ func withIDFirst(doc bsoncore.Document) (bsoncore.Document, bsoncore.Value, erro
 	v, _ := docID(d)
 	return d, v, nil
 }
-
-func fmtValue(v bsoncore.Value) string { return fmt.Sprint(v) }
