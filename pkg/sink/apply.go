@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -21,56 +22,13 @@ type Applier struct {
 	pool     *pgxpool.Pool
 	consumer string
 	stream   string
-	sql      map[*transform.Mapping]*mappingSQL
+	types    columnTypes
 }
 
 // NewApplier prepares the SQL of every mapping in set. consumer names the
 // position row written with each batch; "" writes none (replays).
 func NewApplier(pool *pgxpool.Pool, set *transform.Set, consumer, stream string) *Applier {
-	a := &Applier{pool: pool, consumer: consumer, stream: stream, sql: map[*transform.Mapping]*mappingSQL{}}
-	for _, m := range set.Mappings() {
-		a.sql[m] = buildSQL(m)
-	}
-	return a
-}
-
-type mappingSQL struct {
-	upsert, insertOnly, delete string
-}
-
-func buildSQL(m *transform.Mapping) *mappingSQL {
-	table := pgx.Identifier(strings.Split(m.Table, ".")).Sanitize()
-	cols := m.ColumnNames()
-	quoted := make([]string, len(cols))
-	params := make([]string, len(cols))
-	sets := make([]string, 0, len(cols))
-	for i, c := range cols {
-		quoted[i] = pgx.Identifier{c}.Sanitize()
-		params[i] = fmt.Sprintf("$%d", i+1)
-		if i > 0 {
-			sets = append(sets, fmt.Sprintf("%s = EXCLUDED.%s", quoted[i], quoted[i]))
-		}
-	}
-	id := quoted[0]
-	insertCols, insertVals := strings.Join(quoted, ", "), strings.Join(params, ", ")
-	if m.Delete == "soft" {
-		soft := pgx.Identifier{m.SoftDeleteColumn}.Sanitize()
-		sets = append(sets, soft+" = NULL")
-	}
-	s := &mappingSQL{
-		insertOnly: fmt.Sprintf("INSERT INTO %s (%s) VALUES (%s) ON CONFLICT (%s) DO NOTHING", table, insertCols, insertVals, id),
-	}
-	if len(sets) == 0 {
-		s.upsert = s.insertOnly
-	} else {
-		s.upsert = fmt.Sprintf("INSERT INTO %s (%s) VALUES (%s) ON CONFLICT (%s) DO UPDATE SET %s", table, insertCols, insertVals, id, strings.Join(sets, ", "))
-	}
-	if m.Delete == "soft" {
-		s.delete = fmt.Sprintf("UPDATE %s SET %s = $2 WHERE %s = $1", table, pgx.Identifier{m.SoftDeleteColumn}.Sanitize(), id)
-	} else {
-		s.delete = fmt.Sprintf("DELETE FROM %s WHERE %s = $1", table, id)
-	}
-	return s
+	return &Applier{pool: pool, consumer: consumer, stream: stream}
 }
 
 // Result counts what a batch did.
@@ -272,50 +230,8 @@ func (a *Applier) applyUnits(ctx context.Context, tx pgx.Tx, units []*unit) (Res
 	}
 
 	batch := &pgx.Batch{}
-	for _, it := range winners {
-		m := it.mapping
-		s := a.sql[m]
-		id, err := ids.rowID(it)
-		if err != nil {
-			return res, err
-		}
-		if it.ev.Op == event.OpDelete {
-			if id == nil {
-				continue // never replicated: nothing to delete, the tombstone is recorded
-			}
-			if m.Delete == "soft" {
-				batch.Queue(s.delete, id, deleteTime(it.ev))
-			} else {
-				batch.Queue(s.delete, id)
-			}
-			continue
-		}
-		args := make([]any, 0, len(m.Columns)+1)
-		args = append(args, id)
-		args = append(args, it.row.Values...)
-		for _, ref := range it.row.Refs {
-			parent, ok := ids.get(ref.Collection, ref.LegacyID)
-			if ok {
-				args[ref.Col+1] = parent
-				continue
-			}
-			switch ref.Missing {
-			case transform.MissingNull:
-				args[ref.Col+1] = nil
-				batch.Queue(`INSERT INTO cdc.dangling_refs (collection, doc_key, column_name, ref_collection, ref_legacy_id)
-					VALUES ($1, $2, $3, $4, $5) ON CONFLICT (collection, doc_key, column_name)
-					DO UPDATE SET ref_collection = EXCLUDED.ref_collection, ref_legacy_id = EXCLUDED.ref_legacy_id`,
-					m.Collection, it.docKey, ref.Column, ref.Collection, ref.LegacyID)
-			default:
-				return res, &transform.Rejection{Collection: m.Collection, Field: ref.Field, Column: ref.Column, Value: ref.LegacyID,
-					Reason: fmt.Sprintf("references %s %s, which has no id_map entry (policy %s)", ref.Collection, ref.LegacyID, ref.Missing)}
-			}
-		}
-		if m.AppendOnly {
-			batch.Queue(s.insertOnly, args...)
-		} else {
-			batch.Queue(s.upsert, args...)
-		}
+	if err := a.queueWrites(ctx, tx, batch, winners, ids); err != nil {
+		return res, err
 	}
 	if batch.Len() > 0 {
 		if err := tx.SendBatch(ctx, batch).Close(); err != nil {
@@ -332,7 +248,7 @@ func (a *Applier) applyUnits(ctx context.Context, tx pgx.Tx, units []*unit) (Res
 	return res, nil
 }
 
-func deleteTime(ev *event.Event) any {
+func deleteTime(ev *event.Event) time.Time {
 	if !ev.Source.WallTime.IsZero() {
 		return ev.Source.WallTime
 	}

@@ -1,0 +1,248 @@
+package sink
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/amanat/cdc/pkg/event"
+	"github.com/amanat/cdc/pkg/transform"
+)
+
+// Rows are written set-based: one statement per table and kind of change,
+// every column passed as a text[] and cast to the column's own type in SQL
+// (unnest). That is one parameter per column instead of one per value, and
+// it keeps each type's exact text form (numeric, timestamptz) end to end.
+// Keys are unique within a statement: applyUnits collapses each document to
+// its newest event first (ON CONFLICT refuses the same key twice, 21000).
+
+// columnTypes caches format_type() of each column, per table.
+type columnTypes struct {
+	mu     sync.Mutex
+	tables map[string]map[string]string
+}
+
+func (c *columnTypes) get(ctx context.Context, q pgx.Tx, table string) (map[string]string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if t, ok := c.tables[table]; ok {
+		return t, nil
+	}
+	rows, err := q.Query(ctx, `SELECT a.attname, format_type(a.atttypid, a.atttypmod)
+		FROM pg_attribute a WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped`, table)
+	if err != nil {
+		return nil, fmt.Errorf("column types of %s: %w", table, err)
+	}
+	t := map[string]string{}
+	for rows.Next() {
+		var name, typ string
+		if err := rows.Scan(&name, &typ); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("column types of %s: %w", table, err)
+		}
+		t[name] = typ
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("column types of %s: %w", table, err)
+	}
+	if len(t) == 0 {
+		return nil, &FatalError{Err: fmt.Errorf("table %s has no columns (does it exist?)", table)}
+	}
+	if c.tables == nil {
+		c.tables = map[string]map[string]string{}
+	}
+	c.tables[table] = t
+	return t, nil
+}
+
+// tableWrites is one mapping's share of a batch.
+type tableWrites struct {
+	m       *transform.Mapping
+	upserts [][]*string // row-major, len(ColumnNames())
+	delIDs  []*string
+	delAt   []*string // soft deletes only
+}
+
+// queueWrites adds the batch's row statements to b.
+func (a *Applier) queueWrites(ctx context.Context, tx pgx.Tx, b *pgx.Batch, winners []*item, ids idSet) error {
+	var order []*transform.Mapping
+	byMapping := map[*transform.Mapping]*tableWrites{}
+	var dColl, dKey, dCol, dRefColl, dRefID []string
+	for _, it := range winners {
+		m := it.mapping
+		w, ok := byMapping[m]
+		if !ok {
+			w = &tableWrites{m: m}
+			byMapping[m] = w
+			order = append(order, m)
+		}
+		id, err := ids.rowID(it)
+		if err != nil {
+			return err
+		}
+		if it.ev.Op == event.OpDelete {
+			if id == nil {
+				continue // never replicated: nothing to delete; the tombstone is recorded
+			}
+			w.delIDs = append(w.delIDs, textOf(id))
+			if m.Delete == "soft" {
+				at := deleteTime(it.ev).Format(time.RFC3339Nano)
+				w.delAt = append(w.delAt, &at)
+			}
+			continue
+		}
+		row := make([]*string, len(m.Columns)+1)
+		row[0] = textOf(id)
+		for i, v := range it.row.Values {
+			row[i+1] = textOf(v)
+		}
+		for _, ref := range it.row.Refs {
+			if parent, ok := ids.get(ref.Collection, ref.LegacyID); ok {
+				row[ref.Col+1] = textOf(parent)
+				continue
+			}
+			switch ref.Missing {
+			case transform.MissingNull:
+				row[ref.Col+1] = nil
+				dColl, dKey, dCol = append(dColl, m.Collection), append(dKey, it.docKey), append(dCol, ref.Column)
+				dRefColl, dRefID = append(dRefColl, ref.Collection), append(dRefID, ref.LegacyID)
+			default:
+				return &transform.Rejection{Collection: m.Collection, Field: ref.Field, Column: ref.Column, Value: ref.LegacyID,
+					Reason: fmt.Sprintf("references %s %s, which has no id_map entry (policy %s)", ref.Collection, ref.LegacyID, ref.Missing)}
+			}
+		}
+		w.upserts = append(w.upserts, row)
+	}
+	for _, m := range order {
+		w := byMapping[m]
+		types, err := a.types.get(ctx, tx, m.Table)
+		if err != nil {
+			return err
+		}
+		cols := m.ColumnNames()
+		table := pgx.Identifier(strings.Split(m.Table, ".")).Sanitize()
+		idCol := pgx.Identifier{m.ID.Column}.Sanitize()
+		idType := types[m.ID.Column]
+		if len(w.delIDs) > 0 {
+			if m.Delete == "soft" {
+				b.Queue(fmt.Sprintf(`UPDATE %s t SET %s = u.at::timestamptz FROM unnest($1::text[], $2::text[]) AS u(id, at) WHERE t.%s = u.id::%s`,
+					table, pgx.Identifier{m.SoftDeleteColumn}.Sanitize(), idCol, idType), w.delIDs, w.delAt)
+			} else {
+				b.Queue(fmt.Sprintf(`DELETE FROM %s WHERE %s = ANY($1::text[]::%s[])`, table, idCol, idType), w.delIDs)
+			}
+		}
+		if len(w.upserts) > 0 {
+			b.Queue(upsertSQL(m, table, cols, types), columns(w.upserts, len(cols))...)
+		}
+	}
+	if len(dColl) > 0 {
+		b.Queue(`INSERT INTO cdc.dangling_refs (collection, doc_key, column_name, ref_collection, ref_legacy_id)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
+			ON CONFLICT (collection, doc_key, column_name)
+			DO UPDATE SET ref_collection = EXCLUDED.ref_collection, ref_legacy_id = EXCLUDED.ref_legacy_id, first_seen = now()`,
+			dColl, dKey, dCol, dRefColl, dRefID)
+	}
+	return nil
+}
+
+// upsertSQL is the set-based insert-or-update of m's rows.
+func upsertSQL(m *transform.Mapping, table string, cols []string, types map[string]string) string {
+	quoted := make([]string, len(cols))
+	params := make([]string, len(cols))
+	casts := make([]string, len(cols))
+	var sets []string
+	for i, c := range cols {
+		quoted[i] = pgx.Identifier{c}.Sanitize()
+		params[i] = fmt.Sprintf("$%d::text[]", i+1)
+		casts[i] = fmt.Sprintf("u.c%d::%s", i, types[c])
+		if i > 0 {
+			sets = append(sets, fmt.Sprintf("%s = EXCLUDED.%s", quoted[i], quoted[i]))
+		}
+	}
+	if m.Delete == "soft" {
+		sets = append(sets, pgx.Identifier{m.SoftDeleteColumn}.Sanitize()+" = NULL")
+	}
+	aliases := make([]string, len(cols))
+	for i := range cols {
+		aliases[i] = fmt.Sprintf("c%d", i)
+	}
+	conflict := "DO NOTHING"
+	if !m.AppendOnly && len(sets) > 0 {
+		conflict = "DO UPDATE SET " + strings.Join(sets, ", ")
+	}
+	return fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM unnest(%s) AS u(%s) ON CONFLICT (%s) %s",
+		table, strings.Join(quoted, ", "), strings.Join(casts, ", "), strings.Join(params, ", "),
+		strings.Join(aliases, ", "), quoted[0], conflict)
+}
+
+// columns turns row-major text values into one []*string per column.
+func columns(rows [][]*string, n int) []any {
+	out := make([]any, n)
+	for c := 0; c < n; c++ {
+		col := make([]*string, len(rows))
+		for r, row := range rows {
+			col[r] = row[c]
+		}
+		out[c] = col
+	}
+	return out
+}
+
+// textOf renders a transformed value in the text form Postgres parses for
+// its column type; nil is NULL.
+func textOf(v any) *string {
+	var s string
+	switch x := v.(type) {
+	case nil:
+		return nil
+	case string:
+		s = x
+	case bool:
+		s = strconv.FormatBool(x)
+	case int64:
+		s = strconv.FormatInt(x, 10)
+	case int32:
+		s = strconv.FormatInt(int64(x), 10)
+	case int:
+		s = strconv.Itoa(x)
+	case float64:
+		s = strconv.FormatFloat(x, 'g', -1, 64)
+	case time.Time:
+		s = x.UTC().Format("2006-01-02T15:04:05.999999Z07:00")
+	case uuid.UUID:
+		s = x.String()
+	case []string:
+		s = arrayLiteral(x)
+	default:
+		s = fmt.Sprint(x)
+	}
+	return &s
+}
+
+// arrayLiteral is the Postgres text form of a text[]: every element
+// double-quoted, backslashes and quotes escaped.
+func arrayLiteral(xs []string) string {
+	var b strings.Builder
+	b.WriteByte('{')
+	for i, x := range xs {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('"')
+		for j := 0; j < len(x); j++ {
+			if x[j] == '"' || x[j] == '\\' {
+				b.WriteByte('\\')
+			}
+			b.WriteByte(x[j])
+		}
+		b.WriteByte('"')
+	}
+	b.WriteByte('}')
+	return b.String()
+}
