@@ -211,7 +211,7 @@ func Run(ctx context.Context, cfg config.Config, role config.Role, log *zap.Logg
 		}
 		sk := sink.New(b.JS, pool, set, sink.Config{
 			Consumer: cfg.Sink.Consumer, BatchSize: cfg.Sink.BatchSize, BatchWait: cfg.Sink.BatchWait,
-			AckWait: cfg.Sink.AckWait, Streams: b.Streams,
+			AckWait: cfg.Sink.AckWait, Streams: b.Streams, Unparked: cfg.Sink.UnparkedCollections,
 		}, log.Named("sink"), nil, opts.SinkHooks)
 		g.Go(func() error { return sk.Run(gctx) })
 	}

@@ -84,6 +84,7 @@ see cdc.example.yaml.`,
 		newRunCmd(g, "tail", config.RoleTailer, "Run only the tailer: MongoDB change stream -> JetStream"),
 		newRunCmd(g, "sink", config.RoleSink, "Run only the sink: JetStream -> PostgreSQL"),
 		newMigrateCmd(g),
+		newDLQCmd(g),
 		newVersionCmd(g),
 	)
 	return root

@@ -35,6 +35,10 @@ type Config struct {
 	Log LogConfig `koanf:"log"`
 	// HTTP serves /metrics, /healthz and /readyz.
 	HTTP HTTPConfig `koanf:"http"`
+	// Snapshot configures `cdc snapshot` and the `cdc replay` commands.
+	Snapshot SnapshotConfig `koanf:"snapshot"`
+	// Oplog configures the oplog-window (headroom) checks.
+	Oplog OplogConfig `koanf:"oplog"`
 	// DataDir is where local state lives (the embedded NATS store).
 	// Default "./data".
 	DataDir string `koanf:"data_dir"`
@@ -132,6 +136,10 @@ type SinkConfig struct {
 	BatchWait time.Duration `koanf:"batch_wait"`
 	// AckWait is the consumer's redelivery timeout. Default 5m.
 	AckWait time.Duration `koanf:"ack_wait"`
+	// UnparkedCollections keep applying a document's later events after
+	// one of them is dead-lettered; every other collection parks them
+	// until an operator retries or drops the dead letter. Default [].
+	UnparkedCollections []string `koanf:"unparked_collections"`
 }
 
 // TransformsConfig selects the mappings.
@@ -154,6 +162,38 @@ type HTTPConfig struct {
 	// Addr serves /metrics, /healthz and /readyz; empty disables it.
 	// Default ":9464".
 	Addr string `koanf:"addr"`
+}
+
+// SnapshotConfig configures the operator commands that load or re-load
+// data: `cdc snapshot` and `cdc replay`.
+type SnapshotConfig struct {
+	// BatchSize is how many documents one snapshot find returns (and one
+	// progress record covers), and how many events one `replay stream`
+	// Postgres transaction applies. Default 1000.
+	BatchSize int `koanf:"batch_size"`
+	// AllowedTargets are the PostgreSQL hosts ("host" or "host:port",
+	// exact and case-insensitive: a whitelist, never a substring match)
+	// that snapshot and replay may write to. Any other target must be
+	// confirmed with --yes <host>. Default [] (always confirm).
+	AllowedTargets []string `koanf:"allowed_targets"`
+	// ProgressBucket is the JetStream key-value bucket holding snapshot
+	// progress (cluster time, last _id done, counts per collection).
+	// Default "cdc_snapshots".
+	ProgressBucket string `koanf:"progress_bucket"`
+	// TailerWait bounds how long a snapshot batch of a collection that
+	// references other collections waits for the tailer's checkpoint to
+	// pass the batch's read time, so that a parent created during the
+	// scan reaches the stream before the child that references it. 0
+	// disables the wait. Default 5m.
+	TailerWait time.Duration `koanf:"tailer_wait"`
+}
+
+// OplogConfig configures the oplog-window checks.
+type OplogConfig struct {
+	// HeadroomWarning: warn when the tailer's checkpoint would fall off
+	// the oplog within this long (headroom = checkpoint - oldest oplog
+	// entry). 0 warns only when it has fallen off. Default 6h.
+	HeadroomWarning time.Duration `koanf:"headroom_warning"`
 }
 
 // Default returns the configuration with every default filled in.
@@ -184,8 +224,15 @@ func Default() Config {
 			BatchWait: 20 * time.Millisecond,
 			AckWait:   5 * time.Minute,
 		},
-		Log:     LogConfig{Level: "info", Format: "json"},
-		HTTP:    HTTPConfig{Addr: ":9464"},
+		Log:  LogConfig{Level: "info", Format: "json"},
+		HTTP: HTTPConfig{Addr: ":9464"},
+		Snapshot: SnapshotConfig{
+			BatchSize:      1000,
+			AllowedTargets: []string{},
+			ProgressBucket: "cdc_snapshots",
+			TailerWait:     5 * time.Minute,
+		},
+		Oplog:   OplogConfig{HeadroomWarning: 6 * time.Hour},
 		DataDir: "./data",
 	}
 }
@@ -318,6 +365,7 @@ func (c *Config) Validate(role Role) error {
 			add("nats.embedded.port", "must be -1 (any free port) or 0..65535, got %d", n.Embedded.Port)
 		}
 	}
+	errs = append(errs, c.validateOperator()...)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -340,4 +388,61 @@ func (c *Config) NATSStoreDir() string {
 		return c.NATS.Embedded.StoreDir
 	}
 	return strings.TrimRight(c.DataDir, "/") + "/nats"
+}
+
+// validateOperator checks the snapshot and oplog sections (every role:
+// they have valid defaults).
+func (c *Config) validateOperator() []*FieldError {
+	var errs []*FieldError
+	add := func(field, format string, args ...any) {
+		errs = append(errs, &FieldError{Field: field, Reason: fmt.Sprintf(format, args...)})
+	}
+	s := c.Snapshot
+	if s.BatchSize <= 0 || s.BatchSize > 100000 {
+		add("snapshot.batch_size", "must be between 1 and 100000, got %d", s.BatchSize)
+	}
+	for i, h := range s.AllowedTargets {
+		if reason := badTarget(h); reason != "" {
+			add(fmt.Sprintf("snapshot.allowed_targets[%d]", i), "%q %s", h, reason)
+		}
+	}
+	if !validBucket(s.ProgressBucket) {
+		add("snapshot.progress_bucket", "must be a non-empty bucket name of letters, digits, '-' and '_', got %q", s.ProgressBucket)
+	} else if s.ProgressBucket == c.NATS.CheckpointBucket {
+		add("snapshot.progress_bucket", "must differ from nats.checkpoint_bucket (%q)", c.NATS.CheckpointBucket)
+	}
+	if s.TailerWait < 0 {
+		add("snapshot.tailer_wait", "must not be negative, got %s", s.TailerWait)
+	}
+	if c.Oplog.HeadroomWarning < 0 {
+		add("oplog.headroom_warning", "must not be negative, got %s", c.Oplog.HeadroomWarning)
+	}
+	return errs
+}
+
+// badTarget says why an allow-list entry is not a plain "host" or
+// "host:port" (patterns and URLs are refused: the list is matched
+// exactly), or "" when it is fine.
+func badTarget(h string) string {
+	switch {
+	case h == "":
+		return "is empty"
+	case strings.ContainsAny(h, "*?{}%"):
+		return "is a pattern; list exact host names (the allow-list is matched exactly)"
+	case strings.ContainsAny(h, " \t/@,;=") || strings.Contains(h, "://"):
+		return "must be a host name or host:port, not a URL or a list"
+	}
+	return ""
+}
+
+func validBucket(name string) bool {
+	if name == "" {
+		return false
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
 }

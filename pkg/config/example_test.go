@@ -139,6 +139,9 @@ func TestExampleShowsDefaults(t *testing.T) {
 	if len(cfg.Mongo.Collections) == 0 {
 		cfg.Mongo.Collections = nil
 	}
+	if len(cfg.Sink.UnparkedCollections) == 0 {
+		cfg.Sink.UnparkedCollections = nil
+	}
 	for _, l := range leaves(t) {
 		got := reflect.ValueOf(cfg).FieldByIndex(l.index).Interface()
 		def := reflect.ValueOf(want).FieldByIndex(l.index).Interface()

@@ -27,6 +27,10 @@ var envAliases = map[string]string{
 	"CDC_DATA_DIR":       "data_dir",
 }
 
+// listKeys are the list-valued keys: their environment value is a
+// comma-separated list.
+var listKeys = map[string]bool{"snapshot.allowed_targets": true}
+
 // Load reads the YAML file at path (optional when empty) and the
 // environment given by environ (os.Environ when nil), on top of Default().
 // Unknown keys are errors that name the key. Load does not Validate.
@@ -54,7 +58,7 @@ func Load(path string, environ func() []string) (Config, error) {
 		if err != nil {
 			return cfg, err
 		}
-		if key == "mongo.collections" {
+		if key == "mongo.collections" || key == "sink.unparked_collections" || listKeys[key] {
 			envMap[key] = splitList(value)
 			continue
 		}

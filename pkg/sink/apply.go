@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -23,12 +24,63 @@ type Applier struct {
 	consumer string
 	stream   string
 	types    columnTypes
+	// unparked collections apply a dead-lettered document's later events
+	// instead of holding them.
+	unparked map[string]bool
 }
 
 // NewApplier prepares the SQL of every mapping in set. consumer names the
 // position row written with each batch; "" writes none (replays).
 func NewApplier(pool *pgxpool.Pool, set *transform.Set, consumer, stream string) *Applier {
-	return &Applier{pool: pool, consumer: consumer, stream: stream}
+	return &Applier{pool: pool, consumer: consumer, stream: stream, unparked: map[string]bool{}}
+}
+
+// SetUnparked lists collections whose documents keep applying after one of
+// their events is dead-lettered (the default holds them).
+func (a *Applier) SetUnparked(collections []string) {
+	for _, c := range collections {
+		a.unparked[c] = true
+	}
+}
+
+// DeadLetter is one event the batch dead-lettered.
+type DeadLetter struct {
+	EventID   string
+	DB, Coll  string
+	DocKey    string
+	Class     string
+	Reason    string
+	StreamSeq uint64
+	Envelope  []byte
+}
+
+// DeadLetters lists what the batch dead-lettered.
+func (r *Result) DeadLetters() []DeadLetter {
+	out := make([]DeadLetter, 0, len(r.dead))
+	for _, it := range r.dead {
+		cls, reason := classify(it.reject)
+		out = append(out, DeadLetter{EventID: it.ev.ID, DB: it.ev.Source.DB, Coll: it.ev.Source.Coll, DocKey: it.docKey,
+			Class: cls, Reason: reason, StreamSeq: it.seq, Envelope: it.raw})
+	}
+	return out
+}
+
+// classify names a dead letter's class and reason.
+func classify(err error) (string, string) {
+	if err == nil {
+		return "poison", "unknown"
+	}
+	var pe *parkedError
+	if errors.As(err, &pe) {
+		return "parked", pe.Error()
+	}
+	if rej, ok := transform.AsRejection(err); ok {
+		if strings.HasPrefix(rej.Reason, "append-only violation") {
+			return "violation", rej.Reason
+		}
+		return "rejected", rej.Reason
+	}
+	return "poison", err.Error()
 }
 
 // Result counts what a batch did.
@@ -42,6 +94,8 @@ type Result struct {
 	ByCollection map[string]int
 	// LastClusterTime is the newest cluster time applied.
 	LastClusterTime event.ClusterTime
+	// dead are the items dead-lettered, for the DLQ stream.
+	dead []*item
 }
 
 // Position is the stream position recorded with a batch.
@@ -56,22 +110,86 @@ type Position struct {
 // the rest commits; retryable and fatal errors are returned with nothing
 // committed.
 func (a *Applier) Apply(ctx context.Context, units []*unit, pos Position) (Result, error) {
+	return a.apply(ctx, units, pos, nil)
+}
+
+// parkedError marks an event held behind an open dead letter of its
+// document: applying it over the gap could leave a state that never
+// existed in Mongo.
+type parkedError struct {
+	coll, key string
+}
+
+func (e *parkedError) Error() string {
+	return fmt.Sprintf("parked: document %s %s has an open dead letter; this event waits for `cdc dlq retry` or `cdc dlq drop`", e.coll, e.key)
+}
+
+// begin starts a batch transaction. Foreign keys (DEFERRABLE in the
+// schema) are checked at the end, so a parent and its child may arrive in
+// either order within one batch.
+func (a *Applier) begin(ctx context.Context) (pgx.Tx, error) {
+	tx, err := a.pool.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("begin: %w", err)
+	}
+	if _, err := tx.Exec(ctx, "SET CONSTRAINTS ALL DEFERRED"); err != nil {
+		_ = tx.Rollback(ctx)
+		return nil, fmt.Errorf("defer constraints: %w", err)
+	}
+	return tx, nil
+}
+
+// checkDeferred surfaces deferred constraint violations now, as a
+// statement error, instead of at COMMIT where they could not be told
+// apart; constraints are deferred again afterwards.
+func checkDeferred(ctx context.Context, tx pgx.Tx) error {
+	if _, err := tx.Exec(ctx, "SET CONSTRAINTS ALL IMMEDIATE"); err != nil {
+		return fmt.Errorf("deferred constraint: %w", err)
+	}
+	if _, err := tx.Exec(ctx, "SET CONSTRAINTS ALL DEFERRED"); err != nil {
+		return fmt.Errorf("defer constraints: %w", err)
+	}
+	return nil
+}
+
+func (a *Applier) apply(ctx context.Context, units []*unit, pos Position, before func(pgx.Tx) error) (Result, error) {
 	res := Result{ByCollection: map[string]int{}}
+	tx, err := a.begin(ctx)
+	if err != nil {
+		return res, err
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }() // no-op after commit
+	if before != nil {
+		if err := before(tx); err != nil {
+			return res, err
+		}
+	}
+	held, err := a.heldDocs(ctx, tx, units)
+	if err != nil {
+		return res, err
+	}
 	var good, bad []*unit
 	for _, u := range units {
 		if u.rejected() != nil {
+			bad = append(bad, u)
+			holdUnit(held, u)
+		}
+	}
+	for _, u := range units {
+		if u.rejected() != nil {
+			continue
+		}
+		if a.park(held, u) {
 			bad = append(bad, u)
 		} else {
 			good = append(good, u)
 		}
 	}
-	tx, err := a.pool.Begin(ctx)
-	if err != nil {
-		return res, fmt.Errorf("begin: %w", err)
-	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after commit
 
 	r, err := a.applyUnits(ctx, tx, good)
+	if err == nil {
+		err = checkDeferred(ctx, tx)
+	}
 	if err != nil {
 		if Classify(err) != Poison {
 			return res, err
@@ -80,16 +198,28 @@ func (a *Applier) Apply(ctx context.Context, units []*unit, pos Position) (Resul
 		if err := tx.Rollback(ctx); err != nil {
 			return res, fmt.Errorf("rollback: %w", err)
 		}
-		if tx, err = a.pool.Begin(ctx); err != nil {
-			return res, fmt.Errorf("begin: %w", err)
+		if tx, err = a.begin(ctx); err != nil {
+			return res, err
+		}
+		if before != nil {
+			if err := before(tx); err != nil {
+				return res, err
+			}
 		}
 		r = Result{ByCollection: map[string]int{}}
 		for _, u := range good {
+			if a.park(held, u) {
+				bad = append(bad, u)
+				continue
+			}
 			sp, err := tx.Begin(ctx)
 			if err != nil {
 				return res, fmt.Errorf("savepoint: %w", err)
 			}
 			ur, err := a.applyUnits(ctx, sp, []*unit{u})
+			if err == nil {
+				err = checkDeferred(ctx, sp)
+			}
 			if err != nil {
 				if Classify(err) != Poison {
 					return res, err
@@ -99,6 +229,7 @@ func (a *Applier) Apply(ctx context.Context, units []*unit, pos Position) (Resul
 				}
 				u.items[0].reject = err
 				bad = append(bad, u)
+				holdUnit(held, u)
 				continue
 			}
 			if err := sp.Commit(ctx); err != nil {
@@ -113,23 +244,78 @@ func (a *Applier) Apply(ctx context.Context, units []*unit, pos Position) (Resul
 			return res, err
 		}
 		res.DeadLettered += len(u.items)
+		res.dead = append(res.dead, u.items...)
 	}
-	if a.consumer == "" {
-		// A replay applier records no position: the live consumer's
-		// stays where it is.
-	} else if _, err := tx.Exec(ctx, `
-		INSERT INTO cdc.sink_positions (consumer, stream, stream_seq, cluster_time, applied_at)
-		VALUES ($1, $2, $3, $4, now())
-		ON CONFLICT (consumer) DO UPDATE
-		SET stream = EXCLUDED.stream, stream_seq = EXCLUDED.stream_seq,
-		    cluster_time = GREATEST(cdc.sink_positions.cluster_time, EXCLUDED.cluster_time), applied_at = now()`,
-		a.consumer, a.stream, int64(pos.Floor), res.LastClusterTime.Pack()); err != nil {
-		return res, fmt.Errorf("record position: %w", err)
+	if a.consumer != "" { // a replay applier leaves the live consumer's position alone
+		if _, err := tx.Exec(ctx, `
+			INSERT INTO cdc.sink_positions (consumer, stream, stream_seq, cluster_time, applied_at)
+			VALUES ($1, $2, $3, $4, now())
+			ON CONFLICT (consumer) DO UPDATE
+			SET stream = EXCLUDED.stream, stream_seq = EXCLUDED.stream_seq,
+			    cluster_time = GREATEST(cdc.sink_positions.cluster_time, EXCLUDED.cluster_time), applied_at = now()`,
+			a.consumer, a.stream, int64(pos.Floor), res.LastClusterTime.Pack()); err != nil {
+			return res, fmt.Errorf("record position: %w", err)
+		}
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return res, fmt.Errorf("commit: %w", err)
 	}
 	return res, nil
+}
+
+// heldDocs returns the documents of units that have an open dead letter.
+func (a *Applier) heldDocs(ctx context.Context, tx pgx.Tx, units []*unit) (map[docRef]bool, error) {
+	var colls, keys []string
+	for _, u := range units {
+		for _, it := range u.items {
+			if it.mapping != nil && !a.unparked[it.mapping.Collection] {
+				colls, keys = append(colls, it.mapping.Collection), append(keys, it.docKey)
+			}
+		}
+	}
+	held := map[docRef]bool{}
+	if len(colls) == 0 {
+		return held, nil
+	}
+	rows, err := tx.Query(ctx, `SELECT DISTINCT d.collection, d.doc_key FROM cdc.dead_letters d
+		JOIN unnest($1::text[], $2::text[]) AS k(collection, doc_key) USING (collection, doc_key)
+		WHERE d.status = 'open'`, colls, keys)
+	if err != nil {
+		return nil, fmt.Errorf("open dead letters: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k docRef
+		if err := rows.Scan(&k.coll, &k.key); err != nil {
+			return nil, fmt.Errorf("open dead letters: %w", err)
+		}
+		held[k] = true
+	}
+	return held, rows.Err()
+}
+
+func holdUnit(held map[docRef]bool, u *unit) {
+	for _, it := range u.items {
+		if it.mapping != nil {
+			held[docRef{it.mapping.Collection, it.docKey}] = true
+		}
+	}
+}
+
+// park marks u parked if it touches a held document (and its collection
+// parks), holding every document of u from then on.
+func (a *Applier) park(held map[docRef]bool, u *unit) bool {
+	for _, it := range u.items {
+		if it.mapping == nil || it.noop || a.unparked[it.mapping.Collection] {
+			continue
+		}
+		if held[docRef{it.mapping.Collection, it.docKey}] {
+			it.reject = &parkedError{coll: it.mapping.Collection, key: it.docKey}
+			holdUnit(held, u)
+			return true
+		}
+	}
+	return false
 }
 
 func (r *Result) merge(o Result) {
@@ -361,21 +547,16 @@ func resolveIDs(ctx context.Context, tx pgx.Tx, winners []*item) (idSet, error) 
 func (a *Applier) deadLetter(ctx context.Context, tx pgx.Tx, u *unit) error {
 	cause := u.rejected()
 	for _, it := range u.items {
-		errClass, field, value, reason := "poison", "", "", ""
 		err := it.reject
+		prefix := ""
 		if err == nil {
-			err = cause
-			reason = "another event of its Mongo transaction was rejected: "
+			err, prefix = cause, "another event of its Mongo transaction was dead-lettered: "
 		}
+		errClass, reason := classify(err)
+		reason = prefix + reason
+		field, value := "", ""
 		if rej, ok := transform.AsRejection(err); ok {
-			errClass = "rejected"
 			field, value = rej.Field, rej.Value
-			reason += rej.Reason
-			if strings.HasPrefix(rej.Reason, "append-only violation") {
-				errClass = "violation"
-			}
-		} else {
-			reason += err.Error()
 		}
 		// Stored as canonical Extended JSON so operators can query it; an
 		// envelope that is not even BSON is kept as hex.
@@ -383,20 +564,20 @@ func (a *Applier) deadLetter(ctx context.Context, tx pgx.Tx, u *unit) error {
 		if jerr != nil {
 			evJSON, _ = json.Marshal(map[string]string{"undecodable_hex": hex.EncodeToString(it.raw), "error": jerr.Error()})
 		}
-		coll := it.ev.Source.Coll
 		if _, err := tx.Exec(ctx, `
 			INSERT INTO cdc.dead_letters (event_id, collection, doc_key, stream_seq, error_class, field, value, reason, event)
 			VALUES ($1, $2, $3, $4, $5, NULLIF($6, ''), NULLIF($7, ''), $8, $9)
 			ON CONFLICT (event_id) DO UPDATE
 			SET attempts = cdc.dead_letters.attempts + 1, last_seen = now(), reason = EXCLUDED.reason,
-			    error_class = EXCLUDED.error_class, status = 'open'`,
-			it.ev.ID, coll, it.docKey, int64(it.seq), errClass, field, value, reason, evJSON); err != nil {
+			    error_class = EXCLUDED.error_class, field = EXCLUDED.field, value = EXCLUDED.value, status = 'open'`,
+			it.ev.ID, it.ev.Source.Coll, it.docKey, int64(it.seq), errClass, field, value, reason, evJSON); err != nil {
 			return fmt.Errorf("dead-letter %s: %w", it.ev.ID, err)
 		}
 	}
 	return nil
 }
 
+// SetUnparked lists collections whose documents keep applying after one of
 // Raw is one stream message for ApplyRaw.
 type Raw struct {
 	Seq  uint64
@@ -409,12 +590,19 @@ type Raw struct {
 // reported in Result.Incomplete), poison dead-lettered. Replays use it
 // with an Applier created with consumer "".
 func (a *Applier) ApplyRaw(ctx context.Context, set *transform.Set, msgs []Raw) (Result, error) {
+	return a.ApplyRawWith(ctx, set, msgs, nil)
+}
+
+// ApplyRawWith is ApplyRaw with before run first inside the transaction
+// (dead-letter retries mark their entries there, so the retried events are
+// not parked behind themselves and the mark commits with the outcome).
+func (a *Applier) ApplyRawWith(ctx context.Context, set *transform.Set, msgs []Raw, before func(pgx.Tx) error) (Result, error) {
 	asm := newAssembler()
 	for _, m := range msgs {
 		asm.add(decode(set, m.Seq, m.Data))
 	}
 	units := asm.take()
-	res, err := a.Apply(ctx, units, Position{})
+	res, err := a.apply(ctx, units, Position{}, before)
 	for _, ot := range asm.open {
 		res.Incomplete += len(ot.items)
 	}

@@ -5,14 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
 	"github.com/amanat/cdc/pkg/bus"
+	"github.com/amanat/cdc/pkg/event"
 	"github.com/amanat/cdc/pkg/transform"
 )
 
@@ -29,6 +32,10 @@ type Config struct {
 	AckWait time.Duration
 	// Streams names the stream.
 	Streams bus.StreamsConfig
+	// Unparked lists collections whose documents keep applying after one
+	// of their events is dead-lettered; every other collection holds a
+	// dead-lettered document's later events until an operator acts.
+	Unparked []string
 }
 
 // Metrics receives the sink's counters; all methods must be cheap.
@@ -67,10 +74,9 @@ func New(js jetstream.JetStream, pool *pgxpool.Pool, set *transform.Set, cfg Con
 	if m == nil {
 		m = noMetrics{}
 	}
-	return &Sink{
-		js: js, pool: pool, set: set, cfg: cfg, log: log, metrics: m, hooks: hooks,
-		applier: NewApplier(pool, set, cfg.Consumer, cfg.Streams.Stream),
-	}
+	a := NewApplier(pool, set, cfg.Consumer, cfg.Streams.Stream)
+	a.SetUnparked(cfg.Unparked)
+	return &Sink{js: js, pool: pool, set: set, cfg: cfg, log: log, metrics: m, hooks: hooks, applier: a}
 }
 
 // ErrHookAbort is returned by Run when a test hook aborted it.
@@ -256,6 +262,7 @@ func (s *Sink) applyWithRetry(ctx context.Context, units []*unit, pos Position) 
 			s.metrics.BatchApplied(res, size, time.Since(start))
 			if res.DeadLettered > 0 {
 				s.log.Warn("events dead-lettered", zap.Int("count", res.DeadLettered), zap.Uint64("floor", pos.Floor))
+				s.publishDeadLetters(ctx, res.DeadLetters())
 			}
 			if s.hooks != nil && s.hooks.AfterCommit != nil {
 				if herr := s.hooks.AfterCommit(ctx); herr != nil {
@@ -298,6 +305,37 @@ func (s *Sink) applyWithRetry(ctx context.Context, units []*unit, pos Position) 
 					}
 				}
 			}
+		}
+	}
+}
+
+// publishDeadLetters copies dead letters to the DLQ stream, for consumers
+// that watch it. cdc.dead_letters (committed with the batch) is the record
+// of truth; a copy that cannot be published is logged at error level and
+// stays visible there.
+func (s *Sink) publishDeadLetters(ctx context.Context, dls []DeadLetter) {
+	for _, dl := range dls {
+		msg := &nats.Msg{
+			Subject: s.cfg.Streams.DLQSubject(dl.DB, dl.Coll),
+			Data:    dl.Envelope,
+			Header:  nats.Header{},
+		}
+		msg.Header.Set(jetstream.MsgIDHeader, "dlq:"+dl.EventID)
+		msg.Header.Set("Content-Type", event.ContentType)
+		msg.Header.Set("Cdc-Error-Class", dl.Class)
+		msg.Header.Set("Cdc-Doc-Key", dl.DocKey)
+		msg.Header.Set("Cdc-Stream-Seq", strconv.FormatUint(dl.StreamSeq, 10))
+		reason := dl.Reason
+		if len(reason) > 1024 {
+			reason = reason[:1024]
+		}
+		msg.Header.Set("Cdc-Reason", reason)
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := s.js.PublishMsg(pctx, msg, jetstream.WithExpectStream(s.cfg.Streams.DLQStream))
+		cancel()
+		if err != nil {
+			s.log.Error("dead letter not copied to the DLQ stream (it is in cdc.dead_letters)",
+				zap.String("event_id", dl.EventID), zap.String("stream", s.cfg.Streams.DLQStream), zap.Error(err))
 		}
 	}
 }
