@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -23,73 +24,145 @@ type catalogColumn struct {
 	hasDefault bool
 }
 
-// CheckCatalog compares every mapping with the live Postgres catalog and
-// returns one error (wrapping ErrSchemaMismatch) listing each problem with
-// the mapping, the field and the column. A nil error means every mapped
-// column exists with a type that holds what the mapping produces.
+// CheckCatalog compares every mapping, child tables included, with the
+// live Postgres catalog and returns one error (wrapping ErrSchemaMismatch)
+// listing each problem with the mapping, the field and the column. A nil
+// error means every mapped table and column exists with a type that holds
+// what the mapping produces, every enum value maps to an existing label,
+// every NOT NULL column without a default is mapped, and every mapped NOT
+// NULL column is required or has a default (so a missing value is
+// rejected by the transform naming the field, not by Postgres naming
+// none).
 func CheckCatalog(ctx context.Context, q Querier, set *Set) error {
 	var problems []string
 	for _, m := range set.Mappings() {
-		schema, table := "public", m.Table
-		if s, t, ok := strings.Cut(m.Table, "."); ok {
-			schema, table = s, t
-		}
-		cols, err := loadColumns(ctx, q, schema, table)
+		cols, ok, err := tableColumns(ctx, q, m, m.Table, &problems)
 		if err != nil {
-			return fmt.Errorf("transform %s: read catalog of %s: %w", m.Source, m.Table, err)
+			return err
 		}
-		if len(cols) == 0 {
-			problems = append(problems, fmt.Sprintf("%s (collection %s): table %s does not exist", m.Source, m.Collection, m.Table))
-			continue
-		}
-		mapped := map[string]bool{m.ID.Column: true}
-		idCol, ok := cols[m.ID.Column]
-		switch {
-		case !ok:
-			problems = append(problems, fmt.Sprintf("%s: id column %s.%s does not exist", m.Source, m.Table, m.ID.Column))
-		case m.ID.Type == "uuid" && idCol.dataType != "uuid":
-			problems = append(problems, fmt.Sprintf("%s: id column %s.%s is %s, mapping needs uuid", m.Source, m.Table, m.ID.Column, idCol.dataType))
-		case m.ID.Type == "text" && !isTextType(idCol.dataType):
-			problems = append(problems, fmt.Sprintf("%s: id column %s.%s is %s, mapping needs text", m.Source, m.Table, m.ID.Column, idCol.dataType))
-		}
-		if m.Delete == "soft" {
-			mapped[m.SoftDeleteColumn] = true
-			if c, ok := cols[m.SoftDeleteColumn]; !ok || c.dataType != "timestamp with time zone" {
-				problems = append(problems, fmt.Sprintf("%s: soft_delete_column %s.%s must exist as timestamptz", m.Source, m.Table, m.SoftDeleteColumn))
+		if ok {
+			mapped := map[string]bool{m.ID.Column: true}
+			idCol, ok := cols[m.ID.Column]
+			switch {
+			case !ok:
+				problems = append(problems, fmt.Sprintf("%s: id column %s.%s does not exist", m.Source, m.Table, m.ID.Column))
+			case m.ID.Type == "uuid" && idCol.dataType != "uuid":
+				problems = append(problems, fmt.Sprintf("%s: id column %s.%s is %s, mapping needs uuid", m.Source, m.Table, m.ID.Column, idCol.dataType))
+			case m.ID.Type == "text" && !isTextType(idCol.dataType):
+				problems = append(problems, fmt.Sprintf("%s: id column %s.%s is %s, mapping needs text", m.Source, m.Table, m.ID.Column, idCol.dataType))
+			}
+			if m.Delete == "soft" {
+				mapped[m.SoftDeleteColumn] = true
+				if c, ok := cols[m.SoftDeleteColumn]; !ok || c.dataType != "timestamp with time zone" {
+					problems = append(problems, fmt.Sprintf("%s: soft_delete_column %s.%s must exist as timestamptz", m.Source, m.Table, m.SoftDeleteColumn))
+				}
+			}
+			if err := checkColumns(ctx, q, m, m.Table, "", m.Columns, cols, mapped, &problems); err != nil {
+				return err
 			}
 		}
-		for i := range m.Columns {
-			c := &m.Columns[i]
-			mapped[c.Column] = true
-			pc, ok := cols[c.Column]
+		for i := range m.Children {
+			ch := &m.Children[i]
+			cols, ok, err := tableColumns(ctx, q, m, ch.Table, &problems)
+			if err != nil {
+				return err
+			}
 			if !ok {
-				problems = append(problems, fmt.Sprintf("%s: field %s -> column %s.%s: column does not exist", m.Source, c.Field, m.Table, c.Column))
 				continue
 			}
-			if msg := compatible(c, pc); msg != "" {
-				problems = append(problems, fmt.Sprintf("%s: field %s -> column %s.%s: %s", m.Source, c.Field, m.Table, c.Column, msg))
-				continue
+			mapped := map[string]bool{ch.ParentColumn: true}
+			pc, ok := cols[ch.ParentColumn]
+			switch {
+			case !ok:
+				problems = append(problems, fmt.Sprintf("%s: child %s: parent_column %s.%s does not exist", m.Source, ch.Field, ch.Table, ch.ParentColumn))
+			case m.ID.Type == "uuid" && pc.dataType != "uuid":
+				problems = append(problems, fmt.Sprintf("%s: child %s: parent_column %s.%s is %s, the parent id is uuid", m.Source, ch.Field, ch.Table, ch.ParentColumn, pc.dataType))
+			case m.ID.Type == "text" && !isTextType(pc.dataType):
+				problems = append(problems, fmt.Sprintf("%s: child %s: parent_column %s.%s is %s, the parent id is text", m.Source, ch.Field, ch.Table, ch.ParentColumn, pc.dataType))
 			}
-			if c.Type == TypeEnum {
-				labels, err := enumLabels(ctx, q, pc.udtName)
-				if err != nil {
-					return fmt.Errorf("transform %s: read enum %s: %w", m.Source, pc.udtName, err)
-				}
-				for from, to := range c.Values {
-					if !labels[to] {
-						problems = append(problems, fmt.Sprintf("%s: field %s -> column %s.%s: value %q maps to %q, which enum %s does not have", m.Source, c.Field, m.Table, c.Column, from, to, pc.udtName))
-					}
-				}
-			}
-		}
-		for name, pc := range cols {
-			if !mapped[name] && pc.notNull && !pc.hasDefault {
-				problems = append(problems, fmt.Sprintf("%s: column %s.%s is NOT NULL without a default and no field maps to it", m.Source, m.Table, name))
+			if err := checkColumns(ctx, q, m, ch.Table, ch.Field+".", ch.Columns, cols, mapped, &problems); err != nil {
+				return err
 			}
 		}
 	}
 	if len(problems) > 0 {
 		return fmt.Errorf("%w:\n  %s", ErrSchemaMismatch, strings.Join(problems, "\n  "))
+	}
+	return nil
+}
+
+// tableColumns loads a table's columns; ok is false (and a problem
+// recorded) when the table does not exist.
+func tableColumns(ctx context.Context, q Querier, m *Mapping, qualified string, problems *[]string) (map[string]catalogColumn, bool, error) {
+	schema, table := "public", qualified
+	if s, t, ok := strings.Cut(qualified, "."); ok {
+		schema, table = s, t
+	}
+	cols, err := loadColumns(ctx, q, schema, table)
+	if err != nil {
+		return nil, false, fmt.Errorf("transform %s: read catalog of %s: %w", m.Source, qualified, err)
+	}
+	if len(cols) == 0 {
+		*problems = append(*problems, fmt.Sprintf("%s (collection %s): table %s does not exist", m.Source, m.Collection, qualified))
+		return nil, false, nil
+	}
+	return cols, true, nil
+}
+
+// checkColumns checks the mapped columns of one table; prefix is the
+// child's field path (with a trailing dot) for messages.
+func checkColumns(ctx context.Context, q Querier, m *Mapping, table, prefix string, specs []ColumnSpec, cols map[string]catalogColumn, mapped map[string]bool, problems *[]string) error {
+	for i := range specs {
+		c := &specs[i]
+		mapped[c.Column] = true
+		field := prefix + c.Field
+		if c.Func != "" && c.Field == "" {
+			field = prefix + "func:" + c.Func
+		}
+		where := fmt.Sprintf("%s: field %s -> column %s.%s", m.Source, field, table, c.Column)
+		pc, ok := cols[c.Column]
+		if !ok {
+			*problems = append(*problems, where+": column does not exist")
+			continue
+		}
+		if msg := compatible(c, pc); msg != "" {
+			*problems = append(*problems, where+": "+msg)
+			continue
+		}
+		if pc.notNull {
+			switch {
+			case c.Type == TypeRef && c.Ref.Missing == MissingNull:
+				*problems = append(*problems, where+": column is NOT NULL, so ref.missing cannot be null")
+			case !c.Required && c.Default == nil && c.kind != fieldIndex:
+				*problems = append(*problems, where+": column is NOT NULL; mark the field required (or give a default) so a missing value is rejected naming the field")
+			}
+		}
+		if c.Type == TypeEnum {
+			labels, err := enumLabels(ctx, q, pc.udtName)
+			if err != nil {
+				return fmt.Errorf("transform %s: read enum %s: %w", m.Source, pc.udtName, err)
+			}
+			froms := make([]string, 0, len(c.Values))
+			for from := range c.Values {
+				froms = append(froms, from)
+			}
+			sort.Strings(froms)
+			for _, from := range froms {
+				if to := c.Values[from]; !labels[to] {
+					*problems = append(*problems, fmt.Sprintf("%s: value %q maps to %q, which enum %s does not have", where, from, to, pc.udtName))
+				}
+			}
+		}
+	}
+	names := make([]string, 0, len(cols))
+	for name := range cols {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if pc := cols[name]; !mapped[name] && pc.notNull && !pc.hasDefault {
+			*problems = append(*problems, fmt.Sprintf("%s: column %s.%s is NOT NULL without a default and no field maps to it", m.Source, table, name))
+		}
 	}
 	return nil
 }

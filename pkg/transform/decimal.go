@@ -28,49 +28,56 @@ type decimalReject string
 // doubles (through their shortest round-trip decimal form). NaN, Infinity,
 // null and every other type are refused with the reason; nothing becomes 0.
 func ToDecimal(v bson.RawValue, spec DecimalSpec) (decimal.Decimal, string, error) {
-	d, err := rawDecimal(v)
+	d, _, err := rawDecimal(v)
 	if err != nil {
 		return decimal.Decimal{}, "", err
 	}
 	return fitDecimal(d, spec)
 }
 
-func rawDecimal(v bson.RawValue) (decimal.Decimal, error) {
+// rawDecimal reads any accepted number exactly; negZero reports a negative
+// zero (Decimal128 or double -0, or a string such as "-0.00"), which the
+// decimal value itself cannot carry.
+func rawDecimal(v bson.RawValue) (d decimal.Decimal, negZero bool, err error) {
 	switch v.Type {
 	case bsontype.Decimal128:
 		d128 := v.Decimal128()
 		if d128.IsNaN() {
-			return decimal.Decimal{}, decimalReject("NaN is not an amount")
+			return decimal.Decimal{}, false, decimalReject("NaN is not an amount")
 		}
 		if d128.IsInf() != 0 {
-			return decimal.Decimal{}, decimalReject("Infinity is not an amount")
+			return decimal.Decimal{}, false, decimalReject("Infinity is not an amount")
 		}
 		bi, exp, err := d128.BigInt()
 		if err != nil {
-			return decimal.Decimal{}, decimalReject(fmt.Sprintf("invalid Decimal128: %v", err))
+			return decimal.Decimal{}, false, decimalReject(fmt.Sprintf("invalid Decimal128: %v", err))
 		}
-		return decimal.NewFromBigInt(bi, int32(exp)), nil
+		high, _ := d128.GetBytes()
+		return decimal.NewFromBigInt(bi, int32(exp)), bi.Sign() == 0 && high>>63 == 1, nil
 	case bsontype.Int32:
-		return decimal.NewFromInt(int64(v.Int32())), nil
+		return decimal.NewFromInt(int64(v.Int32())), false, nil
 	case bsontype.Int64:
-		return decimal.NewFromInt(v.Int64()), nil
+		return decimal.NewFromInt(v.Int64()), false, nil
 	case bsontype.Double:
 		f := v.Double()
 		if math.IsNaN(f) {
-			return decimal.Decimal{}, decimalReject("NaN is not an amount")
+			return decimal.Decimal{}, false, decimalReject("NaN is not an amount")
 		}
 		if math.IsInf(f, 0) {
-			return decimal.Decimal{}, decimalReject("Infinity is not an amount")
+			return decimal.Decimal{}, false, decimalReject("Infinity is not an amount")
 		}
 		// Shortest decimal that round-trips to the same double: 0.1 is
 		// "0.1", not 0.1000000000000000055511151231257827.
-		return parseDecimalString(strconv.FormatFloat(f, 'g', -1, 64))
+		d, err := parseDecimalString(strconv.FormatFloat(f, 'g', -1, 64))
+		return d, f == 0 && math.Signbit(f), err
 	case bsontype.String:
-		return parseDecimalString(v.StringValue())
+		s := v.StringValue()
+		d, err := parseDecimalString(s)
+		return d, err == nil && d.Sign() == 0 && strings.HasPrefix(s, "-"), err
 	case bsontype.Null, bsontype.Undefined:
-		return decimal.Decimal{}, decimalReject("null is not an amount")
+		return decimal.Decimal{}, false, decimalReject("null is not an amount")
 	}
-	return decimal.Decimal{}, decimalReject(fmt.Sprintf("a %s is not a number", typeName(v.Type)))
+	return decimal.Decimal{}, false, decimalReject(fmt.Sprintf("a %s is not a number", typeName(v.Type)))
 }
 
 func parseDecimalString(s string) (decimal.Decimal, error) {

@@ -2,6 +2,7 @@ package transform
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io/fs"
 	"path"
@@ -9,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -44,24 +46,40 @@ type MissingPolicy string
 const (
 	// MissingMint mints the parent's id_map entry and writes the
 	// reference; the FK (if any) must then be satisfied by the parent's row
-	// in the same or an earlier transaction.
+	// in the same or an earlier transaction. It is also how a
+	// sub-document's own ObjectId becomes its row's uuid.
 	MissingMint MissingPolicy = "mint"
-	// MissingNull stores NULL and records the dangling reference.
+	// MissingNull stores NULL and records the dangling reference in
+	// cdc.dangling_refs; the sink fills the column in when the parent
+	// arrives.
 	MissingNull MissingPolicy = "null"
 	// MissingReject dead-letters the document.
 	MissingReject MissingPolicy = "reject"
-	// MissingWait retries until the parent appears or the wait runs out,
-	// then dead-letters.
+	// MissingWait retries until the parent appears or RefSpec.Wait runs
+	// out, then dead-letters (error class "parked").
 	MissingWait MissingPolicy = "wait"
+)
+
+// DefaultRefWait is how long a reference with policy wait waits for its
+// parent when the mapping does not say.
+const DefaultRefWait = 5 * time.Minute
+
+// Bounds of ref.wait.
+const (
+	MinRefWait = time.Second
+	MaxRefWait = 7 * 24 * time.Hour
 )
 
 // Check is a sign constraint on a numeric column.
 type Check string
 
-// Sign checks.
+// Sign checks. A negative zero (-0) fails positive and non_negative: its
+// sign is ambiguous, and a column that forbids negatives should not
+// receive one.
 const (
 	CheckPositive    Check = "positive"
 	CheckNonNegative Check = "non_negative"
+	CheckNonZero     Check = "non_zero"
 )
 
 // RefSpec configures a TypeRef column.
@@ -70,27 +88,58 @@ type RefSpec struct {
 	Collection string `yaml:"collection"`
 	// Missing is the policy for a parent without a row. Default reject.
 	Missing MissingPolicy `yaml:"missing"`
+	// Wait bounds policy wait (a duration such as "5m"); default
+	// DefaultRefWait. Only with missing: wait.
+	Wait time.Duration `yaml:"wait"`
 }
 
 // ColumnSpec maps one document field to one column.
 type ColumnSpec struct {
-	Column   string            `yaml:"column"`
+	Column string `yaml:"column"`
+	// Field is the dotted path of the value. In a child's columns it is
+	// relative to the array element (or sub-document); the pseudo fields
+	// "$" (the element itself), "$index" (its array index) and
+	// "$root.<path>" (a path from the document root) are also accepted.
+	// With Func, Field only names the source in rejections.
 	Field    string            `yaml:"field"`
 	Type     ColumnType        `yaml:"type"`
 	Required bool              `yaml:"required"`
 	Check    Check             `yaml:"check"`
 	Ref      *RefSpec          `yaml:"ref"`
 	Values   map[string]string `yaml:"values"`
+	// Labels are enum values stored unchanged (document value = Postgres
+	// label); merged into Values.
+	Labels []string `yaml:"labels"`
 	// EnumType is the Postgres enum type name, for catalog checks.
 	EnumType string `yaml:"enum_type"`
 	// Default is used when the field is missing or null (a literal of the
-	// column's type, as text).
+	// column's type, as text). Decimal columns take none: a missing
+	// amount is rejected, never coerced (audit CR-4).
 	Default *string `yaml:"default"`
+	// NullValues are string values that mean "absent" (e.g. "" for a
+	// legacy string reference); they are treated like a missing field.
+	NullValues []string `yaml:"null_values"`
+	// Func names a registered function (RegisterFunc) that computes the
+	// value from the document (or the child element); its result is then
+	// converted by Type like any field value.
+	Func string `yaml:"func"`
 
 	decimal      DecimalSpec
 	path         []string
+	kind         fieldKind
+	fn           Func
 	defaultValue any
 }
+
+type fieldKind int
+
+const (
+	fieldPath  fieldKind = iota // a path relative to the scope document
+	fieldElem                   // "$": the element itself
+	fieldIndex                  // "$index": the element's array index
+	fieldRoot                   // "$root.<path>": from the document root
+	fieldFunc                   // computed by a registered function
+)
 
 // IDSpec says how the document _id becomes the primary key.
 type IDSpec struct {
@@ -108,6 +157,10 @@ type Mapping struct {
 	Table      string       `yaml:"table"`
 	ID         IDSpec       `yaml:"id"`
 	Columns    []ColumnSpec `yaml:"columns"`
+	// Children are the child tables filled from arrays and sub-documents
+	// of the document, in dependency order (a child may reference rows of
+	// an earlier child).
+	Children []ChildSpec `yaml:"children"`
 	// Delete: hard (DELETE the row) or soft (set SoftDeleteColumn).
 	Delete           string `yaml:"delete"`
 	SoftDeleteColumn string `yaml:"soft_delete_column"`
@@ -150,12 +203,15 @@ func (s *Set) Mappings() []*Mapping {
 }
 
 // Load reads every *.yaml / *.yml mapping in dir of fsys and compiles it.
+// Besides each file's own checks, a reference whose policy waits for,
+// rejects or nulls a missing parent must name a mapped collection (a
+// parent that can never arrive would park every document).
 func Load(fsys fs.FS, dir string) (*Set, error) {
 	entries, err := fs.ReadDir(fsys, dir)
 	if err != nil {
 		return nil, fmt.Errorf("transforms: read %s: %w", dir, err)
 	}
-	set := &Set{byCollection: map[string]*Mapping{}}
+	var ms []*Mapping
 	for _, e := range entries {
 		name := e.Name()
 		if e.IsDir() || !(strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml")) {
@@ -169,27 +225,67 @@ func Load(fsys fs.FS, dir string) (*Set, error) {
 		if err != nil {
 			return nil, err
 		}
-		if prev, dup := set.byCollection[m.Collection]; dup {
-			return nil, fmt.Errorf("%w: %s and %s both map collection %q", ErrInvalidMapping, prev.Source, name, m.Collection)
-		}
-		set.byCollection[m.Collection] = m
+		ms = append(ms, m)
 	}
-	if len(set.byCollection) == 0 {
+	if len(ms) == 0 {
 		return nil, fmt.Errorf("%w: no *.yaml mappings in %s", ErrInvalidMapping, dir)
+	}
+	set, err := NewSet(ms...)
+	if err != nil {
+		return nil, err
+	}
+	if err := set.checkRefs(); err != nil {
+		return nil, err
 	}
 	return set, nil
 }
 
-// NewSet builds a Set from compiled mappings.
+// NewSet builds a Set from compiled mappings. Unlike Load it does not
+// require referenced collections to be mapped, so a test can build a set
+// of one mapping.
 func NewSet(ms ...*Mapping) (*Set, error) {
 	set := &Set{byCollection: map[string]*Mapping{}}
 	for _, m := range ms {
-		if _, dup := set.byCollection[m.Collection]; dup {
-			return nil, fmt.Errorf("%w: collection %q mapped twice", ErrInvalidMapping, m.Collection)
+		if prev, dup := set.byCollection[m.Collection]; dup {
+			return nil, fmt.Errorf("%w: %s and %s both map collection %q", ErrInvalidMapping, prev.Source, m.Source, m.Collection)
 		}
 		set.byCollection[m.Collection] = m
 	}
 	return set, nil
+}
+
+// checkRefs refuses references to collections no mapping replicates,
+// except with policy mint (sub-document ids, or parents kept elsewhere).
+func (s *Set) checkRefs() error {
+	var problems []string
+	for _, m := range s.Mappings() {
+		m.eachColumn(func(table string, c *ColumnSpec) {
+			if c.Type != TypeRef || c.Ref.Missing == MissingMint {
+				return
+			}
+			if _, ok := s.byCollection[c.Ref.Collection]; !ok {
+				problems = append(problems, fmt.Sprintf("%s: %s.%s references collection %q, which no mapping replicates (policy %s could never be satisfied)",
+					m.Source, table, c.Column, c.Ref.Collection, c.Ref.Missing))
+			}
+		})
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%w:\n  %s", ErrInvalidMapping, strings.Join(problems, "\n  "))
+	}
+	return nil
+}
+
+// eachColumn calls fn for every column of the mapping and its children.
+func (m *Mapping) eachColumn(fn func(table string, c *ColumnSpec)) {
+	for i := range m.Columns {
+		fn(m.Table, &m.Columns[i])
+	}
+	for i := range m.Children {
+		ch := &m.Children[i]
+		for j := range ch.Columns {
+			fn(ch.Table, &ch.Columns[j])
+		}
+	}
 }
 
 // Parse decodes and compiles one mapping file; unknown keys are errors.
@@ -254,68 +350,151 @@ func (m *Mapping) compile() error {
 	for i := range m.Columns {
 		c := &m.Columns[i]
 		where := fmt.Sprintf("columns[%d] (%s)", i, c.Column)
-		if !identRE.MatchString(c.Column) {
-			return bad("%s: column %q is not a lower-case identifier", where, c.Column)
-		}
 		if seen[c.Column] {
 			return bad("%s: column %q mapped twice", where, c.Column)
 		}
 		seen[c.Column] = true
+		if err := c.compile(false, false); err != nil {
+			return bad("%s: %v", where, err)
+		}
+	}
+	tables := map[string]bool{m.Table: true}
+	for i := range m.Children {
+		ch := &m.Children[i]
+		where := fmt.Sprintf("children[%d] (%s)", i, ch.Table)
+		if tables[ch.Table] {
+			return bad("%s: table %q is filled twice", where, ch.Table)
+		}
+		tables[ch.Table] = true
+		if err := ch.compile(); err != nil {
+			return bad("%s: %v", where, err)
+		}
+	}
+	if m.AppendOnly && len(m.Children) > 0 {
+		return bad("append_only mappings cannot have children (replacing a child set is an update)")
+	}
+	return nil
+}
+
+// compile validates a column and prepares its path, decimal spec, enum
+// values, function and default. inChild allows the element pseudo fields;
+// inArray allows $index.
+func (c *ColumnSpec) compile(inChild, inArray bool) error {
+	if !identRE.MatchString(c.Column) {
+		return fmt.Errorf("column %q is not a lower-case identifier", c.Column)
+	}
+	if c.Func != "" {
+		fn, ok := lookupFunc(c.Func)
+		if !ok {
+			return fmt.Errorf("func %q is not registered (registered: %s)", c.Func, strings.Join(FuncNames(), ", "))
+		}
+		c.fn, c.kind = fn, fieldFunc
+	} else {
 		if c.Field == "" {
-			return bad("%s: field is required", where)
+			return fmt.Errorf("field (or func) is required")
 		}
-		c.path = strings.Split(c.Field, ".")
-		if mm := numericRE.FindStringSubmatch(string(c.Type)); mm != nil {
-			p, _ := strconv.Atoi(mm[1])
-			s, _ := strconv.Atoi(mm[2])
-			if p < 1 || p > 1000 || s > p {
-				return bad("%s: invalid %s", where, c.Type)
+		switch {
+		case c.Field == "$":
+			if !inChild {
+				return fmt.Errorf(`field "$" (the element) is only for child columns`)
 			}
-			c.decimal = DecimalSpec{Precision: p, Scale: s}
-			c.Type = TypeNumeric
-		}
-		switch c.Type {
-		case TypeText, TypeBool, TypeSmallint, TypeInt, TypeBigint, TypeFloat8, TypeTimestamptz, TypeJSONB, TypeTextArray, TypeObjectID, TypeNumeric:
-		case TypeRef:
-			if c.Ref == nil || c.Ref.Collection == "" {
-				return bad("%s: type ref needs ref.collection", where)
+			c.kind = fieldElem
+		case c.Field == "$index":
+			if !inArray {
+				return fmt.Errorf(`field "$index" is only for columns of an array child`)
 			}
-			switch c.Ref.Missing {
-			case "":
-				c.Ref.Missing = MissingReject
-			case MissingMint, MissingNull, MissingReject, MissingWait:
-			default:
-				return bad("%s: ref.missing must be mint, null, reject or wait, got %q", where, c.Ref.Missing)
+			c.kind = fieldIndex
+		case strings.HasPrefix(c.Field, "$root."):
+			if !inChild {
+				return fmt.Errorf(`field "$root.<path>" is only for child columns; use the path`)
 			}
-		case TypeEnum:
-			if len(c.Values) == 0 {
-				return bad("%s: type enum needs values (document value -> Postgres label)", where)
-			}
+			c.kind = fieldRoot
+			c.path = strings.Split(strings.TrimPrefix(c.Field, "$root."), ".")
 		default:
-			return bad("%s: unknown type %q", where, c.Type)
+			c.kind = fieldPath
+			c.path = strings.Split(c.Field, ".")
 		}
-		if c.Type != TypeRef && c.Ref != nil {
-			return bad("%s: ref is only for type ref", where)
-		}
-		if c.Type != TypeEnum && (len(c.Values) > 0 || c.EnumType != "") {
-			return bad("%s: values and enum_type are only for type enum", where)
-		}
-		if c.Default != nil {
-			v, err := c.parseDefault(*c.Default)
-			if err != nil {
-				return bad("%s: default %q: %v", where, *c.Default, err)
+		for _, p := range c.path {
+			if p == "" || strings.HasPrefix(p, "$") {
+				return fmt.Errorf("field %q: empty or $-prefixed path component", c.Field)
 			}
-			c.defaultValue = v
 		}
-		switch c.Check {
+	}
+	if mm := numericRE.FindStringSubmatch(string(c.Type)); mm != nil {
+		p, _ := strconv.Atoi(mm[1])
+		s, _ := strconv.Atoi(mm[2])
+		if p < 1 || p > 1000 || s > p {
+			return fmt.Errorf("invalid %s", c.Type)
+		}
+		c.decimal = DecimalSpec{Precision: p, Scale: s}
+		c.Type = TypeNumeric
+	}
+	switch c.Type {
+	case TypeText, TypeBool, TypeSmallint, TypeInt, TypeBigint, TypeFloat8, TypeTimestamptz, TypeJSONB, TypeTextArray, TypeObjectID, TypeNumeric:
+	case TypeRef:
+		if c.Ref == nil || c.Ref.Collection == "" {
+			return fmt.Errorf("type ref needs ref.collection")
+		}
+		switch c.Ref.Missing {
 		case "":
-		case CheckPositive, CheckNonNegative:
-			if c.Type != TypeNumeric && c.Type != TypeInt && c.Type != TypeBigint && c.Type != TypeSmallint {
-				return bad("%s: check %s needs a numeric or integer column", where, c.Check)
-			}
+			c.Ref.Missing = MissingReject
+		case MissingMint, MissingNull, MissingReject, MissingWait:
 		default:
-			return bad("%s: check must be positive or non_negative, got %q", where, c.Check)
+			return fmt.Errorf("ref.missing must be mint, null, reject or wait, got %q", c.Ref.Missing)
 		}
+		if c.Ref.Missing == MissingWait {
+			if c.Ref.Wait == 0 {
+				c.Ref.Wait = DefaultRefWait
+			}
+			if c.Ref.Wait < MinRefWait || c.Ref.Wait > MaxRefWait {
+				return fmt.Errorf("ref.wait %s is outside [%s, %s] (write a duration such as 5m)", c.Ref.Wait, MinRefWait, MaxRefWait)
+			}
+		} else if c.Ref.Wait != 0 {
+			return fmt.Errorf("ref.wait is only for missing: wait")
+		}
+	case TypeEnum:
+		if c.Values == nil {
+			c.Values = map[string]string{}
+		}
+		for _, l := range c.Labels {
+			if prev, ok := c.Values[l]; ok && prev != l {
+				return fmt.Errorf("enum value %q is both a label and mapped to %q", l, prev)
+			}
+			c.Values[l] = l
+		}
+		if len(c.Values) == 0 {
+			return fmt.Errorf("type enum needs values (document value -> Postgres label) or labels")
+		}
+	default:
+		return fmt.Errorf("unknown type %q", c.Type)
+	}
+	if c.kind == fieldIndex && c.Type != TypeInt && c.Type != TypeBigint && c.Type != TypeSmallint {
+		return fmt.Errorf(`field "$index" needs an integer column type`)
+	}
+	if c.Type != TypeRef && c.Ref != nil {
+		return fmt.Errorf("ref is only for type ref")
+	}
+	if c.Type != TypeEnum && (len(c.Values) > 0 || len(c.Labels) > 0 || c.EnumType != "") {
+		return fmt.Errorf("values, labels and enum_type are only for type enum")
+	}
+	if c.Default != nil {
+		if c.Type == TypeNumeric {
+			return fmt.Errorf("a decimal column takes no default: a missing or null amount is rejected, never coerced (audit CR-4)")
+		}
+		v, err := c.parseDefault(*c.Default)
+		if err != nil {
+			return fmt.Errorf("default %q: %v", *c.Default, err)
+		}
+		c.defaultValue = v
+	}
+	switch c.Check {
+	case "":
+	case CheckPositive, CheckNonNegative, CheckNonZero:
+		if c.Type != TypeNumeric && c.Type != TypeInt && c.Type != TypeBigint && c.Type != TypeSmallint {
+			return fmt.Errorf("check %s needs a numeric or integer column", c.Check)
+		}
+	default:
+		return fmt.Errorf("check must be positive, non_negative or non_zero, got %q", c.Check)
 	}
 	return nil
 }
@@ -338,16 +517,30 @@ func (c *ColumnSpec) parseDefault(s string) (any, error) {
 	case TypeBool:
 		return strconv.ParseBool(s)
 	case TypeSmallint, TypeInt, TypeBigint:
-		return strconv.ParseInt(s, 10, 64)
-	case TypeNumeric:
-		d, err := parseDecimalString(s)
+		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil {
 			return nil, err
 		}
-		_, text, err := fitDecimal(d, c.decimal)
-		return text, err
+		if err := c.checkSign(n > 0, n == 0, false); err != nil {
+			return nil, err
+		}
+		return n, nil
 	case TypeFloat8:
 		return strconv.ParseFloat(s, 64)
+	case TypeJSONB:
+		if !json.Valid([]byte(s)) {
+			return nil, fmt.Errorf("not valid JSON")
+		}
+		return s, nil
+	case TypeTextArray:
+		var arr []string
+		if err := json.Unmarshal([]byte(s), &arr); err != nil {
+			return nil, fmt.Errorf("a text[] default is a JSON array of strings, e.g. \"[]\"")
+		}
+		if arr == nil {
+			arr = []string{}
+		}
+		return arr, nil
 	case TypeEnum:
 		for _, label := range c.Values {
 			if label == s {

@@ -1,6 +1,7 @@
 package transform
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -10,74 +11,231 @@ import (
 
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/bson/bsontype"
+	"go.mongodb.org/mongo-driver/x/bsonx/bsoncore"
 )
 
-// Ref is a reference the sink resolves through id_map before writing Row:
-// Values[Col] receives the parent's new_id (or NULL, per Missing).
+// Ref is a reference the sink resolves through id_map before writing Row
+// (or a ChildRow): Values[Col] receives the parent's new_id (or NULL, per
+// Missing).
 type Ref struct {
-	Col        int
-	Column     string
+	Col int
+	// Column is the column name (in a child row, a column of
+	// ChildSet.Table).
+	Column string
+	// Field is the full dotted path of the reference in the document,
+	// array indexes included (e.g. "preferredSellers.2").
 	Field      string
 	Collection string
 	LegacyID   string
 	Missing    MissingPolicy
+	// Wait bounds policy wait: how long the sink may keep retrying before
+	// it dead-letters the document (error class "parked"). Zero for the
+	// other policies.
+	Wait time.Duration
 }
 
 // Row is one target row, Values aligned with Mapping.Columns (the id is
-// resolved separately by the sink from the event's key).
+// resolved separately by the sink from the event's key), and the complete
+// child sets of the document.
 type Row struct {
 	Values []any
 	Refs   []Ref
+	// Children has one ChildSet per Mapping.Children entry, in that
+	// order, even when empty: an empty set deletes the stored rows.
+	Children []ChildSet
 }
 
-// Row converts a document to a row. A value the column cannot hold exactly
-// returns a *Rejection naming the field.
+// Row converts a document to a row and its child sets. A value a column
+// cannot hold exactly returns a *Rejection naming the field (with array
+// indexes) and the column; nothing is coerced. Row never panics on a
+// well-formed BSON document, whatever its content.
 func (m *Mapping) Row(doc bson.Raw) (*Row, error) {
 	row := &Row{Values: make([]any, len(m.Columns))}
+	top := &scope{root: doc, index: -1}
 	for i := range m.Columns {
 		c := &m.Columns[i]
-		v, err := doc.LookupErr(c.path...)
-		present := err == nil && v.Type != bsontype.Null && v.Type != bsontype.Undefined
-		if !present {
-			if c.Default != nil {
-				row.Values[i] = c.defaultValue
-				continue
-			}
-			if c.Required {
-				return nil, m.reject(c, v, "required field is missing or null")
-			}
-			row.Values[i] = nil
-			continue
-		}
-		if c.Type == TypeRef {
-			id, err := objectIDString(v)
-			if err != nil {
-				return nil, m.reject(c, v, err.Error())
-			}
-			row.Refs = append(row.Refs, Ref{Col: i, Column: c.Column, Field: c.Field, Collection: c.Ref.Collection, LegacyID: id, Missing: c.Ref.Missing})
-			continue
-		}
-		val, err := c.convert(v)
+		val, ref, v, err := c.resolve(top, i)
 		if err != nil {
-			return nil, m.reject(c, v, err.Error())
+			return nil, m.reject(c, top, v, err)
+		}
+		if ref != nil {
+			row.Refs = append(row.Refs, *ref)
+			continue
 		}
 		row.Values[i] = val
+	}
+	if len(m.Children) > 0 {
+		row.Children = make([]ChildSet, len(m.Children))
+		for i := range m.Children {
+			set, err := m.Children[i].set(m, doc)
+			if err != nil {
+				return nil, err
+			}
+			row.Children[i] = set
+		}
 	}
 	return row, nil
 }
 
-func (m *Mapping) reject(c *ColumnSpec, v bson.RawValue, reason string) *Rejection {
-	return &Rejection{Collection: m.Collection, Field: c.Field, Column: c.Column, Value: valueText(v), Reason: reason}
+// scope is where a column's field is looked up: the document at the top
+// level; an array element or sub-document in a child.
+type scope struct {
+	root   bson.Raw
+	elem   bson.RawValue // zero at the top level
+	child  bool
+	index  int    // array index, -1 otherwise
+	prefix string // path of elem, for messages
+	table  string // child table, for messages
 }
 
-// valueText renders a value for a rejection message, truncated.
+func (sc *scope) fieldName(c *ColumnSpec) string {
+	name := c.Field
+	if c.kind == fieldFunc && name == "" {
+		name = "func:" + c.Func
+	}
+	if !sc.child {
+		return name
+	}
+	switch c.kind {
+	case fieldElem, fieldIndex:
+		return sc.prefix
+	case fieldRoot:
+		return strings.TrimPrefix(c.Field, "$root.")
+	}
+	return sc.prefix + "." + name
+}
+
+func (sc *scope) columnName(c *ColumnSpec) string {
+	if sc.table == "" {
+		return c.Column
+	}
+	return sc.table + "." + c.Column
+}
+
+// scopeDoc is the document relative paths and functions read.
+func (sc *scope) scopeDoc() (bson.Raw, error) {
+	if !sc.child {
+		return sc.root, nil
+	}
+	d, ok := sc.elem.DocumentOK()
+	if !ok {
+		return nil, reason(fmt.Sprintf("%s is a %s, not a document", sc.prefix, typeName(sc.elem.Type)))
+	}
+	return d, nil
+}
+
+func lookup(doc bson.Raw, path []string) (bson.RawValue, error) {
+	v, err := doc.LookupErr(path...)
+	if err == nil {
+		return v, nil
+	}
+	if errors.Is(err, bsoncore.ErrElementNotFound) {
+		return bson.RawValue{}, nil
+	}
+	var depth bsoncore.InvalidDepthTraversalError
+	if errors.As(err, &depth) {
+		return bson.RawValue{}, reason(fmt.Sprintf("%s is a %s, so the path cannot continue into it", depth.Key, typeName(depth.Type)))
+	}
+	return bson.RawValue{}, reason(fmt.Sprintf("cannot read the field: %v", err))
+}
+
+// source returns the raw value of c in sc (Type 0 when absent).
+func (c *ColumnSpec) source(sc *scope) (bson.RawValue, error) {
+	switch c.kind {
+	case fieldElem:
+		return sc.elem, nil
+	case fieldIndex:
+		return bson.RawValue{Type: bsontype.Int32, Value: bsoncore.AppendInt32(nil, int32(sc.index))}, nil
+	case fieldRoot:
+		return lookup(sc.root, c.path)
+	case fieldFunc:
+		d, err := sc.scopeDoc()
+		if err != nil {
+			return bson.RawValue{}, err
+		}
+		res, err := callFunc(c.fn, d)
+		if err != nil {
+			return bson.RawValue{}, reason(fmt.Sprintf("func %s: %v", c.Func, err))
+		}
+		return res, nil
+	}
+	d, err := sc.scopeDoc()
+	if err != nil {
+		return bson.RawValue{}, err
+	}
+	return lookup(d, c.path)
+}
+
+// resolve computes column c (index col) in sc: a value, or a reference for
+// the sink to resolve. v is the source value, for rejection messages.
+func (c *ColumnSpec) resolve(sc *scope, col int) (val any, ref *Ref, v bson.RawValue, err error) {
+	v, err = c.source(sc)
+	if err != nil {
+		return nil, nil, v, err
+	}
+	present := v.Type != 0 && v.Type != bsontype.Null && v.Type != bsontype.Undefined
+	if present && len(c.NullValues) > 0 {
+		if s, ok := v.StringValueOK(); ok {
+			for _, nv := range c.NullValues {
+				if s == nv {
+					present = false
+					break
+				}
+			}
+		}
+	}
+	if !present {
+		if c.Default != nil {
+			return c.defaultValue, nil, v, nil
+		}
+		if c.Required {
+			return nil, nil, v, reason("required field is missing or null")
+		}
+		return nil, nil, v, nil
+	}
+	if c.Type == TypeRef {
+		id, err := objectIDString(v)
+		if err != nil {
+			return nil, nil, v, err
+		}
+		return nil, &Ref{Col: col, Column: c.Column, Field: sc.fieldName(c), Collection: c.Ref.Collection,
+			LegacyID: id, Missing: c.Ref.Missing, Wait: c.Ref.Wait}, v, nil
+	}
+	val, err = c.convert(v)
+	return val, nil, v, err
+}
+
+func (m *Mapping) reject(c *ColumnSpec, sc *scope, v bson.RawValue, err error) *Rejection {
+	return &Rejection{Collection: m.Collection, Field: sc.fieldName(c), Column: sc.columnName(c), Value: valueText(v), Reason: err.Error()}
+}
+
+// maxValueText bounds the value quoted in a rejection.
+const maxValueText = 200
+
+// valueText renders a value for a rejection message, truncated; large
+// documents and arrays are summarised rather than rendered.
 func valueText(v bson.RawValue) string {
-	if v.Type == 0 {
+	switch v.Type {
+	case 0:
 		return "<missing>"
+	case bsontype.String:
+		s, _ := v.StringValueOK()
+		if len(s) > maxValueText {
+			cut := maxValueText
+			for cut > 0 && !utf8.RuneStart(s[cut]) {
+				cut--
+			}
+			return strconv.Quote(s[:cut]) + fmt.Sprintf("...(truncated, %d bytes)", len(s))
+		}
+		return strconv.Quote(s)
+	case bsontype.EmbeddedDocument, bsontype.Array:
+		if len(v.Value) > 4*maxValueText {
+			return fmt.Sprintf("<%s of %d bytes>", typeName(v.Type), len(v.Value))
+		}
 	}
 	s := v.String()
-	if len(s) > 200 {
-		s = s[:200] + "...(truncated)"
+	if len(s) > maxValueText {
+		s = s[:maxValueText] + "...(truncated)"
 	}
 	return s
 }
@@ -103,7 +261,7 @@ func (c *ColumnSpec) convert(v bson.RawValue) (any, error) {
 		}
 		return b, nil
 	case TypeSmallint, TypeInt, TypeBigint:
-		n, err := exactInt(v)
+		n, negZero, err := exactInt(v)
 		if err != nil {
 			return nil, err
 		}
@@ -117,16 +275,20 @@ func (c *ColumnSpec) convert(v bson.RawValue) (any, error) {
 		if n < lo || n > hi {
 			return nil, reason(fmt.Sprintf("%d does not fit %s", n, c.Type))
 		}
-		if err := c.checkSign(n > 0, n == 0); err != nil {
+		if err := c.checkSign(n > 0, n == 0, negZero); err != nil {
 			return nil, err
 		}
 		return n, nil
 	case TypeNumeric:
-		d, text, err := ToDecimal(v, c.decimal)
+		d, negZero, err := rawDecimal(v)
 		if err != nil {
 			return nil, err
 		}
-		if err := c.checkSign(d.Sign() > 0, d.Sign() == 0); err != nil {
+		d, text, err := fitDecimal(d, c.decimal)
+		if err != nil {
+			return nil, err
+		}
+		if err := c.checkSign(d.Sign() > 0, d.Sign() == 0, negZero); err != nil {
 			return nil, err
 		}
 		return text, nil
@@ -172,21 +334,21 @@ func (c *ColumnSpec) convert(v bson.RawValue) (any, error) {
 		if !ok {
 			return nil, reason(fmt.Sprintf("expected an array, got %s", typeName(v.Type)))
 		}
-		vals, err := arr.Values()
-		if err != nil {
-			return nil, reason(fmt.Sprintf("invalid array: %v", err))
-		}
-		out := make([]string, 0, len(vals))
-		for i, e := range vals {
+		out := []string{}
+		err := forEachElement(arr, func(i int, e bson.RawValue) error {
 			s, ok := e.StringValueOK()
 			if !ok {
-				return nil, reason(fmt.Sprintf("element %d: expected a string, got %s", i, typeName(e.Type)))
+				return reason(fmt.Sprintf("element %d: expected a string, got %s", i, typeName(e.Type)))
 			}
 			s, err := cleanText(s)
 			if err != nil {
-				return nil, reason(fmt.Sprintf("element %d: %v", i, err))
+				return reason(fmt.Sprintf("element %d: %v", i, err))
 			}
 			out = append(out, s)
+			return nil
+		})
+		if err != nil {
+			return nil, err
 		}
 		return out, nil
 	case TypeEnum:
@@ -203,45 +365,52 @@ func (c *ColumnSpec) convert(v bson.RawValue) (any, error) {
 	return nil, reason(fmt.Sprintf("unsupported column type %s", c.Type))
 }
 
-func (c *ColumnSpec) checkSign(positive, zero bool) error {
+func (c *ColumnSpec) checkSign(positive, zero, negZero bool) error {
 	switch c.Check {
 	case CheckPositive:
 		if !positive {
 			return reason("must be greater than 0")
 		}
 	case CheckNonNegative:
+		if negZero {
+			return reason("negative zero (-0) where the column must not be negative: the sign is ambiguous")
+		}
 		if !positive && !zero {
 			return reason("must not be negative")
+		}
+	case CheckNonZero:
+		if zero {
+			return reason("must not be 0")
 		}
 	}
 	return nil
 }
 
 // exactInt accepts int32, int64, and doubles or Decimal128 with an exact
-// integral value.
-func exactInt(v bson.RawValue) (int64, error) {
+// integral value; negZero reports a -0.
+func exactInt(v bson.RawValue) (n int64, negZero bool, err error) {
 	switch v.Type {
 	case bsontype.Int32:
-		return int64(v.Int32()), nil
+		return int64(v.Int32()), false, nil
 	case bsontype.Int64:
-		return v.Int64(), nil
+		return v.Int64(), false, nil
 	case bsontype.Double:
 		f := v.Double()
 		if f != math.Trunc(f) || math.IsInf(f, 0) || math.IsNaN(f) || math.Abs(f) > 1<<53 {
-			return 0, reason(fmt.Sprintf("%s is not an exact integer", strconv.FormatFloat(f, 'g', -1, 64)))
+			return 0, false, reason(fmt.Sprintf("%s is not an exact integer", strconv.FormatFloat(f, 'g', -1, 64)))
 		}
-		return int64(f), nil
+		return int64(f), f == 0 && math.Signbit(f), nil
 	case bsontype.Decimal128:
-		d, _, err := ToDecimal(v, DecimalSpec{})
+		d, negZero, err := rawDecimal(v)
 		if err != nil {
-			return 0, err
+			return 0, false, err
 		}
 		if !d.IsInteger() || !d.BigInt().IsInt64() {
-			return 0, reason(fmt.Sprintf("%s is not an exact int64", d.String()))
+			return 0, false, reason(fmt.Sprintf("%s is not an exact int64", d.String()))
 		}
-		return d.IntPart(), nil
+		return d.IntPart(), negZero, nil
 	}
-	return 0, reason(fmt.Sprintf("expected an integer, got %s", typeName(v.Type)))
+	return 0, false, reason(fmt.Sprintf("expected an integer, got %s", typeName(v.Type)))
 }
 
 func objectIDString(v bson.RawValue) (string, error) {
@@ -252,6 +421,9 @@ func objectIDString(v bson.RawValue) (string, error) {
 		s := v.StringValue()
 		if len(s) == 24 && isHex(s) {
 			return strings.ToLower(s), nil
+		}
+		if len(s) > 64 {
+			s = s[:64] + "..."
 		}
 		return "", reason(fmt.Sprintf("string %q is not an ObjectId", s))
 	}
@@ -278,4 +450,31 @@ func cleanText(s string) (string, error) {
 		return "", reason("string holds a NUL character, which Postgres text refuses")
 	}
 	return s, nil
+}
+
+var errInvalidArray = reason("the array is not valid BSON")
+
+// forEachElement calls fn for each element of a BSON array (or document)
+// in order, without materialising them all; it stops at fn's first error.
+func forEachElement(arr bson.Raw, fn func(i int, v bson.RawValue) error) error {
+	length, rem, ok := bsoncore.ReadLength(arr)
+	if !ok || int(length) != len(arr) || length < 5 {
+		return errInvalidArray
+	}
+	rem = rem[:len(rem)-1] // the terminating NUL
+	for i := 0; len(rem) > 0; i++ {
+		elem, r, ok := bsoncore.ReadElement(rem)
+		if !ok {
+			return errInvalidArray
+		}
+		val, err := elem.ValueErr()
+		if err != nil {
+			return errInvalidArray
+		}
+		if err := fn(i, bson.RawValue{Type: val.Type, Value: val.Data}); err != nil {
+			return err
+		}
+		rem = r
+	}
+	return nil
 }
