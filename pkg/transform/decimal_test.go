@@ -2,7 +2,11 @@ package transform_test
 
 import (
 	"math"
+	"math/big"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/bson/primitive"
@@ -63,6 +67,44 @@ func TestToDecimal(t *testing.T) {
 		{"string with spaces", " 1", money, ""},
 		{"null is not zero", nil, money, ""},
 		{"bool", true, money, ""},
+		// Decimal128 boundaries (IEEE 754-2008 decimal128: 34 significant
+		// digits, exponents -6176 .. +6111 on the integer coefficient).
+		{"34 significant digits that fit 38,18", dec(t, "1234567890123456.789012345678901234"), money, "1234567890123456.789012345678901234"},
+		{"34 significant digits, 20 integer digits", dec(t, "12345678901234567890.12345678901234"), money, "12345678901234567890.12345678901234"},
+		{"34 significant digits, 21 integer digits", dec(t, "123456789012345678901.2345678901234"), money, ""},
+		{"34 nines fit numeric(78,0)", dec(t, "9999999999999999999999999999999999"), transform.DecimalSpec{Precision: 78, Scale: 0}, "9999999999999999999999999999999999"},
+		{"largest finite value", dec(t, "9.999999999999999999999999999999999E+6144"), transform.DecimalSpec{Precision: 78, Scale: 0}, ""},
+		{"largest exponent, clamped form", dec(t, "1E+6144"), transform.DecimalSpec{Precision: 78, Scale: 0}, ""},
+		{"zero with the largest exponent", dec(t, "0E+6111"), money, "0"},
+		{"zero with the smallest exponent", dec(t, "0E-6176"), money, "0"},
+		{"smallest normal", dec(t, "1.000000000000000000000000000000000E-6143"), money, ""},
+		{"subnormal", dec(t, "1E-6170"), money, ""},
+		{"smallest subnormal", dec(t, "-1E-6176"), money, ""},
+		{"negative zero with exponent", dec(t, "-0E-6176"), money, "0"},
+		{"-NaN", dec(t, "-NaN"), money, ""},
+		{"signalling NaN", primitive.NewDecimal128(0x7E00000000000000, 0), money, ""},
+		{"NaN with payload", primitive.NewDecimal128(0x7C00000000000000, 12345), money, ""},
+		{"Infinity with payload bits", primitive.NewDecimal128(0x7800000000000001, 1), money, ""},
+		{"negative 34 digits", dec(t, "-0.000000000000000001"), money, "-0.000000000000000001"},
+		// Doubles go through their shortest round-trip decimal, never
+		// through float arithmetic afterwards.
+		{"double 0.1+0.2 keeps its own shortest form", pointOnePlusPointTwo(), money, "0.30000000000000004"},
+		{"double 1e-7 in plain digits", 1e-7, money, "0.0000001"},
+		{"double 2^53", 9007199254740992.0, money, "9007199254740992"},
+		{"double max too wide for money", math.MaxFloat64, money, ""},
+		{"double max in plain digits unconstrained", math.MaxFloat64, transform.DecimalSpec{}, "179769313486231570000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"},
+		{"double 5e-324 in plain digits unconstrained", 5e-324, transform.DecimalSpec{}, "0." + strings.Repeat("0", 323) + "5"},
+		{"double -0 is zero", math.Copysign(0, -1), money, "0"},
+		{"double +Inf", math.Inf(1), money, ""},
+		{"double -Inf", math.Inf(-1), money, ""},
+		{"int64 max", int64(math.MaxInt64), money, "9223372036854775807"},
+		{"int64 min too wide for numeric(18,0)", int64(math.MinInt64), transform.DecimalSpec{Precision: 18, Scale: 0}, ""},
+		{"string Infinity", "-Infinity", money, ""},
+		{"string hex", "0x10", money, ""},
+		{"string empty", "", money, ""},
+		{"string with comma", "1,5", money, ""},
+		{"ObjectId", primitive.NewObjectID(), money, ""},
+		{"date", primitive.NewDateTimeFromTime(time.Unix(0, 0)), money, ""},
 		{"wei fits numeric(78,0)", "115792089237316195423570985008687907853269984665640564039457584007913129639935", transform.DecimalSpec{Precision: 78, Scale: 0}, "115792089237316195423570985008687907853269984665640564039457584007913129639935"},
 		{"fraction of wei rejected", "1.5", transform.DecimalSpec{Precision: 78, Scale: 0}, ""},
 	} {
@@ -84,11 +126,12 @@ func TestToDecimal(t *testing.T) {
 	}
 }
 
-// FuzzToDecimal: whatever the input, the converter either rejects it or
-// returns plain notation that parses back to the same value and fits the
-// column.
+// FuzzToDecimal: whatever the Decimal128, the converter either rejects it
+// or returns plain notation whose value is exactly the input's and fits
+// numeric(38,18).
 func FuzzToDecimal(f *testing.F) {
-	for _, s := range []string{"0", "0.1", "-1.5E+3", "1E-6176", "NaN", "123456789012345678901234567890.5"} {
+	for _, s := range []string{"0", "0.1", "-1.5E+3", "1E-6176", "NaN", "123456789012345678901234567890.5",
+		"9.999999999999999999999999999999999E+6144", "-0", "1234567890123456.789012345678901234", "0E-6176"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -96,23 +139,101 @@ func FuzzToDecimal(f *testing.F) {
 		if err != nil {
 			return
 		}
-		raw, _ := bson.Marshal(bson.D{{Key: "v", Value: d}})
-		got, text, err := transform.ToDecimal(bson.Raw(raw).Lookup("v"), transform.DecimalSpec{Precision: 38, Scale: 18})
-		if err != nil {
-			return
-		}
-		for _, r := range text {
-			if r == 'e' || r == 'E' {
-				t.Fatalf("exponent notation %q", text)
+		checkDecimal128(t, d)
+	})
+}
+
+// FuzzToDecimal128Bits: any 128-bit pattern (non-canonical encodings, NaN
+// payloads, signalling NaN) is handled without panicking, exactly.
+func FuzzToDecimal128Bits(f *testing.F) {
+	for _, s := range []string{"1", "-1E-6176", "NaN", "Infinity", "9.999999999999999999999999999999999E+6144"} {
+		d, _ := primitive.ParseDecimal128(s)
+		h, l := d.GetBytes()
+		f.Add(h, l)
+	}
+	f.Add(uint64(0x7E00000000000000), uint64(0))
+	f.Add(uint64(0x6C10000000000000), uint64(0)) // large-coefficient form
+	f.Fuzz(func(t *testing.T, h, l uint64) {
+		checkDecimal128(t, primitive.NewDecimal128(h, l))
+	})
+}
+
+func checkDecimal128(t *testing.T, d primitive.Decimal128) {
+	t.Helper()
+	money := transform.DecimalSpec{Precision: 38, Scale: 18}
+	raw, _ := bson.Marshal(bson.D{{Key: "v", Value: d}})
+	got, text, err := transform.ToDecimal(bson.Raw(raw).Lookup("v"), money)
+	if err != nil {
+		return
+	}
+	if strings.ContainsAny(text, "eE") {
+		t.Fatalf("%s: exponent notation %q", d, text)
+	}
+	bi, exp, err := d.BigInt()
+	if err != nil {
+		t.Fatalf("%s accepted but BigInt fails: %v", d, err)
+	}
+	want := new(big.Rat).SetInt(bi)
+	scale := new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(abs(exp))), nil)
+	if exp >= 0 {
+		want.Mul(want, new(big.Rat).SetInt(scale))
+	} else {
+		want.Quo(want, new(big.Rat).SetInt(scale))
+	}
+	back, ok := new(big.Rat).SetString(text)
+	if !ok {
+		t.Fatalf("%s -> %q does not parse back", d, text)
+	}
+	if back.Cmp(want) != 0 || got.Rat().Cmp(want) != 0 {
+		t.Fatalf("%s -> %q: value changed", d, text)
+	}
+	intPart, frac, _ := strings.Cut(strings.TrimPrefix(text, "-"), ".")
+	if len(frac) > 18 || (intPart != "0" && len(intPart) > 20) {
+		t.Fatalf("%s -> %q does not fit numeric(38,18)", d, text)
+	}
+}
+
+// pointOnePlusPointTwo is 0.1+0.2 computed at run time (a constant
+// expression would be exact).
+func pointOnePlusPointTwo() float64 {
+	a, b := 0.1, 0.2
+	return a + b
+}
+
+func abs(n int) int {
+	if n < 0 {
+		return -n
+	}
+	return n
+}
+
+// FuzzToDecimalDouble: a double is accepted exactly as its shortest
+// round-trip decimal (parsing the text gives back the same double), in
+// plain notation, or rejected; never anything else.
+func FuzzToDecimalDouble(f *testing.F) {
+	for _, v := range []float64{0.1, 1e21, 5e-324, -0.0, math.MaxFloat64, 0.30000000000000004, 123456789.12345678, math.NaN(), math.Inf(-1)} {
+		f.Add(v)
+	}
+	f.Fuzz(func(t *testing.T, v float64) {
+		raw, _ := bson.Marshal(bson.D{{Key: "v", Value: v}})
+		for _, spec := range []transform.DecimalSpec{{}, {Precision: 38, Scale: 18}, {Precision: 78, Scale: 0}} {
+			_, text, err := transform.ToDecimal(bson.Raw(raw).Lookup("v"), spec)
+			if err != nil {
+				if spec == (transform.DecimalSpec{}) && !math.IsNaN(v) && !math.IsInf(v, 0) {
+					t.Fatalf("%v rejected by an unconstrained column: %v", v, err)
+				}
+				continue
 			}
-		}
-		bi, exp, err := d.BigInt()
-		if err != nil {
-			t.Fatal(err)
-		}
-		_ = exp
-		if got.Coefficient().Sign() != bi.Sign() && bi.Sign() != 0 {
-			t.Fatalf("sign changed: %s -> %s", s, text)
+			if strings.ContainsAny(text, "eE") {
+				t.Fatalf("%v: exponent notation %q", v, text)
+			}
+			back, err := strconv.ParseFloat(text, 64)
+			if err != nil || back != v {
+				t.Fatalf("%v -> %q -> %v (%v): not the same double", v, text, back, err)
+			}
+			if short := strconv.FormatFloat(v, 'g', -1, 64); len(strings.Trim(strings.ReplaceAll(strings.TrimLeft(text, "-0."), ".", ""), "0")) > len(strings.Trim(strings.ReplaceAll(strings.Split(strings.TrimLeft(short, "-0."), "e")[0], ".", ""), "0")) {
+				t.Fatalf("%v -> %q has more significant digits than its shortest form %s", v, text, short)
+			}
 		}
 	})
 }
