@@ -1,0 +1,90 @@
+package replay
+
+import (
+	"encoding/hex"
+	"fmt"
+	"strings"
+
+	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/bson/bsontype"
+	"go.mongodb.org/mongo-driver/bson/primitive"
+	"go.mongodb.org/mongo-driver/x/bsonx/bsoncore"
+
+	"github.com/amanat/cdc/pkg/event"
+)
+
+// Event id prefixes of the events this package and package snapshot make.
+// Change-stream events keep the tailer's ids (event.TokenID).
+const (
+	// PrefixSnapshot: "snap:<db>.<coll>:<key>:<t>.<i>", one per document
+	// and snapshot start time, so a re-run of the same snapshot is
+	// dropped by JetStream's dedup window.
+	PrefixSnapshot = "snap:"
+	// PrefixRefresh: "ref:<db>.<coll>:<key>:<t>.<i>", a document re-read
+	// at cluster time t.i.
+	PrefixRefresh = "ref:"
+	// PrefixRefreshDelete: "refdel:<db>.<coll>:<key>:<t>.<i>", a document
+	// found missing at cluster time t.i.
+	PrefixRefreshDelete = "refdel:"
+)
+
+// DocEventID is the id of a snapshot or refresh event: prefix, namespace,
+// document key (event.KeyString form) and the read's cluster time.
+func DocEventID(prefix, db, coll, key string, at event.ClusterTime) string {
+	return prefix + db + "." + coll + ":" + key + ":" + at.String()
+}
+
+// KeyDoc returns the document key {_id: id}.
+func KeyDoc(id bson.RawValue) bson.Raw {
+	return bson.Raw(bsoncore.BuildDocument(nil, bsoncore.AppendValueElement(nil, "_id", bsoncore.Value{Type: id.Type, Data: id.Value})))
+}
+
+// DocEvent builds a snapshot, refresh or delete event for a document read
+// (or found missing) at cluster time at. doc is nil for OpDelete. The
+// position is (at, 0): any change after the read is newer and wins the
+// version guard; the read already contains every change up to it.
+func DocEvent(op event.Op, db, coll string, id bson.RawValue, doc bson.Raw, at event.ClusterTime) *event.Event {
+	key := event.KeyString(id)
+	prefix := PrefixRefresh
+	switch op {
+	case event.OpSnapshot:
+		prefix = PrefixSnapshot
+	case event.OpDelete:
+		prefix = PrefixRefreshDelete
+	}
+	ev := &event.Event{
+		V:      event.Version,
+		ID:     DocEventID(prefix, db, coll, key, at),
+		Op:     op,
+		Source: event.Source{DB: db, Coll: coll, ClusterTime: at},
+		Key:    KeyDoc(id),
+	}
+	if op != event.OpDelete {
+		ev.Doc = doc
+	}
+	return ev
+}
+
+// KeyCandidates returns the _id values a key string (event.KeyString form,
+// as id_map.legacy_object_id and pg_dualwrite_gaps store it) may stand
+// for: 24 hex digits are an ObjectId or that string; canonical Extended
+// JSON ({"$numberLong": "7"}, ...) is that value; anything else is the
+// string itself.
+func KeyCandidates(key string) ([]bson.RawValue, error) {
+	str := bson.RawValue{Type: bsontype.String, Value: bsoncore.AppendString(nil, key)}
+	if len(key) == 24 {
+		if b, err := hex.DecodeString(key); err == nil {
+			var oid primitive.ObjectID
+			copy(oid[:], b)
+			return []bson.RawValue{{Type: bsontype.ObjectID, Value: oid[:]}, str}, nil
+		}
+	}
+	if strings.HasPrefix(key, "{") {
+		var d bson.Raw
+		if err := bson.UnmarshalExtJSON([]byte(`{"v":`+key+`}`), true, &d); err != nil {
+			return nil, fmt.Errorf("key %q: not an ObjectId, and not canonical Extended JSON: %v", key, err)
+		}
+		return []bson.RawValue{d.Lookup("v"), str}, nil
+	}
+	return []bson.RawValue{str}, nil
+}

@@ -1,0 +1,117 @@
+package replay
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/amanat/cdc/pkg/bus"
+	"github.com/amanat/cdc/pkg/event"
+)
+
+// Publisher publishes envelopes to the change stream the way the tailer
+// does: subject bus.StreamsConfig.Subject(db, coll), Nats-Msg-Id set to the
+// event id (so JetStream's dedup window drops a copy), the stream name
+// expected. It is not safe for concurrent use.
+type Publisher struct {
+	js      jetstream.JetStream
+	streams bus.StreamsConfig
+	// Attempts is how many times PublishBatch tries a batch whose
+	// acknowledgements failed (default 5). Re-publishing is safe: the
+	// ids are the same.
+	Attempts int
+}
+
+// NewPublisher returns a Publisher. It does no I/O.
+func NewPublisher(js jetstream.JetStream, streams bus.StreamsConfig) *Publisher {
+	return &Publisher{js: js, streams: streams, Attempts: 5}
+}
+
+// Published counts the acknowledgements of a batch.
+type Published struct {
+	// Stored were appended to the stream.
+	Stored int
+	// Duplicates were already in the stream (same id within the dedup
+	// window): JetStream acknowledged them without storing a copy.
+	Duplicates int
+	// LastSeq is the highest stream sequence acknowledged.
+	LastSeq uint64
+}
+
+// Msg builds the message of ev.
+func (p *Publisher) Msg(ev *event.Event) (*nats.Msg, error) {
+	data, err := ev.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	msg := &nats.Msg{Subject: p.streams.Subject(ev.Source.DB, ev.Source.Coll), Data: data, Header: nats.Header{}}
+	msg.Header.Set(jetstream.MsgIDHeader, ev.ID)
+	msg.Header.Set("Cdc-Event-Version", fmt.Sprint(event.Version))
+	return msg, nil
+}
+
+// PublishBatch publishes evs asynchronously and waits until JetStream
+// acknowledged every one of them. A failed acknowledgement re-publishes
+// the whole batch (same ids, so nothing is stored twice) up to Attempts
+// times; the last error is returned. Cancelling ctx abandons the wait.
+func (p *Publisher) PublishBatch(ctx context.Context, evs []*event.Event) (Published, error) {
+	msgs := make([]*nats.Msg, len(evs))
+	for i, ev := range evs {
+		m, err := p.Msg(ev)
+		if err != nil {
+			return Published{}, err
+		}
+		msgs[i] = m
+	}
+	attempts := max(p.Attempts, 1)
+	var err error
+	for a := 0; a < attempts; a++ {
+		var res Published
+		if res, err = p.publishOnce(ctx, msgs); err == nil {
+			return res, nil
+		}
+		if ctx.Err() != nil {
+			return Published{}, ctx.Err()
+		}
+		select {
+		case <-ctx.Done():
+			return Published{}, ctx.Err()
+		case <-time.After(time.Duration(200*(a+1)) * time.Millisecond):
+		}
+	}
+	return Published{}, fmt.Errorf("publish %d events: %w", len(evs), err)
+}
+
+func (p *Publisher) publishOnce(ctx context.Context, msgs []*nats.Msg) (Published, error) {
+	var res Published
+	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
+	for _, m := range msgs {
+		// The message is re-sent on retry: publish a copy, the client
+		// may keep a reference to the one it sent.
+		cp := &nats.Msg{Subject: m.Subject, Data: m.Data, Header: m.Header}
+		f, err := p.js.PublishMsgAsync(cp, jetstream.WithExpectStream(p.streams.Stream))
+		if err != nil {
+			return res, fmt.Errorf("publish %s: %w", m.Header.Get(jetstream.MsgIDHeader), err)
+		}
+		futures = append(futures, f)
+	}
+	for _, f := range futures {
+		select {
+		case ack := <-f.Ok():
+			if ack.Duplicate {
+				res.Duplicates++
+			} else {
+				res.Stored++
+			}
+			res.LastSeq = max(res.LastSeq, ack.Sequence)
+		case err := <-f.Err():
+			return res, fmt.Errorf("publish %s not acknowledged: %w", f.Msg().Header.Get(jetstream.MsgIDHeader), err)
+		case <-ctx.Done():
+			return res, ctx.Err()
+		}
+	}
+	return res, nil
+}

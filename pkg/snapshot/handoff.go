@@ -1,0 +1,300 @@
+package snapshot
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
+	"go.mongodb.org/mongo-driver/mongo/readconcern"
+
+	"github.com/amanat/cdc/pkg/event"
+	"github.com/amanat/cdc/pkg/oplog"
+	"github.com/amanat/cdc/pkg/tailer"
+)
+
+// checkpoints reads and writes the tailer's checkpoint record directly
+// (package tailer owns its format; this file only uses its types).
+type checkpoints struct {
+	kv  jetstream.KeyValue
+	key string
+}
+
+func openCheckpoints(ctx context.Context, js jetstream.JetStream, bucket, db string) (*checkpoints, error) {
+	kv, err := js.KeyValue(ctx, bucket)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint bucket %s: %w", bucket, err)
+	}
+	return &checkpoints{kv: kv, key: tailer.CheckpointKey(db)}, nil
+}
+
+// load returns the checkpoint and its KV revision; nil, 0 when none.
+func (c *checkpoints) load(ctx context.Context) (*tailer.Checkpoint, uint64, error) {
+	e, err := c.kv.Get(ctx, c.key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, 0, nil
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("load tailer checkpoint %s: %w", c.key, err)
+	}
+	cp, err := tailer.DecodeCheckpoint(e.Value())
+	if err != nil {
+		return nil, 0, fmt.Errorf("tailer checkpoint %s: %w", c.key, err)
+	}
+	return cp, e.Revision(), nil
+}
+
+// put writes a checkpoint that resumes at start: created if rev is 0 (and
+// fails with jetstream.ErrKeyExists if one appeared), else replacing
+// exactly revision rev.
+func (c *checkpoints) put(ctx context.Context, tok bson.Raw, start event.ClusterTime, rev uint64) error {
+	js, err := bson.MarshalExtJSON(tok, true, false)
+	if err != nil {
+		return fmt.Errorf("encode resume token: %w", err)
+	}
+	cp := tailer.Checkpoint{V: tailer.CheckpointVersion, Token: json.RawMessage(js), ClusterTime: start, UpdatedAt: time.Now().UTC()}
+	b, err := json.Marshal(&cp)
+	if err != nil {
+		return fmt.Errorf("encode checkpoint: %w", err)
+	}
+	if rev == 0 {
+		_, err = c.kv.Create(ctx, c.key, b)
+	} else {
+		_, err = c.kv.Update(ctx, c.key, b, rev)
+	}
+	return err
+}
+
+// CheckpointTime is the cluster time a tailer checkpoint resumes after:
+// the time in its resume token (which advances on idle streams too), or
+// its ClusterTime when the token's shape is unknown.
+func CheckpointTime(cp *tailer.Checkpoint) event.ClusterTime {
+	if tok, err := cp.ResumeToken(); err == nil {
+		if ct, ok := oplog.TokenTime(tok); ok {
+			return ct
+		}
+	}
+	return cp.ClusterTime
+}
+
+// majorityTime returns the operationTime of a majority read in sess: a
+// cluster time such that every write at or before it is visible to the
+// session's later reads (causal consistency) and will never roll back.
+func majorityTime(ctx context.Context, client *mongo.Client, sess mongo.Session, db, coll string) (event.ClusterTime, error) {
+	c := client.Database(db).Collection(coll, options.Collection().SetReadConcern(readconcern.Majority()))
+	err := mongo.WithSession(ctx, sess, func(sc mongo.SessionContext) error {
+		cur, err := c.Find(sc, bson.D{}, options.Find().SetLimit(1).SetProjection(bson.D{{Key: "_id", Value: 1}}))
+		if err != nil {
+			return err
+		}
+		return cur.Close(sc)
+	})
+	if err != nil {
+		return event.ClusterTime{}, fmt.Errorf("majority read of %s.%s: %w", db, coll, err)
+	}
+	ot := sess.OperationTime()
+	if ot == nil {
+		return event.ClusterTime{}, fmt.Errorf("the server returned no operationTime (not a replica set?)")
+	}
+	return event.ClusterTime{T: ot.T, I: ot.I}, nil
+}
+
+// startToken returns a resume token equivalent to startAtOperationTime
+// start: the post-batch resume token of a change stream opened there with
+// an empty first batch (MongoDB's high-water-mark token). Resuming after
+// it returns every change at or after start.
+func startToken(ctx context.Context, client *mongo.Client, db string, start event.ClusterTime) (bson.Raw, error) {
+	ts := start.Timestamp()
+	cs, err := client.Database(db).Watch(ctx, mongo.Pipeline{},
+		options.ChangeStream().SetStartAtOperationTime(&ts).SetBatchSize(0))
+	if err != nil {
+		return nil, fmt.Errorf("open a change stream at %s: %w", start, err)
+	}
+	defer cs.Close(context.WithoutCancel(ctx))
+	tok := cs.ResumeToken()
+	if tok == nil {
+		return nil, fmt.Errorf("the change stream opened at %s returned no resume token", start)
+	}
+	return append(bson.Raw(nil), tok...), nil
+}
+
+// handoffPlan is what the hand-off did (or, in a dry run, would do).
+type handoffPlan struct {
+	T    event.ClusterTime
+	Desc string
+}
+
+// handoff records the snapshot's start time T and makes sure streaming
+// covers every change from T on. See the package documentation for the
+// cases.
+func (r *Runner) handoff(ctx context.Context, sess mongo.Session, first string) (handoffPlan, error) {
+	for attempt := 0; attempt < 5; attempt++ {
+		// The checkpoint is read BEFORE T: whatever it says, it was
+		// written by a tailer that had published everything up to it,
+		// so it is at or before T.
+		cp, rev, err := r.cps.load(ctx)
+		if err != nil {
+			return handoffPlan{}, err
+		}
+		t, err := majorityTime(ctx, r.client, sess, r.cfg.Database, first)
+		if err != nil {
+			return handoffPlan{}, err
+		}
+		oldest, err := oplog.Oldest(ctx, r.client)
+		if err != nil {
+			return handoffPlan{}, err
+		}
+		plan := handoffPlan{T: t}
+		switch {
+		case cp == nil:
+			start := t
+			if st := r.cfg.TailerStart; !st.Now {
+				if at := (event.ClusterTime{T: st.T, I: st.I}); at.Compare(t) < 0 && at.Compare(oldest) >= 0 {
+					start = at // keep the configured earlier start: nothing before T is skipped
+				}
+			}
+			plan.Desc = fmt.Sprintf("the tailer had no checkpoint: created one that starts streaming at %s (%s), so every change from the snapshot's start on is streamed", start, start.Time().Format(time.RFC3339))
+			if r.cfg.DryRun {
+				plan.Desc = "would create a tailer checkpoint at the snapshot's start time (the tailer has none)"
+				return plan, nil
+			}
+			tok, err := startToken(ctx, r.client, r.cfg.Database, start)
+			if err != nil {
+				return handoffPlan{}, err
+			}
+			if err := r.cps.put(ctx, tok, start, 0); errors.Is(err, jetstream.ErrKeyExists) {
+				continue // a tailer started meanwhile: look again
+			} else if err != nil {
+				return handoffPlan{}, fmt.Errorf("create the tailer checkpoint: %w", err)
+			}
+			return plan, nil
+		case CheckpointTime(cp).Compare(oldest) < 0:
+			cpt := CheckpointTime(cp)
+			if missing := notCovered(r.cfg.Collections, r.cfg.Replicated); len(missing) > 0 {
+				return handoffPlan{}, fmt.Errorf("%w: the tailer's checkpoint (%s) has fallen off the oplog (oldest entry %s): "+
+					"changes after it are lost for every replicated collection, but this snapshot covers only %v; "+
+					"snapshot all of them (omit --collections, or add %v)", ErrHandoff, cpt, oldest, r.cfg.Collections, missing)
+			}
+			plan.Desc = fmt.Sprintf("the tailer's checkpoint %s had fallen off the oplog (oldest entry %s): reset it to the snapshot's start %s", cpt, oldest, t)
+			if r.cfg.DryRun {
+				plan.Desc = fmt.Sprintf("would reset the tailer's checkpoint %s, which has fallen off the oplog (oldest entry %s), to the snapshot's start time", cpt, oldest)
+				return plan, nil
+			}
+			tok, err := startToken(ctx, r.client, r.cfg.Database, t)
+			if err != nil {
+				return handoffPlan{}, err
+			}
+			if err := r.cps.put(ctx, tok, t, rev); isWrongSequence(err) {
+				continue
+			} else if err != nil {
+				return handoffPlan{}, fmt.Errorf("reset the tailer checkpoint: %w", err)
+			}
+			return plan, nil
+		default:
+			cpt := CheckpointTime(cp)
+			if cpt.Compare(t) > 0 {
+				continue // cannot happen with a sane clock; read both again
+			}
+			plan.Desc = fmt.Sprintf("the tailer's checkpoint %s is at or before the snapshot's start %s: streaming already covers every change from it", cpt, t)
+			return plan, nil
+		}
+	}
+	return handoffPlan{}, fmt.Errorf("%w: the tailer checkpoint kept changing during the hand-off; try again", ErrHandoff)
+}
+
+// verifyHandoff re-checks, when a snapshot resumes, that streaming still
+// covers its start time T.
+func (r *Runner) verifyHandoff(ctx context.Context, p *Progress) (string, error) {
+	cp, rev, err := r.cps.load(ctx)
+	if err != nil {
+		return "", err
+	}
+	oldest, err := oplog.Oldest(ctx, r.client)
+	if err != nil {
+		return "", err
+	}
+	t := p.ClusterTime
+	restart := "start a new snapshot with --restart (it records a new start time)"
+	switch {
+	case cp != nil && CheckpointTime(cp).Compare(oldest) >= 0:
+		// The tailer resumes from a point it reached by streaming
+		// continuously from at or before T (the hand-off ensured that),
+		// so a checkpoint after T is progress, not a gap.
+		return fmt.Sprintf("resuming: the tailer checkpoint is at %s", CheckpointTime(cp)), nil
+	case t.Compare(oldest) < 0:
+		return "", fmt.Errorf("%w: the snapshot's start time %s has fallen off the oplog (oldest entry %s) and the tailer has no usable checkpoint; %s",
+			ErrHandoff, t, oldest, restart)
+	case cp == nil:
+		if r.cfg.DryRun {
+			return "would re-create the tailer checkpoint at the snapshot's start time (it was deleted)", nil
+		}
+		tok, err := startToken(ctx, r.client, r.cfg.Database, t)
+		if err != nil {
+			return "", err
+		}
+		if err := r.cps.put(ctx, tok, t, 0); err != nil {
+			return "", fmt.Errorf("%w: re-create the tailer checkpoint at %s: %v; %s", ErrHandoff, t, err, restart)
+		}
+		return fmt.Sprintf("the tailer checkpoint had been deleted: re-created it at the snapshot's start %s", t), nil
+	default: // checkpoint fell off the oplog, T did not
+		if missing := notCovered(p.Names(), r.cfg.Replicated); len(missing) > 0 {
+			return "", fmt.Errorf("%w: the tailer's checkpoint has fallen off the oplog and this snapshot does not cover %v; %s, for every replicated collection",
+				ErrHandoff, missing, restart)
+		}
+		if r.cfg.DryRun {
+			return "would reset the tailer checkpoint, which has fallen off the oplog, to the snapshot's start time", nil
+		}
+		tok, err := startToken(ctx, r.client, r.cfg.Database, t)
+		if err != nil {
+			return "", err
+		}
+		if err := r.cps.put(ctx, tok, t, rev); err != nil {
+			return "", fmt.Errorf("%w: reset the tailer checkpoint to %s: %v", ErrHandoff, t, err)
+		}
+		return fmt.Sprintf("the tailer checkpoint had fallen off the oplog: reset it to the snapshot's start %s", t), nil
+	}
+}
+
+// notCovered lists the replicated collections the snapshot leaves out.
+func notCovered(snap, replicated []string) []string {
+	var out []string
+	for _, c := range replicated {
+		if !slices.Contains(snap, c) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// waitTailer blocks until the tailer's checkpoint is at or after at, or
+// the wait runs out.
+func (r *Runner) waitTailer(ctx context.Context, coll string, at event.ClusterTime) error {
+	start := time.Now()
+	for {
+		cp, _, err := r.cps.load(ctx)
+		if err != nil {
+			return err
+		}
+		if cp != nil && CheckpointTime(cp).Compare(at) >= 0 {
+			return nil
+		}
+		if time.Since(start) > r.cfg.TailerWait {
+			e := &TailerBehindError{Collection: coll, ReadTime: at, Waited: r.cfg.TailerWait.String()}
+			if cp != nil {
+				e.HasCP, e.Checkpoint = true, CheckpointTime(cp)
+			}
+			return e
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
