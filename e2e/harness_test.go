@@ -581,7 +581,7 @@ func (e *env) waitExact(timeout time.Duration) {
 			return
 		}
 		if err != nil {
-			last = err.Error()
+			last = fmt.Sprintf("comparison failed: %T: %v", err, err)
 		} else {
 			last = diff
 		}

@@ -10,7 +10,10 @@ import (
 
 	"go.mongodb.org/mongo-driver/mongo"
 
+	"github.com/amanat/cdc/pkg/app"
+	"github.com/amanat/cdc/pkg/config"
 	"github.com/amanat/cdc/pkg/pgtest"
+	"github.com/amanat/cdc/pkg/transform"
 )
 
 func mongoSessCtx(ctx context.Context, s mongo.Session) context.Context {
@@ -64,4 +67,11 @@ func toYAMLMap(v any) any {
 		return d.String()
 	}
 	return v
+}
+
+func mustTransforms(e *env, cfg config.Config) *transform.Set {
+	e.t.Helper()
+	set, err := app.LoadTransforms(&cfg)
+	must(e.t, err)
+	return set
 }

@@ -182,6 +182,16 @@ func ConnectPostgres(ctx context.Context, url string, maxConns int32) (*pgxpool.
 // shutdown: in-flight batches finish or roll back, acknowledged positions
 // are saved.
 func Run(ctx context.Context, cfg config.Config, role config.Role, log *zap.Logger, opts Options) error {
+	err := run(ctx, cfg, role, log, opts)
+	if err != nil && ctx.Err() != nil {
+		// Asked to stop (during start-up, typically): that is a clean exit.
+		log.Info("stopped during start-up", zap.Error(err))
+		return nil
+	}
+	return err
+}
+
+func run(ctx context.Context, cfg config.Config, role config.Role, log *zap.Logger, opts Options) error {
 	if err := cfg.Validate(role); err != nil {
 		return err
 	}

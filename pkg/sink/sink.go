@@ -161,10 +161,24 @@ func (s *Sink) ensureConsumer(ctx context.Context) (jetstream.Consumer, error) {
 		cfg.OptStartSeq = floor + 1
 	}
 	cons, err := stream.Consumer(ctx, s.cfg.Consumer)
-	if err == nil {
-		return cons, nil
-	}
-	if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+	switch {
+	case err == nil:
+		ci, err := cons.Info(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("consumer %s info: %w", s.cfg.Consumer, err)
+		}
+		if ci.NumAckPending == 0 {
+			return cons, nil
+		}
+		// Deliveries to a previous run that died before acknowledging
+		// would come back only after AckWait. Postgres knows exactly what
+		// committed: restart the consumer right after that.
+		s.log.Info("consumer has deliveries of a previous run unacknowledged; restarting it at the position Postgres recorded",
+			zap.String("consumer", s.cfg.Consumer), zap.Int("ack_pending", ci.NumAckPending), zap.Uint64("floor", floor))
+		if err := stream.DeleteConsumer(ctx, s.cfg.Consumer); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return nil, fmt.Errorf("reset consumer %s: %w", s.cfg.Consumer, err)
+		}
+	case !errors.Is(err, jetstream.ErrConsumerNotFound):
 		return nil, fmt.Errorf("consumer %s: %w", s.cfg.Consumer, err)
 	}
 	cons, err = stream.CreateOrUpdateConsumer(ctx, cfg)
