@@ -85,6 +85,8 @@ see cdc.example.yaml.`,
 		newRunCmd(g, "sink", config.RoleSink, "Run only the sink: JetStream -> PostgreSQL"),
 		newMigrateCmd(g),
 		newDLQCmd(g),
+		newSnapshotCmd(g),
+		newReplayCmd(g),
 		newVersionCmd(g),
 	)
 	return root

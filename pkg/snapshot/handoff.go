@@ -11,8 +11,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
-	"go.mongodb.org/mongo-driver/mongo/readconcern"
 
 	"github.com/amanat/cdc/pkg/event"
 	"github.com/amanat/cdc/pkg/oplog"
@@ -83,47 +81,6 @@ func CheckpointTime(cp *tailer.Checkpoint) event.ClusterTime {
 	return cp.ClusterTime
 }
 
-// majorityTime returns the operationTime of a majority read in sess: a
-// cluster time such that every write at or before it is visible to the
-// session's later reads (causal consistency) and will never roll back.
-func majorityTime(ctx context.Context, client *mongo.Client, sess mongo.Session, db, coll string) (event.ClusterTime, error) {
-	c := client.Database(db).Collection(coll, options.Collection().SetReadConcern(readconcern.Majority()))
-	err := mongo.WithSession(ctx, sess, func(sc mongo.SessionContext) error {
-		cur, err := c.Find(sc, bson.D{}, options.Find().SetLimit(1).SetProjection(bson.D{{Key: "_id", Value: 1}}))
-		if err != nil {
-			return err
-		}
-		return cur.Close(sc)
-	})
-	if err != nil {
-		return event.ClusterTime{}, fmt.Errorf("majority read of %s.%s: %w", db, coll, err)
-	}
-	ot := sess.OperationTime()
-	if ot == nil {
-		return event.ClusterTime{}, fmt.Errorf("the server returned no operationTime (not a replica set?)")
-	}
-	return event.ClusterTime{T: ot.T, I: ot.I}, nil
-}
-
-// startToken returns a resume token equivalent to startAtOperationTime
-// start: the post-batch resume token of a change stream opened there with
-// an empty first batch (MongoDB's high-water-mark token). Resuming after
-// it returns every change at or after start.
-func startToken(ctx context.Context, client *mongo.Client, db string, start event.ClusterTime) (bson.Raw, error) {
-	ts := start.Timestamp()
-	cs, err := client.Database(db).Watch(ctx, mongo.Pipeline{},
-		options.ChangeStream().SetStartAtOperationTime(&ts).SetBatchSize(0))
-	if err != nil {
-		return nil, fmt.Errorf("open a change stream at %s: %w", start, err)
-	}
-	defer cs.Close(context.WithoutCancel(ctx))
-	tok := cs.ResumeToken()
-	if tok == nil {
-		return nil, fmt.Errorf("the change stream opened at %s returned no resume token", start)
-	}
-	return append(bson.Raw(nil), tok...), nil
-}
-
 // handoffPlan is what the hand-off did (or, in a dry run, would do).
 type handoffPlan struct {
 	T    event.ClusterTime
@@ -142,7 +99,7 @@ func (r *Runner) handoff(ctx context.Context, sess mongo.Session, first string) 
 		if err != nil {
 			return handoffPlan{}, err
 		}
-		t, err := majorityTime(ctx, r.client, sess, r.cfg.Database, first)
+		t, err := oplog.MajorityTime(ctx, r.client, sess, r.cfg.Database, first)
 		if err != nil {
 			return handoffPlan{}, err
 		}
@@ -164,7 +121,7 @@ func (r *Runner) handoff(ctx context.Context, sess mongo.Session, first string) 
 				plan.Desc = "would create a tailer checkpoint at the snapshot's start time (the tailer has none)"
 				return plan, nil
 			}
-			tok, err := startToken(ctx, r.client, r.cfg.Database, start)
+			tok, err := oplog.StartToken(ctx, r.client, r.cfg.Database, start)
 			if err != nil {
 				return handoffPlan{}, err
 			}
@@ -186,7 +143,7 @@ func (r *Runner) handoff(ctx context.Context, sess mongo.Session, first string) 
 				plan.Desc = fmt.Sprintf("would reset the tailer's checkpoint %s, which has fallen off the oplog (oldest entry %s), to the snapshot's start time", cpt, oldest)
 				return plan, nil
 			}
-			tok, err := startToken(ctx, r.client, r.cfg.Database, t)
+			tok, err := oplog.StartToken(ctx, r.client, r.cfg.Database, t)
 			if err != nil {
 				return handoffPlan{}, err
 			}
@@ -234,7 +191,7 @@ func (r *Runner) verifyHandoff(ctx context.Context, p *Progress) (string, error)
 		if r.cfg.DryRun {
 			return "would re-create the tailer checkpoint at the snapshot's start time (it was deleted)", nil
 		}
-		tok, err := startToken(ctx, r.client, r.cfg.Database, t)
+		tok, err := oplog.StartToken(ctx, r.client, r.cfg.Database, t)
 		if err != nil {
 			return "", err
 		}
@@ -250,7 +207,7 @@ func (r *Runner) verifyHandoff(ctx context.Context, p *Progress) (string, error)
 		if r.cfg.DryRun {
 			return "would reset the tailer checkpoint, which has fallen off the oplog, to the snapshot's start time", nil
 		}
-		tok, err := startToken(ctx, r.client, r.cfg.Database, t)
+		tok, err := oplog.StartToken(ctx, r.client, r.cfg.Database, t)
 		if err != nil {
 			return "", err
 		}

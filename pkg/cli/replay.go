@@ -1,0 +1,394 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/amanat/cdc/pkg/app"
+	"github.com/amanat/cdc/pkg/config"
+	"github.com/amanat/cdc/pkg/event"
+	"github.com/amanat/cdc/pkg/replay"
+	"github.com/amanat/cdc/pkg/transform"
+)
+
+func newReplayCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "replay",
+		Short: "Close a gap: re-publish an oplog range, re-apply a stream range, or refresh documents by id",
+		Long: `Replay closes a gap without double-applying anything: JetStream's dedup
+window and the sink's version guard make every copy of an event that was
+already applied change nothing.
+
+  replay oplog   re-read a cluster-time range from MongoDB's oplog and publish it
+  replay stream  re-apply events JetStream still retains directly to PostgreSQL
+  replay ids     re-read documents (a list, a file, or pg_dualwrite_gaps) and
+                 publish their current state
+
+Rows deleted from PostgreSQL behind the replicator's back keep their version in
+cdc.doc_versions, so re-applying their old events would be skipped: replay
+reports them as errors, and --force (oplog, stream) forgets those versions so
+the events restore the rows; replay ids always restores them.
+
+Every command accepts --dry-run, is safe to run twice and while the replicator
+runs, ends with a count report, and exits non-zero on any error. The
+PostgreSQL target must be in snapshot.allowed_targets or confirmed with
+--yes <host> (exit code 2 otherwise).`,
+	}
+	cmd.AddCommand(newReplayOplogCmd(g), newReplayStreamCmd(g), newReplayIDsCmd(g))
+	return cmd
+}
+
+// operatorSetup loads what every replay command needs.
+type operatorSetup struct {
+	cfg config.Config
+	set *transform.Set
+	// replicated are the replicated collections.
+	replicated []string
+	log        *zap.Logger
+}
+
+func (g *globals) setup(role config.Role) (*operatorSetup, func(), error) {
+	cfg, log, err := g.load(role)
+	if err != nil {
+		return nil, nil, err
+	}
+	set, err := app.LoadTransforms(&cfg)
+	if err != nil {
+		_ = log.Sync()
+		return nil, nil, &usageError{err}
+	}
+	colls, err := app.Collections(&cfg, set)
+	if err != nil {
+		_ = log.Sync()
+		return nil, nil, err
+	}
+	return &operatorSetup{cfg: cfg, set: set, replicated: colls, log: log}, func() { _ = log.Sync() }, nil
+}
+
+func newReplayOplogCmd(g *globals) *cobra.Command {
+	var (
+		op           operatorFlags
+		from, to     string
+		colls        []string
+		force        bool
+		applyTimeout time.Duration
+		batchSize    int
+	)
+	cmd := &cobra.Command{
+		Use:   "oplog --from <cluster time | RFC 3339> [--to ...]",
+		Short: "Re-read a cluster-time range from the oplog and publish it (tailer ids: idempotent)",
+		Long: `Re-read [--from, --to] (inclusive; --to defaults to now) through a change
+stream opened at --from, and publish every change as the tailer does, with the
+same event ids, so JetStream's dedup window and the version guard drop what
+was already applied. A range the oplog no longer holds is refused, naming the
+oldest time still available.
+
+Times are cluster times "<seconds>.<increment>" or RFC 3339 (whole seconds:
+--from from the second's start, --to through its end).
+
+--force restores rows deleted from PostgreSQL behind the replicator's back:
+their versions are forgotten, the range is published under ids suffixed
+"~replay:<to>" (the original ids would be dropped as duplicates), and the
+command waits up to --apply-timeout for the running sink to apply them.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			s, sync, err := g.setup(config.RoleAll)
+			if err != nil {
+				return err
+			}
+			defer sync()
+			log := s.log
+			if from == "" {
+				return &usageError{fmt.Errorf("--from is required")}
+			}
+			f, err := replay.ParseClusterTime(from, false)
+			if err != nil {
+				return &usageError{err}
+			}
+			var t event.ClusterTime
+			if to != "" && to != "now" {
+				if t, err = replay.ParseClusterTime(to, true); err != nil {
+					return &usageError{err}
+				}
+			}
+			todo, err := pickCollections(colls, s.replicated)
+			if err != nil {
+				return err
+			}
+			rep := &replay.Report{Command: "replay oplog", DryRun: op.dryRun}
+			if err := op.guard(&s.cfg, rep); err != nil {
+				return err
+			}
+			client, err := app.ConnectMongo(ctx, s.cfg.Mongo.URI)
+			if err != nil {
+				return err
+			}
+			defer client.Disconnect(context.WithoutCancel(ctx)) //nolint:errcheck // exiting
+			pool, err := app.ConnectPostgres(ctx, s.cfg.Postgres.URL, 2)
+			if err != nil {
+				return err
+			}
+			defer pool.Close()
+			b, err := openBus(ctx, s.cfg, log)
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			if batchSize <= 0 {
+				batchSize = s.cfg.Snapshot.BatchSize
+			}
+			out, err := replay.Oplog(ctx, client, b.JS, pool, s.set, replay.OplogConfig{
+				Database: s.cfg.Mongo.Database, Collections: todo, From: f, To: t, Streams: b.Streams,
+				BatchSize: batchSize, PreImages: s.cfg.Tailer.PreImages, Force: force, ApplyTimeout: applyTimeout, DryRun: op.dryRun,
+			}, log.Named("replay"))
+			out.Notes = append(rep.Notes, out.Notes...)
+			return g.finish(out, err)
+		},
+	}
+	op.add(cmd)
+	cmd.Flags().StringVar(&from, "from", "", "start of the range: cluster time <seconds>.<increment> or RFC 3339 (required)")
+	cmd.Flags().StringVar(&to, "to", "", "end of the range, inclusive (default: now)")
+	cmd.Flags().StringSliceVar(&colls, "collections", nil, "collections to replay (default: every replicated collection)")
+	cmd.Flags().BoolVar(&force, "force", false, "restore rows deleted behind the replicator's back (see above)")
+	cmd.Flags().DurationVar(&applyTimeout, "apply-timeout", 2*time.Minute, "with --force: how long to wait for the sink to apply the restored rows")
+	cmd.Flags().IntVar(&batchSize, "batch-size", 0, "events per publish batch (default snapshot.batch_size)")
+	return cmd
+}
+
+func newReplayStreamCmd(g *globals) *cobra.Command {
+	var (
+		op             operatorFlags
+		fromSeq, toSeq uint64
+		since          string
+		colls          []string
+		force          bool
+		batchSize      int
+	)
+	cmd := &cobra.Command{
+		Use:   "stream --from-seq N [--to-seq M] | --since <time>",
+		Short: "Re-apply events JetStream still retains to PostgreSQL (e.g. after a restore from backup)",
+		Long: `Re-apply the events of the change stream from --from-seq (or stored since
+--since, RFC 3339) through --to-seq (default: the last at the start) directly
+to PostgreSQL, in Postgres transactions of up to --batch-size events (a Mongo
+transaction is never split), with the live sink's rules: version guard,
+transactions whole, dead letters. It reads through an ephemeral ordered
+consumer and records no consumer position: the live sink's consumer and its
+position are untouched, and it may run while the sink runs.
+
+Events the version guard finds applied are skipped: after restoring PostgreSQL
+from a backup, the events after the backup are applied and the rest skipped.
+Rows deleted behind the replicator's back are reported as errors; --force
+forgets their versions inside the transaction that re-applies their events.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			s, sync, err := g.setup(config.RoleSink | config.RolePostgres)
+			if err != nil {
+				return err
+			}
+			defer sync()
+			log := s.log
+			var sinceT time.Time
+			switch {
+			case since != "" && fromSeq > 0:
+				return &usageError{fmt.Errorf("give --from-seq or --since, not both")}
+			case since != "":
+				if sinceT, err = time.Parse(time.RFC3339Nano, since); err != nil {
+					return &usageError{fmt.Errorf("--since: %v", err)}
+				}
+			case fromSeq == 0:
+				return &usageError{fmt.Errorf("--from-seq or --since is required")}
+			}
+			if toSeq > 0 && fromSeq > toSeq {
+				return &usageError{fmt.Errorf("--from-seq %d is after --to-seq %d", fromSeq, toSeq)}
+			}
+			var todo []string
+			if len(colls) > 0 {
+				if todo, err = pickCollections(colls, s.set.Collections()); err != nil {
+					return err
+				}
+			}
+			rep := &replay.Report{Command: "replay stream", DryRun: op.dryRun}
+			if err := op.guard(&s.cfg, rep); err != nil {
+				return err
+			}
+			pool, err := app.ConnectPostgres(ctx, s.cfg.Postgres.URL, 2)
+			if err != nil {
+				return err
+			}
+			defer pool.Close()
+			if err := transform.CheckCatalog(ctx, pool, s.set); err != nil {
+				return fmt.Errorf("refusing to apply: %w", err)
+			}
+			b, err := openBus(ctx, s.cfg, log)
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			if batchSize <= 0 {
+				batchSize = s.cfg.Snapshot.BatchSize
+			}
+			out, err := replay.Stream(ctx, b.JS, pool, s.set, replay.StreamConfig{
+				Streams: b.Streams, Database: s.cfg.Mongo.Database, Collections: todo,
+				FromSeq: fromSeq, Since: sinceT, ToSeq: toSeq, BatchSize: batchSize, Force: force,
+				Unparked: s.cfg.Sink.UnparkedCollections, DryRun: op.dryRun,
+			}, log.Named("replay"))
+			out.Notes = append(rep.Notes, out.Notes...)
+			return g.finish(out, err)
+		},
+	}
+	op.add(cmd)
+	cmd.Flags().Uint64Var(&fromSeq, "from-seq", 0, "first stream sequence to re-apply")
+	cmd.Flags().Uint64Var(&toSeq, "to-seq", 0, "last stream sequence (default: the stream's last at the start)")
+	cmd.Flags().StringVar(&since, "since", "", "re-apply the messages stored since this RFC 3339 time (instead of --from-seq)")
+	cmd.Flags().StringSliceVar(&colls, "collections", nil, "only these collections (default: all)")
+	cmd.Flags().BoolVar(&force, "force", false, "restore rows deleted behind the replicator's back (forget their versions in the applying transaction)")
+	cmd.Flags().IntVar(&batchSize, "batch-size", 0, "events per Postgres transaction (default snapshot.batch_size)")
+	return cmd
+}
+
+func newReplayIDsCmd(g *globals) *cobra.Command {
+	var (
+		op           operatorFlags
+		coll         string
+		ids          []string
+		idsFile      string
+		fromGaps     bool
+		applyTimeout time.Duration
+		batchSize    int
+	)
+	cmd := &cobra.Command{
+		Use:   "ids --collection c --ids id1,id2 | --ids-file f | --from-gaps-table",
+		Short: "Re-read documents from MongoDB and publish their current state (refresh; missing -> delete)",
+		Long: `Re-read each document from MongoDB (a majority read) and publish it as a
+refresh event at the read's cluster time, newer than any change already
+applied; a document that no longer exists is published as a delete at that
+time. Rows deleted from PostgreSQL behind the replicator's back are restored
+(their stale versions are forgotten first).
+
+Ids are the documents' legacy ids as id_map stores them: 24 hex digits for an
+ObjectId, the string for a string _id, canonical Extended JSON otherwise.
+--ids-file reads one per line ("-" for stdin; blank lines and # comments are
+ignored).
+
+--from-gaps-table reads the open rows (resolved_at IS NULL) of the
+application's pg_dualwrite_gaps table, refreshes their documents, and sets
+resolved_at once the refresh is applied by the running sink (its version
+guard reached the refresh) within --apply-timeout; rows still pending, rows
+whose refresh was dead-lettered and rows of collections without a transform
+stay open and count as errors. --apply-timeout 0 resolves them as soon as
+JetStream acknowledged the refresh.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			sources := 0
+			for _, on := range []bool{len(ids) > 0, idsFile != "", fromGaps} {
+				if on {
+					sources++
+				}
+			}
+			if sources != 1 {
+				return &usageError{fmt.Errorf("give exactly one of --ids, --ids-file, --from-gaps-table")}
+			}
+			if !fromGaps && coll == "" {
+				return &usageError{fmt.Errorf("--collection is required with --ids and --ids-file")}
+			}
+			if idsFile != "" {
+				var err error
+				if ids, err = readIDs(idsFile, cmd.InOrStdin()); err != nil {
+					return &usageError{err}
+				}
+			}
+			s, sync, err := g.setup(config.RoleAll)
+			if err != nil {
+				return err
+			}
+			defer sync()
+			log := s.log
+			if coll != "" {
+				if _, ok := s.set.Get(coll); !ok {
+					return &usageError{fmt.Errorf("collection %q has no transform (mapped: %v)", coll, s.set.Collections())}
+				}
+			}
+			rep := &replay.Report{Command: "replay ids", DryRun: op.dryRun}
+			if err := op.guard(&s.cfg, rep); err != nil {
+				return err
+			}
+			client, err := app.ConnectMongo(ctx, s.cfg.Mongo.URI)
+			if err != nil {
+				return err
+			}
+			defer client.Disconnect(context.WithoutCancel(ctx)) //nolint:errcheck // exiting
+			pool, err := app.ConnectPostgres(ctx, s.cfg.Postgres.URL, 2)
+			if err != nil {
+				return err
+			}
+			defer pool.Close()
+			b, err := openBus(ctx, s.cfg, log)
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			if batchSize <= 0 {
+				batchSize = s.cfg.Snapshot.BatchSize
+			}
+			r := replay.NewRefresher(client, b.JS, pool, s.set, replay.RefreshConfig{
+				Database: s.cfg.Mongo.Database, Streams: b.Streams, BatchSize: batchSize, DryRun: op.dryRun,
+			}, log.Named("replay"))
+			var out *replay.Report
+			if fromGaps {
+				out, err = r.Gaps(ctx, applyTimeout)
+			} else {
+				out, err = r.IDs(ctx, coll, ids)
+			}
+			out.Notes = append(rep.Notes, out.Notes...)
+			return g.finish(out, err)
+		},
+	}
+	op.add(cmd)
+	cmd.Flags().StringVar(&coll, "collection", "", "the documents' collection (with --ids, --ids-file)")
+	cmd.Flags().StringSliceVar(&ids, "ids", nil, "document ids (comma-separated or repeated)")
+	cmd.Flags().StringVar(&idsFile, "ids-file", "", "file with one id per line (- for stdin)")
+	cmd.Flags().BoolVar(&fromGaps, "from-gaps-table", false, "refresh the documents of the open rows of pg_dualwrite_gaps and resolve them")
+	cmd.Flags().DurationVar(&applyTimeout, "apply-timeout", 2*time.Minute, "with --from-gaps-table: how long to wait for the sink to apply the refreshes before resolving")
+	cmd.Flags().IntVar(&batchSize, "batch-size", 0, "ids per find (default snapshot.batch_size)")
+	return cmd
+}
+
+// readIDs reads one id per line; blank lines and # comments are skipped.
+func readIDs(path string, stdin io.Reader) ([]string, error) {
+	var r io.Reader = stdin
+	if path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, fmt.Errorf("--ids-file: %w", err)
+		}
+		defer f.Close()
+		r = f
+	}
+	var out []string
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		out = append(out, line)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("--ids-file: %w", err)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("--ids-file %s holds no ids", path)
+	}
+	return out, nil
+}

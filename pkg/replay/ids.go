@@ -1,0 +1,190 @@
+package replay
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/bson/bsontype"
+	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
+	"go.mongodb.org/mongo-driver/mongo/readconcern"
+	"go.uber.org/zap"
+
+	"github.com/amanat/cdc/pkg/bus"
+	"github.com/amanat/cdc/pkg/event"
+	"github.com/amanat/cdc/pkg/transform"
+)
+
+// RefreshConfig configures id replays.
+type RefreshConfig struct {
+	// Database is the source database.
+	Database string
+	// Streams names the stream and subjects.
+	Streams bus.StreamsConfig
+	// BatchSize is the ids per find.
+	BatchSize int
+	// DryRun reads but publishes and writes nothing.
+	DryRun bool
+}
+
+// Refresher re-reads documents by id and publishes them as refresh (or
+// delete) events.
+type Refresher struct {
+	client *mongo.Client
+	js     jetstream.JetStream
+	pool   *pgxpool.Pool
+	set    *transform.Set
+	cfg    RefreshConfig
+	log    *zap.Logger
+	pub    *Publisher
+}
+
+// NewRefresher returns a Refresher. It does no I/O.
+func NewRefresher(client *mongo.Client, js jetstream.JetStream, pool *pgxpool.Pool, set *transform.Set, cfg RefreshConfig, log *zap.Logger) *Refresher {
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 1000
+	}
+	return &Refresher{client: client, js: js, pool: pool, set: set, cfg: cfg, log: log, pub: NewPublisher(js, cfg.Streams)}
+}
+
+// IDs refreshes the documents keys (event.KeyString form) of coll.
+func (r *Refresher) IDs(ctx context.Context, coll string, keys []string) (*Report, error) {
+	rep := &Report{Command: "replay ids", DryRun: r.cfg.DryRun}
+	_, err := r.Refresh(ctx, coll, keys, rep)
+	return rep, err
+}
+
+// Refresh re-reads keys of coll from MongoDB and publishes, per key, a
+// refresh event with the document (or a delete event if it no longer
+// exists) at the cluster time of the read, counting into rep. Lost rows
+// among them (see FindLost) have their versions forgotten first. It
+// returns what each published event must become in Postgres.
+func (r *Refresher) Refresh(ctx context.Context, coll string, keys []string, rep *Report) (map[DocRef]Awaited, error) {
+	m, ok := r.set.Get(coll)
+	if !ok {
+		return nil, fmt.Errorf("replay ids: collection %q has no transform (mapped: %v)", coll, r.set.Collections())
+	}
+	keys = slices.Compact(slices.Sorted(slices.Values(keys)))
+	refs := make([]DocRef, len(keys))
+	for i, k := range keys {
+		refs[i] = DocRef{Collection: coll, Key: k}
+	}
+	if r.cfg.DryRun {
+		lost, err := FindLost(ctx, r.pool, r.set, refs)
+		if err != nil {
+			return nil, err
+		}
+		rep.Note("%s: %d ids; %d of them have rows missing in Postgres (the refresh restores them)", coll, len(keys), len(lost))
+	} else {
+		lost, err := ForgetLost(ctx, r.pool, r.set, refs)
+		if err != nil {
+			return nil, err
+		}
+		if len(lost) > 0 {
+			rep.Note("%s: %d rows were missing in Postgres; their version-guard entries were cleared so the refresh restores them", coll, len(lost))
+		}
+	}
+	sess, err := r.client.StartSession(options.Session().SetCausalConsistency(true))
+	if err != nil {
+		return nil, fmt.Errorf("mongo session: %w", err)
+	}
+	defer sess.EndSession(context.WithoutCancel(ctx))
+	c := r.client.Database(r.cfg.Database).Collection(coll, options.Collection().SetReadConcern(readconcern.Majority()))
+	out := map[DocRef]Awaited{}
+	var missing int
+	for start := 0; start < len(keys); start += r.cfg.BatchSize {
+		chunk := keys[start:min(start+r.cfg.BatchSize, len(keys))]
+		evs, nMissing, err := r.readChunk(ctx, sess, c, m, chunk, rep)
+		if err != nil {
+			return out, err
+		}
+		missing += nMissing
+		rep.Read += int64(len(chunk))
+		rep.AddCollection(coll, int64(len(chunk)))
+		if r.cfg.DryRun {
+			continue
+		}
+		res, err := r.pub.PublishBatch(ctx, evs)
+		if err != nil {
+			rep.Errors += int64(len(evs))
+			return out, err
+		}
+		rep.Published += int64(res.Stored)
+		rep.Skipped += int64(res.Duplicates)
+		for _, ev := range evs {
+			key, err := ev.DocKey()
+			if err != nil {
+				return out, err
+			}
+			out[DocRef{Collection: coll, Key: key}] = Awaited{Position: ev.Position(), EventID: ev.ID}
+		}
+	}
+	if missing > 0 {
+		rep.Note("%s: %d ids no longer exist in MongoDB: published as deletes", coll, missing)
+	}
+	return out, nil
+}
+
+// readChunk reads one chunk of keys and builds their events.
+func (r *Refresher) readChunk(ctx context.Context, sess mongo.Session, c *mongo.Collection, m *transform.Mapping, keys []string, rep *Report) ([]*event.Event, int, error) {
+	var cands bson.A
+	first := map[string]bson.RawValue{}
+	for _, k := range keys {
+		vals, err := KeyCandidates(k)
+		if err != nil {
+			return nil, 0, err
+		}
+		first[k] = vals[0]
+		for _, v := range vals {
+			cands = append(cands, v)
+		}
+	}
+	found := map[string]bson.Raw{}
+	err := mongo.WithSession(ctx, sess, func(sc mongo.SessionContext) error {
+		cur, err := c.Find(sc, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: cands}}}})
+		if err != nil {
+			return err
+		}
+		defer cur.Close(context.WithoutCancel(ctx))
+		for cur.Next(sc) {
+			doc := append(bson.Raw(nil), cur.Current...)
+			id := doc.Lookup("_id")
+			key := event.KeyString(id)
+			// A 24-hex key may match an ObjectId and a string _id:
+			// the ObjectId is the document id_map names.
+			if prev, dup := found[key]; dup && prev.Lookup("_id").Type == bsontype.ObjectID {
+				continue
+			}
+			found[key] = doc
+		}
+		return cur.Err()
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("read %s: %w", m.Collection, err)
+	}
+	ot := sess.OperationTime()
+	if ot == nil {
+		return nil, 0, fmt.Errorf("the server returned no operationTime")
+	}
+	at := event.ClusterTime{T: ot.T, I: ot.I}
+	var evs []*event.Event
+	missing := 0
+	for _, k := range keys {
+		if doc, ok := found[k]; ok {
+			evs = append(evs, DocEvent(event.OpRefresh, r.cfg.Database, m.Collection, doc.Lookup("_id"), doc, at))
+			continue
+		}
+		missing++
+		if m.AppendOnly {
+			rep.Errors++
+			rep.Note("%s %s: not in MongoDB, but %s is append-only: not publishing a delete (investigate by hand)", m.Collection, k, m.Collection)
+			continue
+		}
+		evs = append(evs, DocEvent(event.OpDelete, r.cfg.Database, m.Collection, first[k], nil, at))
+	}
+	return evs, missing, nil
+}
