@@ -23,7 +23,9 @@ type Applier struct {
 	pool     *pgxpool.Pool
 	consumer string
 	stream   string
+	set      *transform.Set
 	types    columnTypes
+	now      func() time.Time
 	// unparked collections apply a dead-lettered document's later events
 	// instead of holding them.
 	unparked map[string]bool
@@ -32,7 +34,7 @@ type Applier struct {
 // NewApplier prepares the SQL of every mapping in set. consumer names the
 // position row written with each batch; "" writes none (replays).
 func NewApplier(pool *pgxpool.Pool, set *transform.Set, consumer, stream string) *Applier {
-	return &Applier{pool: pool, consumer: consumer, stream: stream, unparked: map[string]bool{}}
+	return &Applier{pool: pool, set: set, consumer: consumer, stream: stream, unparked: map[string]bool{}, now: time.Now}
 }
 
 // SetUnparked lists collections whose documents keep applying after one of
@@ -90,12 +92,17 @@ type Result struct {
 	DeadLettered int
 	// Incomplete counts events of transactions ApplyRaw did not get whole.
 	Incomplete int
+	// Waiting counts events set aside for a parent that has not arrived.
+	Waiting int
 	// ByCollection counts applied events per collection.
 	ByCollection map[string]int
 	// LastClusterTime is the newest cluster time applied.
 	LastClusterTime event.ClusterTime
 	// dead are the items dead-lettered, for the DLQ stream.
 	dead []*item
+	// waiting are units set aside for a parent that has not arrived
+	// (policy wait): not applied, not acknowledged, offered again later.
+	waiting []*unit
 }
 
 // Position is the stream position recorded with a batch.
@@ -185,8 +192,26 @@ func (a *Applier) apply(ctx context.Context, units []*unit, pos Position, before
 			good = append(good, u)
 		}
 	}
+	present, err := a.presentParents(ctx, tx, good)
+	if err != nil {
+		return res, err
+	}
+	var rejected []*unit
+	good, res.waiting, rejected = checkRefs(good, present, a.now(), func(u *unit) time.Time {
+		if u.firstSeen.IsZero() {
+			u.firstSeen = a.now()
+		}
+		return u.firstSeen
+	})
+	for _, u := range rejected {
+		bad = append(bad, u)
+		holdUnit(held, u)
+	}
+	for _, u := range res.waiting {
+		res.Waiting += len(u.items)
+	}
 
-	r, err := a.applyUnits(ctx, tx, good)
+	r, err := a.applyUnits(ctx, tx, good, present)
 	if err == nil {
 		err = checkDeferred(ctx, tx)
 	}
@@ -216,7 +241,7 @@ func (a *Applier) apply(ctx context.Context, units []*unit, pos Position, before
 			if err != nil {
 				return res, fmt.Errorf("savepoint: %w", err)
 			}
-			ur, err := a.applyUnits(ctx, sp, []*unit{u})
+			ur, err := a.applyUnits(ctx, sp, []*unit{u}, present)
 			if err == nil {
 				err = checkDeferred(ctx, sp)
 			}
@@ -334,7 +359,7 @@ type docRef struct{ coll, key string }
 
 // applyUnits writes units inside tx. Any error leaves tx to be rolled back
 // (or rolled back to its savepoint) by the caller.
-func (a *Applier) applyUnits(ctx context.Context, tx pgx.Tx, units []*unit) (Result, error) {
+func (a *Applier) applyUnits(ctx context.Context, tx pgx.Tx, units []*unit, present map[docRef]bool) (Result, error) {
 	res := Result{ByCollection: map[string]int{}}
 	// Newest effective event per document: the final state of a document
 	// within one Postgres transaction depends only on it.
@@ -416,7 +441,7 @@ func (a *Applier) applyUnits(ctx context.Context, tx pgx.Tx, units []*unit) (Res
 	}
 
 	batch := &pgx.Batch{}
-	if err := a.queueWrites(ctx, tx, batch, winners, ids); err != nil {
+	if err := a.queueWrites(ctx, tx, batch, winners, ids, present); err != nil {
 		return res, err
 	}
 	if batch.Len() > 0 {
@@ -471,15 +496,17 @@ func (s idSet) rowID(it *item) (any, error) {
 func resolveIDs(ctx context.Context, tx pgx.Tx, winners []*item) (idSet, error) {
 	var mintColl, mintKey, lookColl, lookKey []string
 	var mintID []uuid.UUID
-	seen := map[docRef]bool{}
+	looked, minted := map[docRef]bool{}, map[docRef]bool{}
 	add := func(coll, key string, mint bool) {
 		k := docRef{coll, key}
-		if seen[k] {
-			return
+		if !looked[k] {
+			looked[k] = true
+			lookColl, lookKey = append(lookColl, coll), append(lookKey, key)
 		}
-		seen[k] = true
-		lookColl, lookKey = append(lookColl, coll), append(lookKey, key)
-		if mint {
+		// A key first seen as a reference may be minted later in the
+		// batch, as the document the batch writes.
+		if mint && !minted[k] {
+			minted[k] = true
 			id, err := uuid.NewV7()
 			if err != nil {
 				id = uuid.New()
@@ -491,10 +518,8 @@ func resolveIDs(ctx context.Context, tx pgx.Tx, winners []*item) (idSet, error) 
 		if it.mapping.ID.Type == "uuid" {
 			add(it.mapping.Collection, it.docKey, it.ev.Op != event.OpDelete)
 		}
-		if it.row != nil {
-			for _, ref := range it.row.Refs {
-				add(ref.Collection, ref.LegacyID, ref.Missing == transform.MissingMint)
-			}
+		for _, ref := range refsOf(it) {
+			add(ref.Collection, ref.LegacyID, ref.Missing == transform.MissingMint)
 		}
 	}
 	out := idSet{}
@@ -597,14 +622,38 @@ func (a *Applier) ApplyRaw(ctx context.Context, set *transform.Set, msgs []Raw) 
 // (dead-letter retries mark their entries there, so the retried events are
 // not parked behind themselves and the mark commits with the outcome).
 func (a *Applier) ApplyRawWith(ctx context.Context, set *transform.Set, msgs []Raw, before func(pgx.Tx) error) (Result, error) {
+	return a.applyPrepared(ctx, Prepare(set, msgs), before)
+}
+
+// Prepared is a batch decoded and transformed, ready for ApplyPrepared.
+// Preparing (CPU in this process) and applying (mostly Postgres) can
+// overlap: prepare batch n+1 while batch n applies.
+type Prepared struct {
+	units      []*unit
+	incomplete int
+}
+
+// Prepare decodes msgs (stream order), transforms them and groups the
+// events of each Mongo transaction.
+func Prepare(set *transform.Set, msgs []Raw) *Prepared {
 	asm := newAssembler()
 	for _, m := range msgs {
 		asm.add(decode(set, m.Seq, m.Data))
 	}
-	units := asm.take()
-	res, err := a.apply(ctx, units, Position{}, before)
+	p := &Prepared{units: asm.take()}
 	for _, ot := range asm.open {
-		res.Incomplete += len(ot.items)
+		p.incomplete += len(ot.items)
 	}
+	return p
+}
+
+// ApplyPrepared applies a prepared batch like ApplyRaw.
+func (a *Applier) ApplyPrepared(ctx context.Context, p *Prepared) (Result, error) {
+	return a.applyPrepared(ctx, p, nil)
+}
+
+func (a *Applier) applyPrepared(ctx context.Context, p *Prepared, before func(pgx.Tx) error) (Result, error) {
+	res, err := a.apply(ctx, p.units, Position{}, before)
+	res.Incomplete += p.incomplete
 	return res, err
 }

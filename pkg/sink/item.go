@@ -2,6 +2,7 @@ package sink
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -34,6 +35,11 @@ type item struct {
 type unit struct {
 	items []*item
 	txnID string
+	// firstSeen is when the unit was first offered to Apply (policy wait
+	// counts from it).
+	firstSeen time.Time
+	// nextTry is when a waiting unit is offered again.
+	nextTry time.Time
 }
 
 func (u *unit) rejected() error {

@@ -189,7 +189,18 @@ func (s *Sink) ensureConsumer(ctx context.Context) (jetstream.Consumer, error) {
 	return cons, nil
 }
 
+// batch is what the reader hands the applier.
+type batch struct {
+	units []*unit
+	// maxSeq is the highest sequence read so far; openSeq the lowest
+	// sequence held in an incomplete transaction (0: none).
+	maxSeq, openSeq uint64
+	err             error
+}
+
 // runOnce consumes until an error. It returns nil only when ctx ends.
+// Reading and transforming (this process's CPU) run in a reader goroutine
+// while the previous batch applies (Postgres), one batch ahead.
 func (s *Sink) runOnce(ctx context.Context) error {
 	cons, err := s.ensureConsumer(ctx)
 	if err != nil {
@@ -199,28 +210,98 @@ func (s *Sink) runOnce(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("pull %s: %w", s.cfg.Consumer, err)
 	}
-	defer it.Stop()
-	asm := newAssembler()
-	var maxSeq uint64
+	rctx, stopReader := context.WithCancel(ctx)
+	batches := make(chan batch, 1)
+	readerDone := make(chan struct{})
+	go func() {
+		defer close(readerDone)
+		s.read(rctx, it, batches)
+	}()
+	defer func() {
+		stopReader()
+		it.Stop()
+		<-readerDone
+	}()
+
+	var waiting []*unit // parents not there yet (policy wait)
 	for {
-		if err := s.collect(ctx, it, asm, &maxSeq); err != nil {
-			return err
-		}
-		if ctx.Err() != nil {
+		var b batch
+		select {
+		case <-ctx.Done():
 			return nil
+		case b = <-batches:
 		}
-		units := asm.take()
+		if b.err != nil {
+			return b.err
+		}
+		units := b.units
+		now := time.Now()
+		var later []*unit
+		for _, u := range waiting {
+			if now.Before(u.nextTry) {
+				later = append(later, u)
+			} else {
+				units = append(units, u)
+			}
+		}
+		waiting = later
 		if len(units) == 0 {
 			continue
 		}
-		floor := maxSeq
-		if m := asm.minOpenSeq(); m > 0 {
+		floor := b.maxSeq
+		if m := minSeq(b.openSeq, waiting); m > 0 {
 			floor = m - 1
 		}
-		if err := s.applyWithRetry(ctx, units, Position{Floor: floor}); err != nil {
+		wait, err := s.applyWithRetry(ctx, units, Position{Floor: floor})
+		if err != nil {
 			return err
 		}
+		for _, u := range wait {
+			u.nextTry = time.Now().Add(time.Second)
+			for _, it := range u.items {
+				if it.msg != nil {
+					_ = it.msg.InProgress() // keep it from redelivery while it waits
+				}
+			}
+		}
+		waiting = append(waiting, wait...)
 	}
+}
+
+// read collects batches until ctx ends or reading fails (sent as the last
+// batch's err). An empty batch is sent at least every second so waiting
+// units get their retries.
+func (s *Sink) read(ctx context.Context, it jetstream.MessagesContext, out chan<- batch) {
+	asm := newAssembler()
+	var maxSeq uint64
+	for {
+		err := s.collect(ctx, it, asm, &maxSeq)
+		if ctx.Err() != nil {
+			return
+		}
+		b := batch{units: asm.take(), maxSeq: maxSeq, openSeq: asm.minOpenSeq(), err: err}
+		select {
+		case out <- b:
+		case <-ctx.Done():
+			return
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// minSeq is the lowest stream sequence among m (0: none) and the items of
+// units.
+func minSeq(m uint64, units []*unit) uint64 {
+	for _, u := range units {
+		for _, it := range u.items {
+			if m == 0 || it.seq < m {
+				m = it.seq
+			}
+		}
+	}
+	return m
 }
 
 // collect reads messages until a batch is ready: BatchSize events in
@@ -263,8 +344,9 @@ func (s *Sink) collect(ctx context.Context, it jetstream.MessagesContext, asm *a
 }
 
 // applyWithRetry applies units, retrying retryable errors until ctx ends,
-// then acknowledges their messages.
-func (s *Sink) applyWithRetry(ctx context.Context, units []*unit, pos Position) error {
+// then acknowledges their messages. It returns the units that wait for a
+// parent (not acknowledged).
+func (s *Sink) applyWithRetry(ctx context.Context, units []*unit, pos Position) ([]*unit, error) {
 	size := 0
 	for _, u := range units {
 		size += len(u.items)
@@ -280,10 +362,17 @@ func (s *Sink) applyWithRetry(ctx context.Context, units []*unit, pos Position) 
 			}
 			if s.hooks != nil && s.hooks.AfterCommit != nil {
 				if herr := s.hooks.AfterCommit(ctx); herr != nil {
-					return fmt.Errorf("%w: %v", ErrHookAbort, herr)
+					return nil, fmt.Errorf("%w: %v", ErrHookAbort, herr)
 				}
 			}
+			waits := map[*unit]bool{}
+			for _, u := range res.waiting {
+				waits[u] = true
+			}
 			for _, u := range units {
+				if waits[u] {
+					continue
+				}
 				for _, it := range u.items {
 					if it.msg != nil {
 						// Acks are best effort: a lost ack redelivers, and
@@ -292,14 +381,14 @@ func (s *Sink) applyWithRetry(ctx context.Context, units []*unit, pos Position) 
 					}
 				}
 			}
-			return nil
+			return res.waiting, nil
 		}
 		class := Classify(err)
 		if class == Fatal {
-			return &FatalError{Err: fmt.Errorf("sink: %w", err)}
+			return nil, &FatalError{Err: fmt.Errorf("sink: %w", err)}
 		}
 		if ctx.Err() != nil {
-			return nil
+			return nil, nil
 		}
 		s.metrics.Retry(class)
 		wait := backoff(attempt)
@@ -307,7 +396,7 @@ func (s *Sink) applyWithRetry(ctx context.Context, units []*unit, pos Position) 
 			zap.Int("events", size), zap.Duration("retry_in", wait))
 		select {
 		case <-ctx.Done():
-			return nil
+			return nil, nil
 		case <-time.After(wait):
 		}
 		// Keep the messages from being redelivered while Postgres is away.

@@ -67,10 +67,19 @@ type tableWrites struct {
 	upserts [][]*string // row-major, len(ColumnNames())
 	delIDs  []*string
 	delAt   []*string // soft deletes only
+	// children, one per Mapping.Children entry: the set of each upserted
+	// parent is replaced.
+	children []*childWrites
+}
+
+type childWrites struct {
+	set     transform.ChildSet // for the table and column names
+	parents []*string
+	rows    [][]*string // parent column first
 }
 
 // queueWrites adds the batch's row statements to b.
-func (a *Applier) queueWrites(ctx context.Context, tx pgx.Tx, b *pgx.Batch, winners []*item, ids idSet) error {
+func (a *Applier) queueWrites(ctx context.Context, tx pgx.Tx, b *pgx.Batch, winners []*item, ids idSet, present map[docRef]bool) error {
 	var order []*transform.Mapping
 	byMapping := map[*transform.Mapping]*tableWrites{}
 	var dColl, dKey, dCol, dRefColl, dRefID []string
@@ -102,22 +111,48 @@ func (a *Applier) queueWrites(ctx context.Context, tx pgx.Tx, b *pgx.Batch, winn
 		for i, v := range it.row.Values {
 			row[i+1] = textOf(v)
 		}
-		for _, ref := range it.row.Refs {
-			if parent, ok := ids.get(ref.Collection, ref.LegacyID); ok {
-				row[ref.Col+1] = textOf(parent)
-				continue
+		resolve := func(ref transform.Ref, dst []*string, col int) error {
+			parent, mapped := ids.get(ref.Collection, ref.LegacyID)
+			if mapped && (ref.Missing == transform.MissingMint || present[docRef{ref.Collection, ref.LegacyID}]) {
+				dst[col] = textOf(parent)
+				return nil
 			}
-			switch ref.Missing {
-			case transform.MissingNull:
-				row[ref.Col+1] = nil
+			if ref.Missing == transform.MissingNull {
+				dst[col] = nil
 				dColl, dKey, dCol = append(dColl, m.Collection), append(dKey, it.docKey), append(dCol, ref.Column)
 				dRefColl, dRefID = append(dRefColl, ref.Collection), append(dRefID, ref.LegacyID)
-			default:
-				return &transform.Rejection{Collection: m.Collection, Field: ref.Field, Column: ref.Column, Value: ref.LegacyID,
-					Reason: fmt.Sprintf("references %s %s, which has no id_map entry (policy %s)", ref.Collection, ref.LegacyID, ref.Missing)}
+				return nil
+			}
+			return &transform.Rejection{Collection: m.Collection, Field: ref.Field, Column: ref.Column, Value: ref.LegacyID,
+				Reason: fmt.Sprintf("references %s %s, which has no row (policy %s)", ref.Collection, ref.LegacyID, ref.Missing)}
+		}
+		for _, ref := range it.row.Refs {
+			if err := resolve(ref, row, ref.Col+1); err != nil {
+				return err
 			}
 		}
 		w.upserts = append(w.upserts, row)
+		for ci, cs := range it.row.Children {
+			for len(w.children) <= ci {
+				w.children = append(w.children, &childWrites{})
+			}
+			cw := w.children[ci]
+			cw.set = cs
+			cw.parents = append(cw.parents, row[0])
+			for _, cr := range cs.Rows {
+				crow := make([]*string, len(cs.Columns)+1)
+				crow[0] = row[0]
+				for i, v := range cr.Values {
+					crow[i+1] = textOf(v)
+				}
+				for _, ref := range cr.Refs {
+					if err := resolve(ref, crow, ref.Col+1); err != nil {
+						return err
+					}
+				}
+				cw.rows = append(cw.rows, crow)
+			}
+		}
 	}
 	for _, m := range order {
 		w := byMapping[m]
@@ -129,6 +164,20 @@ func (a *Applier) queueWrites(ctx context.Context, tx pgx.Tx, b *pgx.Batch, winn
 		table := pgx.Identifier(strings.Split(m.Table, ".")).Sanitize()
 		idCol := pgx.Identifier{m.ID.Column}.Sanitize()
 		idType := types[m.ID.Column]
+		if len(w.delIDs) > 0 && m.Delete != "soft" {
+			// A hard delete takes the parent's child rows with it, last
+			// declared first.
+			kids := m.ChildTables()
+			for i := len(kids) - 1; i >= 0; i-- {
+				ct := kids[i]
+				ctypes, err := a.types.get(ctx, tx, ct.Table)
+				if err != nil {
+					return err
+				}
+				b.Queue(fmt.Sprintf(`DELETE FROM %s WHERE %s = ANY($1::text[]::%s[])`,
+					pgx.Identifier(strings.Split(ct.Table, ".")).Sanitize(), pgx.Identifier{ct.ParentColumn}.Sanitize(), ctypes[ct.ParentColumn]), w.delIDs)
+			}
+		}
 		if len(w.delIDs) > 0 {
 			if m.Delete == "soft" {
 				b.Queue(fmt.Sprintf(`UPDATE %s t SET %s = u.at::timestamptz FROM unnest($1::text[], $2::text[]) AS u(id, at) WHERE t.%s = u.id::%s`,
@@ -139,6 +188,11 @@ func (a *Applier) queueWrites(ctx context.Context, tx pgx.Tx, b *pgx.Batch, winn
 		}
 		if len(w.upserts) > 0 {
 			b.Queue(upsertSQL(m, table, cols, types), columns(w.upserts, len(cols))...)
+		}
+		for _, cw := range w.children {
+			if err := a.queueChildren(ctx, tx, b, cw); err != nil {
+				return err
+			}
 		}
 	}
 	if len(dColl) > 0 {
@@ -245,4 +299,38 @@ func arrayLiteral(xs []string) string {
 	}
 	b.WriteByte('}')
 	return b.String()
+}
+
+// queueChildren replaces the child rows of every parent in cw: delete the
+// stored set, insert the new one.
+func (a *Applier) queueChildren(ctx context.Context, tx pgx.Tx, b *pgx.Batch, cw *childWrites) error {
+	cs := cw.set
+	types, err := a.types.get(ctx, tx, cs.Table)
+	if err != nil {
+		return err
+	}
+	table := pgx.Identifier(strings.Split(cs.Table, ".")).Sanitize()
+	parentCol := pgx.Identifier{cs.ParentColumn}.Sanitize()
+	b.Queue(fmt.Sprintf(`DELETE FROM %s WHERE %s = ANY($1::text[]::%s[])`, table, parentCol, types[cs.ParentColumn]), cw.parents)
+	if len(cw.rows) == 0 {
+		return nil
+	}
+	cols := append([]string{cs.ParentColumn}, cs.Columns...)
+	quoted := make([]string, len(cols))
+	params := make([]string, len(cols))
+	casts := make([]string, len(cols))
+	aliases := make([]string, len(cols))
+	for i, c := range cols {
+		t, ok := types[c]
+		if !ok {
+			return &FatalError{Err: fmt.Errorf("child table %s has no column %s", cs.Table, c)}
+		}
+		quoted[i] = pgx.Identifier{c}.Sanitize()
+		params[i] = fmt.Sprintf("$%d::text[]", i+1)
+		casts[i] = fmt.Sprintf("u.c%d::%s", i, t)
+		aliases[i] = fmt.Sprintf("c%d", i)
+	}
+	b.Queue(fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM unnest(%s) AS u(%s)", table, strings.Join(quoted, ", "),
+		strings.Join(casts, ", "), strings.Join(params, ", "), strings.Join(aliases, ", ")), columns(cw.rows, len(cols))...)
+	return nil
 }
