@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"slices"
 	"time"
@@ -22,6 +23,9 @@ import (
 
 	"github.com/amanat/cdc/pkg/bus"
 	"github.com/amanat/cdc/pkg/config"
+	"github.com/amanat/cdc/pkg/event"
+	"github.com/amanat/cdc/pkg/metrics"
+	"github.com/amanat/cdc/pkg/oplog"
 	"github.com/amanat/cdc/pkg/redact"
 	"github.com/amanat/cdc/pkg/sink"
 	"github.com/amanat/cdc/pkg/tailer"
@@ -38,6 +42,8 @@ const StartupTimeout = 30 * time.Second
 type Options struct {
 	// SinkHooks injects faults into the sink.
 	SinkHooks *sink.Hooks
+	// HTTPReady receives the bound address of the HTTP endpoint.
+	HTTPReady func(net.Addr)
 }
 
 // StreamsConfig derives the bus declarations from cfg.
@@ -209,6 +215,13 @@ func run(ctx context.Context, cfg config.Config, role config.Role, log *zap.Logg
 	}
 	defer b.Close()
 
+	met, health := metrics.New(), metrics.NewHealth()
+	health.Check("nats", func(context.Context) error {
+		if st := b.Conn.Status(); st != nats.CONNECTED {
+			return fmt.Errorf("connection %s", st)
+		}
+		return nil
+	})
 	g, gctx := errgroup.WithContext(ctx)
 	if role&config.RoleSink != 0 {
 		pool, err := ConnectPostgres(ctx, cfg.Postgres.URL, cfg.Postgres.MaxConns)
@@ -222,7 +235,9 @@ func run(ctx context.Context, cfg config.Config, role config.Role, log *zap.Logg
 		sk := sink.New(b.JS, pool, set, sink.Config{
 			Consumer: cfg.Sink.Consumer, BatchSize: cfg.Sink.BatchSize, BatchWait: cfg.Sink.BatchWait,
 			AckWait: cfg.Sink.AckWait, Streams: b.Streams, Unparked: cfg.Sink.UnparkedCollections,
-		}, log.Named("sink"), nil, opts.SinkHooks)
+		}, log.Named("sink"), met.ForSink(health), opts.SinkHooks)
+		health.Check("postgres", func(ctx context.Context) error { return pool.Ping(ctx) })
+		health.Expect("sink", 30*time.Second)
 		g.Go(func() error { return sk.Run(gctx) })
 	}
 	if role&config.RoleTailer != 0 {
@@ -240,8 +255,36 @@ func run(ctx context.Context, cfg config.Config, role config.Role, log *zap.Logg
 			Database: cfg.Mongo.Database, Collections: colls, Start: start,
 			BatchSize: cfg.Tailer.BatchSize, MaxAwait: cfg.Tailer.MaxAwait, MaxInFlight: cfg.Tailer.MaxInFlight,
 			CheckpointInterval: cfg.Tailer.CheckpointInterval, PreImages: cfg.Tailer.PreImages, Streams: b.Streams,
-		}, log.Named("tailer"), nil)
+		}, log.Named("tailer"), met.ForTailer(health))
+		health.Check("mongo", func(ctx context.Context) error { return client.Ping(ctx, readpref.Primary()) })
+		health.Expect("tailer", 30*time.Second)
 		g.Go(func() error { return tl.Run(gctx) })
+		mon := &oplog.Monitor{
+			Client:    client,
+			Threshold: cfg.Oplog.HeadroomWarning,
+			Log:       log.Named("oplog"),
+			Checkpoint: func(ctx context.Context) (event.ClusterTime, bool, error) {
+				cp, err := store.Load(ctx)
+				if err != nil || cp == nil {
+					return event.ClusterTime{}, false, err
+				}
+				tok, err := cp.ResumeToken()
+				if err != nil {
+					return event.ClusterTime{}, false, err
+				}
+				if ct, ok := oplog.TokenTime(tok); ok {
+					return ct, true, nil
+				}
+				return cp.ClusterTime, cp.ClusterTime.T > 0, nil
+			},
+			Observe: func(e oplog.Estimate) { met.SetHeadroom(e.Headroom) },
+		}
+		g.Go(func() error { return mon.Run(gctx) })
+	}
+	if cfg.HTTP.Addr != "" {
+		g.Go(func() error {
+			return metrics.Serve(gctx, cfg.HTTP.Addr, metrics.Handler(met, health), log, opts.HTTPReady)
+		})
 	}
 	log.Info("replicator running", zap.Strings("collections", colls), zap.String("database", cfg.Mongo.Database))
 	err = g.Wait()

@@ -96,6 +96,8 @@ type Result struct {
 	Waiting int
 	// ByCollection counts applied events per collection.
 	ByCollection map[string]int
+	// Counts counts events by collection, operation and outcome.
+	Counts map[Count]int
 	// LastClusterTime is the newest cluster time applied.
 	LastClusterTime event.ClusterTime
 	// dead are the items dead-lettered, for the DLQ stream.
@@ -209,6 +211,9 @@ func (a *Applier) apply(ctx context.Context, units []*unit, pos Position, before
 	}
 	for _, u := range res.waiting {
 		res.Waiting += len(u.items)
+		for _, it := range u.items {
+			res.count(it, OutcomeWaiting)
+		}
 	}
 
 	r, err := a.applyUnits(ctx, tx, good, present)
@@ -270,6 +275,14 @@ func (a *Applier) apply(ctx context.Context, units []*unit, pos Position, before
 		}
 		res.DeadLettered += len(u.items)
 		res.dead = append(res.dead, u.items...)
+		for _, it := range u.items {
+			var pe *parkedError
+			if errors.As(it.reject, &pe) {
+				res.count(it, OutcomeParked)
+			} else {
+				res.count(it, OutcomeDeadLettered)
+			}
+		}
 	}
 	if a.consumer != "" { // a replay applier leaves the live consumer's position alone
 		if _, err := tx.Exec(ctx, `
@@ -343,12 +356,52 @@ func (a *Applier) park(held map[docRef]bool, u *unit) bool {
 	return false
 }
 
+// Outcomes of an event, for Result.Counts.
+const (
+	OutcomeApplied      = "applied"
+	OutcomeSkipped      = "skipped" // behind the version guard, a duplicate, or superseded in its batch
+	OutcomeDeadLettered = "dead_lettered"
+	OutcomeParked       = "parked"
+	OutcomeWaiting      = "waiting"
+)
+
+// Count keys Result.Counts.
+type Count struct {
+	Collection string
+	Op         event.Op
+	Outcome    string
+}
+
+func (r *Result) count(it *item, outcome string) {
+	if r.Counts == nil {
+		r.Counts = map[Count]int{}
+	}
+	coll := it.ev.Source.Coll
+	r.Counts[Count{Collection: coll, Op: it.ev.Op, Outcome: outcome}]++
+	switch outcome {
+	case OutcomeApplied:
+		r.Applied++
+		if r.ByCollection == nil {
+			r.ByCollection = map[string]int{}
+		}
+		r.ByCollection[coll]++
+	case OutcomeSkipped:
+		r.Skipped++
+	}
+}
+
 func (r *Result) merge(o Result) {
 	r.Applied += o.Applied
 	r.Skipped += o.Skipped
 	r.DeadLettered += o.DeadLettered
 	for k, v := range o.ByCollection {
 		r.ByCollection[k] += v
+	}
+	for k, v := range o.Counts {
+		if r.Counts == nil {
+			r.Counts = map[Count]int{}
+		}
+		r.Counts[k] += v
 	}
 	if o.LastClusterTime.Compare(r.LastClusterTime) > 0 {
 		r.LastClusterTime = o.LastClusterTime
@@ -368,7 +421,7 @@ func (a *Applier) applyUnits(ctx context.Context, tx pgx.Tx, units []*unit, pres
 	for _, u := range units {
 		for _, it := range u.items {
 			if it.noop {
-				res.Skipped++
+				res.count(it, OutcomeSkipped)
 				continue
 			}
 			k := docRef{it.mapping.Collection, it.docKey}
@@ -380,8 +433,10 @@ func (a *Applier) applyUnits(ctx context.Context, tx pgx.Tx, units []*unit, pres
 			}
 			if c := it.ev.Position().Compare(prev.ev.Position()); c > 0 || (c == 0 && it.seq > prev.seq) {
 				latest[k] = it
+				res.count(prev, OutcomeSkipped)
+			} else {
+				res.count(it, OutcomeSkipped)
 			}
-			res.Skipped++
 		}
 	}
 	if len(order) == 0 {
@@ -428,7 +483,7 @@ func (a *Applier) applyUnits(ctx context.Context, tx pgx.Tx, units []*unit, pres
 		if won[k] {
 			winners = append(winners, latest[k])
 		} else {
-			res.Skipped++
+			res.count(latest[k], OutcomeSkipped)
 		}
 	}
 	if len(winners) == 0 {
@@ -450,8 +505,7 @@ func (a *Applier) applyUnits(ctx context.Context, tx pgx.Tx, units []*unit, pres
 		}
 	}
 	for _, it := range winners {
-		res.Applied++
-		res.ByCollection[it.mapping.Collection]++
+		res.count(it, OutcomeApplied)
 		if ct := it.ev.Source.ClusterTime; ct.Compare(res.LastClusterTime) > 0 {
 			res.LastClusterTime = ct
 		}

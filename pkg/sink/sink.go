@@ -42,12 +42,19 @@ type Config struct {
 type Metrics interface {
 	BatchApplied(res Result, size int, took time.Duration)
 	Retry(class Class)
+	// SetLag reports events not yet acknowledged and the newest applied
+	// cluster time, every few seconds.
+	SetLag(pending uint64, lastApplied event.ClusterTime)
+	// Alive reports that the apply loop went round.
+	Alive()
 }
 
 type noMetrics struct{}
 
 func (noMetrics) BatchApplied(Result, int, time.Duration) {}
 func (noMetrics) Retry(Class)                             {}
+func (noMetrics) SetLag(uint64, event.ClusterTime)        {}
+func (noMetrics) Alive()                                  {}
 
 // Hooks lets tests inject faults at exact points. Production leaves it nil.
 type Hooks struct {
@@ -67,6 +74,8 @@ type Sink struct {
 	log     *zap.Logger
 	metrics Metrics
 	hooks   *Hooks
+	// lastApplied is the newest cluster time applied (apply loop only).
+	lastApplied event.ClusterTime
 }
 
 // New returns a Sink. Call transform.CheckCatalog before Run.
@@ -224,6 +233,7 @@ func (s *Sink) runOnce(ctx context.Context) error {
 	}()
 
 	var waiting []*unit // parents not there yet (policy wait)
+	var lastLag time.Time
 	for {
 		var b batch
 		select {
@@ -233,6 +243,11 @@ func (s *Sink) runOnce(ctx context.Context) error {
 		}
 		if b.err != nil {
 			return b.err
+		}
+		s.metrics.Alive()
+		if time.Since(lastLag) >= 2*time.Second {
+			lastLag = time.Now()
+			s.reportLag(ctx, cons)
 		}
 		units := b.units
 		now := time.Now()
@@ -356,6 +371,9 @@ func (s *Sink) applyWithRetry(ctx context.Context, units []*unit, pos Position) 
 		res, err := s.applier.Apply(ctx, units, pos)
 		if err == nil {
 			s.metrics.BatchApplied(res, size, time.Since(start))
+			if res.LastClusterTime.Compare(s.lastApplied) > 0 {
+				s.lastApplied = res.LastClusterTime
+			}
 			if res.DeadLettered > 0 {
 				s.log.Warn("events dead-lettered", zap.Int("count", res.DeadLettered), zap.Uint64("floor", pos.Floor))
 				s.publishDeadLetters(ctx, res.DeadLetters())
@@ -441,4 +459,17 @@ func (s *Sink) publishDeadLetters(ctx context.Context, dls []DeadLetter) {
 				zap.String("event_id", dl.EventID), zap.String("stream", s.cfg.Streams.DLQStream), zap.Error(err))
 		}
 	}
+}
+
+// reportLag reads the consumer's pending count for the lag metrics; a
+// failure is left to the next round (the apply path reports real errors).
+func (s *Sink) reportLag(ctx context.Context, cons jetstream.Consumer) {
+	ictx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	ci, err := cons.Info(ictx)
+	if err != nil {
+		s.log.Debug("consumer info for lag", zap.Error(err))
+		return
+	}
+	s.metrics.SetLag(ci.NumPending+uint64(ci.NumAckPending), s.lastApplied)
 }

@@ -47,6 +47,11 @@ type Metrics interface {
 	EventRead(coll string, op event.Op)
 	EventPublished(coll string)
 	CheckpointSaved(ct event.ClusterTime)
+	// Retry counts a restart from the checkpoint after an error.
+	Retry()
+	// Alive reports that the read loop went round (an event or an idle
+	// getMore).
+	Alive()
 }
 
 type noMetrics struct{}
@@ -54,6 +59,8 @@ type noMetrics struct{}
 func (noMetrics) EventRead(string, event.Op)        {}
 func (noMetrics) EventPublished(string)             {}
 func (noMetrics) CheckpointSaved(event.ClusterTime) {}
+func (noMetrics) Retry()                            {}
+func (noMetrics) Alive()                            {}
 
 // Tailer publishes change events. Create with New; Run blocks.
 type Tailer struct {
@@ -92,6 +99,7 @@ func (t *Tailer) Run(ctx context.Context) error {
 		}
 		wait := retryDelay(attempt)
 		attempt++
+		t.metrics.Retry()
 		t.log.Warn("tailer error, resuming from the last checkpoint", zap.Error(err), zap.Duration("retry_in", wait), zap.Int("attempt", attempt))
 		select {
 		case <-ctx.Done():
@@ -201,6 +209,7 @@ func (t *Tailer) runOnce(ctx context.Context) (progressed bool, err error) {
 		if ctx.Err() != nil {
 			return progressed, nil
 		}
+		t.metrics.Alive()
 		if cs.TryNext(ctx) {
 			if err := t.handleChange(ctx, st, cs.Current); err != nil {
 				return progressed, err
