@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -171,4 +170,24 @@ func renderValue(v any, refs map[int]transform.Ref, i int) string {
 	return fmt.Sprintf("%T(%v)", v, v)
 }
 
-var _ = sort.Strings
+// TestREADMEExamples: the example documents printed in README.md are the
+// test files byte for byte, so the documentation cannot drift from what
+// the tests pin.
+func TestREADMEExamples(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := builtin(t)
+	for _, coll := range set.Collections() {
+		name := validExamples[coll]
+		data, err := os.ReadFile(filepath.Join("testdata", coll, name+".json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		block := "Example (`testdata/" + coll + "/" + name + ".json`, canonical Extended JSON):\n\n```json\n" + string(data) + "```\n"
+		if !strings.Contains(string(readme), block) {
+			t.Errorf("README.md does not show testdata/%s/%s.json as the %s example (regenerate the section)", coll, name, coll)
+		}
+	}
+}
