@@ -634,6 +634,175 @@ func dec128(t *testing.T, s string) primitive.Decimal128 {
 	return d
 }
 
+// TestMoneyCoreChildTablesAndWaiting: child tables replaced whole on every
+// version of the parent (sub-document ids minted once through id_map and
+// kept), removed with a hard-deleted parent; a child whose parent arrives
+// later (policy wait, in one Mongo transaction or not) ends correct. (The
+// null policy's fill-in when the parent arrives is in
+// moneycore_pending_test.go until the sink implements it.)
+func TestMoneyCoreChildTablesAndWaiting(t *testing.T) {
+	e := newMoneyEnv(t)
+	e.startMoney()
+	for _, u := range []bson.D{
+		e.example("users", "minimal"), // the seller
+		mcSet(mcSet(e.example("users", "full"), "referredBy", nil), "email", "buyer@example.com"),
+	} {
+		e.mcInsert("users", u)
+	}
+	e.mcExpectRow("users", "users", mcBuyer, map[string]string{"email": "buyer@example.com"})
+	e.mcExpectRow("users", "users", mcSeller, map[string]string{"first_name": "Seller"})
+
+	t.Run("purchase request child tables", func(t *testing.T) {
+		e.t = t
+		pr := mcSet(e.example("purchaseRequests", "full"), "selectedOfferId", nil)
+		pr = mcSet(mcSet(pr, "templateId", nil), "categoryId", nil)
+		pr = mcSet(pr, "preferredSellers", bson.A{mcOID(t, mcSeller), mcOID(t, mcBuyer), mcOID(t, mcSeller)})
+		e.mcInsert("purchaseRequests", pr)
+		prID := func() string { return e.mcUUID("purchaseRequests", mcRequest) }
+		e.mcExpectRow("purchase_requests", "purchaseRequests", mcRequest, map[string]string{"title": "iPhone 15 Pro 256GB"})
+		a1, a2 := "65f3a0000000000000000001", "65f3a0000000000000000002"
+		e.mcEventually("child tables of the request", func() string {
+			id := prID()
+			return mcJoin(
+				e.mcDiff(e.mcOne(`SELECT to_jsonb(t) FROM purchase_request_delivery_info t WHERE purchase_request_id = $1`, id),
+					map[string]string{"id": id, "status": "in_transit", "carrier": "CDEK", "shipped_at": "2024-03-21T12:00:00+00:00"}),
+				e.mcDiff(e.mcOne(`SELECT to_jsonb(t) FROM purchase_request_delivery_address t WHERE delivery_info_id = $1`, id),
+					map[string]string{"city": "Алматы", "full_name": "Айгерим Нурлановна", "postal_code": "050000"}),
+				e.mcDiff(e.mcOne(`SELECT jsonb_agg(t.id ORDER BY attempt_number) FROM delivery_attempts t WHERE delivery_info_id = $1`, id, "ids"),
+					map[string]string{"ids": fmt.Sprintf(`["%s","%s"]`, e.mcUUID("purchaseRequests.deliveryInfo.attempts", a1), e.mcUUID("purchaseRequests.deliveryInfo.attempts", a2))}),
+				e.mcDiff(e.mcOne(`SELECT to_jsonb(t) FROM delivery_attempts t WHERE delivery_info_id = $1 AND attempt_number = 1`, id),
+					map[string]string{"status": "failed", "seller_id": mcRef("users", mcSeller), "failure_reason": "Nobody home", "attempted_at": "2024-03-25T09:00:00+00:00"}),
+				e.mcDiff(e.mcOne(`SELECT to_jsonb(t) FROM purchase_request_seller_delivery_info t WHERE purchase_request_id = $1`, id),
+					map[string]string{"proof_urls": `["https://cdn.example.com/p/1.jpg"]`, "notes": "Insured"}),
+				e.mcDiff(e.mcOne(`SELECT jsonb_agg(name || '=' || coalesce(value, 'NULL') ORDER BY ordinal) AS specs FROM purchase_request_specifications WHERE purchase_request_id = $1`, id, "specs"),
+					map[string]string{"specs": `["Storage=256GB","Color=Natural Titanium","SIM=NULL"]`}),
+				e.mcDiff(e.mcOne(`SELECT jsonb_agg(seller_id ORDER BY seller_id) AS s FROM purchase_request_preferred_sellers WHERE purchase_request_id = $1`, id, "s"),
+					map[string]string{"s": mcSortedJSON(e.mcUUID("users", mcSeller), e.mcUUID("users", mcBuyer))}),
+			)
+		})
+		attemptIDs := []string{e.mcUUID("purchaseRequests.deliveryInfo.attempts", a1), e.mcUUID("purchaseRequests.deliveryInfo.attempts", a2)}
+
+		// A new version replaces every set: fewer specifications, no
+		// address, one more attempt (the first two keep their ids), no
+		// seller delivery info.
+		a3 := primitive.NewObjectID()
+		e.mcUpdate("purchaseRequests", mcRequest, bson.D{
+			{Key: "$set", Value: bson.D{{Key: "specifications", Value: bson.A{bson.D{{Key: "name", Value: "Storage"}, {Key: "value", Value: "512GB"}}}}}},
+			{Key: "$unset", Value: bson.D{{Key: "deliveryInfo.address", Value: ""}, {Key: "sellerDeliveryInfo", Value: ""}}},
+			{Key: "$push", Value: bson.D{{Key: "deliveryInfo.attempts", Value: bson.D{{Key: "_id", Value: a3}, {Key: "attemptNumber", Value: int32(3)},
+				{Key: "status", Value: "delivered"}, {Key: "attemptedAt", Value: time.Date(2024, 3, 27, 9, 0, 0, 0, time.UTC)}}}}},
+		})
+		e.mcEventually("child sets replaced", func() string {
+			id := prID()
+			return mcJoin(
+				mcCountIs(e, `SELECT count(*) FROM purchase_request_delivery_address WHERE delivery_info_id = $1`, 0, id),
+				mcCountIs(e, `SELECT count(*) FROM purchase_request_seller_delivery_info WHERE purchase_request_id = $1`, 0, id),
+				e.mcDiff(e.mcOne(`SELECT jsonb_agg(name || '=' || value ORDER BY ordinal) AS specs FROM purchase_request_specifications WHERE purchase_request_id = $1`, id, "specs"),
+					map[string]string{"specs": `["Storage=512GB"]`}),
+				e.mcDiff(e.mcOne(`SELECT jsonb_agg(t.id ORDER BY attempt_number) FROM delivery_attempts t WHERE delivery_info_id = $1`, id, "ids"),
+					map[string]string{"ids": fmt.Sprintf(`["%s","%s","%s"]`, attemptIDs[0], attemptIDs[1], e.mcUUID("purchaseRequests.deliveryInfo.attempts", a3.Hex()))}),
+			)
+		})
+
+		// A hard delete of the request takes every child row with it.
+		id := prID()
+		e.mcDelete("purchaseRequests", mcRequest)
+		e.mcExpectGone("purchase_requests", "purchaseRequests", mcRequest)
+		for _, q := range []string{
+			`SELECT count(*) FROM purchase_request_delivery_info WHERE purchase_request_id = $1`,
+			`SELECT count(*) FROM delivery_attempts WHERE delivery_info_id = $1`,
+			`SELECT count(*) FROM purchase_request_specifications WHERE purchase_request_id = $1`,
+			`SELECT count(*) FROM purchase_request_preferred_sellers WHERE purchase_request_id = $1`,
+		} {
+			if n := e.mcCount(q, id); n != 0 {
+				t.Errorf("%d rows left: %s", n, q)
+			}
+		}
+	})
+
+	t.Run("derived destination sweeps", func(t *testing.T) {
+		e.t = t
+		d := mcSet(mcSet(mcSet(e.example("derivedDestinations", "full"), "sellerOfferId", nil), "buyerId", nil), "sellerId", nil)
+		e.mcInsert("derivedDestinations", d)
+		s1 := "65f7a0000000000000000001"
+		e.mcEventually("sweep row", func() string {
+			return e.mcDiff(e.mcRow("derived_destination_sweeps", "id", "derivedDestinations.sweeps", s1),
+				map[string]string{"destination_id": mcRef("derivedDestinations", mcDest), "amount": "1099990000", "gas_price": "31000000000", "status": "confirmed"})
+		})
+		first := e.mcUUID("derivedDestinations.sweeps", s1)
+		s2 := primitive.NewObjectID()
+		e.mcUpdate("derivedDestinations", mcDest, bson.D{{Key: "$push", Value: bson.D{{Key: "sweeps", Value: bson.D{{Key: "_id", Value: s2},
+			{Key: "amount", Value: "115792089237316195423570985008687907853269984665640564039457584007913129639935"}, {Key: "status", Value: "pending"}}}}}})
+		e.mcEventually("second sweep, first keeps its id", func() string {
+			return mcJoin(
+				e.mcDiff(e.mcRow("derived_destination_sweeps", "id", "derivedDestinations.sweeps", s2.Hex()),
+					map[string]string{"amount": "115792089237316195423570985008687907853269984665640564039457584007913129639935", "status": "pending"}),
+				mcCountIs(e, `SELECT count(*) FROM derived_destination_sweeps WHERE id = $1::uuid`, 1, first),
+			)
+		})
+		e.mcDelete("derivedDestinations", mcDest)
+		e.mcExpectGone("derived_destinations", "derivedDestinations", mcDest)
+		if n := e.mcCount(`SELECT count(*) FROM derived_destination_sweeps`); n != 0 {
+			t.Fatalf("%d sweeps left after their destination was deleted", n)
+		}
+	})
+
+	t.Run("trezor derived addresses", func(t *testing.T) {
+		e.t = t
+		acc := e.example("trezorAccounts", "full")
+		addrs := acc.Map()["addresses"].(bson.A)
+		first := addrs[0].(bson.D)
+		first = mcSet(first, "paymentId", nil)
+		acc = mcSet(acc, "addresses", bson.A{first, addrs[1]})
+		e.mcInsert("trezorAccounts", acc)
+		e.mcEventually("addresses", func() string {
+			return e.mcDiff(e.mcOne(`SELECT jsonb_agg(address || '@' || derivation_index ORDER BY ordinal) AS a FROM trezor_derived_addresses WHERE trezor_account_id = $1`, e.mcUUID("trezorAccounts", mcTrezor), "a"),
+				map[string]string{"a": `["0x6666666666666666666666666666666666666666@0","0x7777777777777777777777777777777777777777@1"]`})
+		})
+		e.mcUpdate("trezorAccounts", mcTrezor, bson.D{{Key: "$pop", Value: bson.D{{Key: "addresses", Value: int32(-1)}}}})
+		e.mcEventually("first address removed, ordinals renumbered", func() string {
+			return e.mcDiff(e.mcOne(`SELECT jsonb_agg(address || '@' || ordinal ORDER BY ordinal) AS a FROM trezor_derived_addresses WHERE trezor_account_id = $1`, e.mcUUID("trezorAccounts", mcTrezor), "a"),
+				map[string]string{"a": `["0x7777777777777777777777777777777777777777@0"]`})
+		})
+		e.mcDelete("trezorAccounts", mcTrezor)
+		e.mcExpectGone("trezor_accounts", "trezorAccounts", mcTrezor)
+		if n := e.mcCount(`SELECT count(*) FROM trezor_derived_addresses`); n != 0 {
+			t.Fatalf("%d addresses left", n)
+		}
+	})
+
+	t.Run("parent after child: wait", func(t *testing.T) {
+		e.t = t
+		user, pt := primitive.NewObjectID(), primitive.NewObjectID()
+		e.mcInsert("pointTransactions", mcSet(mcSet(mcSet(mcSet(e.example("pointTransactions", "referral"), "_id", pt), "userId", user), "referredUser", nil), "order", nil))
+		time.Sleep(2 * time.Second) // the sink sees the child alone
+		e.mcInsert("users", bson.D{{Key: "_id", Value: user}, {Key: "points", Value: bson.D{{Key: "available", Value: 10}, {Key: "used", Value: 0}, {Key: "total", Value: 10}}}})
+		e.mcExpectRow("point_transactions", "pointTransactions", pt.Hex(), map[string]string{"user_id": mcRef("users", user.Hex()), "amount": "10.995000000000000000"})
+		if n := e.mcCount(`SELECT count(*) FROM cdc.dead_letters WHERE doc_key = $1`, pt.Hex()); n != 0 {
+			t.Fatalf("the waiting child was dead-lettered (%d)", n)
+		}
+	})
+
+	t.Run("child before parent in one Mongo transaction", func(t *testing.T) {
+		e.t = t
+		pr, so := primitive.NewObjectID(), primitive.NewObjectID()
+		sess, err := e.client.StartSession()
+		must(t, err)
+		defer sess.EndSession(e.ctx)
+		_, err = sess.WithTransaction(e.ctx, func(sc mongo.SessionContext) (any, error) {
+			offer := mcSet(mcSet(mcSet(e.example("sellerOffers", "full"), "_id", so), "purchaseRequestId", pr), "templateId", nil)
+			if _, err := e.coll("sellerOffers").InsertOne(sc, offer); err != nil {
+				return nil, err
+			}
+			req := mcSet(mcSet(e.example("purchaseRequests", "minimal"), "_id", pr), "title", "created with its offer")
+			return e.coll("purchaseRequests").InsertOne(sc, req)
+		})
+		must(t, err)
+		e.mcExpectRow("purchase_requests", "purchaseRequests", pr.Hex(), map[string]string{"title": "created with its offer"})
+		e.mcExpectRow("seller_offers", "sellerOffers", so.Hex(), map[string]string{"purchase_request_id": mcRef("purchaseRequests", pr.Hex())})
+	})
+}
+
 // mcOne runs a query returning one jsonb (named col when it is not a
 // row) and returns it as a row map (nil when there is no row).
 func (e *env) mcOne(sql string, arg any, col ...string) map[string]string {
