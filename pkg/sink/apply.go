@@ -152,11 +152,9 @@ func (a *Applier) begin(ctx context.Context) (pgx.Tx, error) {
 // statement error, instead of at COMMIT where they could not be told
 // apart; constraints are deferred again afterwards.
 func checkDeferred(ctx context.Context, tx pgx.Tx) error {
-	if _, err := tx.Exec(ctx, "SET CONSTRAINTS ALL IMMEDIATE"); err != nil {
+	// One round trip (simple protocol, no arguments).
+	if _, err := tx.Exec(ctx, "SET CONSTRAINTS ALL IMMEDIATE; SET CONSTRAINTS ALL DEFERRED"); err != nil {
 		return fmt.Errorf("deferred constraint: %w", err)
-	}
-	if _, err := tx.Exec(ctx, "SET CONSTRAINTS ALL DEFERRED"); err != nil {
-		return fmt.Errorf("defer constraints: %w", err)
 	}
 	return nil
 }
