@@ -81,8 +81,10 @@ type NATSConfig struct {
 	// Replicas of each stream: 1 single node, 3 on a cluster. Default 1.
 	Replicas int `koanf:"replicas"`
 	// DedupWindow is how long JetStream remembers Nats-Msg-Id values.
-	// It must cover the tailer's checkpoint interval plus a restart.
-	// Default 10m.
+	// It must cover the tailer's checkpoint interval plus a restart; the
+	// server keeps ~275 bytes per id, so a long window at a high rate costs
+	// memory. Copies older than the window are skipped by the sink's
+	// version guard. Default 2m.
 	DedupWindow time.Duration `koanf:"dedup_window"`
 	// MaxAge is how long events stay in the stream; keep it longer than
 	// the oplog window so replay can come from the stream. Default 720h.
@@ -206,7 +208,7 @@ func Default() Config {
 			SubjectPrefix:    "cdc",
 			DLQStream:        "CDC_DLQ",
 			Replicas:         1,
-			DedupWindow:      10 * time.Minute,
+			DedupWindow:      2 * time.Minute,
 			MaxAge:           720 * time.Hour,
 			MaxBytes:         -1,
 			CheckpointBucket: "cdc_checkpoints",
