@@ -87,6 +87,7 @@ see cdc.example.yaml.`,
 		newDLQCmd(g),
 		newSnapshotCmd(g),
 		newReplayCmd(g),
+		newStatusCmd(g),
 		newVersionCmd(g),
 	)
 	return root

@@ -1,0 +1,506 @@
+package status
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.mongodb.org/mongo-driver/bson"
+
+	"github.com/amanat/cdc/pkg/app"
+	"github.com/amanat/cdc/pkg/config"
+	"github.com/amanat/cdc/pkg/event"
+	"github.com/amanat/cdc/pkg/oplog"
+	"github.com/amanat/cdc/pkg/tailer"
+	"github.com/amanat/cdc/pkg/transform"
+)
+
+// Target names what to read: the stored positions of one replicator.
+type Target struct {
+	// Database is the source database (the checkpoint key is
+	// tailer.<Database>).
+	Database         string
+	Stream           string
+	DLQStream        string
+	CheckpointBucket string
+	// Consumer is the sink's durable consumer and cdc.sink_positions key.
+	Consumer string
+	// Mappings are the replicated collections' transforms (for the
+	// counts); MappingsErr says why they could not be loaded.
+	Mappings    []*transform.Mapping
+	MappingsErr error
+	// HeadroomWarning makes a lower oplog headroom a problem (0: only a
+	// lost checkpoint is).
+	HeadroomWarning time.Duration
+}
+
+// TargetFromConfig derives the Target of cfg, loading its transforms.
+func TargetFromConfig(cfg *config.Config) Target {
+	t := Target{
+		Database:         cfg.Mongo.Database,
+		Stream:           cfg.NATS.Stream,
+		DLQStream:        cfg.NATS.DLQStream,
+		CheckpointBucket: cfg.NATS.CheckpointBucket,
+		Consumer:         cfg.Sink.Consumer,
+		HeadroomWarning:  cfg.Oplog.HeadroomWarning,
+	}
+	set, err := app.LoadTransforms(cfg)
+	if err != nil {
+		t.MappingsErr = err
+		return t
+	}
+	colls, err := app.Collections(cfg, set)
+	if err != nil {
+		t.MappingsErr = err
+		return t
+	}
+	for _, c := range colls {
+		m, _ := set.Get(c)
+		t.Mappings = append(t.Mappings, m)
+	}
+	return t
+}
+
+// Run opens the systems of cfg, collects the report and closes them.
+func Run(ctx context.Context, cfg *config.Config, opts Options) *Report {
+	src := Open(ctx, cfg, opts)
+	defer src.Close(context.WithoutCancel(ctx))
+	return Collect(ctx, src, TargetFromConfig(cfg), opts)
+}
+
+// Collect reads every section of the report from src. Each read is
+// bounded by opts.Timeout; a failed read fills that section's Error and
+// the others are still read.
+func Collect(ctx context.Context, src *Sources, tgt Target, opts Options) *Report {
+	r := &Report{V: ReportVersion, Time: opts.now().UTC(), NATS: src.NATS, Postgres: src.Postgres, Mongo: src.Mongo}
+	c := collector{src: src, tgt: tgt, opts: opts, r: r}
+	c.tailer(ctx)
+	c.oplog(ctx)
+	c.streams(ctx)
+	c.sink(ctx)
+	c.lag()
+	c.deadLetters(ctx)
+	c.collections(ctx)
+	c.judge()
+	return r
+}
+
+type collector struct {
+	src  *Sources
+	tgt  Target
+	opts Options
+	r    *Report
+	// checkpoint is the tailer's checkpoint time (ok: there is one).
+	checkpoint   event.ClusterTime
+	checkpointOK bool
+}
+
+func (c *collector) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, c.opts.timeout())
+}
+
+func (c *collector) tailer(ctx context.Context) {
+	t := &c.r.Tailer
+	t.Bucket, t.Key = c.tgt.CheckpointBucket, tailer.CheckpointKey(c.tgt.Database)
+	switch {
+	case c.src.js == nil:
+		t.Error = "NATS unreachable"
+		return
+	case c.tgt.Database == "":
+		t.Error = "mongo.database is not set"
+		return
+	}
+	ctx, cancel := c.ctx(ctx)
+	defer cancel()
+	store, err := tailer.NewKVCheckpoints(ctx, c.src.js, t.Bucket, t.Key)
+	if err != nil {
+		t.Error = oneLine(err)
+		return
+	}
+	cp, err := store.Load(ctx)
+	if err != nil {
+		t.Error = oneLine(err)
+		return
+	}
+	if cp == nil {
+		return
+	}
+	t.Found = true
+	t.ResumeToken = cp.Token
+	t.Events = cp.Events
+	if cp.ClusterTime.T > 0 {
+		t.LastEventClusterTime = clusterTime(cp.ClusterTime)
+	}
+	c.checkpoint = cp.ClusterTime
+	if tok, err := cp.ResumeToken(); err == nil {
+		if ct, ok := oplog.TokenTime(tok); ok {
+			c.checkpoint = ct
+		}
+	}
+	c.checkpointOK = c.checkpoint.T > 0
+	if c.checkpointOK {
+		t.ClusterTime = clusterTime(c.checkpoint)
+	}
+	if !cp.UpdatedAt.IsZero() {
+		at := cp.UpdatedAt.UTC()
+		t.SavedAt = &at
+		t.AgeSeconds = max(c.opts.now().Sub(at).Seconds(), 0)
+	}
+}
+
+func (c *collector) oplog(ctx context.Context) {
+	o := &c.r.Oplog
+	if c.src.mongo == nil {
+		o.Error = "MongoDB unreachable"
+		return
+	}
+	ctx, cancel := c.ctx(ctx)
+	defer cancel()
+	oldest, newest, err := oplog.Window(ctx, c.src.mongo)
+	if err != nil {
+		o.Error = oneLine(err)
+		return
+	}
+	o.Oldest, o.Newest = clusterTime(oldest), clusterTime(newest)
+	o.WindowSeconds = float64(newest.T) - float64(oldest.T)
+	if !c.checkpointOK {
+		// The window alone is still worth showing.
+		return
+	}
+	e := oplog.Headroom(c.checkpoint, oldest, newest)
+	o.HeadroomSeconds = e.Headroom.Seconds()
+	o.BehindSeconds = e.Lag.Seconds()
+	o.Lost = e.Lost
+	o.Low = e.Low(c.tgt.HeadroomWarning)
+}
+
+func (c *collector) streams(ctx context.Context) {
+	s, d, cons := &c.r.Stream, &c.r.DLQStream, &c.r.Consumer
+	s.Name, d.Name, cons.Name = c.tgt.Stream, c.tgt.DLQStream, c.tgt.Consumer
+	if c.src.js == nil {
+		s.Error, d.Error, cons.Error = "NATS unreachable", "NATS unreachable", "NATS unreachable"
+		return
+	}
+	ctx, cancel := c.ctx(ctx)
+	defer cancel()
+	stream := c.streamInfo(ctx, s)
+	c.streamInfo(ctx, d)
+	if stream == nil {
+		cons.Error = "stream state unknown"
+		return
+	}
+	consumer, err := stream.Consumer(ctx, cons.Name)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return
+	}
+	if err != nil {
+		cons.Error = fmt.Sprintf("consumer %s: %s", cons.Name, oneLine(err))
+		return
+	}
+	ci := consumer.CachedInfo()
+	cons.Found = true
+	cons.Pending = ci.NumPending
+	cons.AckPending = ci.NumAckPending
+	cons.Redelivered = ci.NumRedelivered
+	cons.Waiting = ci.NumWaiting
+	cons.DeliveredSeq = ci.Delivered.Stream
+	cons.AckFloorSeq = ci.AckFloor.Stream
+}
+
+// streamInfo fills st; it returns the stream when it exists.
+func (c *collector) streamInfo(ctx context.Context, st *StreamStatus) jetstream.Stream {
+	stream, err := c.src.js.Stream(ctx, st.Name)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			st.Error = "stream not found (the daemon declares it at start-up)"
+		} else {
+			st.Error = oneLine(err)
+		}
+		return nil
+	}
+	info := stream.CachedInfo()
+	state := info.State
+	st.Messages, st.Bytes = state.Msgs, state.Bytes
+	st.FirstSeq, st.LastSeq = state.FirstSeq, state.LastSeq
+	st.Consumers = state.Consumers
+	if state.Msgs > 0 {
+		ft, lt := state.FirstTime.UTC(), state.LastTime.UTC()
+		st.FirstTime, st.LastTime = &ft, &lt
+	}
+	return stream
+}
+
+func (c *collector) sink(ctx context.Context) {
+	s := &c.r.Sink
+	s.Consumer = c.tgt.Consumer
+	if c.src.pg == nil {
+		s.Error = "PostgreSQL unreachable"
+		return
+	}
+	ctx, cancel := c.ctx(ctx)
+	defer cancel()
+	var (
+		seq int64
+		ct  *int64
+		at  time.Time
+	)
+	err := c.src.pg.QueryRow(ctx, `SELECT stream_seq, cluster_time, applied_at FROM cdc.sink_positions WHERE consumer = $1`,
+		s.Consumer).Scan(&seq, &ct, &at)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return
+	}
+	if err != nil {
+		s.Error = "read cdc.sink_positions: " + oneLine(err)
+		return
+	}
+	s.Found = true
+	s.StreamSeq = uint64(seq)
+	if ct != nil && *ct > 0 {
+		s.ClusterTime = clusterTime(event.Unpack(*ct))
+	}
+	at = at.UTC()
+	s.AppliedAt = &at
+}
+
+func (c *collector) lag() {
+	l, st, sk := &c.r.Lag, &c.r.Stream, &c.r.Sink
+	switch {
+	case st.Error != "":
+		l.Error = "stream state unknown"
+		return
+	case sk.Error != "":
+		l.Error = "sink position unknown"
+		return
+	}
+	// Before the sink's first commit the floor is 0: every event in the
+	// stream is pending.
+	if st.LastSeq > sk.StreamSeq {
+		l.Events = st.LastSeq - sk.StreamSeq
+	}
+	if l.Events > 0 && sk.ClusterTime != nil {
+		l.Seconds = max(c.opts.now().Sub(sk.ClusterTime.Time).Seconds(), 0)
+	}
+}
+
+func (c *collector) deadLetters(ctx context.Context) {
+	d := &c.r.DeadLetters
+	d.Count = []DeadLetterCount{}
+	if c.src.pg == nil {
+		d.Error = "PostgreSQL unreachable"
+		return
+	}
+	ctx, cancel := c.ctx(ctx)
+	defer cancel()
+	rows, err := c.src.pg.Query(ctx, `SELECT collection, error_class, count(*) FROM cdc.dead_letters
+		WHERE status = 'open' GROUP BY collection, error_class ORDER BY collection, error_class`)
+	if err != nil {
+		d.Error = "read cdc.dead_letters: " + oneLine(err)
+		return
+	}
+	counts, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (DeadLetterCount, error) {
+		var dc DeadLetterCount
+		err := row.Scan(&dc.Collection, &dc.Class, &dc.Count)
+		return dc, err
+	})
+	if err != nil {
+		d.Error = "read cdc.dead_letters: " + oneLine(err)
+		return
+	}
+	for _, dc := range counts {
+		d.Open += dc.Count
+	}
+	d.Count = counts
+}
+
+func (c *collector) collections(ctx context.Context) {
+	cs := &c.r.Collections
+	cs.Items = []CollectionCount{}
+	if !c.opts.Counts {
+		cs.Skipped = true
+		return
+	}
+	if c.tgt.MappingsErr != nil {
+		cs.Error = fmt.Sprintf("transforms: %v", c.tgt.MappingsErr)
+		return
+	}
+	for _, m := range c.tgt.Mappings {
+		cs.Items = append(cs.Items, CollectionCount{Collection: m.Collection, Table: m.Table})
+	}
+	if c.src.pg == nil {
+		cs.PostgresError = "PostgreSQL unreachable"
+	} else {
+		c.pgCounts(ctx)
+	}
+	if c.src.mongo == nil {
+		cs.MongoError = "MongoDB unreachable"
+	} else if c.tgt.Database == "" {
+		cs.MongoError = "mongo.database is not set"
+	} else {
+		for i := range cs.Items {
+			it := &cs.Items[i]
+			qctx, cancel := c.ctx(ctx)
+			n, err := c.src.mongo.Database(c.tgt.Database).Collection(it.Collection).CountDocuments(qctx, bson.D{})
+			cancel()
+			if err != nil {
+				it.Error = joinErr(it.Error, "mongo countDocuments: "+oneLine(err))
+				continue
+			}
+			it.Mongo = &n
+		}
+	}
+}
+
+func (c *collector) pgCounts(ctx context.Context) {
+	cs := &c.r.Collections
+	qctx, cancel := c.ctx(ctx)
+	versions := map[string][2]int64{}
+	rows, err := c.src.pg.Query(qctx, `SELECT collection, count(*) FILTER (WHERE NOT deleted), count(*) FILTER (WHERE deleted)
+		FROM cdc.doc_versions GROUP BY collection`)
+	if err == nil {
+		for rows.Next() {
+			var coll string
+			var live, dead int64
+			if err = rows.Scan(&coll, &live, &dead); err != nil {
+				break
+			}
+			versions[coll] = [2]int64{live, dead}
+		}
+		rows.Close()
+		if err == nil {
+			err = rows.Err()
+		}
+	}
+	cancel()
+	if err != nil {
+		cs.PostgresError = "read cdc.doc_versions: " + oneLine(err)
+	}
+	for i, m := range c.tgt.Mappings {
+		it := &cs.Items[i]
+		if err == nil {
+			v := versions[m.Collection]
+			it.DocVersions, it.Tombstones = &v[0], &v[1]
+		}
+		table := pgx.Identifier(splitTable(m.Table)).Sanitize()
+		q := `SELECT count(*) FROM ` + table
+		var rows, live int64
+		dest := []any{&rows}
+		if m.SoftDeleteColumn != "" {
+			q = fmt.Sprintf(`SELECT count(*), count(*) FILTER (WHERE %s IS NULL) FROM %s`,
+				pgx.Identifier{m.SoftDeleteColumn}.Sanitize(), table)
+			dest = append(dest, &live)
+		}
+		qctx, cancel := c.ctx(ctx)
+		qerr := c.src.pg.QueryRow(qctx, q).Scan(dest...)
+		cancel()
+		if qerr != nil {
+			it.Error = joinErr(it.Error, fmt.Sprintf("count %s: %s", m.Table, oneLine(qerr)))
+			continue
+		}
+		it.Rows = &rows
+		if m.SoftDeleteColumn != "" {
+			it.LiveRows = &live
+		}
+	}
+}
+
+// splitTable splits "schema.table" (the mappings' notation) into its
+// identifier parts.
+func splitTable(t string) []string {
+	for i := 0; i < len(t); i++ {
+		if t[i] == '.' {
+			return []string{t[:i], t[i+1:]}
+		}
+	}
+	return []string{t}
+}
+
+func joinErr(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "; " + b
+}
+
+// judge lists the problems: unreachable systems first, then states that
+// need an operator, then sections that could not be read for another
+// reason.
+func (c *collector) judge() {
+	r := c.r
+	add := func(format string, args ...any) { r.Problems = append(r.Problems, fmt.Sprintf(format, args...)) }
+	if r.NATS.Error != "" {
+		add("nats: %s", r.NATS.Error)
+	}
+	if r.Postgres.Error != "" {
+		add("postgres: %s", r.Postgres.Error)
+	}
+	if r.Mongo.Error != "" {
+		add("mongo: %s", r.Mongo.Error)
+	}
+	if r.NATS.Mode == ModeStoredState {
+		add("daemon: not running (its embedded NATS does not answer); this report is the state stored in %s", r.NATS.StoreDir)
+	}
+	// Section errors not explained by an unreachable system.
+	reachErr := map[string]bool{"NATS unreachable": true, "PostgreSQL unreachable": true, "MongoDB unreachable": true,
+		"stream state unknown": true, "sink position unknown": true}
+	section := func(name, err string) {
+		if err != "" && !reachErr[err] {
+			add("%s: %s", name, err)
+		}
+	}
+	t := r.Tailer
+	section("tailer checkpoint", t.Error)
+	if t.Error == "" && !t.Found && r.NATS.Reachable {
+		add("tailer checkpoint: none in %s/%s (the tailer has not saved one yet)", t.Bucket, t.Key)
+	}
+	o := r.Oplog
+	section("oplog", o.Error)
+	switch {
+	case o.Lost:
+		add("oplog: the tailer checkpoint %s is older than the oldest oplog entry %s: resuming fails with ChangeStreamHistoryLost (286); re-snapshot (cdc snapshot) or replay the gap",
+			t.ClusterTime, o.Oldest)
+	case o.Low:
+		add("oplog: headroom %s is below oplog.headroom_warning %s",
+			(time.Duration(o.HeadroomSeconds) * time.Second).String(), c.tgt.HeadroomWarning)
+	}
+	section("stream", r.Stream.Error)
+	section("dlq stream", r.DLQStream.Error)
+	section("consumer", r.Consumer.Error)
+	if r.Consumer.Error == "" && !r.Consumer.Found && r.Stream.Error == "" {
+		add("consumer: %s not found on stream %s (the sink has not started)", r.Consumer.Name, r.Stream.Name)
+	}
+	sk, st := r.Sink, r.Stream
+	section("sink position", sk.Error)
+	if sk.Error == "" && st.Error == "" {
+		switch {
+		case !sk.Found && st.LastSeq > 0:
+			add("sink position: none for consumer %s while the stream holds %d events (the sink has not committed yet)", sk.Consumer, st.Messages)
+		case sk.Found && sk.StreamSeq > st.LastSeq:
+			add("sink position: applied floor %d is past the stream's last sequence %d (was the stream %s recreated?)", sk.StreamSeq, st.LastSeq, st.Name)
+		case sk.Found && st.Messages > 0 && st.FirstSeq > sk.StreamSeq+1:
+			add("sink position: the stream no longer holds sequences %d..%d the sink has not applied (retention removed them); replay the gap from MongoDB",
+				sk.StreamSeq+1, st.FirstSeq-1)
+		}
+	}
+	if c.opts.MaxLag > 0 && r.Lag.Error == "" && r.Lag.Seconds > c.opts.MaxLag.Seconds() {
+		add("lag: %.0fs (%d events) is over the limit %s", r.Lag.Seconds, r.Lag.Events, c.opts.MaxLag)
+	}
+	d := r.DeadLetters
+	section("dead letters", d.Error)
+	if d.Open > 0 {
+		add("dead letters: %d open (cdc dlq list)", d.Open)
+	}
+	cs := r.Collections
+	section("collections", cs.Error)
+	section("collections (postgres)", cs.PostgresError)
+	section("collections (mongo)", cs.MongoError)
+	for _, it := range cs.Items {
+		section("collection "+it.Collection, it.Error)
+	}
+	if r.Problems == nil {
+		r.Problems = []string{}
+	}
+	r.Healthy = len(r.Problems) == 0
+}

@@ -1,0 +1,103 @@
+package status_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/amanat/cdc/pkg/status"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+func ptr[T any](v T) *T { return &v }
+
+// sampleReport has every section filled, one of them unknown.
+func sampleReport() *status.Report {
+	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	ct := func(t, i uint32) *status.ClusterTime {
+		return &status.ClusterTime{T: t, I: i, Time: time.Unix(int64(t), 0).UTC()}
+	}
+	saved := at.Add(-2 * time.Second)
+	applied := at.Add(-time.Second)
+	first, last := at.Add(-time.Hour), at.Add(-3*time.Second)
+	return &status.Report{
+		V: status.ReportVersion, Time: at, Healthy: false,
+		Problems: []string{"mongo: unreachable: server selection timeout", "dead letters: 2 open (cdc dlq list)"},
+		NATS:     status.NATSStatus{System: status.System{Reachable: true, Address: "nats://127.0.0.1:4222"}, Mode: status.ModeDaemon, StoreDir: "data/nats"},
+		Postgres: status.System{Reachable: true, Address: "postgres://cdc:xxxxx@pg:5432/escrow"},
+		Mongo:    status.System{Address: "mongodb://mongo:27017/?replicaSet=rs0", Error: "unreachable: server selection timeout"},
+		Tailer: status.TailerStatus{Bucket: "cdc_checkpoints", Key: "tailer.escrow", Found: true,
+			ResumeToken: json.RawMessage(`{"_data":"8267C2F3FC000000042B0229296E04"}`),
+			ClusterTime: ct(1772366396, 4), LastEventClusterTime: ct(1772366390, 2),
+			SavedAt: &saved, AgeSeconds: 2, Events: 123456},
+		Oplog:     status.OplogStatus{Error: "MongoDB unreachable"},
+		Stream:    status.StreamStatus{Name: "CDC", Messages: 123456, Bytes: 98765432, FirstSeq: 1, LastSeq: 123456, FirstTime: &first, LastTime: &last, Consumers: 1},
+		DLQStream: status.StreamStatus{Name: "CDC_DLQ", Messages: 2, Bytes: 2048, FirstSeq: 1, LastSeq: 2, FirstTime: &first, LastTime: &last},
+		Consumer: status.ConsumerStatus{Name: "cdc-sink", Found: true, Pending: 40, AckPending: 16, Redelivered: 0, Waiting: 1,
+			DeliveredSeq: 123416, AckFloorSeq: 123400},
+		Sink: status.SinkStatus{Consumer: "cdc-sink", Found: true, StreamSeq: 123400, ClusterTime: ct(1772366380, 9), AppliedAt: &applied},
+		Lag:  status.LagStatus{Events: 56, Seconds: 20},
+		DeadLetters: status.DeadLetterStatus{Open: 2, Count: []status.DeadLetterCount{
+			{Collection: "payments", Class: "rejected", Count: 1}, {Collection: "payments", Class: "parked", Count: 1}}},
+		Collections: status.CollectionsStatus{MongoError: "MongoDB unreachable", Items: []status.CollectionCount{
+			{Collection: "payments", Table: "payments", Rows: ptr[int64](5000), DocVersions: ptr[int64](5001), Tombstones: ptr[int64](3)},
+			{Collection: "users", Table: "users", Rows: ptr[int64](900), LiveRows: ptr[int64](880), DocVersions: ptr[int64](900), Tombstones: ptr[int64](0)},
+		}},
+	}
+}
+
+// TestFormatsGolden pins the JSON form (scripts depend on its field
+// names; a change needs a ReportVersion bump) and the text form.
+func TestFormatsGolden(t *testing.T) {
+	for _, tc := range []struct {
+		file  string
+		write func(*bytes.Buffer, *status.Report) error
+	}{
+		{"report.json.golden", func(b *bytes.Buffer, r *status.Report) error { return status.WriteJSON(b, r) }},
+		{"report.txt.golden", func(b *bytes.Buffer, r *status.Report) error { return status.WriteText(b, r) }},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			var buf bytes.Buffer
+			if err := tc.write(&buf, sampleReport()); err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join("testdata", tc.file)
+			if *update {
+				if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run go test ./pkg/status -update)", err)
+			}
+			if !bytes.Equal(buf.Bytes(), want) {
+				t.Errorf("%s changed (go test ./pkg/status -update after review):\n%s", tc.file, buf.String())
+			}
+		})
+	}
+}
+
+// TestJSONRoundTrip: the JSON form decodes back into the same report.
+func TestJSONRoundTrip(t *testing.T) {
+	var buf bytes.Buffer
+	if err := status.WriteJSON(&buf, sampleReport()); err != nil {
+		t.Fatal(err)
+	}
+	var back status.Report
+	if err := json.Unmarshal(buf.Bytes(), &back); err != nil {
+		t.Fatal(err)
+	}
+	var again bytes.Buffer
+	if err := status.WriteJSON(&again, &back); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(buf.Bytes(), again.Bytes()) {
+		t.Errorf("round trip changed the report:\n%s\n%s", buf.String(), again.String())
+	}
+}

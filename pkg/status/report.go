@@ -1,0 +1,238 @@
+package status
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/amanat/cdc/pkg/event"
+)
+
+// ReportVersion is the version of the JSON form of Report (field "v").
+// Fields are only added within a version; a rename or a change of
+// meaning bumps it.
+const ReportVersion = 1
+
+// Report is what `cdc status` prints. A section whose Error is set could
+// not be read; its other fields are then zero, not measured.
+type Report struct {
+	V int `json:"v"`
+	// Time is when the report was made.
+	Time time.Time `json:"time"`
+	// Healthy is false when Problems is not empty.
+	Healthy bool `json:"healthy"`
+	// Problems lists every unreachable system and every state that needs
+	// an operator, one sentence each.
+	Problems []string `json:"problems"`
+
+	NATS     NATSStatus `json:"nats"`
+	Postgres System     `json:"postgres"`
+	Mongo    System     `json:"mongo"`
+
+	Tailer      TailerStatus      `json:"tailer"`
+	Oplog       OplogStatus       `json:"oplog"`
+	Stream      StreamStatus      `json:"stream"`
+	DLQStream   StreamStatus      `json:"dlq_stream"`
+	Consumer    ConsumerStatus    `json:"consumer"`
+	Sink        SinkStatus        `json:"sink"`
+	Lag         LagStatus         `json:"lag"`
+	DeadLetters DeadLetterStatus  `json:"dead_letters"`
+	Collections CollectionsStatus `json:"collections"`
+}
+
+// NATS modes: how status reached the stored JetStream state.
+const (
+	// ModeExternal: connected to nats.url.
+	ModeExternal = "external"
+	// ModeDaemon: connected to the running daemon's embedded server.
+	ModeDaemon = "daemon"
+	// ModeStoredState: the daemon is down; a temporary embedded server
+	// read its store directory.
+	ModeStoredState = "stored_state"
+)
+
+// System is the reachability of one system.
+type System struct {
+	Reachable bool `json:"reachable"`
+	// Address is where it was looked for (credentials redacted).
+	Address string `json:"address,omitempty"`
+	Error   string `json:"error,omitempty"`
+}
+
+// NATSStatus is how the JetStream state was reached.
+type NATSStatus struct {
+	System
+	// Mode is ModeExternal, ModeDaemon or ModeStoredState ("" when
+	// unreachable).
+	Mode string `json:"mode,omitempty"`
+	// StoreDir is the embedded server's store (embedded modes only).
+	StoreDir string `json:"store_dir,omitempty"`
+}
+
+// ClusterTime is a MongoDB cluster time with its wall-clock second.
+type ClusterTime struct {
+	T uint32 `json:"t"`
+	I uint32 `json:"i"`
+	// Time is the wall-clock second T stands for (UTC).
+	Time time.Time `json:"time"`
+}
+
+func clusterTime(c event.ClusterTime) *ClusterTime {
+	return &ClusterTime{T: c.T, I: c.I, Time: c.Time()}
+}
+
+// String formats as "<seconds>.<increment>" (the form tailer.start_at
+// and the replay commands accept).
+func (c *ClusterTime) String() string {
+	if c == nil {
+		return "-"
+	}
+	return event.ClusterTime{T: c.T, I: c.I}.String()
+}
+
+// TailerStatus is the tailer's stored checkpoint.
+type TailerStatus struct {
+	// Bucket and Key locate the checkpoint.
+	Bucket string `json:"bucket"`
+	Key    string `json:"key"`
+	// Found is false when there is no checkpoint (the tailer never
+	// saved one).
+	Found bool `json:"found"`
+	// ResumeToken is the change-stream resume token (canonical Extended
+	// JSON) the tailer resumes after.
+	ResumeToken json.RawMessage `json:"resume_token,omitempty"`
+	// ClusterTime is the cluster time the resume token stands for: it
+	// advances on an idle stream too. When the token's shape is unknown,
+	// it is LastEventClusterTime.
+	ClusterTime *ClusterTime `json:"cluster_time,omitempty"`
+	// LastEventClusterTime is the cluster time of the last event
+	// published (nil before the first one).
+	LastEventClusterTime *ClusterTime `json:"last_event_cluster_time,omitempty"`
+	// SavedAt is when the checkpoint was written; AgeSeconds is now
+	// minus SavedAt.
+	SavedAt    *time.Time `json:"saved_at,omitempty"`
+	AgeSeconds float64    `json:"age_seconds"`
+	// Events counts events published since the checkpoint was created.
+	Events uint64 `json:"events"`
+	Error  string `json:"error,omitempty"`
+}
+
+// OplogStatus is the checkpoint's place in MongoDB's oplog window.
+type OplogStatus struct {
+	Oldest *ClusterTime `json:"oldest,omitempty"`
+	Newest *ClusterTime `json:"newest,omitempty"`
+	// WindowSeconds is newest minus oldest: how much history the oplog
+	// holds.
+	WindowSeconds float64 `json:"window_seconds"`
+	// HeadroomSeconds is checkpoint minus oldest: about how long the
+	// tailer may stop before its checkpoint falls off the oplog.
+	HeadroomSeconds float64 `json:"headroom_seconds"`
+	// BehindSeconds is newest minus checkpoint: how far the tailer
+	// trails MongoDB.
+	BehindSeconds float64 `json:"behind_seconds"`
+	// Lost: the checkpoint is older than the oldest entry; resuming from
+	// it fails with ChangeStreamHistoryLost (286).
+	Lost bool `json:"lost"`
+	// Low: headroom below oplog.headroom_warning.
+	Low   bool   `json:"low"`
+	Error string `json:"error,omitempty"`
+}
+
+// StreamStatus is a JetStream stream's state.
+type StreamStatus struct {
+	Name      string     `json:"name"`
+	Messages  uint64     `json:"messages"`
+	Bytes     uint64     `json:"bytes"`
+	FirstSeq  uint64     `json:"first_seq"`
+	LastSeq   uint64     `json:"last_seq"`
+	FirstTime *time.Time `json:"first_time,omitempty"`
+	LastTime  *time.Time `json:"last_time,omitempty"`
+	Consumers int        `json:"consumers"`
+	Error     string     `json:"error,omitempty"`
+}
+
+// ConsumerStatus is the sink's durable consumer.
+type ConsumerStatus struct {
+	Name  string `json:"name"`
+	Found bool   `json:"found"`
+	// Pending: messages not yet delivered to the sink.
+	Pending uint64 `json:"pending"`
+	// AckPending: delivered, not yet acknowledged (in a batch being
+	// applied, or waiting for a parent).
+	AckPending  int `json:"ack_pending"`
+	Redelivered int `json:"redelivered"`
+	// Waiting pull requests: > 0 means a sink is pulling right now.
+	Waiting int `json:"waiting_pulls"`
+	// DeliveredSeq is the last stream sequence delivered; AckFloorSeq the
+	// stream sequence at and below which everything is acknowledged.
+	DeliveredSeq uint64 `json:"delivered_stream_seq"`
+	AckFloorSeq  uint64 `json:"ack_floor_stream_seq"`
+	Error        string `json:"error,omitempty"`
+}
+
+// SinkStatus is the sink's applied position (cdc.sink_positions).
+type SinkStatus struct {
+	Consumer string `json:"consumer"`
+	// Found is false before the sink's first commit.
+	Found bool `json:"found"`
+	// StreamSeq is the applied floor: every stream sequence at or below
+	// it is applied (or dead-lettered) in Postgres.
+	StreamSeq uint64 `json:"stream_seq"`
+	// ClusterTime of the newest applied event.
+	ClusterTime *ClusterTime `json:"cluster_time,omitempty"`
+	AppliedAt   *time.Time   `json:"applied_at,omitempty"`
+	Error       string       `json:"error,omitempty"`
+}
+
+// LagStatus is how far Postgres trails the stream (see the package
+// documentation).
+type LagStatus struct {
+	// Events is the stream's last sequence minus the applied floor.
+	Events uint64 `json:"events"`
+	// Seconds is now minus the newest applied cluster time when Events >
+	// 0, else 0.
+	Seconds float64 `json:"seconds"`
+	Error   string  `json:"error,omitempty"`
+}
+
+// DeadLetterStatus counts open dead letters.
+type DeadLetterStatus struct {
+	Open  int64             `json:"open"`
+	Count []DeadLetterCount `json:"by_collection"`
+	Error string            `json:"error,omitempty"`
+}
+
+// DeadLetterCount is the open dead letters of one collection and class.
+type DeadLetterCount struct {
+	Collection string `json:"collection"`
+	Class      string `json:"class"`
+	Count      int64  `json:"count"`
+}
+
+// CollectionsStatus is the per-collection counts.
+type CollectionsStatus struct {
+	// Skipped is true when counting was turned off (--no-counts).
+	Skipped bool              `json:"skipped,omitempty"`
+	Items   []CollectionCount `json:"items"`
+	// PostgresError and MongoError say why a side is missing.
+	PostgresError string `json:"postgres_error,omitempty"`
+	MongoError    string `json:"mongo_error,omitempty"`
+	Error         string `json:"error,omitempty"`
+}
+
+// CollectionCount is one replicated collection. A nil count was not
+// measured.
+type CollectionCount struct {
+	Collection string `json:"collection"`
+	Table      string `json:"table"`
+	// Rows in the target table; LiveRows excludes soft-deleted rows
+	// (soft-delete mappings only).
+	Rows     *int64 `json:"rows"`
+	LiveRows *int64 `json:"live_rows,omitempty"`
+	// DocVersions are the version-guard entries of live documents;
+	// Tombstones those of deleted ones.
+	DocVersions *int64 `json:"doc_versions"`
+	Tombstones  *int64 `json:"tombstones"`
+	// Mongo is countDocuments of the source collection.
+	Mongo *int64 `json:"mongo"`
+	Error string `json:"error,omitempty"`
+}
