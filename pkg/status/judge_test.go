@@ -84,7 +84,9 @@ func TestJudge(t *testing.T) {
 
 func TestLag(t *testing.T) {
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	ct := func(ago time.Duration) *ClusterTime { return clusterTime(event.ClusterTime{T: uint32(now.Add(-ago).Unix())}) }
+	ct := func(ago time.Duration) *ClusterTime {
+		return clusterTime(event.ClusterTime{T: uint32(now.Add(-ago).Unix())})
+	}
 	cases := []struct {
 		name        string
 		last, floor uint64
