@@ -48,7 +48,9 @@ func StartEmbedded(cfg EmbeddedConfig, log *zap.Logger) (*Embedded, error) {
 		// JetStream's own limits: let the file store use the disk.
 		JetStreamMaxStore:  -1,
 		JetStreamMaxMemory: 256 << 20,
-		MaxPayload:         8 << 20,
+		// A MongoDB document can be 16 MiB and an envelope carries it
+		// twice with a pre-image: the server's own maximum.
+		MaxPayload: 64 << 20,
 	}
 	if cfg.SyncAlways {
 		opts.SyncAlways = true

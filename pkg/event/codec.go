@@ -18,7 +18,7 @@ const ContentType = "application/bson; cdc-event=1"
 //	          txn?: {lsid: string, number: int64, index: int32, last: bool}},
 //	 key: doc, doc?: doc, pre?: doc,
 //	 update?: {updated?: doc, removed?: [string], truncated?: array},
-//	 token?: doc}
+//	 token?: doc, oversize?: int64}
 //
 // Embedded documents are the source's BSON bytes, unchanged: every type
 // (ObjectId, Decimal128, dates, int64) survives exactly.
@@ -78,6 +78,9 @@ func (e *Event) Marshal() ([]byte, error) {
 	if e.Token != nil {
 		dst = bsoncore.AppendDocumentElement(dst, "token", e.Token)
 	}
+	if e.Oversize > 0 {
+		dst = bsoncore.AppendInt64Element(dst, "oversize", e.Oversize)
+	}
 	dst, err := bsoncore.AppendDocumentEnd(dst, idx)
 	if err != nil {
 		return nil, fmt.Errorf("event %s: marshal: %w", e.ID, err)
@@ -126,6 +129,8 @@ func Unmarshal(data []byte) (*Event, error) {
 			e.Pre, ok = v.DocumentOK()
 		case "token":
 			e.Token, ok = v.DocumentOK()
+		case "oversize":
+			e.Oversize, ok = v.AsInt64OK()
 		case "update":
 			var u bson.Raw
 			if u, ok = v.DocumentOK(); ok {

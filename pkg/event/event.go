@@ -141,6 +141,10 @@ type Event struct {
 	// Token is the change stream resume token; nil for snapshot and
 	// refresh events.
 	Token bson.Raw
+	// Oversize, when positive, is the size in bytes of the envelope the
+	// bus could not carry: the documents were left out, and consumers must
+	// treat the event as unappliable (the sink dead-letters it).
+	Oversize int64
 }
 
 // Position is the event's place in its document's history: cluster time,
@@ -190,7 +194,7 @@ func (e *Event) Validate() error {
 		return fmt.Errorf("%w: event %s: source db and coll are required", ErrMalformed, e.ID)
 	case len(e.Key) == 0:
 		return fmt.Errorf("%w: event %s: key is required", ErrMalformed, e.ID)
-	case e.Op != OpDelete && e.Op != OpUpdate && len(e.Doc) == 0:
+	case e.Op != OpDelete && e.Op != OpUpdate && len(e.Doc) == 0 && e.Oversize == 0:
 		return fmt.Errorf("%w: event %s: op %s needs doc", ErrMalformed, e.ID, e.Op)
 	}
 	return nil

@@ -24,6 +24,7 @@ type Applier struct {
 	consumer string
 	stream   string
 	set      *transform.Set
+	fill     map[string][]filler
 	types    columnTypes
 	now      func() time.Time
 	// unparked collections apply a dead-lettered document's later events
@@ -34,7 +35,7 @@ type Applier struct {
 // NewApplier prepares the SQL of every mapping in set. consumer names the
 // position row written with each batch; "" writes none (replays).
 func NewApplier(pool *pgxpool.Pool, set *transform.Set, consumer, stream string) *Applier {
-	return &Applier{pool: pool, set: set, consumer: consumer, stream: stream, unparked: map[string]bool{}, now: time.Now}
+	return &Applier{pool: pool, set: set, consumer: consumer, stream: stream, unparked: map[string]bool{}, now: time.Now, fill: fillers(set)}
 }
 
 // SetUnparked lists collections whose documents keep applying after one of

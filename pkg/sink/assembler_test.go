@@ -3,7 +3,10 @@ package sink
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
+
+	"go.mongodb.org/mongo-driver/bson"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -72,5 +75,25 @@ func TestClassify(t *testing.T) {
 		if got := Classify(tc.err); got != tc.want {
 			t.Errorf("Classify(%v) = %s, want %s", tc.err, got, tc.want)
 		}
+	}
+}
+
+func TestOversizeEventIsRejectedWithReason(t *testing.T) {
+	m, err := transform.Parse([]byte(`{version: 1, collection: users, table: users, columns: [{column: email, field: email, type: text}]}`), "users.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, _ := transform.NewSet(m)
+	key, _ := bson.Marshal(bson.D{{Key: "_id", Value: "u1"}})
+	ev := &event.Event{V: 1, ID: "big", Op: event.OpInsert, Key: key, Oversize: 20 << 20,
+		Source: event.Source{DB: "d", Coll: "users"}}
+	data, err := ev.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	it := decode(set, 7, data)
+	rej, ok := transform.AsRejection(it.reject)
+	if !ok || !strings.Contains(rej.Reason, "max_payload") || !strings.Contains(rej.Reason, "cdc replay ids") {
+		t.Fatalf("oversize event not rejected with its reason: %v", it.reject)
 	}
 }

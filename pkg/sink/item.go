@@ -72,6 +72,12 @@ func decode(set *transform.Set, seq uint64, data []byte) *item {
 		return it
 	}
 	it.mapping = m
+	if ev.Oversize > 0 {
+		it.reject = &transform.Rejection{Collection: ev.Source.Coll, Reason: fmt.Sprintf(
+			"the change of document %s was %d bytes, more than the bus's max_payload: it was published without its document; "+
+				"raise max_payload (the embedded server allows 64 MiB) and replay it by id (cdc replay ids)", it.docKey, ev.Oversize)}
+		return it
+	}
 	if m.AppendOnly && ev.Op != event.OpInsert && ev.Op != event.OpSnapshot && ev.Op != event.OpRefresh {
 		it.reject = &transform.Rejection{Collection: ev.Source.Coll, Reason: fmt.Sprintf(
 			"append-only violation: %s of document %s in an append-only collection (rows are only ever inserted)", ev.Op, it.docKey)}

@@ -82,6 +82,14 @@ type childWrites struct {
 func (a *Applier) queueWrites(ctx context.Context, tx pgx.Tx, b *pgx.Batch, winners []*item, ids idSet, present map[docRef]bool) error {
 	var order []*transform.Mapping
 	byMapping := map[*transform.Mapping]*tableWrites{}
+	// Every document written here gets its dangling references anew: the
+	// records of its previous version go first.
+	var wColl, wKey []string
+	for _, it := range winners {
+		wColl, wKey = append(wColl, it.mapping.Collection), append(wKey, it.docKey)
+	}
+	b.Queue(`DELETE FROM cdc.dangling_refs d USING unnest($1::text[], $2::text[]) AS w(collection, doc_key)
+		WHERE d.collection = w.collection AND d.doc_key = w.doc_key`, wColl, wKey)
 	var dColl, dKey, dCol, dRefColl, dRefID []string
 	for _, it := range winners {
 		m := it.mapping
@@ -111,7 +119,7 @@ func (a *Applier) queueWrites(ctx context.Context, tx pgx.Tx, b *pgx.Batch, winn
 		for i, v := range it.row.Values {
 			row[i+1] = textOf(v)
 		}
-		resolve := func(ref transform.Ref, dst []*string, col int) error {
+		resolve := func(ref transform.Ref, dst []*string, col int, child bool) error {
 			parent, mapped := ids.get(ref.Collection, ref.LegacyID)
 			if mapped && (ref.Missing == transform.MissingMint || present[docRef{ref.Collection, ref.LegacyID}]) {
 				dst[col] = textOf(parent)
@@ -119,7 +127,13 @@ func (a *Applier) queueWrites(ctx context.Context, tx pgx.Tx, b *pgx.Batch, winn
 			}
 			if ref.Missing == transform.MissingNull {
 				dst[col] = nil
-				dColl, dKey, dCol = append(dColl, m.Collection), append(dKey, it.docKey), append(dCol, ref.Column)
+				name := ref.Column
+				if child {
+					// One record per child row: the field path holds the
+					// array position (deliveryInfo.attempts.1.sellerId).
+					name = ref.Field
+				}
+				dColl, dKey, dCol = append(dColl, m.Collection), append(dKey, it.docKey), append(dCol, name)
 				dRefColl, dRefID = append(dRefColl, ref.Collection), append(dRefID, ref.LegacyID)
 				return nil
 			}
@@ -127,7 +141,7 @@ func (a *Applier) queueWrites(ctx context.Context, tx pgx.Tx, b *pgx.Batch, winn
 				Reason: fmt.Sprintf("references %s %s, which has no row (policy %s)", ref.Collection, ref.LegacyID, ref.Missing)}
 		}
 		for _, ref := range it.row.Refs {
-			if err := resolve(ref, row, ref.Col+1); err != nil {
+			if err := resolve(ref, row, ref.Col+1, false); err != nil {
 				return err
 			}
 		}
@@ -146,7 +160,7 @@ func (a *Applier) queueWrites(ctx context.Context, tx pgx.Tx, b *pgx.Batch, winn
 					crow[i+1] = textOf(v)
 				}
 				for _, ref := range cr.Refs {
-					if err := resolve(ref, crow, ref.Col+1); err != nil {
+					if err := resolve(ref, crow, ref.Col+1, true); err != nil {
 						return err
 					}
 				}
@@ -202,7 +216,61 @@ func (a *Applier) queueWrites(ctx context.Context, tx pgx.Tx, b *pgx.Batch, winn
 			DO UPDATE SET ref_collection = EXCLUDED.ref_collection, ref_legacy_id = EXCLUDED.ref_legacy_id, first_seen = now()`,
 			dColl, dKey, dCol, dRefColl, dRefID)
 	}
+	a.queueFillIns(b, winners)
 	return nil
+}
+
+// filler is a column that references another collection with policy null:
+// NULL-ed values wait in cdc.dangling_refs for their parent.
+type filler struct {
+	m      *transform.Mapping
+	column string
+}
+
+// fillers indexes the null-policy reference columns by the collection they
+// reference.
+func fillers(set *transform.Set) map[string][]filler {
+	out := map[string][]filler{}
+	for _, m := range set.Mappings() {
+		for _, c := range m.Columns {
+			if c.Type == transform.TypeRef && c.Ref != nil && c.Ref.Missing == transform.MissingNull {
+				out[c.Ref.Collection] = append(out[c.Ref.Collection], filler{m: m, column: c.Column})
+			}
+		}
+	}
+	return out
+}
+
+// queueFillIns fills in references left NULL for parents this batch
+// writes, and removes their dangling records, in the same transaction.
+// References inside child tables stay recorded (their row identity is not
+// kept); re-applying the referencing document fills them.
+func (a *Applier) queueFillIns(b *pgx.Batch, winners []*item) {
+	parents := map[string][]string{}
+	for _, it := range winners {
+		if it.ev.Op != event.OpDelete && len(a.fill[it.mapping.Collection]) > 0 {
+			parents[it.mapping.Collection] = append(parents[it.mapping.Collection], it.docKey)
+		}
+	}
+	for coll, keys := range parents {
+		for _, f := range a.fill[coll] {
+			table := pgx.Identifier(strings.Split(f.m.Table, ".")).Sanitize()
+			col, idCol := pgx.Identifier{f.column}.Sanitize(), pgx.Identifier{f.m.ID.Column}.Sanitize()
+			match := "t." + idCol + " = cm.new_id"
+			join := "JOIN id_map cm ON cm.collection = $1 AND cm.legacy_object_id = f.doc_key"
+			if f.m.ID.Type == "text" {
+				match, join = "t."+idCol+" = f.doc_key", ""
+			}
+			b.Queue(fmt.Sprintf(`WITH filled AS (
+				DELETE FROM cdc.dangling_refs d USING id_map pm
+				WHERE d.collection = $1 AND d.column_name = $2 AND d.ref_collection = $3
+				  AND d.ref_legacy_id = ANY($4::text[])
+				  AND pm.collection = d.ref_collection AND pm.legacy_object_id = d.ref_legacy_id
+				RETURNING d.doc_key, pm.new_id)
+				UPDATE %s t SET %s = f.new_id FROM filled f %s WHERE %s`, table, col, join, match),
+				f.m.Collection, f.column, coll, keys)
+		}
+	}
 }
 
 // upsertSQL is the set-based insert-or-update of m's rows.

@@ -1,6 +1,7 @@
 package tailer
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -132,8 +133,8 @@ type pending struct {
 // state is one change-stream session's bookkeeping.
 type state struct {
 	queue    []pending
-	durable  *Checkpoint // newest checkpoint whose items are all acked
-	saved    *Checkpoint // last checkpoint written to the store
+	durable  *point   // newest position whose items are all acked
+	saved    bson.Raw // token of the last checkpoint written to the store
 	lastSave time.Time
 	events   uint64
 	// held is the newest transaction event, published once the next
@@ -184,15 +185,19 @@ func (t *Tailer) runOnce(ctx context.Context) (progressed bool, err error) {
 	defer cs.Close(context.WithoutCancel(ctx))
 	t.log.Info("change stream open", zap.String("database", t.cfg.Database), zap.Strings("collections", t.cfg.Collections), zap.String("start", startDesc))
 
-	st := &state{saved: cp, durable: cp}
+	st := &state{}
 	if cp != nil {
 		st.events = cp.Events
+		if tok, err := cp.ResumeToken(); err == nil {
+			st.saved = tok
+			st.durable = &point{tok: tok, ct: cp.ClusterTime, events: cp.Events}
+		}
 	}
 	if cp == nil && t.cfg.Start.Now {
 		// Pin "now" at once: a crash before the first event must not move
 		// the start point forward past changes made meanwhile.
 		if tok := cs.ResumeToken(); tok != nil {
-			st.durable = t.newCheckpoint(tok, event.ClusterTime{}, 0)
+			st.durable = &point{tok: cloneRaw(tok)}
 			if err := t.save(ctx, st); err != nil {
 				return false, err
 			}
@@ -220,7 +225,7 @@ func (t *Tailer) runOnce(ctx context.Context) (progressed bool, err error) {
 				if ctx.Err() != nil {
 					return progressed, nil
 				}
-				return progressed, t.classify(err, st.durable)
+				return progressed, t.classify(err, st.durable.checkpoint())
 			}
 			// Idle: the transaction held back (if any) is complete, and
 			// the post-batch token covers everything scanned.
@@ -305,6 +310,18 @@ func (t *Tailer) publish(_ context.Context, st *state, ev *event.Event, tok bson
 	if err != nil {
 		return &FatalError{Err: err}
 	}
+	if limit := t.js.Conn().MaxPayload() - 1024; limit > 0 && int64(len(data)) > limit {
+		// The bus cannot carry it: publish the change without its
+		// documents, marked, so the sink dead-letters it with the reason
+		// (replay it by id once the limit is raised) and the stream goes on.
+		t.log.Error("change too large for the bus: published without its document, the sink will dead-letter it",
+			zap.String("event_id", ev.ID), zap.String("collection", ev.Source.Coll), zap.Int("bytes", len(data)), zap.Int64("max_payload", limit))
+		ev.Oversize = int64(len(data))
+		ev.Doc, ev.Pre, ev.Update = nil, nil, nil
+		if data, err = ev.Marshal(); err != nil {
+			return &FatalError{Err: err}
+		}
+	}
 	msg := &nats.Msg{
 		Subject: t.cfg.Streams.Subject(ev.Source.DB, ev.Source.Coll),
 		Data:    data,
@@ -352,33 +369,45 @@ func (t *Tailer) drain(ctx context.Context, st *state, all bool) error {
 		if head.token != nil {
 			ct := head.ct
 			if !head.isEvt && st.durable != nil {
-				ct = st.durable.ClusterTime
+				ct = st.durable.ct
 			}
-			st.durable = t.newCheckpoint(head.token, ct, st.events)
+			// Only the raw token here: rendering it is left to save().
+			st.durable = &point{tok: head.token, ct: ct, events: st.events}
 		}
 	}
 	return nil
 }
 
-func (t *Tailer) newCheckpoint(tok bson.Raw, ct event.ClusterTime, events uint64) *Checkpoint {
-	js, err := bson.MarshalExtJSON(tok, true, false)
+// point is a resume position whose events are all acknowledged.
+type point struct {
+	tok    bson.Raw
+	ct     event.ClusterTime
+	events uint64
+}
+
+// checkpoint renders p for storage; nil for a nil point.
+func (p *point) checkpoint() *Checkpoint {
+	if p == nil {
+		return nil
+	}
+	js, err := bson.MarshalExtJSON(p.tok, true, false)
 	if err != nil {
 		js = []byte("null")
 	}
-	return &Checkpoint{V: CheckpointVersion, Token: json.RawMessage(js), ClusterTime: ct, Events: events}
+	return &Checkpoint{V: CheckpointVersion, Token: json.RawMessage(js), ClusterTime: p.ct, Events: p.events}
 }
 
 func (t *Tailer) save(ctx context.Context, st *state) error {
 	st.lastSave = t.now()
-	if st.durable == nil || (st.saved != nil && string(st.saved.Token) == string(st.durable.Token)) {
+	if st.durable == nil || bytes.Equal(st.saved, st.durable.tok) {
 		return nil
 	}
-	cp := *st.durable
+	cp := st.durable.checkpoint()
 	cp.UpdatedAt = t.now().UTC()
-	if err := t.store.Save(ctx, &cp); err != nil {
+	if err := t.store.Save(ctx, cp); err != nil {
 		return err
 	}
-	st.saved = &cp
+	st.saved = st.durable.tok
 	t.metrics.CheckpointSaved(cp.ClusterTime)
 	return nil
 }

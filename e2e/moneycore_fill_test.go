@@ -1,0 +1,52 @@
+package e2e
+
+import (
+	"strings"
+	"testing"
+
+	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/bson/primitive"
+)
+
+// TestMoneyCoreNullFillIn: a reference stored NULL under policy null
+// (parent missing, recorded in cdc.dangling_refs) is filled in when the
+// parent arrives, and its dangling_refs row removed.
+func TestMoneyCoreNullFillIn(t *testing.T) {
+	e := newMoneyEnv(t)
+	e.startMoney()
+	t.Run("null policy: the reference is filled in when the parent arrives", func(t *testing.T) {
+		e.t = t
+		child, parent := primitive.NewObjectID(), primitive.NewObjectID()
+		pts := bson.D{{Key: "available", Value: 0}, {Key: "used", Value: 0}, {Key: "total", Value: 0}}
+		e.mcInsert("users", bson.D{{Key: "_id", Value: child}, {Key: "referredBy", Value: parent}, {Key: "points", Value: pts}})
+		e.mcExpectRow("users", "users", child.Hex(), map[string]string{"referred_by_id": "NULL"})
+		e.mcInsert("users", bson.D{{Key: "_id", Value: parent}, {Key: "points", Value: pts}})
+		e.mcExpectRow("users", "users", child.Hex(), map[string]string{"referred_by_id": mcRef("users", parent.Hex())})
+		if n := e.mcCount(`SELECT count(*) FROM cdc.dangling_refs WHERE doc_key = $1`, child.Hex()); n != 0 {
+			t.Fatalf("the dangling_refs row stayed after the reference was filled in")
+		}
+	})
+
+}
+
+// TestMoneyCoreTenMegabyteDocument: a 10 MB document (MongoDB
+// allows 16 MiB) is replicated, or dead-lettered with a reason, and the
+// documents after it still arrive (the embedded server's max_payload is
+// 64 MiB; a change larger than a server's limit is published without its
+// document and dead-lettered with the reason).
+func TestMoneyCoreTenMegabyteDocument(t *testing.T) {
+	e := newMoneyEnv(t)
+	e.startMoney()
+	pts := bson.D{{Key: "available", Value: 0}, {Key: "used", Value: 0}, {Key: "total", Value: 0}}
+	big, after := primitive.NewObjectID(), primitive.NewObjectID()
+	e.mcInsert("users", bson.D{{Key: "_id", Value: big}, {Key: "email", Value: "big@example.com"},
+		{Key: "profile", Value: bson.D{{Key: "bio", Value: strings.Repeat("x", 10<<20)}}}, {Key: "points", Value: pts}})
+	e.mcInsert("users", bson.D{{Key: "_id", Value: after}, {Key: "email", Value: "after@example.com"}, {Key: "points", Value: pts}})
+	e.mcExpectRow("users", "users", after.Hex(), map[string]string{"email": "after@example.com"})
+	e.mcEventually("the 10 MB document applied or dead-lettered", func() string {
+		if e.mcRow("users", "id", "users", big.Hex()) == nil && e.mcCount(`SELECT count(*) FROM cdc.dead_letters WHERE doc_key = $1`, big.Hex()) == 0 {
+			return "neither applied nor dead-lettered"
+		}
+		return ""
+	})
+}
