@@ -98,6 +98,35 @@ func TestCrashAndResume(t *testing.T) {
 	e.assertNoDoubleApply()
 }
 
+// TestTailAndSinkAsSeparateProcesses: `cdc tail` (with the embedded
+// JetStream server) and `cdc sink` (pointed at it) replicate exactly as
+// `cdc run` does, and a sink without nats.url is refused.
+func TestTailAndSinkAsSeparateProcesses(t *testing.T) {
+	e := newEnv(t)
+	tcfg := e.config("", filepath.Join(e.dir, "tail-data"))
+	tcfg.Tailer.StartAt = e.startAt()
+	tcfg.NATS.Embedded.Port = freePort(t)
+	tail := e.startCommand("tail", e.writeConfig(tcfg))
+	scfg := tcfg
+	scfg.NATS.URL = fmt.Sprintf("nats://127.0.0.1:%d", tcfg.NATS.Embedded.Port)
+	sink := e.startCommand("sink", e.writeConfig(scfg))
+	must(t, newLoad(e, 6).run(e.ctx, 2000))
+	e.waitExact(time.Minute)
+	if code := sink.terminate(); code != 0 {
+		t.Fatalf("sink exited %d:\n%s", code, sink.tail())
+	}
+	if code := tail.terminate(); code != 0 {
+		t.Fatalf("tail exited %d:\n%s", code, tail.tail())
+	}
+	e.assertNoDoubleApply()
+
+	scfg.NATS.URL = ""
+	lone := e.startCommand("sink", e.writeConfig(scfg))
+	if code := lone.wait(30 * time.Second); code != 2 || !strings.Contains(lone.tail(), "nats.url") {
+		t.Fatalf("a sink without nats.url: exit %d:\n%s", code, lone.tail())
+	}
+}
+
 // TestOutagesRecover restarts NATS, stops Postgres for a few seconds and
 // drops every Mongo connection, each during load.
 func TestOutagesRecover(t *testing.T) {
@@ -263,7 +292,13 @@ type process struct {
 
 func (e *env) startProcess(cfgPath string) *process {
 	e.t.Helper()
-	cmd := exec.Command(cdcBinary, "run", "-c", cfgPath)
+	return e.startCommand("run", cfgPath)
+}
+
+// startCommand runs `cdc <sub> -c cfgPath`.
+func (e *env) startCommand(sub, cfgPath string) *process {
+	e.t.Helper()
+	cmd := exec.Command(cdcBinary, sub, "-c", cfgPath)
 	cmd.Env = cleanEnv()
 	buf := &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = buf, buf
