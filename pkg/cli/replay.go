@@ -95,9 +95,10 @@ Times are cluster times "<seconds>.<increment>" or RFC 3339 (whole seconds:
 --from from the second's start, --to through its end).
 
 --force restores rows deleted from PostgreSQL behind the replicator's back:
-their versions are forgotten, the range is published under ids suffixed
-"~replay:<to>" (the original ids would be dropped as duplicates), and the
-command waits up to --apply-timeout for the running sink to apply them.`,
+their versions are forgotten, their events are published under ids suffixed
+"~replay:<to>" (the original ids would be dropped as duplicates; every other
+event keeps its id), and the command waits up to --apply-timeout for the
+running sink to apply them.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()

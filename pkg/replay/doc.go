@@ -35,10 +35,11 @@
 //     (sink.Applier.ApplyRawWith), so the forget and the repair commit
 //     together.
 //   - replay oplog reports lost rows; with --force it forgets their
-//     versions and publishes the range under ids suffixed "~replay:<to>"
-//     (the original ids would be dropped by the dedup window), waits for
-//     the live sink to apply them and checks each repaired document
-//     reached at least the version it had.
+//     versions and publishes their events under ids suffixed
+//     "~replay:<to>" (the original ids would be dropped by the dedup
+//     window; every other event keeps its id), waits for the live sink to
+//     apply them and, for a range with an explicit end, checks each
+//     repaired document reached at least the version it had.
 //
 // Forgetting is safe while the sink runs (ForgetLostTx locks the version
 // rows before it decides), and only lost documents are forgotten: a

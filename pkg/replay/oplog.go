@@ -34,9 +34,9 @@ type OplogConfig struct {
 	BatchSize int
 	// PreImages mirrors tailer.pre_images.
 	PreImages bool
-	// Force forgets the versions of lost rows and publishes under ids
-	// suffixed "~replay:<to>" (see the package doc), then waits up to
-	// ApplyTimeout for the live sink to apply them.
+	// Force forgets the versions of lost rows and publishes their events
+	// under ids suffixed "~replay:<to>" (see the package doc), then waits
+	// up to ApplyTimeout for the live sink to apply them.
 	Force        bool
 	ApplyTimeout time.Duration
 	// DryRun reads the range and reports; it publishes nothing.
@@ -251,10 +251,12 @@ func (r *oplogReplay) flush(ctx context.Context, all bool) error {
 				r.before[l.DocRef] = l.Version
 			}
 		}
+		// Only the events of forgotten documents get new ids: the
+		// others keep the tailer's, so JetStream drops the copies.
 		suffix := "~replay:" + r.to.String()
 		for i, ev := range evs {
-			ev.ID += suffix
 			if _, forced := r.before[refs[i]]; forced {
+				ev.ID += suffix
 				r.awaited[refs[i]] = Awaited{Position: ev.Position(), EventID: ev.ID}
 			}
 		}
@@ -299,9 +301,14 @@ func (r *oplogReplay) finish(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		// A range that runs to now holds every change of the repaired
+		// documents up to now (later ones stream): they are current even
+		// when the guard had a newer position (a snapshot's, which is not
+		// in the oplog). A range with an explicit end may stop before a
+		// document's newest change.
 		var behind []DocRef
 		for _, ref := range fr {
-			if v, ok := now[ref]; ok && v.Compare(r.before[ref]) < 0 {
+			if v, ok := now[ref]; ok && v.Compare(r.before[ref]) < 0 && r.cfg.To != (event.ClusterTime{}) {
 				behind = append(behind, ref)
 			}
 		}

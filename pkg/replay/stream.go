@@ -144,6 +144,11 @@ type streamReplay struct {
 	pending []sink.Raw
 	refs    []DocRef
 	open    map[string]bool
+	// retry holds batches with events that waited for a parent (policy
+	// wait): they are applied again once the rest is, since the parent may
+	// come later in the range.
+	retry     []sink.Raw
+	retryRefs []DocRef
 }
 
 func (r *streamReplay) consume(ctx context.Context, cons jetstream.Consumer, to uint64) error {
@@ -180,7 +185,10 @@ func (r *streamReplay) consume(ctx context.Context, cons jetstream.Consumer, to 
 			}
 		}
 		if end || n == 0 {
-			return r.flush(ctx)
+			if err := r.flush(ctx); err != nil {
+				return err
+			}
+			return r.retryWaiting(ctx)
 		}
 	}
 }
@@ -219,6 +227,62 @@ func (r *streamReplay) flush(ctx context.Context) error {
 	if r.cfg.DryRun {
 		return r.plan(ctx, msgs, refs)
 	}
+	res, err := r.apply(ctx, msgs, refs)
+	if err != nil {
+		return err
+	}
+	r.count(res, msgs)
+	if res.Waiting > 0 {
+		r.retry = append(r.retry, msgs...)
+		r.retryRefs = append(r.retryRefs, refs...)
+	}
+	return nil
+}
+
+// count adds a batch's outcome to the report.
+func (r *streamReplay) count(res sink.Result, msgs []sink.Raw) {
+	r.rep.Applied += int64(res.Applied)
+	r.rep.Skipped += int64(res.Skipped)
+	r.rep.DeadLettered += int64(res.DeadLettered)
+	if res.DeadLettered > 0 {
+		r.rep.Errors += int64(res.DeadLettered)
+		r.rep.Note("sequences %d..%d: %d events dead-lettered (cdc dlq list)", msgs[0].Seq, msgs[len(msgs)-1].Seq, res.DeadLettered)
+	}
+	if res.Incomplete > 0 {
+		r.rep.Errors += int64(res.Incomplete)
+		r.rep.Note("%d events of Mongo transactions cut by the range were not applied (a transaction applies whole or not at all): widen the range", res.Incomplete)
+	}
+}
+
+// retryWaiting re-applies the batches that had events waiting for a
+// parent, until none waits or a round makes no progress; what still waits
+// is an error.
+func (r *streamReplay) retryWaiting(ctx context.Context) error {
+	last := -1
+	for len(r.retry) > 0 {
+		res, err := r.apply(ctx, r.retry, r.retryRefs)
+		if err != nil {
+			return err
+		}
+		r.rep.Applied += int64(res.Applied)
+		r.rep.DeadLettered += int64(res.DeadLettered)
+		r.rep.Errors += int64(res.DeadLettered)
+		if res.Waiting == 0 {
+			return nil
+		}
+		if res.Waiting == last {
+			r.rep.Errors += int64(res.Waiting)
+			r.rep.Note("%d events wait for a parent row that is not in Postgres and did not come in the range (policy wait): not applied", res.Waiting)
+			return nil
+		}
+		last = res.Waiting
+	}
+	return nil
+}
+
+// apply applies msgs in one transaction (Force: forgetting the lost rows
+// among refs first, in it), retrying what can be retried.
+func (r *streamReplay) apply(ctx context.Context, msgs []sink.Raw, refs []DocRef) (sink.Result, error) {
 	var forgotten []Lost
 	var before func(pgx.Tx) error
 	if r.cfg.Force {
@@ -238,31 +302,20 @@ func (r *streamReplay) flush(ctx context.Context) error {
 		r.log.Warn("replay batch failed, retrying", zap.Error(err), zap.Int("attempt", attempt+1))
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return res, ctx.Err()
 		case <-time.After(time.Duration(500*(attempt+1)) * time.Millisecond):
 		}
 	}
 	if err != nil {
 		r.rep.Errors += int64(len(msgs))
-		return fmt.Errorf("apply sequences %d..%d: %w", msgs[0].Seq, msgs[len(msgs)-1].Seq, err)
+		return res, fmt.Errorf("apply sequences %d..%d: %w", msgs[0].Seq, msgs[len(msgs)-1].Seq, err)
 	}
 	for _, l := range forgotten {
 		if _, seen := r.before[l.DocRef]; !seen {
 			r.before[l.DocRef] = l.Version
 		}
 	}
-	r.rep.Applied += int64(res.Applied)
-	r.rep.Skipped += int64(res.Skipped)
-	r.rep.DeadLettered += int64(res.DeadLettered)
-	if res.DeadLettered > 0 {
-		r.rep.Errors += int64(res.DeadLettered)
-		r.rep.Note("sequences %d..%d: %d events dead-lettered (cdc dlq list)", msgs[0].Seq, msgs[len(msgs)-1].Seq, res.DeadLettered)
-	}
-	if res.Incomplete > 0 {
-		r.rep.Errors += int64(res.Incomplete)
-		r.rep.Note("%d events of Mongo transactions cut by the range were not applied (a transaction applies whole or not at all): widen the range", res.Incomplete)
-	}
-	return nil
+	return res, nil
 }
 
 // plan reports what a batch would do: events newer than the stored
