@@ -8,6 +8,7 @@ package e2e
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -56,7 +57,12 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "FAIL: building cdc:", err)
 		os.Exit(1)
 	}
-	code := pgtest.Main(m, pgtest.Options{Managed: true})
+	// Benchmarks measure with fsync on, as production runs; tests do not
+	// need it.
+	flag.Parse()
+	bench := flag.Lookup("test.bench")
+	fsync := bench != nil && bench.Value.String() != ""
+	code := pgtest.Main(m, pgtest.Options{Managed: true, Fsync: fsync})
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -106,7 +112,7 @@ var testCollections = []string{"gadgets", "widgets"}
 
 // env is one test's world.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	ctx    context.Context
 	log    *zap.Logger
 	srv    *mongotest.Server // nil against a real replica set
@@ -120,7 +126,7 @@ type env struct {
 	nats   *testNATS
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	t.Cleanup(cancel)
@@ -169,7 +175,7 @@ func newEnv(t *testing.T) *env {
 	return e
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
@@ -199,7 +205,7 @@ func (e *env) config(natsURL, dataDir string) config.Config {
 // testNATS is an embedded server the test can restart on the same port and
 // store, to simulate an outage.
 type testNATS struct {
-	t    *testing.T
+	t    testing.TB
 	port int
 	dir  string
 	mu   sync.Mutex
@@ -238,7 +244,7 @@ func (n *testNATS) stop() {
 
 func (n *testNATS) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", n.port) }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

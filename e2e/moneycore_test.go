@@ -123,7 +123,7 @@ func (e *env) example(coll, name string) bson.D {
 	return d
 }
 
-func mcOID(t *testing.T, hex string) primitive.ObjectID {
+func mcOID(t testing.TB, hex string) primitive.ObjectID {
 	t.Helper()
 	id, err := primitive.ObjectIDFromHex(hex)
 	must(t, err)

@@ -284,7 +284,7 @@ func (e *env) writeConfig(cfg any) string {
 
 // process is the cdc binary running `cdc run`.
 type process struct {
-	t    *testing.T
+	t    testing.TB
 	cmd  *exec.Cmd
 	out  *lockedBuffer
 	done chan struct{}
