@@ -216,7 +216,7 @@ func (t *Tailer) runOnce(ctx context.Context) (progressed bool, err error) {
 		}
 		t.metrics.Alive()
 		if cs.TryNext(ctx) {
-			if err := t.handleChange(ctx, st, cs.Current); err != nil {
+			if err := t.handleChange(st, cs.Current); err != nil {
 				return progressed, err
 			}
 			progressed = true
@@ -247,7 +247,7 @@ func (t *Tailer) runOnce(ctx context.Context) (progressed bool, err error) {
 	}
 }
 
-func (t *Tailer) handleChange(ctx context.Context, st *state, raw bson.Raw) error {
+func (t *Tailer) handleChange(st *state, raw bson.Raw) error {
 	ev, txn, err := event.FromChange(raw)
 	if errors.Is(err, event.ErrNotDataChange) {
 		op, _ := raw.Lookup("operationType").StringValueOK()
@@ -288,7 +288,7 @@ func (t *Tailer) handleChange(ctx context.Context, st *state, raw bson.Raw) erro
 		st.held, st.heldTxn, st.heldTok = ev, txn, tok
 		return nil
 	}
-	return t.publish(ctx, st, ev, tok)
+	return t.publish(st, ev, tok)
 }
 
 // releaseHeld publishes the held transaction event, marking it last or not.
@@ -302,10 +302,10 @@ func (t *Tailer) releaseHeld(st *state, last bool) error {
 	if !last {
 		tok = nil // never checkpoint inside a transaction
 	}
-	return t.publish(context.Background(), st, ev, tok)
+	return t.publish(st, ev, tok)
 }
 
-func (t *Tailer) publish(_ context.Context, st *state, ev *event.Event, tok bson.Raw) error {
+func (t *Tailer) publish(st *state, ev *event.Event, tok bson.Raw) error {
 	data, err := ev.Marshal()
 	if err != nil {
 		return &FatalError{Err: err}
