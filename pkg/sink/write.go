@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/amanat/cdc/pkg/event"
 	"github.com/amanat/cdc/pkg/transform"
@@ -304,12 +305,16 @@ func upsertSQL(m *transform.Mapping, table string, cols []string, types map[stri
 }
 
 // columns turns row-major text values into one []*string per column.
+// Columns are pgtype.FlatArray[pgtype.Text]: pgx encodes that without
+// reflection (a []*string goes through its reflective slice plan).
 func columns(rows [][]*string, n int) []any {
 	out := make([]any, n)
 	for c := 0; c < n; c++ {
-		col := make([]*string, len(rows))
+		col := make(pgtype.FlatArray[pgtype.Text], len(rows))
 		for r, row := range rows {
-			col[r] = row[c]
+			if v := row[c]; v != nil {
+				col[r] = pgtype.Text{String: *v, Valid: true}
+			}
 		}
 		out[c] = col
 	}

@@ -80,6 +80,9 @@ func (m *Mapping) Row(doc bson.Raw) (*Row, error) {
 // scope is where a column's field is looked up: the document at the top
 // level; an array element or sub-document in a child.
 type scope struct {
+	// fields indexes the top-level fields of root on first use, so a
+	// mapping of n columns reads the document once, not n times.
+	fields map[string]bson.RawValue
 	root   bson.Raw
 	elem   bson.RawValue // zero at the top level
 	child  bool
@@ -163,7 +166,37 @@ func (c *ColumnSpec) source(sc *scope) (bson.RawValue, error) {
 	if err != nil {
 		return bson.RawValue{}, err
 	}
+	if !sc.child && sc.elem.Type == 0 {
+		return sc.lookupTop(d, c.path)
+	}
 	return lookup(d, c.path)
+}
+
+// lookupTop is lookup on the top-level document through the field index.
+func (sc *scope) lookupTop(d bson.Raw, path []string) (bson.RawValue, error) {
+	if sc.fields == nil {
+		elems, err := d.Elements()
+		if err != nil {
+			return lookup(d, path) // let lookup report the malformed document
+		}
+		sc.fields = make(map[string]bson.RawValue, len(elems))
+		for _, e := range elems {
+			if _, dup := sc.fields[e.Key()]; !dup { // the first wins, as in LookupErr
+				sc.fields[e.Key()] = e.Value()
+			}
+		}
+	}
+	v, ok := sc.fields[path[0]]
+	if !ok {
+		return bson.RawValue{}, nil
+	}
+	if len(path) == 1 {
+		return v, nil
+	}
+	if v.Type != bsontype.EmbeddedDocument && v.Type != bsontype.Array {
+		return bson.RawValue{}, reason(fmt.Sprintf("%s is a %s, so the path cannot continue into it", path[0], typeName(v.Type)))
+	}
+	return lookup(bson.Raw(v.Value), path[1:])
 }
 
 // resolve computes column c (index col) in sc: a value, or a reference for
