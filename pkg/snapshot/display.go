@@ -31,7 +31,9 @@ func (NopDisplay) Advance(string, int64)      {}
 func (NopDisplay) End(string)                 {}
 
 // BarDisplay draws one progress bar per collection (done/total, rate in
-// documents per second, ETA) on a terminal.
+// documents per second, ETA) on a terminal. A resumed collection's bar
+// counts what is left; its description says how much an earlier run did
+// (so the rate is this run's).
 type BarDisplay struct {
 	w   io.Writer
 	bar *progressbar.ProgressBar
@@ -41,9 +43,13 @@ type BarDisplay struct {
 func NewBarDisplay(w io.Writer) *BarDisplay { return &BarDisplay{w: w} }
 
 func (d *BarDisplay) Begin(coll string, total, done int64) {
-	d.bar = progressbar.NewOptions64(max(total, done, 1),
+	desc := coll
+	if done > 0 {
+		desc = fmt.Sprintf("%s (+%d earlier)", coll, done)
+	}
+	d.bar = progressbar.NewOptions64(max(total-done, 1),
 		progressbar.OptionSetWriter(d.w),
-		progressbar.OptionSetDescription(fmt.Sprintf("%-22s", coll)),
+		progressbar.OptionSetDescription(fmt.Sprintf("%-28s", desc)),
 		progressbar.OptionShowCount(),
 		progressbar.OptionShowIts(),
 		progressbar.OptionSetItsString("docs"),
@@ -54,18 +60,16 @@ func (d *BarDisplay) Begin(coll string, total, done int64) {
 		progressbar.OptionShowElapsedTimeOnFinish(),
 		progressbar.OptionOnCompletion(func() { fmt.Fprintln(d.w) }),
 	)
-	if done > 0 {
-		_ = d.bar.Set64(done)
-	}
 }
 
 func (d *BarDisplay) Advance(_ string, n int64) {
 	if d.bar == nil {
 		return
 	}
-	st := d.bar.State()
-	if cur := int64(st.CurrentNum) + n; cur > d.bar.GetMax64() {
-		d.bar.ChangeMax64(cur) // documents inserted during the scan
+	// Never complete before End: documents inserted during the scan
+	// may push the count past the total counted at the start.
+	if cur := int64(d.bar.State().CurrentNum) + n; cur >= d.bar.GetMax64() {
+		d.bar.ChangeMax64(cur + 1)
 	}
 	_ = d.bar.Add64(n)
 }
