@@ -72,7 +72,8 @@ func checkCaughtUp(t *testing.T, r *status.Report, out string) {
 	if !tl.Found || tl.ClusterTime == nil || tl.ClusterTime.T == 0 || len(tl.ResumeToken) == 0 || tl.SavedAt == nil || tl.Events == 0 {
 		fail("tailer checkpoint incomplete: %+v", tl)
 	}
-	if r.Oplog.Error != "" || r.Oplog.Lost || r.Oplog.Newest == nil || r.Oplog.HeadroomSeconds < 0 {
+	if r.Oplog.Error != "" || r.Oplog.Lost || r.Oplog.Newest == nil || r.Oplog.HeadroomSeconds == nil || *r.Oplog.HeadroomSeconds < 0 ||
+		r.Oplog.BehindSeconds == nil {
 		fail("oplog %+v", r.Oplog)
 	}
 	s := r.Stream

@@ -171,8 +171,8 @@ func (c *collector) oplog(ctx context.Context) {
 		return
 	}
 	e := oplog.Headroom(c.checkpoint, oldest, newest)
-	o.HeadroomSeconds = e.Headroom.Seconds()
-	o.BehindSeconds = e.Lag.Seconds()
+	headroom, behind := e.Headroom.Seconds(), e.Lag.Seconds()
+	o.HeadroomSeconds, o.BehindSeconds = &headroom, &behind
 	o.Lost = e.Lost
 	o.Low = e.Low(c.tgt.HeadroomWarning)
 }
@@ -462,8 +462,7 @@ func (c *collector) judge() {
 		add("oplog: the tailer checkpoint %s is older than the oldest oplog entry %s: resuming fails with ChangeStreamHistoryLost (286); re-snapshot (cdc snapshot) or replay the gap",
 			t.ClusterTime, o.Oldest)
 	case o.Low:
-		add("oplog: headroom %s is below oplog.headroom_warning %s",
-			(time.Duration(o.HeadroomSeconds) * time.Second).String(), c.tgt.HeadroomWarning)
+		add("oplog: headroom %s is below oplog.headroom_warning %s", secs(*o.HeadroomSeconds), c.tgt.HeadroomWarning)
 	}
 	section("stream", r.Stream.Error)
 	section("dlq stream", r.DLQStream.Error)

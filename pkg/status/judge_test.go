@@ -16,12 +16,14 @@ func healthyReport(now time.Time) *Report {
 		Postgres: System{Reachable: true},
 		Mongo:    System{Reachable: true},
 		Tailer:   TailerStatus{Bucket: "cdc_checkpoints", Key: "tailer.shop", Found: true, ClusterTime: applied},
-		Oplog:    OplogStatus{HeadroomSeconds: 86400},
+		Oplog:    OplogStatus{HeadroomSeconds: ptr(86400.0), BehindSeconds: ptr(0.0)},
 		Stream:   StreamStatus{Name: "CDC", Messages: 100, FirstSeq: 1, LastSeq: 100},
 		Consumer: ConsumerStatus{Name: "cdc-sink", Found: true},
 		Sink:     SinkStatus{Consumer: "cdc-sink", Found: true, StreamSeq: 100, ClusterTime: applied},
 	}
 }
+
+func ptr[T any](v T) *T { return &v }
 
 func TestJudge(t *testing.T) {
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -38,7 +40,7 @@ func TestJudge(t *testing.T) {
 		{"stored state", func(r *Report) { r.NATS.Mode, r.NATS.StoreDir = ModeStoredState, "/d/nats" }, 0, []string{"daemon: not running (its embedded NATS does not answer); this report is the state stored in /d/nats"}},
 		{"no checkpoint", func(r *Report) { r.Tailer = TailerStatus{Bucket: "b", Key: "tailer.shop"} }, 0, []string{"tailer checkpoint: none in b/tailer.shop"}},
 		{"checkpoint lost", func(r *Report) { r.Oplog.Lost, r.Oplog.Oldest = true, &ClusterTime{T: 9} }, 0, []string{"ChangeStreamHistoryLost (286)"}},
-		{"headroom low", func(r *Report) { r.Oplog.Low, r.Oplog.HeadroomSeconds = true, 600 }, 0, []string{"oplog: headroom 10m0s is below oplog.headroom_warning 6h0m0s"}},
+		{"headroom low", func(r *Report) { r.Oplog.Low, r.Oplog.HeadroomSeconds = true, ptr(600.0) }, 0, []string{"oplog: headroom 10m0s is below oplog.headroom_warning 6h0m0s"}},
 		{"oplog unreadable", func(r *Report) { r.Oplog.Error = "oplog not readable: not a replica set" }, 0, []string{"oplog: oplog not readable"}},
 		{"consumer missing", func(r *Report) { r.Consumer.Found = false }, 0, []string{"consumer: cdc-sink not found on stream CDC"}},
 		{"no sink position", func(r *Report) { r.Sink = SinkStatus{Consumer: "cdc-sink"} }, 0, []string{"sink position: none for consumer cdc-sink while the stream holds 100 events"}},

@@ -124,11 +124,12 @@ type OplogStatus struct {
 	// holds.
 	WindowSeconds float64 `json:"window_seconds"`
 	// HeadroomSeconds is checkpoint minus oldest: about how long the
-	// tailer may stop before its checkpoint falls off the oplog.
-	HeadroomSeconds float64 `json:"headroom_seconds"`
+	// tailer may stop before its checkpoint falls off the oplog. nil
+	// without a checkpoint.
+	HeadroomSeconds *float64 `json:"headroom_seconds"`
 	// BehindSeconds is newest minus checkpoint: how far the tailer
-	// trails MongoDB.
-	BehindSeconds float64 `json:"behind_seconds"`
+	// trails MongoDB. nil without a checkpoint.
+	BehindSeconds *float64 `json:"behind_seconds"`
 	// Lost: the checkpoint is older than the oldest entry; resuming from
 	// it fails with ChangeStreamHistoryLost (286).
 	Lost bool `json:"lost"`

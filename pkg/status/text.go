@@ -66,7 +66,7 @@ func WriteText(w io.Writer, r *Report) error {
 		p("  unknown: %s", o.Error)
 	} else {
 		p("  window\t%s (oldest %s, newest %s)", secs(o.WindowSeconds), ctText(o.Oldest), ctText(o.Newest))
-		if t.Found && t.ClusterTime != nil {
+		if o.HeadroomSeconds != nil && o.BehindSeconds != nil {
 			flag := ""
 			switch {
 			case o.Lost:
@@ -74,8 +74,8 @@ func WriteText(w io.Writer, r *Report) error {
 			case o.Low:
 				flag = "  LOW"
 			}
-			p("  headroom\t%s%s", secs(o.HeadroomSeconds), flag)
-			p("  tailer behind\t%s (newest entry minus checkpoint)", secs(o.BehindSeconds))
+			p("  headroom\t%s%s", secs(*o.HeadroomSeconds), flag)
+			p("  tailer behind\t%s (newest entry minus checkpoint)", secs(*o.BehindSeconds))
 		} else {
 			p("  headroom\tunknown: no checkpoint")
 		}
