@@ -70,17 +70,23 @@ func Oplog(ctx context.Context, client *mongo.Client, js jetstream.JetStream, po
 		rep.Errors++
 		return rep, err
 	}
+	sess, err := client.StartSession(options.Session().SetCausalConsistency(true))
+	if err != nil {
+		return rep, fmt.Errorf("mongo session: %w", err)
+	}
+	now, err := oplog.MajorityTime(ctx, client, sess, cfg.Database, cfg.Collections[0])
+	sess.EndSession(context.WithoutCancel(ctx))
+	if err != nil {
+		return rep, err
+	}
 	to := cfg.To
-	if to == (event.ClusterTime{}) {
-		sess, err := client.StartSession(options.Session().SetCausalConsistency(true))
-		if err != nil {
-			return rep, fmt.Errorf("mongo session: %w", err)
-		}
-		to, err = oplog.MajorityTime(ctx, client, sess, cfg.Database, cfg.Collections[0])
-		sess.EndSession(context.WithoutCancel(ctx))
-		if err != nil {
-			return rep, err
-		}
+	switch {
+	case to == (event.ClusterTime{}):
+		to = now
+	case to.T > now.T:
+		return rep, fmt.Errorf("%w: --to %s is in the future (now is %s)", ErrBadRange, describe(to), describe(now))
+	case to.Compare(now) > 0:
+		to = now // the rest of the current second
 	}
 	if cfg.From.Compare(to) > 0 {
 		return rep, fmt.Errorf("%w: --from %s is after --to %s", ErrBadRange, describe(cfg.From), describe(to))

@@ -44,14 +44,20 @@ type StreamConfig struct {
 
 // StreamRangeError: the requested start is no longer in the stream.
 type StreamRangeError struct {
+	// From is the requested sequence, or 0 when Since was requested.
 	From, First uint64
+	Since       time.Time
 	FirstTime   time.Time
 }
 
 func (e *StreamRangeError) Error() string {
-	return fmt.Sprintf("%v: JetStream no longer holds sequence %d; the first message it retains is %d (stored %s). "+
+	what := fmt.Sprintf("sequence %d", e.From)
+	if e.From == 0 {
+		what = "messages from " + e.Since.UTC().Format(time.RFC3339)
+	}
+	return fmt.Sprintf("%v: JetStream no longer holds %s; the first message it retains is %d (stored %s). "+
 		"Replay from there, and recover the part before it from the oplog (cdc replay oplog) or with a snapshot",
-		ErrBadRange, e.From, e.First, e.FirstTime.UTC().Format(time.RFC3339))
+		ErrBadRange, what, e.First, e.FirstTime.UTC().Format(time.RFC3339))
 }
 
 func (e *StreamRangeError) Unwrap() error { return ErrBadRange }
@@ -103,8 +109,9 @@ func Stream(ctx context.Context, js jetstream.JetStream, pool *pgxpool.Pool, set
 		occ.DeliverPolicy, occ.OptStartSeq = jetstream.DeliverByStartSequencePolicy, cfg.FromSeq
 		rep.Note("range: stream %s sequences %d..%d", cfg.Streams.Stream, cfg.FromSeq, to)
 	} else {
-		if cfg.Since.Before(state.FirstTime) {
-			return rep, &StreamRangeError{From: 0, First: state.FirstSeq, FirstTime: state.FirstTime}
+		if cfg.Since.Before(state.FirstTime) && state.FirstSeq > 1 {
+			// Messages were removed (age, size): some after Since may be gone.
+			return rep, &StreamRangeError{Since: cfg.Since, First: state.FirstSeq, FirstTime: state.FirstTime}
 		}
 		since := cfg.Since
 		occ.DeliverPolicy, occ.OptStartTime = jetstream.DeliverByStartTimePolicy, &since
