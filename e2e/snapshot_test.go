@@ -885,3 +885,23 @@ func TestSnapshotTargetGuard(t *testing.T) {
 	}
 	must(t, s.stop())
 }
+
+// TestReplayUsageErrors: contradictory or missing flags are refused with
+// exit code 2 before anything is touched.
+func TestReplayUsageErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"replay", "ids", "--ids", "a"},
+		{"replay", "ids", "--collection", "c"},
+		{"replay", "ids", "--collection", "c", "--ids", "a", "--from-gaps-table"},
+		{"replay", "ids", "--collection", "c", "--ids-file", filepath.Join(t.TempDir(), "absent")},
+		{"replay", "stream", "--bogus"},
+	} {
+		cmd := exec.Command(cdcBinary, args...)
+		cmd.Env = cleanEnv()
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+			t.Errorf("cdc %v: want exit code 2, got %v:\n%s", args, err, out)
+		}
+	}
+}

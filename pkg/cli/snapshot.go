@@ -72,10 +72,17 @@ func (g *globals) finish(rep *replay.Report, err error) error {
 }
 
 // openBus connects an operator command to the bus: nats.url, or the
-// embedded server of a running replicator, or (none running) an embedded
-// server on the same store.
+// embedded server of a running replicator (nats.embedded.host:port), or,
+// when none answers there, an embedded server of its own on the same store
+// (the replicator is down, so nothing else uses it).
 func openBus(ctx context.Context, cfg config.Config, log *zap.Logger) (*app.Bus, error) {
-	if cfg.NATS.URL == "" && cfg.NATS.Embedded.Port > 0 {
+	if cfg.NATS.URL == "" && cfg.NATS.Embedded.Port <= 0 {
+		// A replicator may be running with its embedded server on a port
+		// nobody knows; a second server on the same store must not start.
+		return nil, &usageError{fmt.Errorf("nats.url is empty and nats.embedded.port is %d: cannot find a running replicator's embedded server; "+
+			"set nats.url (or a fixed nats.embedded.port)", cfg.NATS.Embedded.Port)}
+	}
+	if cfg.NATS.URL == "" {
 		url := "nats://" + net.JoinHostPort(cfg.NATS.Embedded.Host, strconv.Itoa(cfg.NATS.Embedded.Port))
 		if nc, err := nats.Connect(url, nats.Timeout(2*time.Second)); err == nil {
 			nc.Close()
