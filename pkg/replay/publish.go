@@ -41,16 +41,10 @@ type Published struct {
 	LastSeq uint64
 }
 
-// Msg builds the message of ev.
+// Msg builds the message of ev (bus.EventMsg: the tailer's format).
 func (p *Publisher) Msg(ev *event.Event) (*nats.Msg, error) {
-	data, err := ev.Marshal()
-	if err != nil {
-		return nil, err
-	}
-	msg := &nats.Msg{Subject: p.streams.Subject(ev.Source.DB, ev.Source.Coll), Data: data, Header: nats.Header{}}
-	msg.Header.Set(jetstream.MsgIDHeader, ev.ID)
-	msg.Header.Set("Cdc-Event-Version", fmt.Sprint(event.Version))
-	return msg, nil
+	msg, _, err := bus.EventMsg(p.streams, ev, p.js.Conn().MaxPayload())
+	return msg, err
 }
 
 // PublishBatch publishes evs asynchronously and waits until JetStream

@@ -193,17 +193,13 @@ func (a *Applier) apply(ctx context.Context, units []*unit, pos Position, before
 			good = append(good, u)
 		}
 	}
-	present, err := a.presentParents(ctx, tx, good)
+	rst, err := a.loadRefState(ctx, tx, good)
 	if err != nil {
 		return res, err
 	}
 	var rejected []*unit
-	good, res.waiting, rejected = checkRefs(good, present, a.now(), func(u *unit) time.Time {
-		if u.firstSeen.IsZero() {
-			u.firstSeen = a.now()
-		}
-		return u.firstSeen
-	})
+	var present map[docRef]bool
+	good, res.waiting, rejected, present = a.resolveRefs(rst, good)
 	for _, u := range rejected {
 		bad = append(bad, u)
 		holdUnit(held, u)

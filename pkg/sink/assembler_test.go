@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"go.mongodb.org/mongo-driver/bson"
 
@@ -95,5 +96,42 @@ func TestOversizeEventIsRejectedWithReason(t *testing.T) {
 	rej, ok := transform.AsRejection(it.reject)
 	if !ok || !strings.Contains(rej.Reason, "max_payload") || !strings.Contains(rej.Reason, "cdc replay ids") {
 		t.Fatalf("oversize event not rejected with its reason: %v", it.reject)
+	}
+}
+
+func refItem(coll, key string, t uint32, refs ...transform.Ref) *item {
+	return &item{docKey: key, mapping: &transform.Mapping{Collection: coll},
+		row: &transform.Row{Refs: refs},
+		ev:  &event.Event{ID: coll + key, Op: event.OpInsert, Source: event.Source{Coll: coll, ClusterTime: event.ClusterTime{T: t}}}}
+}
+
+// TestResolveRefsFixpoint: a parent whose own unit waits writes nothing,
+// so its child waits too; a stale event's references are not checked.
+func TestResolveRefsFixpoint(t *testing.T) {
+	wait := func(coll, id string) transform.Ref {
+		return transform.Ref{Collection: coll, LegacyID: id, Missing: transform.MissingWait, Wait: time.Hour, Field: "f"}
+	}
+	child := &unit{items: []*item{refItem("payments", "pay1", 10, wait("orders", "o1"))}}
+	parent := &unit{items: []*item{refItem("orders", "o1", 11, wait("accounts", "a1"))}}
+	staleChild := refItem("payments", "pay2", 5, transform.Ref{Collection: "orders", LegacyID: "gone", Missing: transform.MissingReject, Field: "f"})
+	stale := &unit{items: []*item{staleChild}}
+	independent := &unit{items: []*item{refItem("orders", "o2", 12)}}
+	a := &Applier{now: time.Now}
+	st := &refState{rows: map[docRef]bool{}, stale: map[*item]bool{staleChild: true}}
+	ok, waiting, rejected, _ := a.resolveRefs(st, []*unit{child, parent, stale, independent})
+	if len(rejected) != 0 || staleChild.reject != nil {
+		t.Fatalf("a stale event was judged on its references: %v", staleChild.reject)
+	}
+	if len(waiting) != 2 {
+		t.Fatalf("waiting = %d units, want the parent and, through it, the child", len(waiting))
+	}
+	if len(ok) != 2 {
+		t.Fatalf("ok = %d units, want the stale one and the independent one", len(ok))
+	}
+	// Once the grandparent row exists, both apply.
+	st.rows[docRef{"accounts", "a1"}] = true
+	ok, waiting, _, _ = a.resolveRefs(st, []*unit{child, parent})
+	if len(ok) != 2 || len(waiting) != 0 {
+		t.Fatalf("with the grandparent present: ok %d, waiting %d", len(ok), len(waiting))
 	}
 }

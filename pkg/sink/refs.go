@@ -50,25 +50,67 @@ func (e *waitingError) Error() string {
 	return fmt.Sprintf("waiting for %s %s (field %s, until %s)", e.ref.Collection, e.ref.LegacyID, e.ref.Field, e.deadline.Format(time.RFC3339))
 }
 
-// presentParents returns which referenced parents have a row now or are
-// written by units; it reads id_map joined with each parent table.
-func (a *Applier) presentParents(ctx context.Context, tx pgx.Tx, units []*unit) (map[docRef]bool, error) {
-	present := map[docRef]bool{}
-	want := map[string][]string{}
-	for _, u := range units {
-		for _, it := range u.items {
-			if it.row != nil && it.ev.Op != event.OpDelete {
-				present[docRef{it.mapping.Collection, it.docKey}] = true
-			}
-		}
-	}
+// refState is what the reference checks of one batch know.
+type refState struct {
+	// rows are referenced parents whose row exists in Postgres now.
+	rows map[docRef]bool
+	// stale items are at or behind their document's stored version: the
+	// guard will skip them, so their references do not matter.
+	stale map[*item]bool
+}
+
+// loadRefState reads, for the items that carry references needing a
+// parent (any policy but mint), their documents' stored versions and the
+// referenced parents' rows.
+func (a *Applier) loadRefState(ctx context.Context, tx pgx.Tx, units []*unit) (*refState, error) {
+	st := &refState{rows: map[docRef]bool{}, stale: map[*item]bool{}}
+	var withRefs []*item
 	for _, u := range units {
 		for _, it := range u.items {
 			for _, r := range refsOf(it) {
-				k := docRef{r.Collection, r.LegacyID}
-				if r.Missing != transform.MissingMint && !present[k] {
-					want[r.Collection] = append(want[r.Collection], r.LegacyID)
+				if r.Missing != transform.MissingMint {
+					withRefs = append(withRefs, it)
+					break
 				}
+			}
+		}
+	}
+	if len(withRefs) == 0 {
+		return st, nil
+	}
+	colls, keys := make([]string, len(withRefs)), make([]string, len(withRefs))
+	for i, it := range withRefs {
+		colls[i], keys[i] = it.mapping.Collection, it.docKey
+	}
+	rows, err := tx.Query(ctx, `SELECT v.collection, v.doc_key, v.cluster_time, v.txn_index FROM cdc.doc_versions v
+		JOIN unnest($1::text[], $2::text[]) AS k(collection, doc_key) USING (collection, doc_key)`, colls, keys)
+	if err != nil {
+		return nil, fmt.Errorf("stored versions: %w", err)
+	}
+	stored := map[docRef]event.Position{}
+	for rows.Next() {
+		var k docRef
+		var ct int64
+		var idx int32
+		if err := rows.Scan(&k.coll, &k.key, &ct, &idx); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("stored versions: %w", err)
+		}
+		stored[k] = event.Position{ClusterTime: event.Unpack(ct), TxnIndex: int(idx)}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("stored versions: %w", err)
+	}
+	want := map[string][]string{}
+	for _, it := range withRefs {
+		if p, ok := stored[docRef{it.mapping.Collection, it.docKey}]; ok && it.ev.Position().Compare(p) <= 0 {
+			st.stale[it] = true
+			continue
+		}
+		for _, r := range refsOf(it) {
+			if r.Missing != transform.MissingMint {
+				want[r.Collection] = append(want[r.Collection], r.LegacyID)
 			}
 		}
 	}
@@ -94,23 +136,73 @@ func (a *Applier) presentParents(ctx context.Context, tx pgx.Tx, units []*unit) 
 				rows.Close()
 				return nil, fmt.Errorf("parent rows of %s: %w", coll, err)
 			}
-			present[docRef{coll, id}] = true
+			st.rows[docRef{coll, id}] = true
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return nil, fmt.Errorf("parent rows of %s: %w", coll, err)
 		}
 	}
-	return present, nil
+	return st, nil
+}
+
+// resolveRefs splits units into those that apply now, those that wait for
+// a parent and those rejected for one. A parent is present when its row
+// exists or a unit that applies in this batch writes it; a unit that waits
+// or is rejected writes nothing, so the split is repeated until it stops
+// changing. The returned set is the final notion of present.
+func (a *Applier) resolveRefs(st *refState, units []*unit) (ok, waiting, rejected []*unit, present map[docRef]bool) {
+	firstSeen := func(u *unit) time.Time {
+		if u.firstSeen.IsZero() {
+			u.firstSeen = a.now()
+		}
+		return u.firstSeen
+	}
+	ok = units
+	for {
+		present = make(map[docRef]bool, len(st.rows))
+		for k := range st.rows {
+			present[k] = true
+		}
+		// The newest event of each document among the units that apply
+		// decides whether the batch leaves it written.
+		newest := map[docRef]*item{}
+		for _, u := range ok {
+			for _, it := range u.items {
+				if it.mapping == nil || it.noop {
+					continue
+				}
+				k := docRef{it.mapping.Collection, it.docKey}
+				if prev, seen := newest[k]; !seen || it.ev.Position().Compare(prev.ev.Position()) > 0 {
+					newest[k] = it
+				}
+			}
+		}
+		for k, it := range newest {
+			if it.row != nil && it.ev.Op != event.OpDelete && !st.stale[it] {
+				present[k] = true
+			}
+		}
+		next, w, r := checkRefs(ok, present, a.now(), firstSeen, st.stale)
+		waiting, rejected = append(waiting, w...), append(rejected, r...)
+		if len(next) == len(ok) {
+			return next, waiting, rejected, present
+		}
+		ok = next
+	}
 }
 
 // checkRefs applies the reject and wait policies to units whose parents
 // are missing: it returns the units that can apply now, those that wait,
-// and marks rejected ones (they go to the dead letters).
-func checkRefs(units []*unit, present map[docRef]bool, now time.Time, firstSeen func(*unit) time.Time) (ok, waiting, rejected []*unit) {
+// and marks rejected ones (they go to the dead letters). Stale items are
+// not checked: the version guard skips them.
+func checkRefs(units []*unit, present map[docRef]bool, now time.Time, firstSeen func(*unit) time.Time, stale map[*item]bool) (ok, waiting, rejected []*unit) {
 next:
 	for _, u := range units {
 		for _, it := range u.items {
+			if stale[it] {
+				continue
+			}
 			for _, r := range refsOf(it) {
 				if present[docRef{r.Collection, r.LegacyID}] {
 					continue

@@ -48,7 +48,14 @@ type CheckpointStore interface {
 	Load(ctx context.Context) (*Checkpoint, error)
 	// Save stores cp durably.
 	Save(ctx context.Context, cp *Checkpoint) error
+	// Create stores cp only if there is no checkpoint; otherwise it
+	// returns ErrCheckpointExists.
+	Create(ctx context.Context, cp *Checkpoint) error
 }
+
+// ErrCheckpointExists is Create's answer when a checkpoint appeared since
+// Load (a snapshot's hand-off, another tailer): resume from it instead.
+var ErrCheckpointExists = errors.New("a checkpoint already exists")
 
 // KVCheckpoints stores checkpoints in a JetStream key-value bucket, next to
 // the events they describe: a checkpoint can never survive its stream.
@@ -90,6 +97,21 @@ func (s *KVCheckpoints) Save(ctx context.Context, cp *Checkpoint) error {
 	}
 	if _, err := s.kv.Put(ctx, s.key, b); err != nil {
 		return fmt.Errorf("save checkpoint %s: %w", s.key, err)
+	}
+	return nil
+}
+
+// Create implements CheckpointStore.
+func (s *KVCheckpoints) Create(ctx context.Context, cp *Checkpoint) error {
+	b, err := json.Marshal(cp)
+	if err != nil {
+		return fmt.Errorf("encode checkpoint: %w", err)
+	}
+	if _, err := s.kv.Create(ctx, s.key, b); err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return ErrCheckpointExists
+		}
+		return fmt.Errorf("create checkpoint %s: %w", s.key, err)
 	}
 	return nil
 }

@@ -9,7 +9,6 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/mongo"
@@ -306,29 +305,14 @@ func (t *Tailer) releaseHeld(st *state, last bool) error {
 }
 
 func (t *Tailer) publish(st *state, ev *event.Event, tok bson.Raw) error {
-	data, err := ev.Marshal()
+	msg, oversize, err := bus.EventMsg(t.cfg.Streams, ev, t.js.Conn().MaxPayload())
 	if err != nil {
 		return &FatalError{Err: err}
 	}
-	if limit := t.js.Conn().MaxPayload() - 1024; limit > 0 && int64(len(data)) > limit {
-		// The bus cannot carry it: publish the change without its
-		// documents, marked, so the sink dead-letters it with the reason
-		// (replay it by id once the limit is raised) and the stream goes on.
+	if oversize {
 		t.log.Error("change too large for the bus: published without its document, the sink will dead-letter it",
-			zap.String("event_id", ev.ID), zap.String("collection", ev.Source.Coll), zap.Int("bytes", len(data)), zap.Int64("max_payload", limit))
-		ev.Oversize = int64(len(data))
-		ev.Doc, ev.Pre, ev.Update = nil, nil, nil
-		if data, err = ev.Marshal(); err != nil {
-			return &FatalError{Err: err}
-		}
+			zap.String("event_id", ev.ID), zap.String("collection", ev.Source.Coll), zap.Int64("max_payload", t.js.Conn().MaxPayload()))
 	}
-	msg := &nats.Msg{
-		Subject: t.cfg.Streams.Subject(ev.Source.DB, ev.Source.Coll),
-		Data:    data,
-		Header:  nats.Header{},
-	}
-	msg.Header.Set(jetstream.MsgIDHeader, ev.ID)
-	msg.Header.Set("Content-Type", event.ContentType)
 	ack, err := t.js.PublishMsgAsync(msg, jetstream.WithExpectStream(t.cfg.Streams.Stream))
 	if err != nil {
 		return fmt.Errorf("publish %s: %w", ev.ID, err)
@@ -404,7 +388,17 @@ func (t *Tailer) save(ctx context.Context, st *state) error {
 	}
 	cp := st.durable.checkpoint()
 	cp.UpdatedAt = t.now().UTC()
-	if err := t.store.Save(ctx, cp); err != nil {
+	save := t.store.Save
+	if st.saved == nil {
+		// This session started without a checkpoint: the first one is
+		// created, never overwritten, so a checkpoint a snapshot's
+		// hand-off wrote meanwhile wins and this session restarts from it.
+		save = t.store.Create
+	}
+	if err := save(ctx, cp); err != nil {
+		if errors.Is(err, ErrCheckpointExists) {
+			return fmt.Errorf("%w: restarting from it", err)
+		}
 		return err
 	}
 	st.saved = st.durable.tok

@@ -1,0 +1,39 @@
+package bus
+
+import (
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/amanat/cdc/pkg/event"
+)
+
+// headerRoom is what a message's subject and headers may take of
+// max_payload.
+const headerRoom = 1024
+
+// EventMsg is the one way an event becomes a JetStream message (tailer,
+// snapshot, replay): the envelope, Nats-Msg-Id = the event id (dedup),
+// Content-Type naming the envelope version. maxPayload is the server's
+// limit (Conn.MaxPayload; 0: unknown). An event too large for it is sent
+// without its documents and flagged Oversize, so consumers dead-letter it
+// with the reason instead of the publisher retrying it forever; oversize
+// reports that (the caller should log it loudly).
+func EventMsg(c StreamsConfig, ev *event.Event, maxPayload int64) (msg *nats.Msg, oversize bool, err error) {
+	data, err := ev.Marshal()
+	if err != nil {
+		return nil, false, err
+	}
+	if limit := maxPayload - headerRoom; maxPayload > 0 && int64(len(data)) > limit {
+		slim := *ev
+		slim.Oversize = int64(len(data))
+		slim.Doc, slim.Pre, slim.Update = nil, nil, nil
+		if data, err = slim.Marshal(); err != nil {
+			return nil, false, err
+		}
+		oversize = true
+	}
+	msg = &nats.Msg{Subject: c.Subject(ev.Source.DB, ev.Source.Coll), Data: data, Header: nats.Header{}}
+	msg.Header.Set(jetstream.MsgIDHeader, ev.ID)
+	msg.Header.Set("Content-Type", event.ContentType)
+	return msg, oversize, nil
+}
