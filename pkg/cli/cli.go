@@ -87,6 +87,7 @@ see cdc.example.yaml.`,
 		newDLQCmd(g),
 		newSnapshotCmd(g),
 		newReplayCmd(g),
+		newVerifyCmd(g),
 		newStatusCmd(g),
 		newVersionCmd(g),
 	)

@@ -1,0 +1,179 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+	"golang.org/x/term"
+
+	"github.com/amanat/cdc/pkg/app"
+	"github.com/amanat/cdc/pkg/config"
+	"github.com/amanat/cdc/pkg/verify"
+)
+
+func newVerifyCmd(g *globals) *cobra.Command {
+	var (
+		colls          []string
+		sample         int
+		asJSON         bool
+		recheckWait    time.Duration
+		chunkSize      int
+		examples       int
+		connectTimeout time.Duration
+		queryTimeout   time.Duration
+		progressAt     string
+	)
+	cmd := &cobra.Command{
+		Use:   "verify",
+		Short: "Prove that PostgreSQL holds exactly what MongoDB holds; exit 1 on any difference or error",
+		Long: `Verify compares every replicated collection (or --collections) in MongoDB with
+its rows in PostgreSQL and runs, per collection:
+
+  count              countDocuments against the table's rows
+  idmap_mongo_to_pg  every _id has an id_map entry and its row
+  idmap_pg_to_mongo  every row traces through id_map to a live document
+  document_diff      every document (or --sample N of them) through the same
+                     transform as the sink, compared column by column with its
+                     row, child tables included
+  money_sums         per numeric column, in total and per status: Mongo side
+                     summed exactly in Go, Postgres side sum(col)::text
+  fk_integrity       every reference points at an existing row
+
+and, when payments and fundsLedger are verified, the ledger reconciliation
+(ledger_*: settled payments have their entries, no double release or refund,
+no over-disbursement, escrow state equals the last entry's, no entry without
+its payment).
+
+It only reads. While the replicator runs, a difference is reported only if
+it persists once the sink has caught up with the Mongo read (up to
+--recheck-wait). Exit code 0 only when every check ran and passed; any
+difference, any error and any unreachable database exit 1 and say which.
+--json prints the machine-readable report (format version 1) on stdout.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			cfg, log, err := g.load(config.RoleTailer | config.RolePostgres)
+			if err != nil {
+				return err
+			}
+			defer log.Sync() //nolint:errcheck // stderr
+			set, err := app.LoadTransforms(&cfg)
+			if err != nil {
+				return &usageError{err}
+			}
+			replicated, err := app.Collections(&cfg, set)
+			if err != nil {
+				return err
+			}
+			todo, err := pickCollections(colls, replicated)
+			if err != nil {
+				return err
+			}
+			vcfg := verify.Config{
+				Database: cfg.Mongo.Database, Collections: todo, Replicated: replicated, Consumer: cfg.Sink.Consumer,
+				Sample: sample, ChunkSize: chunkSize, RecheckWait: recheckWait, Examples: examples, QueryTimeout: queryTimeout,
+			}
+			if err := vcfg.Validate(); err != nil {
+				return &usageError{err}
+			}
+			if connectTimeout <= 0 {
+				return &usageError{fmt.Errorf("--connect-timeout must be positive, got %s", connectTimeout)}
+			}
+			prog, err := g.verifyProgress(progressAt, log)
+			if err != nil {
+				return err
+			}
+
+			// Each database must answer within --connect-timeout, or the run
+			// fails naming it: never a pass.
+			cctx, cancel := context.WithTimeout(ctx, connectTimeout)
+			client, err := app.ConnectMongo(cctx, cfg.Mongo.URI)
+			cancel()
+			if err != nil {
+				return g.verifyAborted(asJSON, &vcfg, &verify.UnreachableError{System: verify.SystemMongo, Err: err})
+			}
+			defer client.Disconnect(context.WithoutCancel(ctx)) //nolint:errcheck // exiting
+			cctx, cancel = context.WithTimeout(ctx, connectTimeout)
+			pool, err := app.ConnectPostgres(cctx, cfg.Postgres.URL, 4)
+			cancel()
+			if err != nil {
+				return g.verifyAborted(asJSON, &vcfg, &verify.UnreachableError{System: verify.SystemPostgres, Err: err})
+			}
+			defer pool.Close()
+
+			v, err := verify.New(client, pool, set, vcfg, log.Named("verify"), prog)
+			if err != nil {
+				return g.verifyAborted(asJSON, &vcfg, err)
+			}
+			rep, runErr := v.Run(ctx)
+			if asJSON {
+				err = rep.WriteJSON(g.stdout)
+			} else {
+				err = rep.WriteText(g.stdout)
+			}
+			if err != nil {
+				return fmt.Errorf("write the report: %w", err)
+			}
+			log.Info("verify finished", zap.Bool("ok", rep.OK), zap.Int("checks", rep.Totals.Checks),
+				zap.Int("failed", rep.Totals.Failed), zap.Int("errors", rep.Totals.Errors), zap.Int64("mismatches", rep.Totals.Mismatches))
+			switch {
+			case runErr != nil:
+				return fmt.Errorf("verify did not complete: %w", runErr)
+			case !rep.OK:
+				return fmt.Errorf("verify failed: %s", rep.Summary())
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringSliceVar(&colls, "collections", nil, "collections to verify (comma-separated; default: every replicated collection)")
+	f.IntVar(&sample, "sample", 0, "compare a strided random sample of about N documents per collection instead of all (default: all)")
+	f.BoolVar(&asJSON, "json", false, "print the report as JSON (format version 1) on stdout")
+	f.DurationVar(&recheckWait, "recheck-wait", 30*time.Second, "how long a difference may wait for the sink to catch up before it is reported")
+	f.IntVar(&chunkSize, "chunk-size", 1000, "documents read and compared at a time (bounds memory)")
+	f.IntVar(&examples, "examples", 10, "example mismatches kept per check (counts are always complete)")
+	f.DurationVar(&connectTimeout, "connect-timeout", app.StartupTimeout, "how long each database may take to answer at start")
+	f.DurationVar(&queryTimeout, "query-timeout", 5*time.Minute, "bound on each database operation")
+	f.StringVar(&progressAt, "progress", "auto", "progress display: auto (bar on a terminal, log lines otherwise), bar, log, none")
+	return cmd
+}
+
+// verifyProgress picks the progress display (on stderr: stdout carries
+// the report).
+func (g *globals) verifyProgress(mode string, log *zap.Logger) (verify.Progress, error) {
+	tty := false
+	if f, ok := g.stderr.(*os.File); ok {
+		tty = term.IsTerminal(int(f.Fd()))
+	}
+	switch mode {
+	case "auto":
+		if tty {
+			return verify.NewBarProgress(g.stderr), nil
+		}
+		return verify.NewLogProgress(log, 10*time.Second), nil
+	case "bar":
+		return verify.NewBarProgress(g.stderr), nil
+	case "log":
+		return verify.NewLogProgress(log, 10*time.Second), nil
+	case "none":
+		return verify.NopProgress{}, nil
+	}
+	return nil, &usageError{fmt.Errorf("--progress must be auto, bar, log or none, got %q", mode)}
+}
+
+// verifyAborted reports a run that could not start (with --json, as a
+// report that is not OK) and returns the error for the exit status.
+func (g *globals) verifyAborted(asJSON bool, vcfg *verify.Config, err error) error {
+	if asJSON {
+		rep := verify.Aborted(vcfg, err)
+		if werr := rep.WriteJSON(g.stdout); werr != nil {
+			return errors.Join(err, werr)
+		}
+	}
+	return fmt.Errorf("verify did not run: %w", err)
+}
