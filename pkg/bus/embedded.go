@@ -1,9 +1,13 @@
 package bus
 
 import (
+	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -25,7 +29,33 @@ type EmbeddedConfig struct {
 
 // Embedded is a running in-process nats-server with JetStream.
 type Embedded struct {
-	srv *server.Server
+	srv  *server.Server
+	lock *os.File
+}
+
+// ErrStoreInUse means another process (or server) holds the store: two
+// servers on one JetStream store would corrupt it.
+var ErrStoreInUse = errors.New("JetStream store is in use by another server")
+
+// lockStore takes an exclusive, non-blocking flock on <dir>/cdc.lock for
+// the server's lifetime; the kernel drops it when the process dies, kill
+// -9 included.
+func lockStore(dir string) (*os.File, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("embedded nats: store dir: %w", err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "cdc.lock"), os.O_CREATE|os.O_RDWR, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats: lock file: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w: %s (is the replicator running? point nats.url at it instead)", ErrStoreInUse, dir)
+		}
+		return nil, fmt.Errorf("embedded nats: lock %s: %w", dir, err)
+	}
+	return f, nil
 }
 
 // StartEmbedded starts the real nats-server in this process and waits until
@@ -33,6 +63,10 @@ type Embedded struct {
 func StartEmbedded(cfg EmbeddedConfig, log *zap.Logger) (*Embedded, error) {
 	if cfg.StoreDir == "" {
 		return nil, fmt.Errorf("embedded nats: store dir is required")
+	}
+	lock, err := lockStore(cfg.StoreDir)
+	if err != nil {
+		return nil, err
 	}
 	host := cfg.Host
 	if host == "" {
@@ -57,6 +91,7 @@ func StartEmbedded(cfg EmbeddedConfig, log *zap.Logger) (*Embedded, error) {
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
+		lock.Close()
 		return nil, fmt.Errorf("embedded nats: %w", err)
 	}
 	if log != nil {
@@ -65,9 +100,10 @@ func StartEmbedded(cfg EmbeddedConfig, log *zap.Logger) (*Embedded, error) {
 	srv.Start()
 	if !srv.ReadyForConnections(15 * time.Second) {
 		srv.Shutdown()
+		lock.Close()
 		return nil, fmt.Errorf("embedded nats: not ready within 15s (store %s)", cfg.StoreDir)
 	}
-	return &Embedded{srv: srv}, nil
+	return &Embedded{srv: srv, lock: lock}, nil
 }
 
 // ClientURL is the nats:// URL clients connect to.
@@ -87,6 +123,10 @@ func (e *Embedded) Port() int {
 func (e *Embedded) Shutdown() {
 	e.srv.Shutdown()
 	e.srv.WaitForShutdown()
+	if e.lock != nil {
+		e.lock.Close() // releases the flock
+		e.lock = nil
+	}
 }
 
 // serverLogger adapts zap to nats-server's Logger.

@@ -6,6 +6,7 @@
 package metrics
 
 import (
+	"math"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -86,11 +87,15 @@ func New() *Metrics {
 	m.lastApplied = f(prometheus.NewGauge(prometheus.GaugeOpts{Name: "cdc_sink_last_applied_cluster_time_seconds",
 		Help: "Cluster time (seconds) of the newest event applied."})).(prometheus.Gauge)
 	m.checkpointTime = f(prometheus.NewGauge(prometheus.GaugeOpts{Name: "cdc_tailer_checkpoint_cluster_time_seconds",
-		Help: "Cluster time (seconds) of the tailer's saved checkpoint."})).(prometheus.Gauge)
+		Help: "Cluster time (seconds) of the tailer's saved checkpoint (its resume token's time: it advances on an idle source too)."})).(prometheus.Gauge)
 	m.checkpointSaved = f(prometheus.NewGauge(prometheus.GaugeOpts{Name: "cdc_tailer_checkpoint_saved_timestamp_seconds",
 		Help: "When the tailer last saved its checkpoint (Unix seconds); checkpoint age is time() minus this."})).(prometheus.Gauge)
 	m.headroom = f(prometheus.NewGauge(prometheus.GaugeOpts{Name: "cdc_oplog_headroom_seconds",
 		Help: "Estimated time until the tailer's checkpoint falls off the MongoDB oplog."})).(prometheus.Gauge)
+	// Unknown until the first estimate (a sink-only process never has
+	// one): NaN, which no threshold comparison matches, rather than a 0
+	// that reads as "lost".
+	m.headroom.Set(math.NaN())
 	m.waiting = f(prometheus.NewGauge(prometheus.GaugeOpts{Name: "cdc_sink_waiting_events",
 		Help: "Events set aside for a parent that has not arrived (policy wait)."})).(prometheus.Gauge)
 	return m

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -74,8 +75,18 @@ type Sink struct {
 	log     *zap.Logger
 	metrics Metrics
 	hooks   *Hooks
-	// lastApplied is the newest cluster time applied (apply loop only).
-	lastApplied event.ClusterTime
+	// lastApplied is the newest cluster time applied (packed; read by
+	// the lag reporter).
+	lastApplied atomic.Int64
+}
+
+func (s *Sink) noteApplied(ct event.ClusterTime) {
+	for {
+		cur := s.lastApplied.Load()
+		if ct.Pack() <= cur || s.lastApplied.CompareAndSwap(cur, ct.Pack()) {
+			return
+		}
+	}
 }
 
 // New returns a Sink. Call transform.CheckCatalog before Run.
@@ -232,8 +243,25 @@ func (s *Sink) runOnce(ctx context.Context) error {
 		<-readerDone
 	}()
 
+	// Lag is reported on its own clock, so it keeps moving while a batch
+	// is stuck retrying (Postgres down): that is when it matters.
+	lagDone := make(chan struct{})
+	go func() {
+		defer close(lagDone)
+		tick := time.NewTicker(2 * time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-rctx.Done():
+				return
+			case <-tick.C:
+				s.reportLag(rctx, cons)
+			}
+		}
+	}()
+	defer func() { stopReader(); <-lagDone }()
+
 	var waiting []*unit // parents not there yet (policy wait)
-	var lastLag time.Time
 	for {
 		var b batch
 		select {
@@ -245,10 +273,6 @@ func (s *Sink) runOnce(ctx context.Context) error {
 			return b.err
 		}
 		s.metrics.Alive()
-		if time.Since(lastLag) >= 2*time.Second {
-			lastLag = time.Now()
-			s.reportLag(ctx, cons)
-		}
 		units := b.units
 		now := time.Now()
 		var later []*unit
@@ -371,9 +395,7 @@ func (s *Sink) applyWithRetry(ctx context.Context, units []*unit, pos Position) 
 		res, err := s.applier.Apply(ctx, units, pos)
 		if err == nil {
 			s.metrics.BatchApplied(res, size, time.Since(start))
-			if res.LastClusterTime.Compare(s.lastApplied) > 0 {
-				s.lastApplied = res.LastClusterTime
-			}
+			s.noteApplied(res.LastClusterTime)
 			if res.DeadLettered > 0 {
 				s.log.Warn("events dead-lettered", zap.Int("count", res.DeadLettered), zap.Uint64("floor", pos.Floor))
 				s.publishDeadLetters(ctx, res.DeadLetters())
@@ -471,5 +493,5 @@ func (s *Sink) reportLag(ctx context.Context, cons jetstream.Consumer) {
 		s.log.Debug("consumer info for lag", zap.Error(err))
 		return
 	}
-	s.metrics.SetLag(ci.NumPending+uint64(ci.NumAckPending), s.lastApplied)
+	s.metrics.SetLag(ci.NumPending+uint64(ci.NumAckPending), event.Unpack(s.lastApplied.Load()))
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/amanat/cdc/pkg/bus"
 	"github.com/amanat/cdc/pkg/config"
 	"github.com/amanat/cdc/pkg/event"
+	"github.com/amanat/cdc/pkg/oplog"
 )
 
 // Config configures a Tailer.
@@ -402,7 +403,13 @@ func (t *Tailer) save(ctx context.Context, st *state) error {
 		return err
 	}
 	st.saved = st.durable.tok
-	t.metrics.CheckpointSaved(cp.ClusterTime)
+	// The token's own time moves on an idle stream too (post-batch
+	// tokens); the last event's time does not.
+	ct := cp.ClusterTime
+	if tt, ok := oplog.TokenTime(st.durable.tok); ok {
+		ct = tt
+	}
+	t.metrics.CheckpointSaved(ct)
 	return nil
 }
 
