@@ -445,6 +445,108 @@ func TestVerifyUnreachable(t *testing.T) {
 	}
 }
 
+// TestVerifyOutageMidRun: a database lost while verify runs (here while
+// it waits for a sink that is not running to apply a document) ends the
+// run at once with a non-zero exit naming the database; never a pass.
+func TestVerifyOutageMidRun(t *testing.T) {
+	e := newEnv(t)
+	// No replicator runs: this document never reaches Postgres, so verify
+	// waits up to --recheck-wait for the sink.
+	_, err := e.client.Database(e.dbName).Collection("widgets").InsertOne(e.ctx, newLoad(e, 5).doc("widgets", primitive.NewObjectID(), 1))
+	must(t, err)
+	cfg := e.config("", e.dir)
+	// The driver gives up on an unreachable server after
+	// serverSelectionTimeoutMS (30s by default; 3s keeps the test short).
+	sep := "?"
+	if strings.Contains(cfg.Mongo.URI, "?") {
+		sep = "&"
+	}
+	cfg.Mongo.URI += sep + "serverSelectionTimeoutMS=3000"
+	for _, tc := range []struct {
+		name, system, want string
+		stop, start        func()
+	}{
+		{"postgresql", verify.SystemPostgres, "PostgreSQL unreachable",
+			func() { must(t, pgtestShared().Stop(e.ctx)) }, func() { must(t, pgtestShared().StartAgain(e.ctx)) }},
+		{"mongodb", verify.SystemMongo, "MongoDB unreachable", e.stopMongo, e.restartMongo},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e.t = t
+			path := e.writeConfig(cfg)
+			cmd := exec.Command(cdcBinary, "verify", "-c", path, "--json", "--progress", "none", "--recheck-wait", "60s")
+			cmd.Env = cleanEnv()
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			must(t, cmd.Start())
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			time.Sleep(1500 * time.Millisecond)
+			select {
+			case err := <-done:
+				t.Fatalf("verify ended before the outage (%v):\n%s", err, stdout.String())
+			default:
+			}
+			stopped := time.Now()
+			tc.stop()
+			var werr error
+			select {
+			case werr = <-done:
+			case <-time.After(45 * time.Second):
+				_ = cmd.Process.Kill()
+				<-done
+				tc.start()
+				t.Fatalf("verify still running 45s after %s went away", tc.name)
+			}
+			took := time.Since(stopped)
+			tc.start()
+			vr := verifyRun{stdout: stdout.String(), stderr: stderr.String(), took: took}
+			var ee *exec.ExitError
+			if !errors.As(werr, &ee) || ee.ExitCode() == 0 {
+				t.Fatalf("verify did not fail when %s went away (%v):\n%s", tc.name, werr, vr)
+			}
+			vr.code = ee.ExitCode()
+			if !strings.Contains(vr.stderr, tc.want) {
+				t.Fatalf("stderr does not say %q:\n%s", tc.want, vr)
+			}
+			var rep verify.Report
+			if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil || rep.OK || len(rep.Errors) == 0 || rep.Errors[0].System != tc.system {
+				t.Fatalf("the JSON report does not name %s (%v):\n%s", tc.system, err, vr)
+			}
+			t.Logf("%s lost mid-run: verify exited %d after %s", tc.name, vr.code, took.Round(time.Millisecond))
+		})
+	}
+}
+
+// stopMongo makes MongoDB unreachable: the test server stops listening; a
+// real replica set closes the connection of every find (failCommand, which
+// needs --setParameter enableTestCommands=1).
+func (e *env) stopMongo() {
+	e.t.Helper()
+	if e.srv != nil {
+		e.srv.Stop()
+		return
+	}
+	err := e.client.Database("admin").RunCommand(e.ctx, bson.D{
+		{Key: "configureFailPoint", Value: "failCommand"},
+		{Key: "mode", Value: "alwaysOn"},
+		{Key: "data", Value: bson.D{{Key: "failCommands", Value: bson.A{"find", "aggregate", "ping"}}, {Key: "closeConnection", Value: true},
+			{Key: "appName", Value: "cdc"}}},
+	}).Err()
+	if err != nil {
+		e.t.Fatalf("configureFailPoint (start mongod with --setParameter enableTestCommands=1): %v", err)
+	}
+}
+
+func (e *env) restartMongo() {
+	e.t.Helper()
+	if e.srv != nil {
+		must(e.t, e.srv.Restart())
+		return
+	}
+	must(e.t, e.client.Database("admin").RunCommand(e.ctx, bson.D{
+		{Key: "configureFailPoint", Value: "failCommand"}, {Key: "mode", Value: "off"}}).Err())
+}
+
 // TestVerifyDuringLiveLoad: verify runs while the driver writes about
 // 2,000 changes per second; it reports no mismatch (differences in flight
 // are re-checked once the sink has caught up), and a real corruption made

@@ -97,7 +97,12 @@ difference, any error and any unreachable database exit 1 and say which.
 			if err != nil {
 				return g.verifyAborted(asJSON, &vcfg, &verify.UnreachableError{System: verify.SystemMongo, Err: err})
 			}
-			defer client.Disconnect(context.WithoutCancel(ctx)) //nolint:errcheck // exiting
+			defer func() {
+				// Bounded: a MongoDB that went away must not hold the exit.
+				dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+				defer cancel()
+				_ = client.Disconnect(dctx)
+			}()
 			cctx, cancel = context.WithTimeout(ctx, connectTimeout)
 			pool, err := app.ConnectPostgres(cctx, cfg.Postgres.URL, 4)
 			cancel()

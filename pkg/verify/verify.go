@@ -217,6 +217,7 @@ func (v *Verifier) waitPassed(ctx context.Context, hi event.ClusterTime, deadlin
 		deadline = time.Now().Add(v.cfg.RecheckWait)
 	}
 	last, since := int64(-1), time.Now()
+	var looked time.Time // last read of the oplog
 	for first := true; ; first = false {
 		qctx, cancel := context.WithTimeout(ctx, v.cfg.QueryTimeout)
 		pos, err := v.pg.appliedPosition(qctx, v.pg.pool)
@@ -227,7 +228,11 @@ func (v *Verifier) waitPassed(ctx context.Context, hi event.ClusterTime, deadlin
 		if pos != last {
 			last, since = pos, time.Now()
 		}
-		ok, err := v.passed(ctx, pos, hi, !first && time.Since(since) < idleAfter)
+		look := first || (time.Since(since) >= idleAfter && time.Since(looked) >= 2*idleAfter)
+		if look {
+			looked = time.Now()
+		}
+		ok, err := v.passed(ctx, pos, hi, !look)
 		if err != nil || ok {
 			return ok, err
 		}
