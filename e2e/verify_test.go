@@ -401,6 +401,30 @@ func TestVerifyMoneyCore(t *testing.T) {
 		e.sqlBehind(false, `DELETE FROM id_map WHERE collection = 'fundsLedger' AND legacy_object_id = $1`, ghost)
 	})
 
+	t.Run("document the sink dead-lettered", func(t *testing.T) {
+		e.t = t
+		// In Mongo with a NULL amount (CR-4): the sink refuses it, so
+		// Postgres lacks it, and verify says why.
+		const nullAmount = "65f500000000000000000003"
+		e.mcInsert("payments", e.example("payments", "null_amount"))
+		e.mcExpectDeadLetter("payments", nullAmount, "rejected", "amount", "required field is missing or null")
+		vr := run(t)
+		expectCaught(t, vr, "payments", "count", "", "")
+		expectCaught(t, vr, "payments", "document_diff", nullAmount, "")
+		ex := vr.check("payments", "document_diff").Examples[0]
+		if !strings.Contains(ex.Detail, "transform rejects") || !strings.Contains(ex.Detail, "amount") || !strings.Contains(ex.Detail, "open dead letter") {
+			t.Fatalf("the rejection is not explained: %+v", ex)
+		}
+		expectFailingExactly(t, vr, "payments/count", "payments/idmap_mongo_to_pg", "payments/document_diff")
+		e.mcDelete("payments", nullAmount)
+		e.mcEventually("delete of the refused payment consumed", func() string {
+			if n := e.mcCount(`SELECT count(*) FROM cdc.dead_letters WHERE doc_key = $1`, nullAmount); n < 2 {
+				return fmt.Sprintf("%d dead letters", n)
+			}
+			return ""
+		})
+	})
+
 	t.Run("repaired replica passes again", func(t *testing.T) {
 		expectPass(t, run(t))
 	})

@@ -249,7 +249,10 @@ func (r *collRun) reverse(ctx context.Context) error {
 				Detail: "row has no id_map entry of collection " + r.coll + ", so no Mongo document can be traced to it"})
 		}
 		r.toMgo.Counts["unmapped_rows"] += int64(len(page))
-		if err := r.pgSums(ctx, v.pg.pool, ids); err != nil {
+		sctx, cancel := context.WithTimeout(ctx, v.cfg.QueryTimeout)
+		err = r.pgSums(sctx, v.pg.pool, ids)
+		cancel()
+		if err != nil {
 			return err
 		}
 		if len(page) < n {
@@ -384,11 +387,6 @@ func (r *collRun) round(ctx context.Context, pending []*docState, deadline *time
 			if row != nil {
 				ver = row.version
 			}
-			if reason, ok := dead[d.key]; ok {
-				m.probs[0].ex.Detail += " (the document has an open dead letter: " + clip(reason) + ")"
-				final = append(final, m)
-				continue
-			}
 			if ver > d.lo.Pack() {
 				// Postgres applied a change made after (or while) Mongo
 				// was read: read Mongo again.
@@ -401,9 +399,18 @@ func (r *collRun) round(ctx context.Context, pending []*docState, deadline *time
 					}
 					passed[d.hi] = ok
 				}
+				reason, deadLettered := dead[d.key]
 				switch {
 				case !ok:
 					next = append(next, d)
+				case deadLettered:
+					// The sink caught up and holds the document behind an
+					// open dead letter: that explains the difference.
+					for i := range m.probs {
+						m.probs[i].ex.Detail += " (the document has an open dead letter: " + clip(reason) + ")"
+					}
+					final = append(final, m)
+					continue
 				case d.candidate == fingerprint(d, row, m.probs):
 					final = append(final, m) // seen twice: it persists
 					continue
@@ -413,8 +420,10 @@ func (r *collRun) round(ctx context.Context, pending []*docState, deadline *time
 				}
 			}
 			if now.After(*deadline) {
-				m.probs[0].ex.Detail += fmt.Sprintf(" (not settled within --recheck-wait %s: the sink's position %s had not passed the read at %s, or the document kept changing)",
-					v.cfg.RecheckWait, event.Unpack(pos), d.hi)
+				for i := range m.probs {
+					m.probs[i].ex.Detail += fmt.Sprintf(" (not settled within --recheck-wait %s: the sink's position %s had not passed the read at %s, or the document kept changing)",
+						v.cfg.RecheckWait, event.Unpack(pos), d.hi)
+				}
 				final = append(final, m)
 				next, reread = dropDoc(next, d), dropDoc(reread, d)
 			}

@@ -31,16 +31,7 @@ func (r *collRun) countCheck(ctx context.Context) (int64, error) {
 		if err != nil {
 			return mongoN, err
 		}
-		tx, err := v.pg.snapshot(ctx)
-		if err != nil {
-			return mongoN, err
-		}
-		pos, err := v.pg.appliedPosition(ctx, tx)
-		var pgN int64
-		if err == nil {
-			pgN, err = v.pg.countRows(ctx, tx, r.plan)
-		}
-		_ = tx.Rollback(context.WithoutCancel(ctx))
+		pos, pgN, err := r.pgCount(ctx)
 		if err != nil {
 			return mongoN, err
 		}
@@ -143,4 +134,21 @@ func netOf(op oplogOp) int64 {
 		return -1
 	}
 	return 0
+}
+
+// pgCount reads the sink's position and the row count in one snapshot.
+func (r *collRun) pgCount(ctx context.Context) (pos, n int64, err error) {
+	v := r.v
+	ctx, cancel := context.WithTimeout(ctx, v.cfg.QueryTimeout)
+	defer cancel()
+	tx, err := v.pg.snapshot(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if pos, err = v.pg.appliedPosition(ctx, tx); err != nil {
+		return 0, 0, err
+	}
+	n, err = v.pg.countRows(ctx, tx, r.plan)
+	return pos, n, err
 }
