@@ -28,12 +28,6 @@ type docState struct {
 	candidate string
 }
 
-func newDocState(plan *mappingPlan, key string, raw bson.Raw, lo, hi event.ClusterTime, data bool) *docState {
-	d := &docState{key: key, data: data}
-	d.set(plan, raw, lo, hi)
-	return d
-}
-
 // set records a (re-)read of the document.
 func (d *docState) set(plan *mappingPlan, raw bson.Raw, lo, hi event.ClusterTime) {
 	if raw != nil {

@@ -95,27 +95,27 @@ var brackets = [][]string{
 
 func bracketOf(t bsontype.Type) int {
 	switch t {
-	case bsontype.MinKey:
+	case bson.TypeMinKey:
 		return 0
-	case bsontype.Null, bsontype.Undefined:
+	case bson.TypeNull, bson.TypeUndefined:
 		return 1
-	case bsontype.Double, bsontype.Int32, bsontype.Int64, bsontype.Decimal128:
+	case bson.TypeDouble, bson.TypeInt32, bson.TypeInt64, bson.TypeDecimal128:
 		return 2
-	case bsontype.String, bsontype.Symbol:
+	case bson.TypeString, bson.TypeSymbol:
 		return 3
-	case bsontype.EmbeddedDocument:
+	case bson.TypeEmbeddedDocument:
 		return 4
-	case bsontype.Binary:
+	case bson.TypeBinary:
 		return 5
-	case bsontype.ObjectID:
+	case bson.TypeObjectID:
 		return 6
-	case bsontype.Boolean:
+	case bson.TypeBoolean:
 		return 7
-	case bsontype.DateTime:
+	case bson.TypeDateTime:
 		return 8
-	case bsontype.Timestamp:
+	case bson.TypeTimestamp:
 		return 9
-	case bsontype.MaxKey:
+	case bson.TypeMaxKey:
 		return 10
 	}
 	return len(brackets)
@@ -203,7 +203,7 @@ func keyIDs(key string) []any {
 	var wrapped struct {
 		V bson.RawValue `bson:"v"`
 	}
-	if err := bson.UnmarshalExtJSON([]byte(`{"v":`+key+`}`), true, &wrapped); err == nil && wrapped.V.Type != bsontype.String {
+	if err := bson.UnmarshalExtJSON([]byte(`{"v":`+key+`}`), true, &wrapped); err == nil && wrapped.V.Type != bson.TypeString {
 		out = append(out, wrapped.V)
 	}
 	return out
@@ -321,19 +321,19 @@ func compareIDs(a, b bson.RawValue) (c int, ok bool) {
 		return 1, true
 	}
 	switch a.Type {
-	case bsontype.ObjectID:
-		if b.Type != bsontype.ObjectID {
+	case bson.TypeObjectID:
+		if b.Type != bson.TypeObjectID {
 			return 0, false
 		}
 		x, y := a.ObjectID(), b.ObjectID()
 		return bytes.Compare(x[:], y[:]), true
-	case bsontype.String:
-		if b.Type != bsontype.String {
+	case bson.TypeString:
+		if b.Type != bson.TypeString {
 			return 0, false
 		}
 		return strings.Compare(a.StringValue(), b.StringValue()), true
-	case bsontype.Int32, bsontype.Int64:
-		if b.Type != bsontype.Int32 && b.Type != bsontype.Int64 {
+	case bson.TypeInt32, bson.TypeInt64:
+		if b.Type != bson.TypeInt32 && b.Type != bson.TypeInt64 {
 			return 0, false
 		}
 		x, y := a.AsInt64(), b.AsInt64()
@@ -344,8 +344,8 @@ func compareIDs(a, b bson.RawValue) (c int, ok bool) {
 			return 1, true
 		}
 		return 0, true
-	case bsontype.DateTime:
-		if b.Type != bsontype.DateTime {
+	case bson.TypeDateTime:
+		if b.Type != bson.TypeDateTime {
 			return 0, false
 		}
 		x, y := a.DateTime(), b.DateTime()

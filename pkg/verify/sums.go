@@ -12,10 +12,8 @@ import (
 type sumKey struct{ table, column, status string }
 
 type sumCell struct {
-	mongo, pg           decimal.Decimal
-	mongoRows, pgRows   int64
-	mongoSeen, pgSeen   bool
-	mongoValue, pgValue bool
+	mongo, pg         decimal.Decimal
+	mongoRows, pgRows int64 // non-NULL values summed
 }
 
 // sums accumulates both sides exactly.
@@ -42,7 +40,6 @@ func (s *sums) addMongo(tp *tablePlan, vals []cval) error {
 	}
 	for _, i := range tp.money {
 		c := s.cell(sumKey{tp.table, tp.cols[i].name, status})
-		c.mongoSeen = true
 		if vals[i].null {
 			continue
 		}
@@ -60,7 +57,6 @@ func (s *sums) addMongo(tp *tablePlan, vals []cval) error {
 func (s *sums) addPG(tp *tablePlan, sr sumRow) {
 	for j, i := range tp.money {
 		c := s.cell(sumKey{tp.table, tp.cols[i].name, sr.status})
-		c.pgSeen = true
 		c.pg = c.pg.Add(sr.sums[j])
 		c.pgRows += sr.counts[j]
 	}
