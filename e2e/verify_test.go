@@ -401,6 +401,28 @@ func TestVerifyMoneyCore(t *testing.T) {
 		e.sqlBehind(false, `DELETE FROM id_map WHERE collection = 'fundsLedger' AND legacy_object_id = $1`, ghost)
 	})
 
+	t.Run("escrow state disagrees with the ledger", func(t *testing.T) {
+		e.t = t
+		e.sqlBehind(false, `UPDATE payments SET escrow_state = 'held' WHERE id = `+paymentRow(vfReleased))
+		vr := run(t)
+		expectCaught(t, vr, "ledger", "ledger_escrow_state", vfReleased, "escrow_state")
+		expectCaught(t, vr, "payments", "document_diff", vfReleased, "escrow_state")
+		expectFailingExactly(t, vr, "payments/document_diff", "ledger/ledger_escrow_state")
+		e.sqlBehind(false, `UPDATE payments SET escrow_state = 'released' WHERE id = `+paymentRow(vfReleased))
+	})
+
+	t.Run("dangling reference without its record", func(t *testing.T) {
+		e.t = t
+		// payments.seller_id is NULL because metadata.sellerId points
+		// nowhere (policy null); that is only right while it is recorded.
+		e.sqlBehind(false, `CREATE TABLE verify_bak_dangling AS SELECT * FROM cdc.dangling_refs WHERE collection = 'payments'`)
+		e.sqlBehind(false, `DELETE FROM cdc.dangling_refs WHERE collection = 'payments'`)
+		vr := run(t)
+		expectCaught(t, vr, "payments", "document_diff", mcPayment, "seller_id")
+		expectFailingExactly(t, vr, "payments/document_diff")
+		e.sqlBehind(false, `INSERT INTO cdc.dangling_refs SELECT * FROM verify_bak_dangling; DROP TABLE verify_bak_dangling`)
+	})
+
 	t.Run("document the sink dead-lettered", func(t *testing.T) {
 		e.t = t
 		// In Mongo with a NULL amount (CR-4): the sink refuses it, so
