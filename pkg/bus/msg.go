@@ -3,6 +3,7 @@ package bus
 import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"sync"
 
 	"github.com/amanat/cdc/pkg/event"
 )
@@ -32,8 +33,24 @@ func EventMsg(c StreamsConfig, ev *event.Event, maxPayload int64) (msg *nats.Msg
 		}
 		oversize = true
 	}
-	msg = &nats.Msg{Subject: c.Subject(ev.Source.DB, ev.Source.Coll), Data: data, Header: nats.Header{}}
-	msg.Header.Set(jetstream.MsgIDHeader, ev.ID)
-	msg.Header.Set("Content-Type", event.ContentType)
+	// Header keys are already canonical: no Set (which canonicalises
+	// them again on every event).
+	msg = &nats.Msg{Subject: subject(c, ev.Source.DB, ev.Source.Coll), Data: data, Header: nats.Header{
+		jetstream.MsgIDHeader: {ev.ID},
+		"Content-Type":        {event.ContentType},
+	}}
 	return msg, oversize, nil
+}
+
+// subjects caches escaped subjects: a few collections, millions of events.
+var subjects sync.Map // [3]string{prefix, db, coll} -> string
+
+func subject(c StreamsConfig, db, coll string) string {
+	k := [3]string{c.SubjectPrefix, db, coll}
+	if s, ok := subjects.Load(k); ok {
+		return s.(string)
+	}
+	s := c.Subject(db, coll)
+	subjects.Store(k, s)
+	return s
 }
