@@ -117,10 +117,9 @@ type oplogReplay struct {
 	rep    *Report
 	pub    *Publisher
 
-	batch    []*event.Event
-	held     *event.Event
-	heldTxn  *event.ChangeTxn
-	txnIndex int
+	batch []*event.Event
+	// txns numbers transaction events as the tailer does.
+	txns event.TxnSequencer
 
 	touched map[DocRef]bool
 	before  map[DocRef]event.Position
@@ -163,7 +162,7 @@ func (r *oplogReplay) read(ctx context.Context) error {
 		}
 		// Idle: as the tailer does, the held transaction event is the
 		// transaction's last.
-		r.release(true)
+		r.release()
 		if ct, ok := oplog.TokenTime(cs.ResumeToken()); ok && ct.Compare(r.to) >= 0 {
 			return r.flush(ctx, true)
 		}
@@ -177,7 +176,7 @@ func (r *oplogReplay) read(ctx context.Context) error {
 func (r *oplogReplay) handle(ctx context.Context, raw bson.Raw) (done bool, err error) {
 	ev, txn, err := event.FromChange(raw)
 	if errors.Is(err, event.ErrNotDataChange) {
-		r.release(true)
+		r.release()
 		op, _ := raw.Lookup("operationType").StringValueOK()
 		coll, _ := raw.Lookup("ns", "coll").StringValueOK()
 		r.rep.Skipped++
@@ -189,47 +188,31 @@ func (r *oplogReplay) handle(ctx context.Context, raw bson.Raw) (done bool, err 
 		return false, err
 	}
 	if ev.Source.ClusterTime.Compare(r.to) > 0 {
-		r.release(true)
+		r.release()
 		return true, nil
 	}
 	r.rep.Read++
 	r.rep.AddCollection(ev.Source.Coll, 1)
-	if r.held != nil {
-		same := txn != nil && *txn == *r.heldTxn
-		r.release(!same)
-		if same {
-			r.txnIndex++
-		} else {
-			r.txnIndex = 0
-		}
-	} else {
-		r.txnIndex = 0
-	}
-	if txn != nil {
-		ev.Source.Txn = &event.Txn{LSID: txn.LSID, Number: txn.Number, Index: r.txnIndex}
-		r.held, r.heldTxn = ev, txn
-		return false, nil
-	}
-	r.batch = append(r.batch, ev)
+	r.take(r.txns.Add(ev, txn, nil))
 	if len(r.batch) >= r.cfg.BatchSize {
 		return false, r.flush(ctx, false)
 	}
 	return false, nil
 }
 
-// release moves the held transaction event into the batch.
-func (r *oplogReplay) release(last bool) {
-	if r.held == nil {
-		return
+// release moves the held transaction event into the batch as its
+// transaction's last.
+func (r *oplogReplay) release() { r.take(r.txns.Flush()) }
+
+func (r *oplogReplay) take(evs []event.Sequenced) {
+	for _, s := range evs {
+		r.batch = append(r.batch, s.Event)
 	}
-	r.held.Source.Txn.Last = last
-	r.batch = append(r.batch, r.held)
-	r.held, r.heldTxn = nil, nil
 }
 
 // flush publishes the batch (all: even a small one).
 func (r *oplogReplay) flush(ctx context.Context, all bool) error {
-	if len(r.batch) == 0 || (!all && len(r.batch) < r.cfg.BatchSize && r.held != nil) {
+	if len(r.batch) == 0 || (!all && len(r.batch) < r.cfg.BatchSize && r.txns.Holding()) {
 		return nil
 	}
 	evs := r.batch

@@ -137,12 +137,10 @@ type state struct {
 	saved    bson.Raw // token of the last checkpoint written to the store
 	lastSave time.Time
 	events   uint64
-	// held is the newest transaction event, published once the next
-	// event (or an idle stream) says whether it is the last one.
-	held     *event.Event
-	heldTxn  *event.ChangeTxn
-	heldTok  bson.Raw
-	txnIndex int
+	// txns numbers transaction events and holds each transaction's
+	// newest one until the next change (or an idle stream) says whether it
+	// is the last.
+	txns event.TxnSequencer
 }
 
 func (t *Tailer) runOnce(ctx context.Context) (progressed bool, err error) {
@@ -229,7 +227,7 @@ func (t *Tailer) runOnce(ctx context.Context) (progressed bool, err error) {
 			}
 			// Idle: the transaction held back (if any) is complete, and
 			// the post-batch token covers everything scanned.
-			if err := t.releaseHeld(st, true); err != nil {
+			if err := t.releaseHeld(st); err != nil {
 				return progressed, err
 			}
 			if tok := cs.ResumeToken(); tok != nil {
@@ -254,7 +252,7 @@ func (t *Tailer) handleChange(st *state, raw bson.Raw) error {
 		coll, _ := raw.Lookup("ns", "coll").StringValueOK()
 		t.log.Error("change stream reported a non-document change; documents of this collection may need a re-snapshot",
 			zap.String("operation", op), zap.String("database", t.cfg.Database), zap.String("collection", coll))
-		if err := t.releaseHeld(st, true); err != nil {
+		if err := t.releaseHeld(st); err != nil {
 			return err
 		}
 		if tok, ok := raw.Lookup("_id").DocumentOK(); ok {
@@ -269,40 +267,20 @@ func (t *Tailer) handleChange(st *state, raw bson.Raw) error {
 		return &FatalError{Err: fmt.Errorf("tailer: %w", err)}
 	}
 	t.metrics.EventRead(ev.Source.Coll, ev.Op)
-	tok := cloneRaw(raw.Lookup("_id").Document())
-	if st.held != nil {
-		same := txn != nil && *txn == *st.heldTxn
-		if err := t.releaseHeld(st, !same); err != nil {
-			return err
-		}
-		if same {
-			st.txnIndex++
-		} else {
-			st.txnIndex = 0
-		}
-	} else {
-		st.txnIndex = 0
-	}
-	if txn != nil {
-		ev.Source.Txn = &event.Txn{LSID: txn.LSID, Number: txn.Number, Index: st.txnIndex}
-		st.held, st.heldTxn, st.heldTok = ev, txn, tok
-		return nil
-	}
-	return t.publish(st, ev, tok)
+	return t.publishAll(st, st.txns.Add(ev, txn, cloneRaw(raw.Lookup("_id").Document())))
 }
 
-// releaseHeld publishes the held transaction event, marking it last or not.
-func (t *Tailer) releaseHeld(st *state, last bool) error {
-	if st.held == nil {
-		return nil
+// releaseHeld publishes the held transaction event as its transaction's
+// last.
+func (t *Tailer) releaseHeld(st *state) error { return t.publishAll(st, st.txns.Flush()) }
+
+func (t *Tailer) publishAll(st *state, evs []event.Sequenced) error {
+	for _, s := range evs {
+		if err := t.publish(st, s.Event, s.Token); err != nil {
+			return err
+		}
 	}
-	ev, tok := st.held, st.heldTok
-	st.held, st.heldTxn, st.heldTok = nil, nil, nil
-	ev.Source.Txn.Last = last
-	if !last {
-		tok = nil // never checkpoint inside a transaction
-	}
-	return t.publish(st, ev, tok)
+	return nil
 }
 
 func (t *Tailer) publish(st *state, ev *event.Event, tok bson.Raw) error {
