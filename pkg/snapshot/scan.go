@@ -5,60 +5,12 @@ import (
 	"fmt"
 
 	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/bsontype"
 	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
 
 	"github.com/amanat/cdc/pkg/event"
+	"github.com/amanat/cdc/pkg/mongoid"
 )
-
-// brackets are MongoDB's _id sort order by type: a range query ($gt)
-// stays inside its value's bracket, so the scan moves to the next
-// brackets explicitly. (Arrays, undefined and regular expressions cannot
-// be an _id; symbol sorts with string and is not used.)
-var brackets = [][]string{
-	{"minKey"}, {"null"}, {"double", "int", "long", "decimal"}, {"string"}, {"object"},
-	{"binData"}, {"objectId"}, {"bool"}, {"date"}, {"timestamp"}, {"maxKey"},
-}
-
-func bracketOf(t bsontype.Type) int {
-	switch t {
-	case bsontype.MinKey:
-		return 0
-	case bsontype.Null, bsontype.Undefined:
-		return 1
-	case bsontype.Double, bsontype.Int32, bsontype.Int64, bsontype.Decimal128:
-		return 2
-	case bsontype.String, bsontype.Symbol:
-		return 3
-	case bsontype.EmbeddedDocument:
-		return 4
-	case bsontype.Binary:
-		return 5
-	case bsontype.ObjectID:
-		return 6
-	case bsontype.Boolean:
-		return 7
-	case bsontype.DateTime:
-		return 8
-	case bsontype.Timestamp:
-		return 9
-	case bsontype.MaxKey:
-		return 10
-	}
-	return len(brackets) // unknown: nothing above it
-}
-
-// typesAbove lists the $type names of the brackets after t's.
-func typesAbove(t bsontype.Type) bson.A {
-	var out bson.A
-	for i := bracketOf(t) + 1; i < len(brackets); i++ {
-		for _, n := range brackets[i] {
-			out = append(out, n)
-		}
-	}
-	return out
-}
 
 // nextBatch reads the next BatchSize documents in _id order after last
 // (from the start when !hasLast), and the cluster time of the read.
@@ -76,7 +28,7 @@ func (r *Runner) nextBatch(ctx context.Context, sess mongo.Session, coll *mongo.
 		}
 		out = docs
 		if hasLast && len(out) < n {
-			if above := typesAbove(last.Type); len(above) > 0 {
+			if above := mongoid.TypesAbove(last.Type); len(above) > 0 {
 				more, err := find(sc, coll, bson.D{{Key: "_id", Value: bson.D{{Key: "$type", Value: above}}}}, n-len(out))
 				if err != nil {
 					return err

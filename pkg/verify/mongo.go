@@ -9,12 +9,12 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/bsontype"
 	"go.mongodb.org/mongo-driver/bson/primitive"
 	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
 
 	"github.com/amanat/cdc/pkg/event"
+	"github.com/amanat/cdc/pkg/mongoid"
 )
 
 // mongoSide reads MongoDB in one causally consistent session, so that
@@ -85,52 +85,6 @@ func (m *mongoSide) count(ctx context.Context, coll string) (n int64, lo, hi eve
 	return n, lo, hi, err
 }
 
-// brackets are MongoDB's _id sort order by type: a range query ($gt)
-// stays inside its value's bracket, so the scan moves on to the next
-// brackets explicitly (as the snapshot's scan does).
-var brackets = [][]string{
-	{"minKey"}, {"null"}, {"double", "int", "long", "decimal"}, {"string"}, {"object"},
-	{"binData"}, {"objectId"}, {"bool"}, {"date"}, {"timestamp"}, {"maxKey"},
-}
-
-func bracketOf(t bsontype.Type) int {
-	switch t {
-	case bson.TypeMinKey:
-		return 0
-	case bson.TypeNull, bson.TypeUndefined:
-		return 1
-	case bson.TypeDouble, bson.TypeInt32, bson.TypeInt64, bson.TypeDecimal128:
-		return 2
-	case bson.TypeString, bson.TypeSymbol:
-		return 3
-	case bson.TypeEmbeddedDocument:
-		return 4
-	case bson.TypeBinary:
-		return 5
-	case bson.TypeObjectID:
-		return 6
-	case bson.TypeBoolean:
-		return 7
-	case bson.TypeDateTime:
-		return 8
-	case bson.TypeTimestamp:
-		return 9
-	case bson.TypeMaxKey:
-		return 10
-	}
-	return len(brackets)
-}
-
-func typesAbove(t bsontype.Type) bson.A {
-	var out bson.A
-	for i := bracketOf(t) + 1; i < len(brackets); i++ {
-		for _, n := range brackets[i] {
-			out = append(out, n)
-		}
-	}
-	return out
-}
-
 var idOnly = bson.D{{Key: "_id", Value: 1}}
 
 // nextChunk reads up to n documents in _id order after last (from the
@@ -147,7 +101,7 @@ func (m *mongoSide) nextChunk(ctx context.Context, coll string, last bson.RawVal
 			return err
 		}
 		if hasLast && len(docs) < n {
-			if above := typesAbove(last.Type); len(above) > 0 {
+			if above := mongoid.TypesAbove(last.Type); len(above) > 0 {
 				more, err := find(sc, c, bson.D{{Key: "_id", Value: bson.D{{Key: "$type", Value: above}}}}, n-len(docs), idsOnly)
 				if err != nil {
 					return err
@@ -313,7 +267,7 @@ func (m *mongoSide) lastID(ctx context.Context, coll string) (id bson.RawValue, 
 // compareIDs orders two _id values as MongoDB does; ok is false when this
 // code cannot tell (values of one bracket it does not compare).
 func compareIDs(a, b bson.RawValue) (c int, ok bool) {
-	ba, bb := bracketOf(a.Type), bracketOf(b.Type)
+	ba, bb := mongoid.Bracket(a.Type), mongoid.Bracket(b.Type)
 	if ba != bb {
 		if ba < bb {
 			return -1, true
