@@ -92,27 +92,33 @@ func openBus(ctx context.Context, cfg config.Config, log *zap.Logger) (*app.Bus,
 	return app.OpenBus(ctx, &cfg, "cdc-operator", 0, log)
 }
 
-// display picks the progress display: a bar on a terminal, log lines
-// otherwise.
-func (g *globals) display(mode string, log *zap.Logger) (snapshot.Display, error) {
-	tty := false
-	if f, ok := g.stderr.(*os.File); ok {
-		tty = term.IsTerminal(int(f.Fd()))
-	}
+// progressKind resolves --progress to "bar", "log" or "none": auto is a
+// bar when stderr is a terminal, log lines otherwise.
+func (g *globals) progressKind(mode string) (string, error) {
 	switch mode {
 	case "auto":
-		if tty {
-			return snapshot.NewBarDisplay(g.stderr), nil
+		if f, ok := g.stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+			return "bar", nil
 		}
-		return snapshot.NewLogDisplay(log, 10*time.Second), nil
-	case "bar":
-		return snapshot.NewBarDisplay(g.stderr), nil
-	case "log":
-		return snapshot.NewLogDisplay(log, 10*time.Second), nil
-	case "none":
-		return snapshot.NopDisplay{}, nil
+		return "log", nil
+	case "bar", "log", "none":
+		return mode, nil
 	}
-	return nil, &usageError{fmt.Errorf("--progress must be auto, bar, log or none, got %q", mode)}
+	return "", &usageError{fmt.Errorf("--progress must be auto, bar, log or none, got %q", mode)}
+}
+
+// display picks the snapshot's progress display.
+func (g *globals) display(mode string, log *zap.Logger) (snapshot.Display, error) {
+	kind, err := g.progressKind(mode)
+	switch {
+	case err != nil:
+		return nil, err
+	case kind == "bar":
+		return snapshot.NewBarDisplay(g.stderr), nil
+	case kind == "log":
+		return snapshot.NewLogDisplay(log, 10*time.Second), nil
+	}
+	return snapshot.NopDisplay{}, nil
 }
 
 // pickCollections returns the requested collections, each of which must

@@ -4,12 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
-	"golang.org/x/term"
 
 	"github.com/amanat/cdc/pkg/app"
 	"github.com/amanat/cdc/pkg/config"
@@ -151,24 +149,16 @@ difference, any error and any unreachable database exit 1 and say which.
 // verifyProgress picks the progress display (on stderr: stdout carries
 // the report).
 func (g *globals) verifyProgress(mode string, log *zap.Logger) (verify.Progress, error) {
-	tty := false
-	if f, ok := g.stderr.(*os.File); ok {
-		tty = term.IsTerminal(int(f.Fd()))
-	}
-	switch mode {
-	case "auto":
-		if tty {
-			return verify.NewBarProgress(g.stderr), nil
-		}
-		return verify.NewLogProgress(log, 10*time.Second), nil
-	case "bar":
+	kind, err := g.progressKind(mode)
+	switch {
+	case err != nil:
+		return nil, err
+	case kind == "bar":
 		return verify.NewBarProgress(g.stderr), nil
-	case "log":
+	case kind == "log":
 		return verify.NewLogProgress(log, 10*time.Second), nil
-	case "none":
-		return verify.NopProgress{}, nil
 	}
-	return nil, &usageError{fmt.Errorf("--progress must be auto, bar, log or none, got %q", mode)}
+	return verify.NopProgress{}, nil
 }
 
 // verifyAborted reports a run that could not start (with --json, as a
