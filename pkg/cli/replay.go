@@ -9,7 +9,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
+	"go.mongodb.org/mongo-driver/mongo"
 	"go.uber.org/zap"
 
 	"github.com/amanat/cdc/pkg/app"
@@ -129,21 +131,12 @@ running sink to apply them.`,
 			if err := op.guard(&s.cfg, rep); err != nil {
 				return err
 			}
-			client, err := app.ConnectMongo(ctx, s.cfg.Mongo.URI)
+			sys, err := connectAll(ctx, s.cfg, log)
 			if err != nil {
 				return err
 			}
-			defer client.Disconnect(context.WithoutCancel(ctx)) //nolint:errcheck // exiting
-			pool, err := app.ConnectPostgres(ctx, s.cfg.Postgres.URL, 2)
-			if err != nil {
-				return err
-			}
-			defer pool.Close()
-			b, err := openBus(ctx, s.cfg, log)
-			if err != nil {
-				return err
-			}
-			defer b.Close()
+			defer sys.close(ctx)
+			client, pool, b := sys.client, sys.pool, sys.bus
 			if batchSize <= 0 {
 				batchSize = s.cfg.Snapshot.BatchSize
 			}
@@ -324,21 +317,12 @@ JetStream acknowledged the refresh.`,
 			if err := op.guard(&s.cfg, rep); err != nil {
 				return err
 			}
-			client, err := app.ConnectMongo(ctx, s.cfg.Mongo.URI)
+			sys, err := connectAll(ctx, s.cfg, log)
 			if err != nil {
 				return err
 			}
-			defer client.Disconnect(context.WithoutCancel(ctx)) //nolint:errcheck // exiting
-			pool, err := app.ConnectPostgres(ctx, s.cfg.Postgres.URL, 2)
-			if err != nil {
-				return err
-			}
-			defer pool.Close()
-			b, err := openBus(ctx, s.cfg, log)
-			if err != nil {
-				return err
-			}
-			defer b.Close()
+			defer sys.close(ctx)
+			client, pool, b := sys.client, sys.pool, sys.bus
 			if batchSize <= 0 {
 				batchSize = s.cfg.Snapshot.BatchSize
 			}
@@ -392,4 +376,42 @@ func readIDs(path string, stdin io.Reader) ([]string, error) {
 		return nil, fmt.Errorf("--ids-file %s holds no ids", path)
 	}
 	return out, nil
+}
+
+// systems are the three connections the replay commands need.
+type systems struct {
+	client *mongo.Client
+	pool   *pgxpool.Pool
+	bus    *app.Bus
+}
+
+// connectAll connects to MongoDB, PostgreSQL and NATS (in that order);
+// close releases whatever was opened.
+func connectAll(ctx context.Context, cfg config.Config, log *zap.Logger) (*systems, error) {
+	s := &systems{}
+	var err error
+	if s.client, err = app.ConnectMongo(ctx, cfg.Mongo.URI); err != nil {
+		return nil, err
+	}
+	if s.pool, err = app.ConnectPostgres(ctx, cfg.Postgres.URL, 2); err != nil {
+		s.close(ctx)
+		return nil, err
+	}
+	if s.bus, err = openBus(ctx, cfg, log); err != nil {
+		s.close(ctx)
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *systems) close(ctx context.Context) {
+	if s.bus != nil {
+		s.bus.Close()
+	}
+	if s.pool != nil {
+		s.pool.Close()
+	}
+	if s.client != nil {
+		_ = s.client.Disconnect(context.WithoutCancel(ctx)) // exiting: nothing to do about a failed disconnect
+	}
 }
