@@ -128,10 +128,26 @@ type env struct {
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
+	e := newBaseEnv(t, "cdc_e2e", testCollections)
+	if _, err := e.pool.Exec(e.ctx, testTablesSQL); err != nil {
+		t.Fatalf("test tables: %v", err)
+	}
+	e.tdir = filepath.Join(e.dir, "transforms")
+	must(t, os.MkdirAll(e.tdir, 0o755))
+	must(t, os.WriteFile(filepath.Join(e.tdir, "widgets.yaml"), []byte(widgetsYAML), 0o644))
+	must(t, os.WriteFile(filepath.Join(e.tdir, "gadgets.yaml"), []byte(gadgetsYAML), 0o644))
+	return e
+}
+
+// newBaseEnv connects a fresh Mongo database named after prefix (the
+// wire test server, or CDC_TEST_MONGO_URI) with collections created, and a
+// fresh, fully migrated Postgres database.
+func newBaseEnv(t testing.TB, prefix string, collections []string) *env {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	t.Cleanup(cancel)
 	e := &env{t: t, ctx: ctx, log: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)), dir: t.TempDir()}
-	e.dbName = fmt.Sprintf("cdc_e2e_%d_%d", time.Now().UnixNano()%1e9, rand.IntN(1e6))
+	e.dbName = fmt.Sprintf("%s_%d_%d", prefix, time.Now().UnixNano()%1e9, rand.IntN(1e6))
 	if uri := os.Getenv("CDC_TEST_MONGO_URI"); uri != "" {
 		e.uri = uri
 	} else {
@@ -151,10 +167,9 @@ func newEnv(t testing.TB) *env {
 		_ = client.Disconnect(context.Background())
 	})
 	// Collections must exist on a real server for transactions.
-	for _, c := range testCollections {
+	for _, c := range collections {
 		_ = client.Database(e.dbName).CreateCollection(ctx, c)
 	}
-
 	e.pgURL = pgtest.NewDatabase(t)
 	if _, err := migrate.Up(ctx, e.pgURL, nil); err != nil {
 		t.Fatalf("migrate: %v", err)
@@ -165,13 +180,6 @@ func newEnv(t testing.TB) *env {
 	}
 	t.Cleanup(pool.Close)
 	e.pool = pool
-	if _, err := pool.Exec(ctx, testTablesSQL); err != nil {
-		t.Fatalf("test tables: %v", err)
-	}
-	e.tdir = filepath.Join(e.dir, "transforms")
-	must(t, os.MkdirAll(e.tdir, 0o755))
-	must(t, os.WriteFile(filepath.Join(e.tdir, "widgets.yaml"), []byte(widgetsYAML), 0o644))
-	must(t, os.WriteFile(filepath.Join(e.tdir, "gadgets.yaml"), []byte(gadgetsYAML), 0o644))
 	return e
 }
 

@@ -10,10 +10,8 @@ package e2e
 // on.
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
@@ -22,18 +20,11 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/bson/primitive"
 	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
-	"go.uber.org/zap"
-	"go.uber.org/zap/zaptest"
 
 	"github.com/amanat/cdc/pkg/app"
-	"github.com/amanat/cdc/pkg/migrate"
-	"github.com/amanat/cdc/pkg/mongotest"
-	"github.com/amanat/cdc/pkg/pgtest"
 	"github.com/amanat/cdc/pkg/transform"
 	"github.com/amanat/cdc/transforms"
 )
@@ -60,45 +51,11 @@ const (
 // against the fully migrated money-core schema (no test tables).
 func newMoneyEnv(t *testing.T) *env {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	t.Cleanup(cancel)
-	e := &env{t: t, ctx: ctx, log: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)), dir: t.TempDir()}
-	e.dbName = fmt.Sprintf("cdc_money_%d_%d", time.Now().UnixNano()%1e9, rand.IntN(1e6))
-	if uri := os.Getenv("CDC_TEST_MONGO_URI"); uri != "" {
-		e.uri = uri
-	} else {
-		e.srv = mongotest.Start(t)
-		e.uri = e.srv.URI()
-	}
-	client, err := mongo.Connect(ctx, options.Client().ApplyURI(e.uri))
-	if err != nil {
-		t.Fatalf("mongo connect %s: %v", e.uri, err)
-	}
-	if err := client.Ping(ctx, nil); err != nil {
-		t.Fatalf("mongo unreachable at %s: %v", e.uri, err)
-	}
-	e.client = client
-	t.Cleanup(func() {
-		_ = client.Database(e.dbName).Drop(context.Background())
-		_ = client.Disconnect(context.Background())
-	})
 	set, err := transform.Load(transforms.Builtin, ".")
 	if err != nil {
 		t.Fatalf("built-in transforms: %v", err)
 	}
-	for _, c := range set.Collections() {
-		_ = client.Database(e.dbName).CreateCollection(ctx, c) // transactions need them on a real server
-	}
-	e.pgURL = pgtest.NewDatabase(t)
-	if _, err := migrate.Up(ctx, e.pgURL, nil); err != nil {
-		t.Fatalf("migrate: %v", err)
-	}
-	pool, err := pgxpool.New(ctx, e.pgURL)
-	if err != nil {
-		t.Fatalf("pg pool: %v", err)
-	}
-	t.Cleanup(pool.Close)
-	e.pool = pool
+	e := newBaseEnv(t, "cdc_money", set.Collections())
 	e.tdir = "" // config(): Transforms.Dir "" loads transforms.Builtin
 	return e
 }
