@@ -16,6 +16,8 @@ import (
 	"github.com/knadh/koanf/providers/confmap"
 	"github.com/knadh/koanf/providers/file"
 	"github.com/knadh/koanf/v2"
+
+	"github.com/amanat/cdc/pkg/event"
 )
 
 // envAliases are the short environment names operators use most.
@@ -125,47 +127,18 @@ type StartPoint struct {
 	T, I uint32
 }
 
-// ParseStartAt parses "now", "<seconds>.<increment>" or an RFC 3339 time.
+// ParseStartAt parses "now", "<seconds>.<increment>", a bare "<seconds>"
+// or an RFC 3339 time (event.ParseClusterTime).
 func ParseStartAt(s string) (StartPoint, error) {
 	s = strings.TrimSpace(s)
 	if s == "" || s == "now" {
 		return StartPoint{Now: true}, nil
 	}
-	if secs, inc, ok := strings.Cut(s, "."); ok && isDigits(secs) && isDigits(inc) {
-		t, err1 := strconv.ParseUint(secs, 10, 32)
-		i, err2 := strconv.ParseUint(inc, 10, 32)
-		if err1 != nil || err2 != nil {
-			return StartPoint{}, fmt.Errorf("cluster time %q out of range", s)
-		}
-		return StartPoint{T: uint32(t), I: uint32(i)}, nil
-	}
-	if isDigits(s) {
-		t, err := strconv.ParseUint(s, 10, 32)
-		if err != nil {
-			return StartPoint{}, fmt.Errorf("cluster time %q out of range", s)
-		}
-		return StartPoint{T: uint32(t)}, nil
-	}
-	ts, err := time.Parse(time.RFC3339Nano, s)
+	ct, _, err := event.ParseClusterTime(s)
 	if err != nil {
-		return StartPoint{}, fmt.Errorf("%q is not \"now\", a cluster time <seconds>.<increment>, or an RFC 3339 time", s)
+		return StartPoint{}, fmt.Errorf(`%w (or "now")`, err)
 	}
-	if ts.Unix() < 0 || ts.Unix() > int64(^uint32(0)) {
-		return StartPoint{}, fmt.Errorf("time %q out of range", s)
-	}
-	return StartPoint{T: uint32(ts.Unix())}, nil
-}
-
-func isDigits(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, r := range s {
-		if r < '0' || r > '9' {
-			return false
-		}
-	}
-	return true
+	return StartPoint{T: ct.T, I: ct.I}, nil
 }
 
 // strictNumbersHook refuses what mapstructure would accept silently: a
