@@ -1,148 +1,30 @@
 package snapshot
 
 import (
-	"fmt"
 	"io"
-	"sync"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
 	"go.uber.org/zap"
+
+	"github.com/amanat/cdc/pkg/progress"
 )
 
-// Display shows a snapshot's progress. Begin and End bracket each
-// collection's scan; Advance reports documents published. Calls come from
-// one goroutine.
-type Display interface {
-	// Begin starts a collection of about total documents, done of which
-	// an earlier run already published.
-	Begin(coll string, total, done int64)
-	// Advance counts n more documents published.
-	Advance(coll string, n int64)
-	// End finishes the collection.
-	End(coll string)
-}
+// Display shows a snapshot's progress (package progress).
+type Display = progress.Display
 
 // NopDisplay shows nothing.
-type NopDisplay struct{}
+type NopDisplay = progress.Nop
 
-func (NopDisplay) Begin(string, int64, int64) {}
-func (NopDisplay) Advance(string, int64)      {}
-func (NopDisplay) End(string)                 {}
+// BarDisplay is the terminal bar.
+type BarDisplay = progress.Bar
 
-// BarDisplay draws one progress bar per collection (done/total, rate in
-// documents per second, ETA) on a terminal. A resumed collection's bar
-// counts what is left; its description says how much an earlier run did
-// (so the rate is this run's).
-type BarDisplay struct {
-	w   io.Writer
-	bar *progressbar.ProgressBar
-}
+// LogDisplay is the structured log lines.
+type LogDisplay = progress.Log
 
-// NewBarDisplay draws on w (a terminal: the bar redraws in place).
-func NewBarDisplay(w io.Writer) *BarDisplay { return &BarDisplay{w: w} }
+// NewBarDisplay draws on w.
+func NewBarDisplay(w io.Writer) *BarDisplay { return progress.NewBar(w) }
 
-func (d *BarDisplay) Begin(coll string, total, done int64) {
-	desc := coll
-	if done > 0 {
-		desc = fmt.Sprintf("%s (+%d earlier)", coll, done)
-	}
-	d.bar = progressbar.NewOptions64(max(total-done, 1),
-		progressbar.OptionSetWriter(d.w),
-		progressbar.OptionSetDescription(fmt.Sprintf("%-28s", desc)),
-		progressbar.OptionShowCount(),
-		progressbar.OptionShowIts(),
-		progressbar.OptionSetItsString("docs"),
-		progressbar.OptionSetPredictTime(true),
-		progressbar.OptionSetElapsedTime(true),
-		progressbar.OptionSetWidth(30),
-		progressbar.OptionThrottle(100*time.Millisecond),
-		progressbar.OptionShowElapsedTimeOnFinish(),
-		progressbar.OptionOnCompletion(func() { fmt.Fprintln(d.w) }),
-	)
-}
-
-func (d *BarDisplay) Advance(_ string, n int64) {
-	if d.bar == nil {
-		return
-	}
-	// Never complete before End: documents inserted during the scan
-	// may push the count past the total counted at the start.
-	if cur := int64(d.bar.State().CurrentNum) + n; cur >= d.bar.GetMax64() {
-		d.bar.ChangeMax64(cur + 1)
-	}
-	_ = d.bar.Add64(n)
-}
-
-func (d *BarDisplay) End(string) {
-	if d.bar != nil {
-		d.bar.ChangeMax64(max(int64(d.bar.State().CurrentNum), 1))
-		_ = d.bar.Finish()
-		d.bar = nil
-	}
-}
-
-// LogDisplay writes structured progress lines (collection, done, total,
-// rate, ETA) at most every Every, and one at the end of each collection;
-// for logs that are not a terminal.
-type LogDisplay struct {
-	log   *zap.Logger
-	every time.Duration
-
-	mu        sync.Mutex
-	coll      string
-	total     int64
-	done      int64
-	startDone int64
-	start     time.Time
-	last      time.Time
-}
-
-// NewLogDisplay logs to log every interval (default 10s).
+// NewLogDisplay logs "snapshot progress" lines every interval.
 func NewLogDisplay(log *zap.Logger, every time.Duration) *LogDisplay {
-	if every <= 0 {
-		every = 10 * time.Second
-	}
-	return &LogDisplay{log: log, every: every}
-}
-
-func (d *LogDisplay) Begin(coll string, total, done int64) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	now := time.Now()
-	d.coll, d.total, d.done, d.startDone, d.start, d.last = coll, total, done, done, now, now
-	d.log.Info("snapshot collection started", zap.String("collection", coll), zap.Int64("total", total), zap.Int64("done", done))
-}
-
-func (d *LogDisplay) Advance(_ string, n int64) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.done += n
-	if now := time.Now(); now.Sub(d.last) >= d.every {
-		d.last = now
-		d.emit("snapshot progress")
-	}
-}
-
-func (d *LogDisplay) End(string) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.total = max(d.total, d.done)
-	d.emit("snapshot collection done")
-}
-
-func (d *LogDisplay) emit(msg string) {
-	el := time.Since(d.start)
-	rate := 0.0
-	if el > 0 {
-		rate = float64(d.done-d.startDone) / el.Seconds()
-	}
-	fields := []zap.Field{
-		zap.String("collection", d.coll), zap.Int64("done", d.done), zap.Int64("total", d.total),
-		zap.Float64("docs_per_second", float64(int64(rate*10))/10), zap.Duration("elapsed", el.Round(time.Millisecond)),
-	}
-	if rate > 0 && d.total > d.done {
-		fields = append(fields, zap.Duration("eta", time.Duration(float64(d.total-d.done)/rate*float64(time.Second)).Round(time.Second)))
-	}
-	d.log.Info(msg, fields...)
+	return progress.NewLog(log, every, "snapshot")
 }

@@ -92,8 +92,8 @@ func (r *collRun) forward(ctx context.Context, total int64) error {
 		}
 		return false
 	}
-	v.progress.Begin(r.coll, total)
-	defer v.progress.End()
+	v.progress.Begin(r.coll, total, 0)
+	defer v.progress.End(r.coll)
 	// The scan covers the documents up to the greatest _id at its start:
 	// documents inserted later with greater ids are not chased (under a
 	// steady insert load the scan would never end).
@@ -168,7 +168,7 @@ func (r *collRun) forward(ctx context.Context, total int64) error {
 		if err := r.settle(ctx, states); err != nil {
 			return err
 		}
-		v.progress.Advance(int64(len(docs)))
+		v.progress.Advance(r.coll, int64(len(docs)))
 	}
 	return nil
 }
