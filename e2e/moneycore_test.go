@@ -595,8 +595,7 @@ func dec128(t *testing.T, s string) primitive.Decimal128 {
 // version of the parent (sub-document ids minted once through id_map and
 // kept), removed with a hard-deleted parent; a child whose parent arrives
 // later (policy wait, in one Mongo transaction or not) ends correct. (The
-// null policy's fill-in when the parent arrives is in
-// moneycore_pending_test.go until the sink implements it.)
+// null policy's fill-in is TestMoneyCoreNullFillIn.)
 func TestMoneyCoreChildTablesAndWaiting(t *testing.T) {
 	e := newMoneyEnv(t)
 	e.startMoney()

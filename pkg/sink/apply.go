@@ -25,8 +25,10 @@ type Applier struct {
 	stream   string
 	set      *transform.Set
 	fill     map[string][]filler
-	types    columnTypes
-	now      func() time.Time
+	// childFill: collections that child-table null references wait for.
+	childFill map[string]bool
+	types     columnTypes
+	now       func() time.Time
 	// unparked collections apply a dead-lettered document's later events
 	// instead of holding them.
 	unparked map[string]bool
@@ -35,7 +37,7 @@ type Applier struct {
 // NewApplier prepares the SQL of every mapping in set. consumer names the
 // position row written with each batch; "" writes none (replays).
 func NewApplier(pool *pgxpool.Pool, set *transform.Set, consumer, stream string) *Applier {
-	return &Applier{pool: pool, set: set, consumer: consumer, stream: stream, unparked: map[string]bool{}, now: time.Now, fill: fillers(set)}
+	return &Applier{pool: pool, set: set, consumer: consumer, stream: stream, unparked: map[string]bool{}, now: time.Now, fill: fillers(set), childFill: childFillers(set)}
 }
 
 // SetUnparked lists collections whose documents keep applying after one of
@@ -95,6 +97,9 @@ type Result struct {
 	Incomplete int
 	// Waiting counts events set aside for a parent that has not arrived.
 	Waiting int
+	// RefillError is why re-applying child rows whose references waited
+	// for a parent of this batch failed (their dangling records stay).
+	RefillError string
 	// ByCollection counts applied events per collection.
 	ByCollection map[string]int
 	// Counts counts events by collection, operation and outcome.
@@ -389,6 +394,9 @@ func (r *Result) merge(o Result) {
 	r.Applied += o.Applied
 	r.Skipped += o.Skipped
 	r.DeadLettered += o.DeadLettered
+	if o.RefillError != "" {
+		r.RefillError = o.RefillError
+	}
 	for k, v := range o.ByCollection {
 		r.ByCollection[k] += v
 	}
@@ -498,6 +506,24 @@ func (a *Applier) applyUnits(ctx context.Context, tx pgx.Tx, units []*unit, pres
 		if err := tx.SendBatch(ctx, batch).Close(); err != nil {
 			return res, fmt.Errorf("apply rows: %w", err)
 		}
+	}
+	// A refill that fails must not fail the parents that triggered it: it
+	// runs in a savepoint, and its records stay in cdc.dangling_refs
+	// (reported by verify) when it is rolled back.
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return res, fmt.Errorf("savepoint: %w", err)
+	}
+	if rerr := a.refillChildren(ctx, sp, winners, present); rerr != nil {
+		if Classify(rerr) != Poison {
+			return res, rerr
+		}
+		if err := sp.Rollback(ctx); err != nil {
+			return res, fmt.Errorf("rollback refill: %w", err)
+		}
+		res.RefillError = rerr.Error()
+	} else if err := sp.Commit(ctx); err != nil {
+		return res, fmt.Errorf("release savepoint: %w", err)
 	}
 	for _, it := range winners {
 		res.count(it, OutcomeApplied)

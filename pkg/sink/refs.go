@@ -63,6 +63,12 @@ type refState struct {
 // parent (any policy but mint), their documents' stored versions and the
 // referenced parents' rows.
 func (a *Applier) loadRefState(ctx context.Context, tx pgx.Tx, units []*unit) (*refState, error) {
+	return a.refState(ctx, tx, units, true)
+}
+
+// refState is loadRefState; with versions false every item counts as
+// current (a refill re-applies the version already stored).
+func (a *Applier) refState(ctx context.Context, tx pgx.Tx, units []*unit, versions bool) (*refState, error) {
 	st := &refState{rows: map[docRef]bool{}, stale: map[*item]bool{}}
 	var withRefs []*item
 	for _, u := range units {
@@ -82,25 +88,11 @@ func (a *Applier) loadRefState(ctx context.Context, tx pgx.Tx, units []*unit) (*
 	for i, it := range withRefs {
 		colls[i], keys[i] = it.mapping.Collection, it.docKey
 	}
-	rows, err := tx.Query(ctx, `SELECT v.collection, v.doc_key, v.cluster_time, v.txn_index FROM cdc.doc_versions v
-		JOIN unnest($1::text[], $2::text[]) AS k(collection, doc_key) USING (collection, doc_key)`, colls, keys)
-	if err != nil {
-		return nil, fmt.Errorf("stored versions: %w", err)
-	}
 	stored := map[docRef]event.Position{}
-	for rows.Next() {
-		var k docRef
-		var ct int64
-		var idx int32
-		if err := rows.Scan(&k.coll, &k.key, &ct, &idx); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("stored versions: %w", err)
+	if versions {
+		if err := readVersions(ctx, tx, colls, keys, stored); err != nil {
+			return nil, err
 		}
-		stored[k] = event.Position{ClusterTime: event.Unpack(ct), TxnIndex: int(idx)}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("stored versions: %w", err)
 	}
 	want := map[string][]string{}
 	for _, it := range withRefs {
@@ -229,4 +221,28 @@ next:
 		ok = append(ok, u)
 	}
 	return ok, waiting, rejected
+}
+
+// readVersions fills stored with the version guard's positions of the
+// given documents.
+func readVersions(ctx context.Context, tx pgx.Tx, colls, keys []string, stored map[docRef]event.Position) error {
+	rows, err := tx.Query(ctx, `SELECT v.collection, v.doc_key, v.cluster_time, v.txn_index FROM cdc.doc_versions v
+		JOIN unnest($1::text[], $2::text[]) AS k(collection, doc_key) USING (collection, doc_key)`, colls, keys)
+	if err != nil {
+		return fmt.Errorf("stored versions: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k docRef
+		var ct int64
+		var idx int32
+		if err := rows.Scan(&k.coll, &k.key, &ct, &idx); err != nil {
+			return fmt.Errorf("stored versions: %w", err)
+		}
+		stored[k] = event.Position{ClusterTime: event.Unpack(ct), TxnIndex: int(idx)}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("stored versions: %w", err)
+	}
+	return nil
 }

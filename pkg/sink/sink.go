@@ -396,6 +396,10 @@ func (s *Sink) applyWithRetry(ctx context.Context, units []*unit, pos Position) 
 		if err == nil {
 			s.metrics.BatchApplied(res, size, time.Since(start))
 			s.noteApplied(res.LastClusterTime)
+			if res.RefillError != "" {
+				s.log.Warn("child rows waiting for a parent could not be re-applied; their references stay NULL in cdc.dangling_refs",
+					zap.String("error", res.RefillError))
+			}
 			if res.DeadLettered > 0 {
 				s.log.Warn("events dead-lettered", zap.Int("count", res.DeadLettered), zap.Uint64("floor", pos.Floor))
 				s.publishDeadLetters(ctx, res.DeadLetters())

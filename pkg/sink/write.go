@@ -92,6 +92,7 @@ func (a *Applier) queueWrites(ctx context.Context, tx pgx.Tx, b *pgx.Batch, winn
 	b.Queue(`DELETE FROM cdc.dangling_refs d USING unnest($1::text[], $2::text[]) AS w(collection, doc_key)
 		WHERE d.collection = w.collection AND d.doc_key = w.doc_key`, wColl, wKey)
 	var dColl, dKey, dCol, dRefColl, dRefID []string
+	var dEvent [][]byte // child references keep their version's envelope
 	for _, it := range winners {
 		m := it.mapping
 		w, ok := byMapping[m]
@@ -136,6 +137,11 @@ func (a *Applier) queueWrites(ctx context.Context, tx pgx.Tx, b *pgx.Batch, winn
 				}
 				dColl, dKey, dCol = append(dColl, m.Collection), append(dKey, it.docKey), append(dCol, name)
 				dRefColl, dRefID = append(dRefColl, ref.Collection), append(dRefID, ref.LegacyID)
+				var env []byte
+				if child {
+					env = it.raw
+				}
+				dEvent = append(dEvent, env)
 				return nil
 			}
 			return &transform.Rejection{Collection: m.Collection, Field: ref.Field, Column: ref.Column, Value: ref.LegacyID,
@@ -211,11 +217,12 @@ func (a *Applier) queueWrites(ctx context.Context, tx pgx.Tx, b *pgx.Batch, winn
 		}
 	}
 	if len(dColl) > 0 {
-		b.Queue(`INSERT INTO cdc.dangling_refs (collection, doc_key, column_name, ref_collection, ref_legacy_id)
-			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
+		b.Queue(`INSERT INTO cdc.dangling_refs (collection, doc_key, column_name, ref_collection, ref_legacy_id, event)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[])
 			ON CONFLICT (collection, doc_key, column_name)
-			DO UPDATE SET ref_collection = EXCLUDED.ref_collection, ref_legacy_id = EXCLUDED.ref_legacy_id, first_seen = now()`,
-			dColl, dKey, dCol, dRefColl, dRefID)
+			DO UPDATE SET ref_collection = EXCLUDED.ref_collection, ref_legacy_id = EXCLUDED.ref_legacy_id,
+			              event = EXCLUDED.event, first_seen = now()`,
+			dColl, dKey, dCol, dRefColl, dRefID, dEvent)
 	}
 	a.queueFillIns(b, winners)
 	return nil
@@ -406,4 +413,89 @@ func (a *Applier) queueChildren(ctx context.Context, tx pgx.Tx, b *pgx.Batch, cw
 	b.Queue(fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM unnest(%s) AS u(%s)", table, strings.Join(quoted, ", "),
 		strings.Join(casts, ", "), strings.Join(params, ", "), strings.Join(aliases, ", ")), columns(cw.rows, len(cols))...)
 	return nil
+}
+
+// refillChildren re-applies the child rows of documents whose references
+// inside child tables waited (NULL, policy null) for a parent that the
+// batch just wrote: their latest version's envelope was kept with the
+// record, so its child sets are written again, now with the parent's id.
+// Their rows are re-written with the same values; the version guard is
+// not consulted (it is the version already applied).
+func (a *Applier) refillChildren(ctx context.Context, tx pgx.Tx, winners []*item, present map[docRef]bool) error {
+	var colls, keys []string
+	for _, it := range winners {
+		if it.ev.Op != event.OpDelete && a.childFill[it.mapping.Collection] {
+			colls, keys = append(colls, it.mapping.Collection), append(keys, it.docKey)
+		}
+	}
+	if len(colls) == 0 {
+		return nil
+	}
+	rows, err := tx.Query(ctx, `SELECT DISTINCT ON (d.collection, d.doc_key) d.event FROM cdc.dangling_refs d
+		JOIN unnest($1::text[], $2::text[]) AS p(collection, legacy_id)
+		  ON d.ref_collection = p.collection AND d.ref_legacy_id = p.legacy_id
+		WHERE d.event IS NOT NULL
+		ORDER BY d.collection, d.doc_key`, colls, keys)
+	if err != nil {
+		return fmt.Errorf("dangling child references: %w", err)
+	}
+	var items []*item
+	for rows.Next() {
+		var env []byte
+		if err := rows.Scan(&env); err != nil {
+			rows.Close()
+			return fmt.Errorf("dangling child references: %w", err)
+		}
+		it := decode(a.set, 0, env)
+		if it.reject != nil || it.row == nil {
+			continue // it mapped once; a changed mapping leaves the record for verify to report
+		}
+		items = append(items, it)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("dangling child references: %w", err)
+	}
+	if len(items) == 0 {
+		return nil
+	}
+	st, err := a.refState(ctx, tx, []*unit{{items: items}}, false)
+	if err != nil {
+		return err
+	}
+	now := make(map[docRef]bool, len(present)+len(st.rows))
+	for k := range present {
+		now[k] = true
+	}
+	for k := range st.rows {
+		now[k] = true
+	}
+	ids, err := resolveIDs(ctx, tx, items)
+	if err != nil {
+		return err
+	}
+	b := &pgx.Batch{}
+	if err := a.queueWrites(ctx, tx, b, items, ids, now); err != nil {
+		return err
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("refill child references: %w", err)
+	}
+	return nil
+}
+
+// childFillers lists the collections that child-table references with
+// policy null point at.
+func childFillers(set *transform.Set) map[string]bool {
+	out := map[string]bool{}
+	for _, m := range set.Mappings() {
+		for _, ch := range m.Children {
+			for _, c := range ch.Columns {
+				if c.Type == transform.TypeRef && c.Ref != nil && c.Ref.Missing == transform.MissingNull {
+					out[c.Ref.Collection] = true
+				}
+			}
+		}
+	}
+	return out
 }
