@@ -30,7 +30,43 @@ func FromChange(raw bson.Raw) (*Event, *ChangeTxn, error) {
 	// The envelope aliases the change document's bytes: take a private
 	// copy, the driver reuses its buffers.
 	raw = append(bson.Raw(nil), raw...)
-	opType, ok := raw.Lookup("operationType").StringValueOK()
+	// One pass over the top-level fields (a change event has a dozen; a
+	// Lookup per field would scan it a dozen times).
+	var f struct {
+		id, opType, ns, clusterTime, wallTime, documentKey, fullDocument,
+		pre, updateDescription, txnNumber, lsid bson.RawValue
+	}
+	elems, err := raw.Elements()
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: change event: %v", ErrMalformed, err)
+	}
+	for _, e := range elems {
+		switch e.Key() {
+		case "_id":
+			f.id = e.Value()
+		case "operationType":
+			f.opType = e.Value()
+		case "ns":
+			f.ns = e.Value()
+		case "clusterTime":
+			f.clusterTime = e.Value()
+		case "wallTime":
+			f.wallTime = e.Value()
+		case "documentKey":
+			f.documentKey = e.Value()
+		case "fullDocument":
+			f.fullDocument = e.Value()
+		case "fullDocumentBeforeChange":
+			f.pre = e.Value()
+		case "updateDescription":
+			f.updateDescription = e.Value()
+		case "txnNumber":
+			f.txnNumber = e.Value()
+		case "lsid":
+			f.lsid = e.Value()
+		}
+	}
+	opType, ok := f.opType.StringValueOK()
 	if !ok {
 		return nil, nil, fmt.Errorf("%w: change event without operationType", ErrMalformed)
 	}
@@ -41,36 +77,36 @@ func FromChange(raw bson.Raw) (*Event, *ChangeTxn, error) {
 		return nil, nil, fmt.Errorf("%w: operationType %q", ErrNotDataChange, opType)
 	}
 
-	tokenVal, err := raw.LookupErr("_id")
-	if err != nil || tokenVal.Type != bsontype.EmbeddedDocument {
+	tokenVal := f.id
+	if tokenVal.Type != bsontype.EmbeddedDocument {
 		return nil, nil, fmt.Errorf("%w: change event without resume token _id", ErrMalformed)
 	}
 	ev.Token = tokenVal.Document()
 	ev.ID = TokenID(ev.Token)
 
-	ns, ok := raw.Lookup("ns").DocumentOK()
+	ns, ok := f.ns.DocumentOK()
 	if !ok {
 		return nil, nil, fmt.Errorf("%w: event %s: no ns", ErrMalformed, ev.ID)
 	}
 	ev.Source.DB, _ = ns.Lookup("db").StringValueOK()
 	ev.Source.Coll, _ = ns.Lookup("coll").StringValueOK()
-	t, i, ok := raw.Lookup("clusterTime").TimestampOK()
+	t, i, ok := f.clusterTime.TimestampOK()
 	if !ok {
 		return nil, nil, fmt.Errorf("%w: event %s: no clusterTime", ErrMalformed, ev.ID)
 	}
 	ev.Source.ClusterTime = ClusterTime{T: t, I: i}
-	if wt, ok := raw.Lookup("wallTime").TimeOK(); ok {
+	if wt, ok := f.wallTime.TimeOK(); ok {
 		ev.Source.WallTime = wt.UTC()
 	}
 
-	key, ok := raw.Lookup("documentKey").DocumentOK()
+	key, ok := f.documentKey.DocumentOK()
 	if !ok {
 		return nil, nil, fmt.Errorf("%w: event %s: no documentKey", ErrMalformed, ev.ID)
 	}
 	ev.Key = key
-	ev.Doc, _ = raw.Lookup("fullDocument").DocumentOK()
-	ev.Pre, _ = raw.Lookup("fullDocumentBeforeChange").DocumentOK()
-	if ud, ok := raw.Lookup("updateDescription").DocumentOK(); ok {
+	ev.Doc, _ = f.fullDocument.DocumentOK()
+	ev.Pre, _ = f.pre.DocumentOK()
+	if ud, ok := f.updateDescription.DocumentOK(); ok {
 		ev.Update = &UpdateDescription{}
 		ev.Update.Updated, _ = ud.Lookup("updatedFields").DocumentOK()
 		if removed, ok := ud.Lookup("removedFields").ArrayOK(); ok {
@@ -92,8 +128,8 @@ func FromChange(raw bson.Raw) (*Event, *ChangeTxn, error) {
 	}
 
 	var txn *ChangeTxn
-	if n, ok := raw.Lookup("txnNumber").AsInt64OK(); ok {
-		lsid, ok := raw.Lookup("lsid").DocumentOK()
+	if n, ok := f.txnNumber.AsInt64OK(); ok {
+		lsid, ok := f.lsid.DocumentOK()
 		if !ok {
 			return nil, nil, fmt.Errorf("%w: event %s: txnNumber without lsid", ErrMalformed, ev.ID)
 		}
