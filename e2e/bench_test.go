@@ -1,7 +1,12 @@
 package e2e
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -115,4 +120,86 @@ func BenchmarkLagAtSteadyRate(b *testing.B) {
 		b.ReportMetric(p(0.99), "p99_lag_ms")
 		b.ReportMetric(lags[len(lags)-1], "max_lag_ms")
 	}
+}
+
+// BenchmarkBacklogMillionRSS: 1,000,000 changes written to Mongo first,
+// then drained by the cdc binary (its own process, embedded JetStream
+// file store, Postgres fsync on); reports the drain rate and the
+// process's resident memory (VmRSS, sampled every 500 ms): its peak, and
+// its level at the first and last quarter of the drain, to show whether
+// it grows.
+func BenchmarkBacklogMillionRSS(b *testing.B) {
+	const n = 1000000
+	for i := 0; i < b.N; i++ {
+		e := newEnv(b)
+		cfg := e.config("", filepath.Join(e.dir, "data"))
+		cfg.Tailer.StartAt = e.startAt()
+		cfgPath := e.writeConfig(cfg)
+		l := newLoad(e, uint64(300+i))
+		c := e.client.Database(e.dbName).Collection("gadgets")
+		for off := 0; off < n; off += 5000 {
+			docs := make([]any, 5000)
+			for j := range docs {
+				docs[j] = l.doc("gadgets", primitive.NewObjectID(), 1)
+			}
+			if _, err := c.InsertMany(e.ctx, docs); err != nil {
+				b.Fatal(err)
+			}
+		}
+		// CDC_BENCH_CHILD_GOMEMLIMIT sets GOMEMLIMIT for the cdc process only
+		// (the test process holds the Mongo test server's million documents).
+		if v := os.Getenv("CDC_BENCH_CHILD_GOMEMLIMIT"); v != "" {
+			b.Setenv("GOMEMLIMIT", v)
+		}
+		start := time.Now()
+		p := e.startProcess(cfgPath)
+		var samples []int64
+		for {
+			samples = append(samples, rssKB(p.cmd.Process.Pid))
+			if e.count(e.ctx, `SELECT count(*) FROM gadgets`) >= n {
+				break
+			}
+			if time.Since(start) > 10*time.Minute {
+				b.Fatalf("backlog not drained in 10 min:\n%s", p.tail())
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+		took := time.Since(start)
+		if code := p.terminate(); code != 0 {
+			b.Fatalf("cdc exited %d:\n%s", code, p.tail())
+		}
+		peak, q := int64(0), len(samples)/4
+		for _, s := range samples {
+			peak = max(peak, s)
+		}
+		avg := func(xs []int64) float64 {
+			var t int64
+			for _, x := range xs {
+				t += x
+			}
+			return float64(t) / float64(max(len(xs), 1)) / 1024
+		}
+		b.ReportMetric(float64(n)/took.Seconds(), "events/s")
+		b.ReportMetric(float64(peak)/1024, "peak_rss_MB")
+		b.ReportMetric(avg(samples[q:2*q]), "rss_2nd_quarter_MB")
+		b.ReportMetric(avg(samples[len(samples)-q:]), "rss_last_quarter_MB")
+	}
+}
+
+// rssKB reads a process's VmRSS in kB (0 when unreadable).
+func rssKB(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			f := strings.Fields(line)
+			if len(f) >= 2 {
+				v, _ := strconv.ParseInt(f[1], 10, 64)
+				return v
+			}
+		}
+	}
+	return 0
 }
