@@ -17,6 +17,7 @@ import (
 
 	"github.com/amanat/cdc/pkg/app"
 	"github.com/amanat/cdc/pkg/config"
+	"github.com/amanat/cdc/pkg/progress"
 	"github.com/amanat/cdc/pkg/replay"
 	"github.com/amanat/cdc/pkg/snapshot"
 )
@@ -92,33 +93,24 @@ func openBus(ctx context.Context, cfg config.Config, log *zap.Logger) (*app.Bus,
 	return app.OpenBus(ctx, &cfg, "cdc-operator", 0, log)
 }
 
-// progressKind resolves --progress to "bar", "log" or "none": auto is a
-// bar when stderr is a terminal, log lines otherwise.
-func (g *globals) progressKind(mode string) (string, error) {
+// progressDisplay resolves --progress: auto is a bar on a terminal
+// (stderr; stdout carries reports) and log lines (about what: "snapshot",
+// "verify") otherwise.
+func (g *globals) progressDisplay(mode, what string, log *zap.Logger) (progress.Display, error) {
 	switch mode {
 	case "auto":
 		if f, ok := g.stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-			return "bar", nil
+			return progress.NewBar(g.stderr), nil
 		}
-		return "log", nil
-	case "bar", "log", "none":
-		return mode, nil
+		return progress.NewLog(log, 10*time.Second, what), nil
+	case "bar":
+		return progress.NewBar(g.stderr), nil
+	case "log":
+		return progress.NewLog(log, 10*time.Second, what), nil
+	case "none":
+		return progress.Nop{}, nil
 	}
-	return "", &usageError{fmt.Errorf("--progress must be auto, bar, log or none, got %q", mode)}
-}
-
-// display picks the snapshot's progress display.
-func (g *globals) display(mode string, log *zap.Logger) (snapshot.Display, error) {
-	kind, err := g.progressKind(mode)
-	switch {
-	case err != nil:
-		return nil, err
-	case kind == "bar":
-		return snapshot.NewBarDisplay(g.stderr), nil
-	case kind == "log":
-		return snapshot.NewLogDisplay(log, 10*time.Second), nil
-	}
-	return snapshot.NopDisplay{}, nil
+	return nil, &usageError{fmt.Errorf("--progress must be auto, bar, log or none, got %q", mode)}
 }
 
 // pickCollections returns the requested collections, each of which must
@@ -171,7 +163,7 @@ refuses with exit code 2.`,
 				return err
 			}
 			defer log.Sync() //nolint:errcheck // stderr
-			disp, err := g.display(progressAt, log)
+			disp, err := g.progressDisplay(progressAt, "snapshot", log)
 			if err != nil {
 				return err
 			}

@@ -82,7 +82,7 @@ difference, any error and any unreachable database exit 1 and say which.
 			if connectTimeout <= 0 {
 				return &usageError{fmt.Errorf("--connect-timeout must be positive, got %s", connectTimeout)}
 			}
-			prog, err := g.verifyProgress(progressAt, log)
+			prog, err := g.progressDisplay(progressAt, "verify", log)
 			if err != nil {
 				return err
 			}
@@ -144,21 +144,6 @@ difference, any error and any unreachable database exit 1 and say which.
 	f.DurationVar(&queryTimeout, "query-timeout", 5*time.Minute, "bound on each database operation")
 	f.StringVar(&progressAt, "progress", "auto", "progress display: auto (bar on a terminal, log lines otherwise), bar, log, none")
 	return cmd
-}
-
-// verifyProgress picks the progress display (on stderr: stdout carries
-// the report).
-func (g *globals) verifyProgress(mode string, log *zap.Logger) (verify.Progress, error) {
-	kind, err := g.progressKind(mode)
-	switch {
-	case err != nil:
-		return nil, err
-	case kind == "bar":
-		return verify.NewBarProgress(g.stderr), nil
-	case kind == "log":
-		return verify.NewLogProgress(log, 10*time.Second), nil
-	}
-	return verify.NopProgress{}, nil
 }
 
 // verifyAborted reports a run that could not start (with --json, as a

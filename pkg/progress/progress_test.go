@@ -1,4 +1,4 @@
-package snapshot_test
+package progress_test
 
 import (
 	"bytes"
@@ -9,15 +9,15 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/amanat/cdc/pkg/snapshot"
+	"github.com/amanat/cdc/pkg/progress"
 )
 
-// TestBarDisplay: the terminal bar shows the collection, done/total and a
+// TestBar: the terminal bar shows the collection, done/total and a
 // rate; a resumed collection counts what is left; documents inserted
 // during the scan push it past the count without finishing it early.
-func TestBarDisplay(t *testing.T) {
+func TestBar(t *testing.T) {
 	var buf bytes.Buffer
-	d := snapshot.NewBarDisplay(&buf)
+	d := progress.NewBar(&buf)
 	d.Begin("payments", 1000, 400)
 	for i := 0; i < 7; i++ {
 		d.Advance("payments", 100)
@@ -32,26 +32,26 @@ func TestBarDisplay(t *testing.T) {
 	}
 }
 
-// TestLogDisplay: off a terminal, progress is structured log lines with
+// TestLog: off a terminal, progress is structured log lines with
 // done, total, rate and ETA, and a line when each collection is done.
-func TestLogDisplay(t *testing.T) {
+func TestLog(t *testing.T) {
 	core, logs := observer.New(zap.InfoLevel)
-	d := snapshot.NewLogDisplay(zap.New(core), time.Millisecond)
+	d := progress.NewLog(zap.New(core), time.Millisecond, "snapshot")
 	d.Begin("users", 300, 100)
 	time.Sleep(5 * time.Millisecond)
 	d.Advance("users", 100)
 	d.End("users")
-	var progress, done bool
+	var progressed, done bool
 	for _, e := range logs.All() {
 		f := e.ContextMap()
 		switch e.Message {
 		case "snapshot progress":
-			progress = f["done"] == int64(200) && f["total"] == int64(300) && f["docs_per_second"].(float64) > 0 && f["eta"] != nil
+			progressed = f["done"] == int64(200) && f["total"] == int64(300) && f["docs_per_second"].(float64) > 0 && f["eta"] != nil
 		case "snapshot collection done":
 			done = f["done"] == int64(200) && f["collection"] == "users"
 		}
 	}
-	if !progress || !done {
+	if !progressed || !done {
 		t.Fatalf("log lines: %+v", logs.All())
 	}
 }
