@@ -40,16 +40,6 @@ func refsOf(it *item) []transform.Ref {
 	return refs
 }
 
-// waitingError is a unit whose parent has not arrived yet.
-type waitingError struct {
-	ref      transform.Ref
-	deadline time.Time
-}
-
-func (e *waitingError) Error() string {
-	return fmt.Sprintf("waiting for %s %s (field %s, until %s)", e.ref.Collection, e.ref.LegacyID, e.ref.Field, e.deadline.Format(time.RFC3339))
-}
-
 // refState is what the reference checks of one batch know.
 type refState struct {
 	// rows are referenced parents whose row exists in Postgres now.
