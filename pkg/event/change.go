@@ -7,7 +7,6 @@ import (
 	"fmt"
 
 	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/bsontype"
 )
 
 // ErrNotDataChange is returned by FromChange for change events that do not
@@ -78,7 +77,7 @@ func FromChange(raw bson.Raw) (*Event, *ChangeTxn, error) {
 	}
 
 	tokenVal := f.id
-	if tokenVal.Type != bsontype.EmbeddedDocument {
+	if tokenVal.Type != bson.TypeEmbeddedDocument {
 		return nil, nil, fmt.Errorf("%w: change event without resume token _id", ErrMalformed)
 	}
 	ev.Token = tokenVal.Document()

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/bsontype"
 	"go.mongodb.org/mongo-driver/bson/primitive"
 )
 
@@ -225,9 +224,9 @@ func (e *Event) DocKey() (string, error) {
 // KeyString is the string form of an _id value (see DocKey).
 func KeyString(v bson.RawValue) string {
 	switch v.Type {
-	case bsontype.ObjectID:
+	case bson.TypeObjectID:
 		return v.ObjectID().Hex()
-	case bsontype.String:
+	case bson.TypeString:
 		return v.StringValue()
 	}
 	b, err := bson.MarshalExtJSON(bson.D{{Key: "v", Value: v}}, true, false)

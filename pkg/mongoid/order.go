@@ -20,27 +20,27 @@ var brackets = [][]string{
 // unknown type sorts after every known one.
 func Bracket(t bsontype.Type) int {
 	switch t {
-	case bsontype.MinKey:
+	case bson.TypeMinKey:
 		return 0
-	case bsontype.Null, bsontype.Undefined:
+	case bson.TypeNull, bson.TypeUndefined:
 		return 1
-	case bsontype.Double, bsontype.Int32, bsontype.Int64, bsontype.Decimal128:
+	case bson.TypeDouble, bson.TypeInt32, bson.TypeInt64, bson.TypeDecimal128:
 		return 2
-	case bsontype.String, bsontype.Symbol:
+	case bson.TypeString, bson.TypeSymbol:
 		return 3
-	case bsontype.EmbeddedDocument:
+	case bson.TypeEmbeddedDocument:
 		return 4
-	case bsontype.Binary:
+	case bson.TypeBinary:
 		return 5
-	case bsontype.ObjectID:
+	case bson.TypeObjectID:
 		return 6
-	case bsontype.Boolean:
+	case bson.TypeBoolean:
 		return 7
-	case bsontype.DateTime:
+	case bson.TypeDateTime:
 		return 8
-	case bsontype.Timestamp:
+	case bson.TypeTimestamp:
 		return 9
-	case bsontype.MaxKey:
+	case bson.TypeMaxKey:
 		return 10
 	}
 	return len(brackets)
