@@ -235,6 +235,8 @@ func run(ctx context.Context, cfg config.Config, role config.Role, log *zap.Logg
 		sk := sink.New(b.JS, pool, set, sink.Config{
 			Consumer: cfg.Sink.Consumer, BatchSize: cfg.Sink.BatchSize, BatchWait: cfg.Sink.BatchWait,
 			AckWait: cfg.Sink.AckWait, Streams: b.Streams, Unparked: cfg.Sink.UnparkedCollections,
+			Owner: cfg.Sink.Instance, MaxWaiting: cfg.Sink.MaxWaiting, TxnSpillAfter: cfg.Sink.TxnSpillAfter,
+			TxnTimeout: cfg.Sink.TxnTimeout, FailingAfter: cfg.Sink.FailingAfter,
 		}, log.Named("sink"), met.ForSink(health), opts.SinkHooks)
 		health.Check("postgres", func(ctx context.Context) error { return pool.Ping(ctx) })
 		health.Expect("sink", 30*time.Second)

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -13,31 +15,45 @@ import (
 	"github.com/amanat/cdc/pkg/app"
 	"github.com/amanat/cdc/pkg/config"
 	"github.com/amanat/cdc/pkg/dlq"
+	"github.com/amanat/cdc/pkg/state"
 )
 
 func newDLQCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "dlq",
-		Short: "List, show, retry or drop dead letters (cdc.dead_letters)",
+		Short: "List, show, retry, drop or reopen dead letters (cdc.dead_letters)",
 		Long: `Dead letters are events the sink could not apply: a transform rejection
 (with the field and the reason), a constraint violation on the event's own
-data, an update or delete of an append-only ledger document, or an event
-parked behind an earlier dead letter of the same document.
+data, an update or delete of an append-only ledger document, an event
+parked behind an earlier dead letter of the same document, or part of a
+Mongo transaction whose other events never all arrived.
 
-retry re-applies the selected entries in stream order with the live sink's
-rules (version guard, transactions whole); drop closes them without
-applying. Both accept --dry-run and are safe to run twice.`,
+The events of one Mongo transaction are acted on together: retry, drop and
+reopen widen their selection to every entry of the same transactions, and
+say so. retry re-applies the selected entries in source order with the
+live sink's rules (version guard, transactions whole) and closes exactly
+the entries it applied (or found superseded); an entry that fails again
+stays open, with the attempt in its history. A retry whose transaction is
+still not whole among the open entries is refused and changes nothing.
+drop closes entries without applying them, reopen makes dropped or retried
+entries open again; both need --reason. The first class, field and reason
+of an entry are never overwritten: show and history list every attempt.
+retry, drop and reopen accept --dry-run and are safe to run twice.`,
 	}
 	var (
 		f      dlq.Filter
 		ids    []string
+		status string // list --status
+		closed string // reopen --status
 		asJSON bool
 		dryRun bool
+		reason string
 	)
 	addFilter := func(c *cobra.Command) {
 		c.Flags().StringSliceVar(&ids, "id", nil, "dead letter ids (repeatable or comma-separated)")
 		c.Flags().StringVar(&f.Collection, "collection", "", "only this collection")
 		c.Flags().StringVar(&f.DocKey, "doc", "", "only this document id (24 hex digits for an ObjectId)")
+		c.Flags().StringVar(&f.TxnID, "txn", "", "only this Mongo transaction (txn_id: lsid:txnNumber)")
 		c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	}
 	parseIDs := func() error {
@@ -50,6 +66,25 @@ applying. Both accept --dry-run and are safe to run twice.`,
 		}
 		return nil
 	}
+	parseID := func(arg string) (int64, error) {
+		id, err := strconv.ParseInt(arg, 10, 64)
+		if err != nil {
+			return 0, &usageError{fmt.Errorf("%q is not a dead letter id", arg)}
+		}
+		return id, nil
+	}
+	withPool := func(cmd *cobra.Command, run func(db state.DB) error) error {
+		cfg, _, err := g.load(config.RolePostgres)
+		if err != nil {
+			return err
+		}
+		pool, err := app.ConnectPostgres(cmd.Context(), cfg.Postgres.URL, 2)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		return run(pool)
+	}
 
 	list := &cobra.Command{
 		Use:   "list",
@@ -59,75 +94,95 @@ applying. Both accept --dry-run and are safe to run twice.`,
 			if err := parseIDs(); err != nil {
 				return err
 			}
-			cfg, _, err := g.load(config.RolePostgres)
-			if err != nil {
-				return err
+			switch status {
+			case "any":
+			case string(state.StatusOpen), string(state.StatusRetried), string(state.StatusDropped):
+				f.Status = state.Status(status)
+			default:
+				return &usageError{fmt.Errorf("--status %q: want open, retried, dropped or any", status)}
 			}
-			pool, err := app.ConnectPostgres(cmd.Context(), cfg.Postgres.URL, 2)
-			if err != nil {
-				return err
-			}
-			defer pool.Close()
-			if f.Status == "any" {
-				f.Status = ""
-			}
-			es, err := dlq.List(cmd.Context(), pool, f)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return json.NewEncoder(g.stdout).Encode(es)
-			}
-			w := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "ID\tCLASS\tSTATUS\tCOLLECTION\tDOCUMENT\tSEQ\tATTEMPTS\tLAST SEEN\tFIELD\tREASON")
-			for _, e := range es {
-				reason := e.Reason
-				if len(reason) > 80 {
-					reason = reason[:77] + "..."
+			return withPool(cmd, func(db state.DB) error {
+				es, err := dlq.List(cmd.Context(), db, f)
+				if err != nil {
+					return err
 				}
-				fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", e.ID, e.Class, e.Status, e.Collection, e.DocKey,
-					e.StreamSeq, e.Attempts, e.LastSeen.UTC().Format("2006-01-02 15:04:05Z"), e.Field, reason)
-			}
-			if err := w.Flush(); err != nil {
-				return err
-			}
-			fmt.Fprintf(g.stdout, "%d dead letters\n", len(es))
-			return nil
+				if asJSON {
+					if es == nil {
+						es = []dlq.Entry{}
+					}
+					return json.NewEncoder(g.stdout).Encode(es)
+				}
+				w := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(w, "ID\tCLASS\tSTATUS\tCOLLECTION\tDOCUMENT\tSEQ\tTXN\tATTEMPTS\tLAST SEEN\tFIELD\tREASON")
+				for _, e := range es {
+					fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%d\t%s\t%d\t%s\t%s\t%s\n", e.ID, e.Class, e.Status, e.Collection, e.DocKey,
+						e.StreamSeq, txnCell(e), e.Attempts, e.LastSeen.UTC().Format("2006-01-02 15:04:05Z"), e.Field, clip(e.Reason, 80))
+				}
+				if err := w.Flush(); err != nil {
+					return err
+				}
+				fmt.Fprintf(g.stdout, "%d dead letters\n", len(es))
+				return nil
+			})
 		},
 	}
 	addFilter(list)
-	list.Flags().StringVar(&f.Status, "status", "open", "open, retried, dropped or any")
+	list.Flags().StringVar(&status, "status", "open", "open, retried, dropped or any")
 	list.Flags().IntVar(&f.Limit, "limit", 0, "at most this many (0: all)")
 
 	show := &cobra.Command{
 		Use:   "show ID",
-		Short: "Show one dead letter with its event (canonical Extended JSON)",
+		Short: "Show one dead letter with its event (canonical Extended JSON) and its history",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			id, err := strconv.ParseInt(args[0], 10, 64)
-			if err != nil {
-				return &usageError{fmt.Errorf("%q is not a dead letter id", args[0])}
-			}
-			cfg, _, err := g.load(config.RolePostgres)
+			id, err := parseID(args[0])
 			if err != nil {
 				return err
 			}
-			pool, err := app.ConnectPostgres(cmd.Context(), cfg.Postgres.URL, 2)
-			if err != nil {
-				return err
-			}
-			defer pool.Close()
-			e, err := dlq.Get(cmd.Context(), pool, id)
-			if err != nil {
-				return err
-			}
-			enc := json.NewEncoder(g.stdout)
-			enc.SetIndent("", "  ")
-			return enc.Encode(e)
+			return withPool(cmd, func(db state.DB) error {
+				d, err := dlq.Show(cmd.Context(), db, id)
+				if err != nil {
+					return err
+				}
+				enc := json.NewEncoder(g.stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(d)
+			})
 		},
 	}
 
-	act := func(use, short string, run func(cmd *cobra.Command) (dlq.Report, error)) *cobra.Command {
+	show.Flags().BoolVar(&asJSON, "json", false, "print JSON (show always does; accepted like the other commands)")
+
+	history := &cobra.Command{
+		Use:   "history ID",
+		Short: "Every attempt on one dead letter, oldest first: its recording, each retry, drop and reopen",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := parseID(args[0])
+			if err != nil {
+				return err
+			}
+			return withPool(cmd, func(db state.DB) error {
+				h, err := dlq.History(cmd.Context(), db, id)
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return json.NewEncoder(g.stdout).Encode(h)
+				}
+				w := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(w, "AT\tACTION\tOUTCOME\tCLASS\tFIELD\tREASON")
+				for _, a := range h {
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", a.At.UTC().Format("2006-01-02 15:04:05.000Z"), a.Action, a.Outcome,
+						a.Class, a.Field, a.Reason)
+				}
+				return w.Flush()
+			})
+		},
+	}
+	history.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+
+	act := func(use, short, allHelp string, needReason bool, run func(cmd *cobra.Command) (dlq.Report, error)) *cobra.Command {
 		c := &cobra.Command{
 			Use:   use,
 			Short: short,
@@ -136,31 +191,49 @@ applying. Both accept --dry-run and are safe to run twice.`,
 				if err := parseIDs(); err != nil {
 					return err
 				}
+				if !f.Named() {
+					return &usageError{dlq.ErrNoFilter}
+				}
+				if needReason && strings.TrimSpace(reason) == "" {
+					return &usageError{dlq.ErrNoReason}
+				}
 				rep, err := run(cmd)
-				if errors.Is(err, dlq.ErrNoFilter) {
+				if errors.Is(err, dlq.ErrNoFilter) || errors.Is(err, dlq.ErrNoReason) {
 					return &usageError{err}
 				}
-				if err != nil {
+				var ie *dlq.IncompleteError
+				if err != nil && !(asJSON && errors.As(err, &ie)) {
 					return err
 				}
 				if asJSON {
-					return json.NewEncoder(g.stdout).Encode(rep)
+					if rep.Entries == nil {
+						rep.Entries = []dlq.EntryResult{}
+					}
+					if jerr := json.NewEncoder(g.stdout).Encode(rep); jerr != nil {
+						return jerr
+					}
+					if err != nil {
+						return err // a refusal: the report lists it, the exit code says it
+					}
+				} else {
+					printReport(g.stdout, use, rep, dryRun)
 				}
-				verb := map[bool]string{true: "would act on", false: "acted on"}[dryRun]
-				fmt.Fprintf(g.stdout, "%s %d dead letters: applied %d, skipped %d (already newer), dead-lettered again %d, dropped %d, incomplete transactions %d\n",
-					verb, rep.Selected, rep.Applied, rep.Skipped, rep.DeadLettered, rep.Dropped, rep.Incomplete)
 				if rep.DeadLettered > 0 || rep.Incomplete > 0 {
-					return fmt.Errorf("%d events failed again and %d belong to incomplete transactions; see cdc dlq list", rep.DeadLettered, rep.Incomplete)
+					return fmt.Errorf("%d events failed again and %d were not retried with their whole transaction; they stay open: see cdc dlq list and cdc dlq history ID",
+						rep.DeadLettered, rep.Incomplete)
 				}
 				return nil
 			},
 		}
 		addFilter(c)
-		c.Flags().BoolVar(&f.All, "all", false, "every open dead letter")
+		c.Flags().BoolVar(&f.All, "all", false, allHelp)
 		c.Flags().BoolVar(&dryRun, "dry-run", false, "say what would be done, change nothing")
+		if needReason {
+			c.Flags().StringVar(&reason, "reason", "", "why (required; kept with the entry and in its history)")
+		}
 		return c
 	}
-	retry := act("retry", "Re-apply dead letters in stream order (open ones)", func(cmd *cobra.Command) (dlq.Report, error) {
+	retry := act("retry", "Re-apply open dead letters in source order, whole Mongo transactions", "every open dead letter", false, func(cmd *cobra.Command) (dlq.Report, error) {
 		cfg, _, err := g.load(config.RolePostgres)
 		if err != nil {
 			return dlq.Report{}, err
@@ -176,18 +249,98 @@ applying. Both accept --dry-run and are safe to run twice.`,
 		defer pool.Close()
 		return dlq.Retry(cmd.Context(), pool, set, f, dryRun)
 	})
-	drop := act("drop", "Close dead letters without applying them", func(cmd *cobra.Command) (dlq.Report, error) {
-		cfg, _, err := g.load(config.RolePostgres)
-		if err != nil {
-			return dlq.Report{}, err
-		}
-		pool, err := app.ConnectPostgres(cmd.Context(), cfg.Postgres.URL, 2)
-		if err != nil {
-			return dlq.Report{}, err
-		}
-		defer pool.Close()
-		return dlq.Drop(cmd.Context(), pool, f, dryRun)
+	drop := act("drop", "Close open dead letters without applying them (whole Mongo transactions)", "every open dead letter", true, func(cmd *cobra.Command) (dlq.Report, error) {
+		var rep dlq.Report
+		err := withPool(cmd, func(db state.DB) error {
+			var err error
+			rep, err = dlq.Drop(cmd.Context(), db, f, reason, dryRun)
+			return err
+		})
+		return rep, err
 	})
-	cmd.AddCommand(list, show, retry, drop)
+	reopen := act("reopen", "Make dropped or retried dead letters open again (whole Mongo transactions)", "every dropped or retried dead letter (narrow with --status)", true, func(cmd *cobra.Command) (dlq.Report, error) {
+		switch closed {
+		case "any":
+		case string(state.StatusDropped), string(state.StatusRetried):
+			f.Status = state.Status(closed)
+		default:
+			return dlq.Report{}, &usageError{fmt.Errorf("--status %q: want dropped, retried or any", closed)}
+		}
+		var rep dlq.Report
+		err := withPool(cmd, func(db state.DB) error {
+			var err error
+			rep, err = dlq.Reopen(cmd.Context(), db, f, reason, dryRun)
+			return err
+		})
+		return rep, err
+	})
+	reopen.Flags().StringVar(&closed, "status", "any", "only entries in this status: dropped, retried or any")
+	cmd.AddCommand(list, show, history, retry, drop, reopen)
 	return cmd
+}
+
+// printReport writes what retry, drop or reopen did, naming the entries
+// added to keep transactions whole and, for a retry, what stays open.
+func printReport(w io.Writer, verb string, rep dlq.Report, dryRun bool) {
+	did := map[string]string{"retry": "retried", "drop": "dropped", "reopen": "reopened"}[verb]
+	if dryRun {
+		did = "would " + verb
+	}
+	fmt.Fprintf(w, "%s %d dead letters", did, rep.Selected)
+	if verb == "retry" && !dryRun {
+		fmt.Fprintf(w, ": applied %d, skipped %d (already newer), dead-lettered again %d, not whole %d; closed %d, still open %d",
+			rep.Applied, rep.Skipped, rep.DeadLettered, rep.Incomplete, rep.Closed, len(rep.StillOpen()))
+	}
+	fmt.Fprintln(w)
+	added := rep.AddedFor()
+	txns := make([]string, 0, len(added))
+	for t := range added {
+		txns = append(txns, t)
+	}
+	sort.Strings(txns)
+	for _, t := range txns {
+		fmt.Fprintf(w, "  + entries %s: the rest of Mongo transaction %s (%s acts on whole transactions)\n", joinIDs(added[t]), t, verb)
+	}
+	for _, g := range rep.Refused {
+		fmt.Fprintf(w, "  would refuse: %s\n", g)
+	}
+	if verb == "retry" && !dryRun {
+		if open := rep.StillOpen(); len(open) > 0 {
+			fmt.Fprintf(w, "  still open: %s\n", joinIDs(open))
+		}
+	}
+}
+
+func joinIDs(ids []int64) string {
+	s := make([]string, len(ids))
+	for i, id := range ids {
+		s[i] = strconv.FormatInt(id, 10)
+	}
+	return strings.Join(s, ", ")
+}
+
+// txnCell abbreviates an entry's place in its transaction for the table
+// (the whole id is in --json and show).
+func txnCell(e dlq.Entry) string {
+	if e.TxnID == "" {
+		return "-"
+	}
+	id := e.TxnID
+	if i := strings.LastIndexByte(id, ':'); i > 8 {
+		id = id[:8] + "…" + id[i:]
+	}
+	if e.TxnIndex != nil {
+		id += fmt.Sprintf("#%d", *e.TxnIndex)
+	}
+	if e.TxnLast {
+		id += "(last)"
+	}
+	return id
+}
+
+func clip(s string, n int) string {
+	if len([]rune(s)) <= n {
+		return s
+	}
+	return string([]rune(s)[:n-3]) + "..."
 }

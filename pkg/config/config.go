@@ -142,6 +142,22 @@ type SinkConfig struct {
 	// one of them is dead-lettered; every other collection parks them
 	// until an operator retries or drops the dead letter. Default [].
 	UnparkedCollections []string `koanf:"unparked_collections"`
+	// Instance names this process in the consumer's fence, as standbys
+	// report the holder. Default "" (host:pid and a random nonce).
+	Instance string `koanf:"instance"`
+	// MaxWaiting bounds the events set aside waiting for a parent (policy
+	// wait); a wait past it is dead-lettered. Default 100000.
+	MaxWaiting int `koanf:"max_waiting"`
+	// TxnSpillAfter is how long the events of an incomplete Mongo
+	// transaction stay in memory before they are set aside in Postgres.
+	// Default 5s.
+	TxnSpillAfter time.Duration `koanf:"txn_spill_after"`
+	// TxnTimeout is how long a Mongo transaction may stay incomplete
+	// before it is dead-lettered whole. Default 10m.
+	TxnTimeout time.Duration `koanf:"txn_timeout"`
+	// FailingAfter is how long batches may fail with retryable errors
+	// before the sink turns unready and logs at error level. Default 1m.
+	FailingAfter time.Duration `koanf:"failing_after"`
 }
 
 // TransformsConfig selects the mappings.
@@ -225,6 +241,11 @@ func Default() Config {
 			BatchSize: 1000,
 			BatchWait: 20 * time.Millisecond,
 			AckWait:   5 * time.Minute,
+
+			MaxWaiting:    100000,
+			TxnSpillAfter: 5 * time.Second,
+			TxnTimeout:    10 * time.Minute,
+			FailingAfter:  time.Minute,
 		},
 		Log:  LogConfig{Level: "info", Format: "json"},
 		HTTP: HTTPConfig{Addr: ":9464"},
@@ -335,6 +356,18 @@ func (c *Config) Validate(role Role) error {
 		}
 		if c.Sink.AckWait < 10*time.Second {
 			add("sink.ack_wait", "must be at least 10s, got %s", c.Sink.AckWait)
+		}
+		if c.Sink.MaxWaiting <= 0 {
+			add("sink.max_waiting", "must be positive, got %d", c.Sink.MaxWaiting)
+		}
+		if c.Sink.TxnSpillAfter <= 0 || c.Sink.TxnSpillAfter >= c.Sink.AckWait {
+			add("sink.txn_spill_after", "must be positive and below sink.ack_wait (%s), got %s", c.Sink.AckWait, c.Sink.TxnSpillAfter)
+		}
+		if c.Sink.TxnTimeout <= c.Sink.TxnSpillAfter {
+			add("sink.txn_timeout", "must exceed sink.txn_spill_after (%s), got %s", c.Sink.TxnSpillAfter, c.Sink.TxnTimeout)
+		}
+		if c.Sink.FailingAfter <= 0 {
+			add("sink.failing_after", "must be positive, got %s", c.Sink.FailingAfter)
 		}
 	}
 	if role == RoleSink && c.NATS.URL == "" {

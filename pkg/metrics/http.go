@@ -27,7 +27,27 @@ type Health struct {
 	mu     sync.Mutex
 	checks map[string]func(context.Context) error
 	alive  map[string]*liveness
+	// states are what components say of themselves (State).
+	states map[string]componentState
 	now    func() time.Time
+}
+
+type componentState struct {
+	text  string
+	ready bool
+}
+
+// State records what a component says of itself: text replaces "ok" in
+// /readyz while it is not empty, and ready false makes /readyz fail (503)
+// naming the component. text "" with ready true clears it.
+func (h *Health) State(name, text string, ready bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if text == "" && ready {
+		delete(h.states, name)
+		return
+	}
+	h.states[name] = componentState{text: text, ready: ready}
 }
 
 type liveness struct {
@@ -37,7 +57,7 @@ type liveness struct {
 
 // NewHealth returns an empty Health.
 func NewHealth() *Health {
-	return &Health{checks: map[string]func(context.Context) error{}, alive: map[string]*liveness{}, now: time.Now}
+	return &Health{checks: map[string]func(context.Context) error{}, alive: map[string]*liveness{}, states: map[string]componentState{}, now: time.Now}
 }
 
 // Check registers a reachability check (ping).
@@ -85,6 +105,15 @@ func (h *Health) Ready(ctx context.Context) Report {
 			rep.Checks[name] = fmt.Sprintf("no progress for %s (window %s)", age.Round(time.Second), l.window)
 		} else {
 			rep.Checks[name] = "ok"
+		}
+	}
+	for name, st := range h.states {
+		if cur, ok := rep.Checks[name]; ok && cur != "ok" {
+			continue // no progress says more
+		}
+		rep.Checks[name] = st.text
+		if !st.ready {
+			rep.Ready = false
 		}
 	}
 	h.mu.Unlock()

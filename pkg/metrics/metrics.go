@@ -35,6 +35,7 @@ type Metrics struct {
 	checkpointSaved prometheus.Gauge
 	headroom        prometheus.Gauge
 	waiting         prometheus.Gauge
+	sinkState       *sinkState
 	now             func() time.Time
 }
 
@@ -98,6 +99,7 @@ func New() *Metrics {
 	m.headroom.Set(math.NaN())
 	m.waiting = f(prometheus.NewGauge(prometheus.GaugeOpts{Name: "cdc_sink_waiting_events",
 		Help: "Events set aside for a parent that has not arrived (policy wait)."})).(prometheus.Gauge)
+	m.sinkState = newSinkState(m.Registry)
 	return m
 }
 
@@ -140,7 +142,6 @@ func (s sinkMetrics) BatchApplied(res sink.Result, size int, took time.Duration)
 	if res.LastClusterTime.T > 0 {
 		s.m.lastApplied.Set(float64(res.LastClusterTime.T))
 	}
-	s.m.waiting.Set(float64(res.Waiting))
 }
 
 func (s sinkMetrics) Retry(class sink.Class) {

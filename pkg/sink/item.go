@@ -28,6 +28,11 @@ type item struct {
 	noop bool
 	// reject is set when the event is poison before it reaches Postgres.
 	reject error
+	// deferred marks an item read back from cdc.deferred_events: resolving
+	// it removes its row there.
+	deferred bool
+	// attempts counts earlier tries of a deferred item.
+	attempts int
 }
 
 // unit is what commits or fails as a whole: one event, or every event of
@@ -38,8 +43,9 @@ type unit struct {
 	// firstSeen is when the unit was first offered to Apply (policy wait
 	// counts from it).
 	firstSeen time.Time
-	// nextTry is when a waiting unit is offered again.
-	nextTry time.Time
+	// spilled: parts of this transaction are in cdc.deferred_events and
+	// must be loaded before it applies.
+	spilled bool
 }
 
 func (u *unit) rejected() error {
@@ -79,7 +85,7 @@ func decode(set *transform.Set, seq uint64, data []byte) *item {
 		return it
 	}
 	if m.AppendOnly && ev.Op != event.OpInsert && ev.Op != event.OpSnapshot && ev.Op != event.OpRefresh {
-		it.reject = &transform.Rejection{Collection: ev.Source.Coll, Reason: fmt.Sprintf(
+		it.reject = &violationError{msg: fmt.Sprintf(
 			"append-only violation: %s of document %s in an append-only collection (rows are only ever inserted)", ev.Op, it.docKey)}
 		return it
 	}

@@ -93,8 +93,8 @@ type Fence struct {
 // live instance holds the lock it returns a *HeldError (ErrHeld). The
 // returned position is the row as this instance took it.
 //
-// The lock session is pinged every pingEvery; when it fails, Lost is
-// closed. The fence stays correct without it (Check compares epochs), but
+// The lock session is pinged every pingEvery (0: never); when it fails,
+// Lost is closed. The fence stays correct without it (Check compares epochs), but
 // the instance should take the consumer again.
 func AcquireFence(ctx context.Context, connect Connector, consumer, stream, owner string, pingEvery time.Duration) (*Fence, Position, error) {
 	conn, err := connect(ctx)
@@ -136,7 +136,11 @@ func AcquireFence(ctx context.Context, connect Connector, consumer, stream, owne
 	}
 	f := &Fence{consumer: consumer, owner: owner, epoch: p.Epoch, conn: conn,
 		lost: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
-	go f.watch(pingEvery)
+	if pingEvery > 0 {
+		go f.watch(pingEvery)
+	} else {
+		close(f.done) // a short-lived hold (an operator command) needs no watch
+	}
 	return f, p, nil
 }
 

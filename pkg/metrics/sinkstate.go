@@ -1,0 +1,88 @@
+package metrics
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/amanat/cdc/pkg/state"
+)
+
+// sinkState holds the sink's fence, deferred-events and failure gauges.
+type sinkState struct {
+	deferredEvents *prometheus.GaugeVec
+	deferredBytes  prometheus.Gauge
+	deferredOldest prometheus.Gauge
+	active         prometheus.Gauge
+	failing        prometheus.Gauge
+	failingSince   prometheus.Gauge
+}
+
+// sinkStateNames are the metrics of sinkState, for Names.
+var sinkStateNames = []string{
+	"cdc_sink_deferred_events",
+	"cdc_sink_deferred_bytes",
+	"cdc_sink_deferred_oldest_timestamp_seconds",
+	"cdc_sink_active",
+	"cdc_sink_failing",
+	"cdc_sink_failing_since_timestamp_seconds",
+}
+
+func init() { Names = append(Names, sinkStateNames...) }
+
+func newSinkState(reg prometheus.Registerer) *sinkState {
+	s := &sinkState{
+		deferredEvents: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "cdc_sink_deferred_events",
+			Help: "Events the position has passed but that are set aside in cdc.deferred_events, by kind: wait (a parent under policy wait has not arrived), txn (part of an incomplete Mongo transaction)."}, []string{"kind"}),
+		deferredBytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "cdc_sink_deferred_bytes",
+			Help: "Bytes of the events set aside in cdc.deferred_events."}),
+		deferredOldest: prometheus.NewGauge(prometheus.GaugeOpts{Name: "cdc_sink_deferred_oldest_timestamp_seconds",
+			Help: "When the oldest deferred event was first set aside (Unix seconds; 0 when none): its age growing means the deferred events are not moving."}),
+		active: prometheus.NewGauge(prometheus.GaugeOpts{Name: "cdc_sink_active",
+			Help: "1 while this instance holds the sink consumer's fence and applies, 0 while it stands by."}),
+		failing: prometheus.NewGauge(prometheus.GaugeOpts{Name: "cdc_sink_failing",
+			Help: "1 once batches have failed with retryable errors for longer than sink.failing_after (the sink is unready), else 0."}),
+		failingSince: prometheus.NewGauge(prometheus.GaugeOpts{Name: "cdc_sink_failing_since_timestamp_seconds",
+			Help: "Since when batches have been failing (Unix seconds; 0 while they apply)."}),
+	}
+	reg.MustRegister(s.deferredEvents, s.deferredBytes, s.deferredOldest, s.active, s.failing, s.failingSince)
+	return s
+}
+
+func (s sinkMetrics) SetDeferred(st state.DeferredStats) {
+	g := s.m.sinkState
+	g.deferredEvents.WithLabelValues("wait").Set(float64(st.Waiting))
+	g.deferredEvents.WithLabelValues("txn").Set(float64(st.TxnParts))
+	g.deferredBytes.Set(float64(st.Bytes))
+	s.m.waiting.Set(float64(st.Waiting))
+	if st.Oldest.IsZero() {
+		g.deferredOldest.Set(0)
+	} else {
+		g.deferredOldest.Set(float64(st.Oldest.Unix()))
+	}
+}
+
+func (s sinkMetrics) SetRole(role, holder string) {
+	if role == "active" {
+		s.m.sinkState.active.Set(1)
+		s.h.State("sink", "", true)
+		return
+	}
+	s.m.sinkState.active.Set(0)
+	s.h.State("sink", "standby (consumer held by "+holder+")", true)
+}
+
+func (s sinkMetrics) SetFailing(since time.Time, failing bool, cause string) {
+	g := s.m.sinkState
+	if since.IsZero() {
+		g.failing.Set(0)
+		g.failingSince.Set(0)
+		s.h.State("sink", "", true)
+		return
+	}
+	g.failingSince.Set(float64(since.Unix()))
+	if failing {
+		g.failing.Set(1)
+	}
+	s.h.State("sink", "failing since "+since.UTC().Format(time.RFC3339)+": "+cause, !failing)
+}
