@@ -89,6 +89,7 @@ see cdc.example.yaml.`,
 		newReplayCmd(g),
 		newVerifyCmd(g),
 		newStatusCmd(g),
+		newPositionCmd(g),
 		newVersionCmd(g),
 	)
 	return root

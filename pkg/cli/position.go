@@ -1,0 +1,123 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/spf13/cobra"
+
+	"github.com/amanat/cdc/pkg/app"
+	"github.com/amanat/cdc/pkg/config"
+	"github.com/amanat/cdc/pkg/sink"
+	"github.com/amanat/cdc/pkg/state"
+)
+
+func newPositionCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "position",
+		Short: "Show or move the sink's recorded position (the recovery for a re-created stream or a stream gap)",
+		Long: `The sink records, in cdc.sink_positions, the stream sequence below which every
+event is resolved, and which stream (its creation time) that sequence
+belongs to. When the stream is re-created, restored or loses messages the
+sink never applied, the sink stops and names the recovery:
+
+  1. replay what the stream lacks (cdc replay oplog --since <cluster time>,
+     or cdc snapshot), then
+  2. cdc position adopt            accept the stream as it is now and apply it
+                                   from its first message (the version guard
+                                   skips what is applied already), or
+     cdc position set --seq N      move the position to N (past a gap).
+
+Both take the consumer's fence: they refuse while a sink runs.`,
+	}
+	show := &cobra.Command{
+		Use:   "show",
+		Short: "Print the recorded position, its stream and the fence holder",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, log, err := g.load(config.RoleSink | config.RolePostgres)
+			if err != nil {
+				return err
+			}
+			defer func() { _ = log.Sync() }()
+			pool, err := app.ConnectPostgres(cmd.Context(), cfg.Postgres.URL, 1)
+			if err != nil {
+				return err
+			}
+			defer pool.Close()
+			p, ok, err := state.ReadPosition(cmd.Context(), pool, cfg.Sink.Consumer)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				fmt.Fprintf(g.stdout, "consumer %s has no position yet\n", cfg.Sink.Consumer)
+				return nil
+			}
+			printPosition(g, "position", p)
+			return nil
+		},
+	}
+	var seq string
+	move := func(use, short string, withSeq bool) *cobra.Command {
+		c := &cobra.Command{
+			Use:   use,
+			Short: short,
+			Args:  cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				var to *uint64
+				if withSeq {
+					n, err := strconv.ParseUint(seq, 10, 64)
+					if err != nil {
+						return &usageError{fmt.Errorf("--seq: %w", err)}
+					}
+					to = &n
+				}
+				cfg, log, err := g.load(config.RoleSink | config.RolePostgres)
+				if err != nil {
+					return err
+				}
+				defer func() { _ = log.Sync() }()
+				ctx := cmd.Context()
+				pool, err := app.ConnectPostgres(ctx, cfg.Postgres.URL, 1)
+				if err != nil {
+					return err
+				}
+				defer pool.Close()
+				b, err := openBus(ctx, cfg, log)
+				if err != nil {
+					return err
+				}
+				defer b.Close()
+				before, after, err := sink.Reposition(ctx, pool, b.JS, cfg.Sink.Consumer, cfg.NATS.Stream, "cdc position "+use, to)
+				if errors.Is(err, state.ErrHeld) {
+					return fmt.Errorf("%w: stop the sink first (the position moves only while no sink applies)", err)
+				}
+				if err != nil {
+					return err
+				}
+				printPosition(g, "before", before)
+				printPosition(g, "after", after)
+				return nil
+			},
+		}
+		if withSeq {
+			c.Flags().StringVar(&seq, "seq", "", "the new position: every stream message at or below it counts as resolved (required)")
+			_ = c.MarkFlagRequired("seq")
+		}
+		return c
+	}
+	cmd.AddCommand(show,
+		move("adopt", "Accept the stream as it is now: the sink applies it from its first message", false),
+		move("set", "Set the position to --seq on the current stream (past a gap that was replayed)", true))
+	return cmd
+}
+
+func printPosition(g *globals, label string, p state.Position) {
+	created := "(not recorded)"
+	if !p.StreamCreated.IsZero() {
+		created = p.StreamCreated.Format("2006-01-02T15:04:05.000000Z07:00")
+	}
+	fmt.Fprintf(g.stdout, "%-8s consumer %s: sequence %d of stream %s created %s; last applied cluster time %s; fence epoch %d held by %q\n",
+		label, p.Consumer, p.Seq, p.Stream, created, p.ClusterTime, p.Epoch, p.Owner)
+}
