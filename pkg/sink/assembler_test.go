@@ -69,6 +69,16 @@ func TestClassify(t *testing.T) {
 		{&pgconn.PgError{Code: "08006"}, Retryable}, // connection failure
 		{&pgconn.PgError{Code: "42703"}, Fatal},     // undefined column
 		{&pgconn.PgError{Code: "42501"}, Fatal},     // insufficient privilege
+		{&pgconn.PgError{Code: "54000"}, Poison},    // index row requires 9024 bytes: the row, not the server
+		{&pgconn.PgError{Code: "54001"}, Poison},    // statement too complex (a huge array of the row)
+		{&pgconn.PgError{Code: "2F005"}, Poison},    // trigger function ended without RETURN
+		{&pgconn.PgError{Code: "44000"}, Poison},    // WITH CHECK OPTION
+		{&pgconn.PgError{Code: "ZZ999"}, Retryable}, // unknown class: retries, turns unready later
+		{&pgconn.PgError{Code: "XX000"}, Retryable}, // internal error
+		{&pgconn.PgError{Code: "3D000"}, Fatal},     // database does not exist
+		{&violationError{msg: "x"}, Retryable},      // never reaches Classify as an apply error
+		{fmt.Errorf("open: %w", ErrStreamGap), Fatal},
+		{&StreamChangedError{}, Fatal},
 		{&transform.Rejection{Reason: "x"}, Poison}, //
 		{fmt.Errorf("wrapped: %w", transform.ErrSchemaMismatch), Fatal},
 		{errors.New("connection reset by peer"), Retryable},
@@ -133,5 +143,94 @@ func TestResolveRefsFixpoint(t *testing.T) {
 	ok, waiting, _, _ = a.resolveRefs(st, []*unit{child, parent})
 	if len(ok) != 2 || len(waiting) != 0 {
 		t.Fatalf("with the grandparent present: ok %d, waiting %d", len(ok), len(waiting))
+	}
+}
+
+func TestAssemblerSpillsAndCompletesFromSpilledParts(t *testing.T) {
+	a := newAssembler()
+	a.add(txnItem(1, "s", 1, 0, false))
+	a.add(txnItem(2, "s", 1, 1, false))
+	if a.memItems != 2 || a.minOpenSeq() != 1 {
+		t.Fatalf("memItems %d, minOpenSeq %d: want 2 and 1", a.memItems, a.minOpenSeq())
+	}
+	spilled := a.spill()
+	if len(spilled) != 2 || a.memItems != 0 || a.minOpenSeq() != 0 {
+		t.Fatalf("spill returned %d items, left memItems %d, minOpenSeq %d: want 2, 0, 0 (spilled parts must not hold the position)",
+			len(spilled), a.memItems, a.minOpenSeq())
+	}
+	a.add(txnItem(3, "s", 1, 1, false)) // a redelivered copy of a spilled part
+	if a.minOpenSeq() != 3 {
+		t.Fatalf("a duplicate in memory must hold the position until acknowledged: minOpenSeq %d", a.minOpenSeq())
+	}
+	a.add(txnItem(4, "s", 1, 2, true))
+	units := a.take()
+	if len(units) != 1 || !units[0].spilled {
+		t.Fatalf("units %d (spilled %v): want the transaction, marked spilled", len(units), len(units) == 1 && units[0].spilled)
+	}
+	if got := len(units[0].items); got != 2 || !units[0].items[1].noop {
+		t.Fatalf("unit items %d: want the last part and the duplicate (noop); the spilled parts are loaded by the sink", got)
+	}
+}
+
+func TestAssemblerSeededWithSpilledParts(t *testing.T) {
+	a := newAssembler()
+	seen := time.Now().Add(-time.Hour)
+	a.addSpilled("s:1", 0, 10, false, seen)
+	a.addSpilled("s:1", 1, 11, true, seen)
+	units := a.take()
+	if len(units) != 1 || !units[0].spilled || len(units[0].items) != 0 {
+		t.Fatalf("a transaction whose every part is spilled must come out whole and spilled: %+v", units)
+	}
+	a.addSpilled("t:2", 0, 12, false, seen)
+	if exp := a.expired(time.Now().Add(-time.Minute)); len(exp) != 1 || exp["t:2"] == nil {
+		t.Fatalf("expired = %v, want t:2 (first seen an hour ago)", exp)
+	}
+	if len(a.open) != 0 {
+		t.Fatal("expired transaction still open")
+	}
+}
+
+func TestOrderTxnPutsPartsInIndexOrderDuplicatesLast(t *testing.T) {
+	items := []*item{txnItem(5, "s", 1, 2, true), txnItem(1, "s", 1, 0, false), txnItem(9, "s", 1, 0, false), txnItem(2, "s", 1, 1, false)}
+	got := orderTxn(items)
+	var idx []int
+	for _, it := range got {
+		idx = append(idx, it.ev.Source.Txn.Index)
+	}
+	if fmt.Sprint(idx) != "[0 1 2 0]" || !got[3].noop || got[0].noop {
+		t.Fatalf("order %v (last noop %v): want [0 1 2 0] with the duplicate last and marked noop", idx, got[3].noop)
+	}
+}
+
+func TestIncompleteErrorNamesWhatIsMissing(t *testing.T) {
+	for _, tc := range []struct {
+		have []int
+		last int
+		want string
+	}{
+		{[]int{2, 0}, 3, "indexes [1 3] of 0..3 are missing"},
+		{[]int{0, 1}, -1, "its last event never arrived"},
+	} {
+		if got := newIncomplete("s:1", tc.have, tc.last, "10m").Error(); !strings.Contains(got, tc.want) {
+			t.Errorf("newIncomplete(%v, %d) = %q, want it to say %q", tc.have, tc.last, got, tc.want)
+		}
+	}
+}
+
+func TestParkNeverBehindALaterEventOfItsOwnDocument(t *testing.T) {
+	a := &Applier{unparked: map[string]bool{}}
+	m := &transform.Mapping{Collection: "fundsLedger"}
+	mk := func(ct uint32) *unit {
+		return &unit{items: []*item{{mapping: m, docKey: "d", ev: &event.Event{Source: event.Source{ClusterTime: event.ClusterTime{T: ct}}}}}}
+	}
+	held := map[docRef]event.Position{{"fundsLedger", "d"}: {ClusterTime: event.ClusterTime{T: 20}}}
+	if a.park(held, mk(10)) {
+		t.Fatal("an event earlier than the open dead letter was parked behind it")
+	}
+	if a.park(held, mk(20)) {
+		t.Fatal("the dead-lettered event itself (same position) was parked behind itself")
+	}
+	if !a.park(held, mk(30)) {
+		t.Fatal("a later event was not parked behind the earlier open dead letter")
 	}
 }

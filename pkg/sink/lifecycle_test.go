@@ -529,3 +529,43 @@ func TestIndexRowTooLargeDeadLettered(t *testing.T) {
 	e.waitCount("the users after it", 2, `SELECT count(*) FROM users`)
 	e.waitCount("the big one dead-lettered with 54000", 1, `SELECT count(*) FROM cdc.dead_letters WHERE error_class = 'poison' AND reason LIKE '%54000%'`)
 }
+
+// More events waiting for their parents than the consumer lets be in
+// flight (MaxAckPending is at least 20,000) never stall the sink: waiting
+// events are set aside and acknowledged, and all apply once the parents
+// come (issue row 5).
+func TestMoreWaitingEventsThanInFlightLimit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: 25,000 events")
+	}
+	e := newEnv(t)
+	const n = 25000
+	users := make([]primitive.ObjectID, 50)
+	for i := range users {
+		users[i] = primitive.NewObjectID()
+	}
+	evs := make([]*event.Event, n)
+	for i := range evs {
+		evs[i] = e.ev("pointTransactions", e.pointDoc(primitive.NewObjectID(), users[i%len(users)], "1"), e.next(), nil)
+	}
+	e.publishAsync(evs)
+	r := e.start(e.config("a"))
+	defer r.stop(t)
+	e.waitFor("every event set aside and the position past them", 2*time.Minute, func() (bool, string) {
+		p := e.position()
+		return p.Seq == n, fmt.Sprintf("position %d", p.Seq)
+	})
+	if k := e.count(`SELECT count(*) FROM cdc.deferred_events WHERE kind = 'wait'`); k != n {
+		t.Fatalf("%d waiting events deferred, want %d", k, n)
+	}
+	var parents []*event.Event
+	for _, u := range users {
+		parents = append(parents, e.ev("users", e.userDoc(u, u.Hex()+"@example.com"), e.next(), nil))
+	}
+	e.publishAsync(parents)
+	e.waitFor("every waiting event applied", 3*time.Minute, func() (bool, string) {
+		k := e.count(`SELECT count(*) FROM point_transactions`)
+		return k == n, fmt.Sprintf("%d of %d", k, n)
+	})
+	e.waitCount("nothing left deferred", 0, `SELECT count(*) FROM cdc.deferred_events`)
+}

@@ -393,12 +393,22 @@ func (s *Sink) consume(ctx context.Context, cons jetstream.Consumer, pos state.P
 
 	loop := &applyLoop{s: s, asm: asm, maxSeq: pos.Seq, floor: pos.Seq}
 	var lastDue, lastExpiry time.Time
+	moreDue := false // the last read of due waits was full: read on
 	for {
 		var c chunk
-		select {
-		case <-ctx.Done():
-			return nil
-		case c = <-chunks:
+		if moreDue {
+			select {
+			case <-ctx.Done():
+				return nil
+			case c = <-chunks:
+			default:
+			}
+		} else {
+			select {
+			case <-ctx.Done():
+				return nil
+			case c = <-chunks:
+			}
 		}
 		if c.err != nil {
 			return c.err
@@ -413,12 +423,15 @@ func (s *Sink) consume(ctx context.Context, cons jetstream.Consumer, pos state.P
 			return err
 		}
 		now := time.Now()
-		if s.waiting > 0 && now.Sub(lastDue) >= time.Second {
+		readOn := moreDue
+		moreDue = false
+		if s.waiting > 0 && (now.Sub(lastDue) >= time.Second || readOn) {
 			lastDue = now
-			due, err := loop.dueWaits(ctx, now)
+			due, n, err := loop.dueWaits(ctx, now)
 			if err != nil {
 				return err
 			}
+			moreDue = n >= s.cfg.BatchSize
 			b.units = append(b.units, due...)
 		}
 		if now.Sub(lastExpiry) >= time.Second {
@@ -506,10 +519,10 @@ func orderTxn(items []*item) []*item {
 
 // dueWaits reads the waiting events whose next try has come, grouped
 // into their units.
-func (l *applyLoop) dueWaits(ctx context.Context, now time.Time) ([]*unit, error) {
+func (l *applyLoop) dueWaits(ctx context.Context, now time.Time) ([]*unit, int, error) {
 	ds, err := state.DueWaits(ctx, l.s.pool, l.s.cfg.Consumer, now, l.s.cfg.BatchSize)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	byTxn := map[string]*unit{}
 	var out []*unit
@@ -532,7 +545,7 @@ func (l *applyLoop) dueWaits(ctx context.Context, now time.Time) ([]*unit, error
 		}
 		u.items = append(u.items, it)
 	}
-	return out, nil
+	return out, len(ds), nil
 }
 
 // expire dead-letters whole the transactions that stayed incomplete past
