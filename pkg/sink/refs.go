@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/amanat/cdc/pkg/event"
+	"github.com/amanat/cdc/pkg/state"
 	"github.com/amanat/cdc/pkg/transform"
 )
 
@@ -216,23 +217,16 @@ next:
 // readVersions fills stored with the version guard's positions of the
 // given documents.
 func readVersions(ctx context.Context, tx pgx.Tx, colls, keys []string, stored map[docRef]event.Position) error {
-	rows, err := tx.Query(ctx, `SELECT v.collection, v.doc_key, v.cluster_time, v.txn_index FROM cdc.doc_versions v
-		JOIN unnest($1::text[], $2::text[]) AS k(collection, doc_key) USING (collection, doc_key)`, colls, keys)
+	docs := make([]state.DocRef, len(colls))
+	for i := range colls {
+		docs[i] = state.DocRef{Collection: colls[i], Key: keys[i]}
+	}
+	got, err := state.ReadVersions(ctx, tx, docs)
 	if err != nil {
-		return fmt.Errorf("stored versions: %w", err)
+		return err
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var k docRef
-		var ct int64
-		var idx int32
-		if err := rows.Scan(&k.coll, &k.key, &ct, &idx); err != nil {
-			return fmt.Errorf("stored versions: %w", err)
-		}
-		stored[k] = event.Position{ClusterTime: event.Unpack(ct), TxnIndex: int(idx)}
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("stored versions: %w", err)
+	for d, p := range got {
+		stored[docRef{d.Collection, d.Key}] = p
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/amanat/cdc/pkg/event"
+	"github.com/amanat/cdc/pkg/state"
 	"github.com/amanat/cdc/pkg/transform"
 )
 
@@ -49,42 +50,18 @@ func (a *Applier) applyUnits(ctx context.Context, tx pgx.Tx, units []*unit, pres
 
 	// Version guard: advance the stored position only where this event is
 	// newer; only those documents are written.
-	colls := make([]string, len(order))
-	keys := make([]string, len(order))
-	cts := make([]int64, len(order))
-	idx := make([]int32, len(order))
-	dels := make([]bool, len(order))
+	vs := make([]state.Version, len(order))
 	for i, k := range order {
 		it := latest[k]
-		p := it.ev.Position()
-		colls[i], keys[i], cts[i], idx[i], dels[i] = k.coll, k.key, p.ClusterTime.Pack(), int32(p.TxnIndex), it.ev.Op == event.OpDelete
+		vs[i] = state.Version{Doc: state.DocRef{Collection: k.coll, Key: k.key}, Position: it.ev.Position(), Deleted: it.ev.Op == event.OpDelete}
 	}
-	rows, err := tx.Query(ctx, `
-		INSERT INTO cdc.doc_versions AS v (collection, doc_key, cluster_time, txn_index, deleted)
-		SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::int[], $5::bool[])
-		ON CONFLICT (collection, doc_key) DO UPDATE
-		SET cluster_time = EXCLUDED.cluster_time, txn_index = EXCLUDED.txn_index,
-		    deleted = EXCLUDED.deleted, updated_at = now()
-		WHERE (v.cluster_time, v.txn_index) < (EXCLUDED.cluster_time, EXCLUDED.txn_index)
-		RETURNING collection, doc_key`, colls, keys, cts, idx, dels)
+	won, err := state.AdvanceVersions(ctx, tx, vs)
 	if err != nil {
-		return res, fmt.Errorf("version guard: %w", err)
-	}
-	won := map[docRef]bool{}
-	for rows.Next() {
-		var k docRef
-		if err := rows.Scan(&k.coll, &k.key); err != nil {
-			rows.Close()
-			return res, fmt.Errorf("version guard: %w", err)
-		}
-		won[k] = true
-	}
-	if err := rows.Err(); err != nil {
-		return res, fmt.Errorf("version guard: %w", err)
+		return res, err
 	}
 	var winners []*item
 	for _, k := range order {
-		if won[k] {
+		if won[state.DocRef{Collection: k.coll, Key: k.key}] {
 			winners = append(winners, latest[k])
 		} else {
 			res.count(latest[k], OutcomeSkipped)

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/amanat/cdc/pkg/event"
+	"github.com/amanat/cdc/pkg/state"
 	"github.com/amanat/cdc/pkg/transform"
 )
 
@@ -85,14 +86,12 @@ func (a *Applier) queueWrites(ctx context.Context, tx pgx.Tx, b *pgx.Batch, winn
 	byMapping := map[*transform.Mapping]*tableWrites{}
 	// Every document written here gets its dangling references anew: the
 	// records of its previous version go first.
-	var wColl, wKey []string
-	for _, it := range winners {
-		wColl, wKey = append(wColl, it.mapping.Collection), append(wKey, it.docKey)
+	written := make([]state.DocRef, len(winners))
+	for i, it := range winners {
+		written[i] = state.DocRef{Collection: it.mapping.Collection, Key: it.docKey}
 	}
-	b.Queue(`DELETE FROM cdc.dangling_refs d USING unnest($1::text[], $2::text[]) AS w(collection, doc_key)
-		WHERE d.collection = w.collection AND d.doc_key = w.doc_key`, wColl, wKey)
-	var dColl, dKey, dCol, dRefColl, dRefID []string
-	var dEvent [][]byte // child references keep their version's envelope
+	state.QueueForgetDangling(b, written)
+	var dangling []state.Dangling
 	for _, it := range winners {
 		m := it.mapping
 		w, ok := byMapping[m]
@@ -135,13 +134,12 @@ func (a *Applier) queueWrites(ctx context.Context, tx pgx.Tx, b *pgx.Batch, winn
 					// array position (deliveryInfo.attempts.1.sellerId).
 					name = ref.Field
 				}
-				dColl, dKey, dCol = append(dColl, m.Collection), append(dKey, it.docKey), append(dCol, name)
-				dRefColl, dRefID = append(dRefColl, ref.Collection), append(dRefID, ref.LegacyID)
-				var env []byte
+				d := state.Dangling{Doc: state.DocRef{Collection: m.Collection, Key: it.docKey}, Column: name,
+					RefCollection: ref.Collection, RefLegacyID: ref.LegacyID}
 				if child {
-					env = it.raw
+					d.Event = it.raw // child references keep their version's envelope
 				}
-				dEvent = append(dEvent, env)
+				dangling = append(dangling, d)
 				return nil
 			}
 			return &transform.Rejection{Collection: m.Collection, Field: ref.Field, Column: ref.Column, Value: ref.LegacyID,
@@ -216,14 +214,7 @@ func (a *Applier) queueWrites(ctx context.Context, tx pgx.Tx, b *pgx.Batch, winn
 			}
 		}
 	}
-	if len(dColl) > 0 {
-		b.Queue(`INSERT INTO cdc.dangling_refs (collection, doc_key, column_name, ref_collection, ref_legacy_id, event)
-			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[])
-			ON CONFLICT (collection, doc_key, column_name)
-			DO UPDATE SET ref_collection = EXCLUDED.ref_collection, ref_legacy_id = EXCLUDED.ref_legacy_id,
-			              event = EXCLUDED.event, first_seen = now()`,
-			dColl, dKey, dCol, dRefColl, dRefID, dEvent)
-	}
+	state.QueueRecordDangling(b, dangling)
 	a.queueFillIns(b, winners)
 	return nil
 }
@@ -262,21 +253,8 @@ func (a *Applier) queueFillIns(b *pgx.Batch, winners []*item) {
 	}
 	for coll, keys := range parents {
 		for _, f := range a.fill[coll] {
-			table := pgx.Identifier(strings.Split(f.m.Table, ".")).Sanitize()
-			col, idCol := pgx.Identifier{f.column}.Sanitize(), pgx.Identifier{f.m.ID.Column}.Sanitize()
-			match := "t." + idCol + " = cm.new_id"
-			join := "JOIN id_map cm ON cm.collection = $1 AND cm.legacy_object_id = f.doc_key"
-			if f.m.ID.Type == "text" {
-				match, join = "t."+idCol+" = f.doc_key", ""
-			}
-			b.Queue(fmt.Sprintf(`WITH filled AS (
-				DELETE FROM cdc.dangling_refs d USING id_map pm
-				WHERE d.collection = $1 AND d.column_name = $2 AND d.ref_collection = $3
-				  AND d.ref_legacy_id = ANY($4::text[])
-				  AND pm.collection = d.ref_collection AND pm.legacy_object_id = d.ref_legacy_id
-				RETURNING d.doc_key, pm.new_id)
-				UPDATE %s t SET %s = f.new_id FROM filled f %s WHERE %s`, table, col, join, match),
-				f.m.Collection, f.column, coll, keys)
+			state.QueueFillDangling(b, state.FillIn{Table: f.m.Table, Column: f.column, IDColumn: f.m.ID.Column,
+				IDIsText: f.m.ID.Type == "text", Collection: f.m.Collection, RefCollection: coll}, keys)
 		}
 	}
 }
@@ -431,30 +409,21 @@ func (a *Applier) refillChildren(ctx context.Context, tx pgx.Tx, winners []*item
 	if len(colls) == 0 {
 		return nil
 	}
-	rows, err := tx.Query(ctx, `SELECT DISTINCT ON (d.collection, d.doc_key) d.event FROM cdc.dangling_refs d
-		JOIN unnest($1::text[], $2::text[]) AS p(collection, legacy_id)
-		  ON d.ref_collection = p.collection AND d.ref_legacy_id = p.legacy_id
-		WHERE d.event IS NOT NULL
-		ORDER BY d.collection, d.doc_key`, colls, keys)
+	parents := make([]state.DocRef, len(colls))
+	for i := range colls {
+		parents[i] = state.DocRef{Collection: colls[i], Key: keys[i]}
+	}
+	envs, err := state.DanglingChildEvents(ctx, tx, parents)
 	if err != nil {
-		return fmt.Errorf("dangling child references: %w", err)
+		return err
 	}
 	var items []*item
-	for rows.Next() {
-		var env []byte
-		if err := rows.Scan(&env); err != nil {
-			rows.Close()
-			return fmt.Errorf("dangling child references: %w", err)
-		}
+	for _, env := range envs {
 		it := decode(a.set, 0, env)
 		if it.reject != nil || it.row == nil {
 			continue // it mapped once; a changed mapping leaves the record for verify to report
 		}
 		items = append(items, it)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("dangling child references: %w", err)
 	}
 	if len(items) == 0 {
 		return nil
