@@ -4,13 +4,13 @@ import (
 	"context"
 	"fmt"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/amanat/cdc/pkg/event"
+	"github.com/amanat/cdc/pkg/state"
 	"github.com/amanat/cdc/pkg/transform"
 )
 
@@ -32,21 +32,13 @@ type Lost struct {
 	Version event.Position
 }
 
-// Querier is what FindLost needs (a pool, a connection or a transaction).
-type Querier interface {
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-}
+// Querier is what FindLost and Versions need (a pool, a connection or a
+// transaction).
+type Querier = state.DB
 
-// lostPredicate is the SQL condition, on cdc.doc_versions v with $1 the
-// collection, of a lost row.
-func lostPredicate(m *transform.Mapping) string {
-	table := pgx.Identifier(strings.Split(m.Table, ".")).Sanitize()
-	id := pgx.Identifier{m.ID.Column}.Sanitize()
-	if m.ID.Type == "text" {
-		return fmt.Sprintf(`NOT v.deleted AND NOT EXISTS (SELECT 1 FROM %s t WHERE t.%s = v.doc_key)`, table, id)
-	}
-	return fmt.Sprintf(`NOT v.deleted AND NOT EXISTS (SELECT 1 FROM id_map m JOIN %s t ON t.%s = m.new_id
-		WHERE m.collection = $1 AND m.legacy_object_id = v.doc_key)`, table, id)
+// mappedTable is where the lost-row checks look for m's rows.
+func mappedTable(m *transform.Mapping) state.MappedTable {
+	return state.MappedTable{Table: m.Table, IDColumn: m.ID.Column, IDIsText: m.ID.Type == "text"}
 }
 
 // group splits refs by collection, deduplicated, in a stable order.
@@ -77,35 +69,22 @@ func FindLost(ctx context.Context, q Querier, set *transform.Set, refs []DocRef)
 		if !ok {
 			continue
 		}
-		rows, err := q.Query(ctx, `SELECT v.doc_key, v.cluster_time, v.txn_index FROM cdc.doc_versions v
-			WHERE v.collection = $1 AND v.doc_key = ANY($2) AND `+lostPredicate(m), c, keys[c])
+		vs, err := state.LostVersions(ctx, q, c, mappedTable(m), keys[c])
 		if err != nil {
-			return nil, fmt.Errorf("find lost rows of %s: %w", c, err)
+			return nil, fmt.Errorf("find lost rows: %w", err)
 		}
-		lost, err := scanLost(rows, c)
-		if err != nil {
-			return nil, fmt.Errorf("find lost rows of %s: %w", c, err)
-		}
-		out = append(out, lost...)
+		out = append(out, toLost(vs)...)
 	}
 	return out, nil
 }
 
-func scanLost(rows pgx.Rows, coll string) ([]Lost, error) {
-	defer rows.Close()
-	var out []Lost
-	for rows.Next() {
-		var l Lost
-		var ct int64
-		var idx int32
-		if err := rows.Scan(&l.Key, &ct, &idx); err != nil {
-			return nil, err
-		}
-		l.Collection = coll
-		l.Version = event.Position{ClusterTime: event.Unpack(ct), TxnIndex: int(idx)}
-		out = append(out, l)
+// toLost converts the state package's versions.
+func toLost(vs []state.Version) []Lost {
+	out := make([]Lost, len(vs))
+	for i, v := range vs {
+		out[i] = Lost{DocRef: DocRef(v.Doc), Version: v.Position}
 	}
-	return out, rows.Err()
+	return out
 }
 
 // ForgetLost removes the version-guard rows of the lost documents among
@@ -139,20 +118,11 @@ func ForgetLostTx(ctx context.Context, tx pgx.Tx, set *transform.Set, refs []Doc
 		if !ok {
 			continue
 		}
-		if _, err := tx.Exec(ctx, `SELECT 1 FROM cdc.doc_versions WHERE collection = $1 AND doc_key = ANY($2) AND NOT deleted
-			ORDER BY doc_key FOR UPDATE`, c, keys[c]); err != nil {
-			return nil, fmt.Errorf("lock the versions of %s: %w", c, err)
-		}
-		rows, err := tx.Query(ctx, `DELETE FROM cdc.doc_versions v WHERE v.collection = $1 AND v.doc_key = ANY($2) AND `+
-			lostPredicate(m)+` RETURNING v.doc_key, v.cluster_time, v.txn_index`, c, keys[c])
+		vs, err := state.ForgetLostVersions(ctx, tx, c, mappedTable(m), keys[c])
 		if err != nil {
-			return nil, fmt.Errorf("forget the versions of lost rows of %s: %w", c, err)
+			return nil, err
 		}
-		lost, err := scanLost(rows, c)
-		if err != nil {
-			return nil, fmt.Errorf("forget the versions of lost rows of %s: %w", c, err)
-		}
-		out = append(out, lost...)
+		out = append(out, toLost(vs)...)
 	}
 	return out, nil
 }
@@ -160,21 +130,20 @@ func ForgetLostTx(ctx context.Context, tx pgx.Tx, set *transform.Set, refs []Doc
 // Versions returns the version guard's stored position of each of refs
 // that has one.
 func Versions(ctx context.Context, q Querier, refs []DocRef) (map[DocRef]event.Position, error) {
-	colls, keys := group(refs)
 	out := map[DocRef]event.Position{}
-	for _, c := range colls {
-		rows, err := q.Query(ctx, `SELECT doc_key, cluster_time, txn_index FROM cdc.doc_versions
-			WHERE collection = $1 AND doc_key = ANY($2)`, c, keys[c])
-		if err != nil {
-			return nil, fmt.Errorf("read versions of %s: %w", c, err)
-		}
-		vs, err := scanLost(rows, c)
-		if err != nil {
-			return nil, fmt.Errorf("read versions of %s: %w", c, err)
-		}
-		for _, v := range vs {
-			out[v.DocRef] = v.Version
-		}
+	if len(refs) == 0 {
+		return out, nil
+	}
+	docs := make([]state.DocRef, len(refs))
+	for i, r := range refs {
+		docs[i] = state.DocRef(r)
+	}
+	vs, err := state.ReadVersions(ctx, q, docs)
+	if err != nil {
+		return nil, fmt.Errorf("read versions: %w", err)
+	}
+	for d, v := range vs {
+		out[DocRef(d)] = v
 	}
 	return out, nil
 }
@@ -215,26 +184,17 @@ func WaitApplied(ctx context.Context, pool *pgxpool.Pool, want map[DocRef]Awaite
 				delete(left, r)
 			}
 		}
-		rows, err := pool.Query(ctx, `SELECT event_id FROM cdc.dead_letters WHERE event_id = ANY($1) AND status = 'open'`, ids)
+		open, err := state.OpenDeadLetterEvents(ctx, pool, ids)
 		if err != nil {
-			return nil, nil, fmt.Errorf("read dead letters: %w", err)
+			return nil, nil, err
 		}
-		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				rows.Close()
-				return nil, nil, err
-			}
+		for id := range open {
 			if r, ok := byID[id]; ok {
 				if _, still := left[r]; still {
 					dead = append(dead, r)
 					delete(left, r)
 				}
 			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, nil, err
 		}
 		if len(left) == 0 || time.Now().After(deadline) {
 			for r := range left {

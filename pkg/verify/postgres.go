@@ -10,6 +10,8 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/shopspring/decimal"
+
+	"github.com/amanat/cdc/pkg/state"
 )
 
 // pgSide reads Postgres. Every read that must be consistent with others
@@ -30,26 +32,29 @@ func (p *pgSide) snapshot(ctx context.Context) (pgx.Tx, error) {
 }
 
 // queryer is what the reads need: a pool or a transaction.
-type queryer interface {
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
+type queryer = state.DB
 
 // appliedPosition is the newest cluster time (packed) the sink has
 // consumed: the larger of its recorded position and the newest
 // dead-lettered event (a dead-lettered event is consumed without moving
 // the position). 0 when the sink has consumed nothing.
 func (p *pgSide) appliedPosition(ctx context.Context, q queryer) (int64, error) {
-	var pos pgtype.Int8
-	err := q.QueryRow(ctx, `SELECT GREATEST(
-		(SELECT cluster_time FROM cdc.sink_positions WHERE consumer = $1),
-		(SELECT max(((event #>> '{source,cluster_time,$timestamp,t}')::bigint << 32)
-		          | (event #>> '{source,cluster_time,$timestamp,i}')::bigint)
-		   FROM cdc.dead_letters))`, p.consumer).Scan(&pos)
+	var pos int64
+	sp, ok, err := state.ReadPosition(ctx, q, p.consumer)
 	if err != nil {
-		return 0, pgErr("read the sink position (cdc.sink_positions)", err)
+		return 0, pgErr("read the sink position", err)
 	}
-	return pos.Int64, nil
+	if ok {
+		pos = sp.ClusterTime.Pack()
+	}
+	dl, ok, err := state.NewestDeadLetterTime(ctx, q)
+	if err != nil {
+		return 0, pgErr("read the sink position", err)
+	}
+	if ok {
+		pos = max(pos, dl.Pack())
+	}
+	return pos, nil
 }
 
 // pgRow is what Postgres holds for one document key.
@@ -58,8 +63,8 @@ type pgRow struct {
 	newID   string // id_map new_id (or the key for text ids); "" when unmapped
 	exists  bool   // the row is there
 	deleted bool   // soft-deleted
-	version int64  // cdc.doc_versions cluster_time (packed), 0 when none
-	tomb    bool   // cdc.doc_versions says deleted
+	version int64  // the version guard's cluster time (packed), 0 when none
+	tomb    bool   // the version guard says deleted (a tombstone)
 	vals    []cval // stored values (references as uuid text), when read with data
 	// children has one list of rows per child table.
 	children [][][]cval
@@ -77,9 +82,9 @@ func (p *pgSide) fetchRows(ctx context.Context, q queryer, plan *mappingPlan, ke
 	}
 	var sb strings.Builder
 	if plan.uuidID {
-		fmt.Fprintf(&sb, `SELECT k.key, m.new_id::text, t.%s IS NOT NULL, coalesce(%s, false), v.cluster_time, coalesce(v.deleted, false)`, id, soft)
+		fmt.Fprintf(&sb, `SELECT k.key, m.new_id::text, t.%s IS NOT NULL, coalesce(%s, false)`, id, soft)
 	} else {
-		fmt.Fprintf(&sb, `SELECT k.key, k.key, t.%s IS NOT NULL, coalesce(%s, false), v.cluster_time, coalesce(v.deleted, false)`, id, soft)
+		fmt.Fprintf(&sb, `SELECT k.key, k.key, t.%s IS NOT NULL, coalesce(%s, false)`, id, soft)
 	}
 	if withData {
 		for _, c := range plan.top.cols {
@@ -92,7 +97,12 @@ func (p *pgSide) fetchRows(ctx context.Context, q queryer, plan *mappingPlan, ke
 	} else {
 		fmt.Fprintf(&sb, ` LEFT JOIN %s t ON t.%s = k.key`, t, id)
 	}
-	sb.WriteString(` LEFT JOIN cdc.doc_versions v ON v.collection = $1 AND v.doc_key = k.key`)
+	// The applied versions come from the same snapshot (q is the
+	// caller's read-only transaction).
+	versions, err := state.DocVersions(ctx, q, coll, keys)
+	if err != nil {
+		return nil, pgErr("read the applied versions of "+coll, err)
+	}
 	rows, err := q.Query(ctx, sb.String(), coll, keys)
 	if err != nil {
 		return nil, pgErr("read rows of "+plan.top.table, err)
@@ -102,8 +112,7 @@ func (p *pgSide) fetchRows(ctx context.Context, q queryer, plan *mappingPlan, ke
 	for rows.Next() {
 		r := &pgRow{}
 		var newID pgtype.Text
-		var ver pgtype.Int8
-		dest := []any{&r.key, &newID, &r.exists, &r.deleted, &ver, &r.tomb}
+		dest := []any{&r.key, &newID, &r.exists, &r.deleted}
 		var ds []any
 		if withData {
 			ds = make([]any, len(plan.top.cols))
@@ -116,7 +125,10 @@ func (p *pgSide) fetchRows(ctx context.Context, q queryer, plan *mappingPlan, ke
 			rows.Close()
 			return nil, pgErr("read rows of "+plan.top.table, err)
 		}
-		r.newID, r.version = newID.String, ver.Int64
+		r.newID = newID.String
+		if v, ok := versions[r.key]; ok {
+			r.version, r.tomb = v.Position.ClusterTime.Pack(), v.Deleted
+		}
 		if withData {
 			r.vals = make([]cval, len(ds))
 			for i, d := range ds {
@@ -237,45 +249,24 @@ func (p *pgSide) presentParents(ctx context.Context, q queryer, plans map[string
 	return out, nil
 }
 
-// danglingRecords returns the cdc.dangling_refs records of keys, as
+// danglingRecords returns the dangling-reference records of keys, as
 // "key/column" -> referenced legacy id.
 func (p *pgSide) danglingRecords(ctx context.Context, q queryer, coll string, keys []string) (map[string]string, error) {
-	rows, err := q.Query(ctx, `SELECT doc_key, column_name, ref_legacy_id FROM cdc.dangling_refs WHERE collection = $1 AND doc_key = ANY($2)`, coll, keys)
+	ds, err := state.DanglingRecords(ctx, q, coll, keys)
 	if err != nil {
-		return nil, pgErr("read cdc.dangling_refs", err)
+		return nil, pgErr("read the dangling references", err)
 	}
-	defer rows.Close()
-	out := map[string]string{}
-	for rows.Next() {
-		var k, c, ref string
-		if err := rows.Scan(&k, &c, &ref); err != nil {
-			return nil, pgErr("read cdc.dangling_refs", err)
-		}
-		out[k+"/"+c] = ref
+	out := make(map[string]string, len(ds))
+	for _, d := range ds {
+		out[d.Doc.Key+"/"+d.Column] = d.RefLegacyID
 	}
-	return out, pgErr("read cdc.dangling_refs", rows.Err())
+	return out, nil
 }
 
 // openDeadLetters returns, per key with an open dead letter, its reason.
 func (p *pgSide) openDeadLetters(ctx context.Context, q queryer, coll string, keys []string) (map[string]string, error) {
-	out := map[string]string{}
-	if len(keys) == 0 {
-		return out, nil
-	}
-	rows, err := q.Query(ctx, `SELECT DISTINCT ON (doc_key) doc_key, error_class || ': ' || reason FROM cdc.dead_letters
-		WHERE collection = $1 AND doc_key = ANY($2) AND status = 'open' ORDER BY doc_key, id DESC`, coll, keys)
-	if err != nil {
-		return nil, pgErr("read cdc.dead_letters", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var k, r string
-		if err := rows.Scan(&k, &r); err != nil {
-			return nil, pgErr("read cdc.dead_letters", err)
-		}
-		out[k] = r
-	}
-	return out, pgErr("read cdc.dead_letters", rows.Err())
+	out, err := state.OpenDeadLetterReasons(ctx, q, coll, keys)
+	return out, pgErr("read the dead letters", err)
 }
 
 // sumRow is Postgres' sums of one status group.
