@@ -221,18 +221,6 @@ func (e *env) position() state.Position {
 	return p
 }
 
-func (e *env) streamLast() uint64 {
-	s, err := e.js.Stream(e.ctx, e.streams.Stream)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	info, err := s.Info(e.ctx)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return info.State.LastSeq
-}
-
 func (e *env) users(n int) []primitive.ObjectID {
 	ids := make([]primitive.ObjectID, n)
 	for i := range ids {
