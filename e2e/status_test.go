@@ -91,6 +91,20 @@ func checkCaughtUp(t *testing.T, r *status.Report, out string) {
 	if !sk.Found || sk.StreamSeq != s.LastSeq || sk.ClusterTime == nil || sk.ClusterTime.T == 0 || sk.AppliedAt == nil {
 		fail("sink position %+v", sk)
 	}
+	// The position belongs to this stream, and an instance took the
+	// consumer.
+	if sk.Stream != s.Name || sk.StreamCreated == nil || s.Created == nil || !sk.StreamCreated.Equal(*s.Created) {
+		fail("sink stream identity %q %v, stream %q created %v", sk.Stream, sk.StreamCreated, s.Name, s.Created)
+	}
+	if f := sk.Fence; f == nil || f.Owner == "" || f.Epoch < 1 || f.Since == nil || f.Held == nil || f.Error != "" {
+		fail("sink fence %+v", f)
+	}
+	if d := r.Deferred; d.Error != "" || d.Waiting != 0 || d.TxnParts != 0 || d.Bytes != 0 || d.Oldest != nil {
+		fail("deferred %+v", d)
+	}
+	if len(r.Warnings) != 0 {
+		fail("warnings %q", r.Warnings)
+	}
 	if r.Lag.Error != "" || r.Lag.Events != 0 || r.Lag.Seconds != 0 {
 		fail("lag %+v", r.Lag)
 	}
@@ -134,6 +148,9 @@ func TestStatusRunningDaemon(t *testing.T) {
 		t.Fatalf("systems: nats %+v postgres %+v mongo %+v", first.NATS, first.Postgres, first.Mongo)
 	}
 	checkCaughtUp(t, first, out)
+	if f := first.Sink.Fence; f == nil || f.Held == nil || !*f.Held {
+		t.Errorf("the running daemon's sink holds the fence, status says %+v", f)
+	}
 	if first.Stream.LastSeq < 300 {
 		t.Errorf("300 changes, stream last sequence %d", first.Stream.LastSeq)
 	}
@@ -160,7 +177,8 @@ func TestStatusRunningDaemon(t *testing.T) {
 	if err != nil {
 		t.Fatalf("cdc status: %v\n%s", err, text)
 	}
-	for _, want := range []string{": HEALTHY", "the running daemon's embedded server", "applied floor", fmt.Sprintf("stream sequence %d", second.Sink.StreamSeq), "Lag", "widgets"} {
+	for _, want := range []string{": HEALTHY", "the running daemon's embedded server", "applied floor", fmt.Sprintf("stream sequence %d", second.Sink.StreamSeq), "Lag", "widgets",
+		"fence", "lock held now", "Deferred events", second.Stream.Name + " created "} {
 		if !strings.Contains(string(text), want) {
 			t.Errorf("text output lacks %q:\n%s", want, text)
 		}
@@ -189,6 +207,9 @@ func TestStatusStoppedDaemon(t *testing.T) {
 	if code != 0 || running.NATS.Mode != status.ModeDaemon {
 		t.Fatalf("running daemon: exit %d, nats %+v, problems %q", code, running.NATS, running.Problems)
 	}
+	if f := running.Sink.Fence; f == nil || f.Held == nil || !*f.Held {
+		t.Fatalf("the running daemon's sink holds the fence, status says %+v", f)
+	}
 	if code := p.terminate(); code != 0 {
 		t.Fatalf("cdc run exited %d on SIGTERM:\n%s", code, p.tail())
 	}
@@ -207,6 +228,11 @@ func TestStatusStoppedDaemon(t *testing.T) {
 			t.Fatalf("want exactly the stopped daemon as a problem, got %q", r.Problems)
 		}
 		checkCaughtUp(t, r, out)
+		// The stopped daemon's lock went with its session; the record of
+		// who took the consumer stays.
+		if f := r.Sink.Fence; f == nil || f.Held == nil || *f.Held || f.Owner != running.Sink.Fence.Owner || f.Epoch != running.Sink.Fence.Epoch {
+			t.Errorf("fence of the stopped daemon %+v, running %+v", f, running.Sink.Fence)
+		}
 		if r.Stream.LastSeq != running.Stream.LastSeq || r.Sink.StreamSeq != running.Sink.StreamSeq ||
 			r.Tailer.Events != running.Tailer.Events || r.Tailer.ClusterTime.T < running.Tailer.ClusterTime.T {
 			t.Errorf("stored state differs from what the running daemon reported:\nrunning stream %+v sink %+v tailer %+v\nstopped stream %+v sink %+v tailer %+v",
@@ -231,8 +257,9 @@ func TestStatusStoppedDaemon(t *testing.T) {
 		if strings.Contains(out, "s3cret") {
 			t.Errorf("the password leaked:\n%s", out)
 		}
-		if r.Postgres.Reachable || r.Sink.Error == "" || r.DeadLetters.Error == "" || r.Lag.Error == "" || r.Collections.PostgresError == "" {
-			t.Errorf("Postgres sections must be unknown: sink %+v dead letters %+v lag %+v", r.Sink, r.DeadLetters, r.Lag)
+		if r.Postgres.Reachable || r.Sink.Error == "" || r.DeadLetters.Error == "" || r.Lag.Error == "" || r.Collections.PostgresError == "" ||
+			r.Deferred.Error == "" || r.Sink.Fence != nil {
+			t.Errorf("Postgres sections must be unknown: sink %+v dead letters %+v lag %+v deferred %+v", r.Sink, r.DeadLetters, r.Lag, r.Deferred)
 		}
 		// The rest is still read.
 		if !r.Tailer.Found || r.Stream.LastSeq != running.Stream.LastSeq || !r.Consumer.Found || r.Oplog.Error != "" {

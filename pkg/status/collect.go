@@ -14,6 +14,7 @@ import (
 	"github.com/amanat/cdc/pkg/config"
 	"github.com/amanat/cdc/pkg/event"
 	"github.com/amanat/cdc/pkg/oplog"
+	"github.com/amanat/cdc/pkg/state"
 	"github.com/amanat/cdc/pkg/tailer"
 	"github.com/amanat/cdc/pkg/transform"
 )
@@ -81,6 +82,7 @@ func Collect(ctx context.Context, src *Sources, tgt Target, opts Options) *Repor
 	c.oplog(ctx)
 	c.streams(ctx)
 	c.sink(ctx)
+	c.deferred(ctx)
 	c.lag()
 	c.deadLetters(ctx)
 	c.collections(ctx)
@@ -222,12 +224,16 @@ func (c *collector) streamInfo(ctx context.Context, st *StreamStatus) jetstream.
 		return nil
 	}
 	info := stream.CachedInfo()
-	state := info.State
-	st.Messages, st.Bytes = state.Msgs, state.Bytes
-	st.FirstSeq, st.LastSeq = state.FirstSeq, state.LastSeq
-	st.Consumers = state.Consumers
-	if state.Msgs > 0 {
-		ft, lt := state.FirstTime.UTC(), state.LastTime.UTC()
+	cur := info.State
+	st.Messages, st.Bytes = cur.Msgs, cur.Bytes
+	st.FirstSeq, st.LastSeq = cur.FirstSeq, cur.LastSeq
+	st.Consumers = cur.Consumers
+	if !info.Created.IsZero() {
+		created := streamIdentity(info.Created)
+		st.Created = &created
+	}
+	if cur.Msgs > 0 {
+		ft, lt := cur.FirstTime.UTC(), cur.LastTime.UTC()
 		st.FirstTime, st.LastTime = &ft, &lt
 	}
 	return stream
@@ -240,29 +246,69 @@ func (c *collector) sink(ctx context.Context) {
 		s.Error = "PostgreSQL unreachable"
 		return
 	}
-	ctx, cancel := c.ctx(ctx)
-	defer cancel()
-	var (
-		seq int64
-		ct  *int64
-		at  time.Time
-	)
-	err := c.src.pg.QueryRow(ctx, `SELECT stream_seq, cluster_time, applied_at FROM cdc.sink_positions WHERE consumer = $1`,
-		s.Consumer).Scan(&seq, &ct, &at)
-	if errors.Is(err, pgx.ErrNoRows) {
+	qctx, cancel := c.ctx(ctx)
+	p, ok, err := state.ReadPosition(qctx, c.src.pg, s.Consumer)
+	cancel()
+	if err != nil {
+		s.Error = oneLine(err)
 		return
 	}
-	if err != nil {
-		s.Error = "read cdc.sink_positions: " + oneLine(err)
+	if !ok {
 		return
 	}
 	s.Found = true
-	s.StreamSeq = uint64(seq)
-	if ct != nil && *ct > 0 {
-		s.ClusterTime = clusterTime(event.Unpack(*ct))
+	s.StreamSeq = p.Seq
+	if p.ClusterTime != (event.ClusterTime{}) {
+		s.ClusterTime = clusterTime(p.ClusterTime)
 	}
-	at = at.UTC()
+	at := p.AppliedAt.UTC()
 	s.AppliedAt = &at
+	s.Stream = p.Stream
+	if !p.StreamCreated.IsZero() {
+		created := p.StreamCreated.UTC()
+		s.StreamCreated = &created
+	}
+	f := &FenceStatus{Owner: p.Owner, Epoch: p.Epoch}
+	if !p.FencedAt.IsZero() {
+		since := p.FencedAt.UTC()
+		f.Since = &since
+	}
+	qctx, cancel = c.ctx(ctx)
+	held, err := state.FenceHeld(qctx, c.src.pg, s.Consumer)
+	cancel()
+	if err != nil {
+		f.Error = oneLine(err)
+	} else {
+		f.Held = &held
+	}
+	s.Fence = f
+}
+
+// streamIdentity is a stream's creation time as the sink position records
+// it (timestamptz keeps microseconds).
+func streamIdentity(t time.Time) time.Time {
+	return t.UTC().Truncate(time.Microsecond)
+}
+
+func (c *collector) deferred(ctx context.Context) {
+	d := &c.r.Deferred
+	if c.src.pg == nil {
+		d.Error = "PostgreSQL unreachable"
+		return
+	}
+	ctx, cancel := c.ctx(ctx)
+	defer cancel()
+	st, err := state.ReadDeferredStats(ctx, c.src.pg, c.tgt.Consumer)
+	if err != nil {
+		d.Error = oneLine(err)
+		return
+	}
+	d.Waiting, d.TxnParts, d.Bytes = st.Waiting, st.TxnParts, st.Bytes
+	if !st.Oldest.IsZero() {
+		oldest := st.Oldest.UTC()
+		d.Oldest = &oldest
+		d.OldestAgeSeconds = max(c.opts.now().Sub(oldest).Seconds(), 0)
+	}
 }
 
 func (c *collector) lag() {
@@ -294,20 +340,14 @@ func (c *collector) deadLetters(ctx context.Context) {
 	}
 	ctx, cancel := c.ctx(ctx)
 	defer cancel()
-	rows, err := c.src.pg.Query(ctx, `SELECT collection, error_class, count(*) FROM cdc.dead_letters
-		WHERE status = 'open' GROUP BY collection, error_class ORDER BY collection, error_class`)
+	open, err := state.OpenDeadLetterCounts(ctx, c.src.pg)
 	if err != nil {
-		d.Error = "read cdc.dead_letters: " + oneLine(err)
+		d.Error = oneLine(err)
 		return
 	}
-	counts, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (DeadLetterCount, error) {
-		var dc DeadLetterCount
-		err := row.Scan(&dc.Collection, &dc.Class, &dc.Count)
-		return dc, err
-	})
-	if err != nil {
-		d.Error = "read cdc.dead_letters: " + oneLine(err)
-		return
+	counts := make([]DeadLetterCount, 0, len(open))
+	for _, o := range open {
+		counts = append(counts, DeadLetterCount{Collection: o.Collection, Class: string(o.Class), Count: o.Count})
 	}
 	for _, dc := range counts {
 		d.Open += dc.Count
@@ -356,32 +396,16 @@ func (c *collector) collections(ctx context.Context) {
 func (c *collector) pgCounts(ctx context.Context) {
 	cs := &c.r.Collections
 	qctx, cancel := c.ctx(ctx)
-	versions := map[string][2]int64{}
-	rows, err := c.src.pg.Query(qctx, `SELECT collection, count(*) FILTER (WHERE NOT deleted), count(*) FILTER (WHERE deleted)
-		FROM cdc.doc_versions GROUP BY collection`)
-	if err == nil {
-		for rows.Next() {
-			var coll string
-			var live, dead int64
-			if err = rows.Scan(&coll, &live, &dead); err != nil {
-				break
-			}
-			versions[coll] = [2]int64{live, dead}
-		}
-		rows.Close()
-		if err == nil {
-			err = rows.Err()
-		}
-	}
+	versions, err := state.DocVersionCounts(qctx, c.src.pg)
 	cancel()
 	if err != nil {
-		cs.PostgresError = "read cdc.doc_versions: " + oneLine(err)
+		cs.PostgresError = oneLine(err)
 	}
 	for i, m := range c.tgt.Mappings {
 		it := &cs.Items[i]
 		if err == nil {
 			v := versions[m.Collection]
-			it.DocVersions, it.Tombstones = &v[0], &v[1]
+			it.DocVersions, it.Tombstones = &v.Live, &v.Tombstones
 		}
 		table := pgx.Identifier(splitTable(m.Table)).Sanitize()
 		q := `SELECT count(*) FROM ` + table
@@ -424,12 +448,30 @@ func joinErr(a, b string) string {
 	return a + "; " + b
 }
 
-// judge lists the problems: unreachable systems first, then states that
+// DeferredWarnAge is the age of the oldest deferred event past which the
+// report warns (the CDCDeferredEventsStuck alert's threshold).
+const DeferredWarnAge = 30 * time.Minute
+
+// microTime formats a stream identity (microseconds, as Postgres keeps it).
+const microTime = "2006-01-02T15:04:05.000000Z07:00"
+
+// streamRecreated: the position records the identity of a stream and the
+// stream of that name now has another one. Unknown either way (nothing
+// recorded yet, the stream's creation time not reported) is not judged.
+func streamRecreated(sk SinkStatus, st StreamStatus) bool {
+	if !sk.Found || sk.StreamCreated == nil || st.Created == nil {
+		return false
+	}
+	return !streamIdentity(*sk.StreamCreated).Equal(streamIdentity(*st.Created))
+}
+
+// judge lists the problems and the warnings: unreachable systems first, then states that
 // need an operator, then sections that could not be read for another
 // reason.
 func (c *collector) judge() {
 	r := c.r
 	add := func(format string, args ...any) { r.Problems = append(r.Problems, fmt.Sprintf(format, args...)) }
+	warn := func(format string, args ...any) { r.Warnings = append(r.Warnings, fmt.Sprintf(format, args...)) }
 	if r.NATS.Error != "" {
 		add("nats: %s", r.NATS.Error)
 	}
@@ -474,6 +516,10 @@ func (c *collector) judge() {
 	section("sink position", sk.Error)
 	if sk.Error == "" && st.Error == "" {
 		switch {
+		case streamRecreated(sk, st):
+			// The sequence comparisons below mean nothing across streams.
+			add("sink position: stream re-created: the position belongs to another stream; see `cdc position adopt` (position: sequence %d of stream %s created %s; stream %s now: created %s)",
+				sk.StreamSeq, sk.Stream, sk.StreamCreated.Format(microTime), st.Name, st.Created.Format(microTime))
 		case !sk.Found && st.LastSeq > 0:
 			add("sink position: none for consumer %s while the stream holds %d events (the sink has not committed yet)", sk.Consumer, st.Messages)
 		case sk.Found && sk.StreamSeq > st.LastSeq:
@@ -482,6 +528,18 @@ func (c *collector) judge() {
 			add("sink position: the stream no longer holds sequences %d..%d the sink has not applied (retention removed them); replay the gap from MongoDB",
 				sk.StreamSeq+1, st.FirstSeq-1)
 		}
+	}
+	if sk.Fence != nil {
+		// No holder recorded (a fresh install) and no live holder (the
+		// daemon is down, or a sink stands by) are both states, not
+		// problems; only a failed read is.
+		section("sink fence", sk.Fence.Error)
+	}
+	df := r.Deferred
+	section("deferred events", df.Error)
+	if df.Error == "" && df.Oldest != nil && df.OldestAgeSeconds > DeferredWarnAge.Seconds() {
+		warn("deferred events: the oldest of %d (%d waiting for a parent, %d parts of incomplete transactions) was set aside %s ago, over %s: a wait ends in a dead letter after its ref.wait, an incomplete transaction after sink.txn_timeout; if neither happens the sink is not applying",
+			df.Waiting+df.TxnParts, df.Waiting, df.TxnParts, secs(df.OldestAgeSeconds), DeferredWarnAge)
 	}
 	if c.opts.MaxLag > 0 && r.Lag.Error == "" && r.Lag.Seconds > c.opts.MaxLag.Seconds() {
 		add("lag: %.0fs (%d events) is over the limit %s", r.Lag.Seconds, r.Lag.Events, c.opts.MaxLag)
@@ -500,6 +558,9 @@ func (c *collector) judge() {
 	}
 	if r.Problems == nil {
 		r.Problems = []string{}
+	}
+	if r.Warnings == nil {
+		r.Warnings = []string{}
 	}
 	r.Healthy = len(r.Problems) == 0
 }

@@ -2,8 +2,12 @@
 // stored and reports them: the tailer's checkpoint (KV bucket
 // cdc_checkpoints), the oplog window it must stay inside, the change and
 // dead-letter streams, the sink's durable consumer, the sink's applied
-// position in cdc.sink_positions, open dead letters, and per-collection
-// counts in Postgres and MongoDB. `cdc status` prints the Report.
+// position in cdc.sink_positions (with the stream it belongs to and its
+// fence), the events the position passed but not yet applied
+// (cdc.deferred_events), open dead letters, and per-collection counts in
+// Postgres and MongoDB. `cdc status` prints the Report. Its reads of the
+// cdc.* tables are pkg/state's (ReadPosition, ReadDeferredStats,
+// OpenDeadLetterCounts, DocVersionCounts, FenceHeld).
 //
 // It reads stored state only, so it works the same whether the daemon is
 // running or not. With an external NATS (nats.url) it connects to it. With
@@ -21,8 +25,14 @@
 // every problem. Report.Healthy is false when any system is unreachable,
 // the daemon is down, or the stored state needs an operator (missing
 // checkpoint or consumer, checkpoint off the oplog or low on headroom,
-// open dead letters, a gap between the sink's position and the stream,
-// lag over the limit asked for).
+// open dead letters, a gap between the sink's position and the stream, a
+// stream re-created under the position (its creation time is not the one
+// the position records), lag over the limit asked for). Warnings do not
+// make it unhealthy: deferred events older than DeferredWarnAge. The
+// fence is reported as recorded (who took the consumer last, its epoch,
+// since when) and whether its lock is held now; neither a fresh install
+// without a holder nor a free lock (the daemon is down, or stands by) is a
+// problem.
 //
 // # Lag
 //
@@ -30,8 +40,9 @@
 //
 //   - lag.events: the stream's last sequence minus the sink's applied
 //     floor (cdc.sink_positions.stream_seq, every event at or below it is
-//     applied or dead-lettered). 0 when the sink has applied everything
-//     the stream holds.
+//     applied, skipped, dead-lettered or deferred). 0 when the sink has
+//     passed everything the stream holds; deferred events are counted in
+//     the deferred section, not here.
 //   - lag.seconds: when lag.events > 0, now minus the cluster time of the
 //     newest applied event (cdc.sink_positions.cluster_time); 0 when
 //     nothing is pending, so an idle source is not lag. It is how stale

@@ -25,9 +25,13 @@ func sampleReport() *status.Report {
 	saved := at.Add(-2 * time.Second)
 	applied := at.Add(-time.Second)
 	first, last := at.Add(-time.Hour), at.Add(-3*time.Second)
+	created := time.Date(2026, 2, 1, 9, 30, 0, 123456000, time.UTC)
+	fenced := at.Add(-10 * time.Minute)
+	deferredSince := at.Add(-45 * time.Minute)
 	return &status.Report{
 		V: status.ReportVersion, Time: at, Healthy: false,
 		Problems: []string{"mongo: unreachable: server selection timeout", "dead letters: 2 open (cdc dlq list)"},
+		Warnings: []string{"deferred events: the oldest of 5 (3 waiting for a parent, 2 parts of incomplete transactions) was set aside 45m0s ago, over 30m0s"},
 		NATS:     status.NATSStatus{System: status.System{Reachable: true, Address: "nats://127.0.0.1:4222"}, Mode: status.ModeDaemon, StoreDir: "data/nats"},
 		Postgres: status.System{Reachable: true, Address: "postgres://cdc:xxxxx@pg:5432/escrow"},
 		Mongo:    status.System{Address: "mongodb://mongo:27017/?replicaSet=rs0", Error: "unreachable: server selection timeout"},
@@ -36,12 +40,15 @@ func sampleReport() *status.Report {
 			ClusterTime: ct(1772366396, 4), LastEventClusterTime: ct(1772366390, 2),
 			SavedAt: &saved, AgeSeconds: 2, Events: 123456},
 		Oplog:     status.OplogStatus{Error: "MongoDB unreachable"},
-		Stream:    status.StreamStatus{Name: "CDC", Messages: 123456, Bytes: 98765432, FirstSeq: 1, LastSeq: 123456, FirstTime: &first, LastTime: &last, Consumers: 1},
+		Stream:    status.StreamStatus{Name: "CDC", Messages: 123456, Bytes: 98765432, FirstSeq: 1, LastSeq: 123456, FirstTime: &first, LastTime: &last, Consumers: 1, Created: &created},
 		DLQStream: status.StreamStatus{Name: "CDC_DLQ", Messages: 2, Bytes: 2048, FirstSeq: 1, LastSeq: 2, FirstTime: &first, LastTime: &last},
 		Consumer: status.ConsumerStatus{Name: "cdc-sink", Found: true, Pending: 40, AckPending: 16, Redelivered: 0, Waiting: 1,
 			DeliveredSeq: 123416, AckFloorSeq: 123400},
-		Sink: status.SinkStatus{Consumer: "cdc-sink", Found: true, StreamSeq: 123400, ClusterTime: ct(1772366380, 9), AppliedAt: &applied},
-		Lag:  status.LagStatus{Events: 56, Seconds: 20},
+		Sink: status.SinkStatus{Consumer: "cdc-sink", Found: true, StreamSeq: 123400, ClusterTime: ct(1772366380, 9), AppliedAt: &applied,
+			Stream: "CDC", StreamCreated: &created,
+			Fence: &status.FenceStatus{Owner: "cdc-1:4242:9f3a", Epoch: 7, Since: &fenced, Held: ptr(true)}},
+		Deferred: status.DeferredStatus{Waiting: 3, TxnParts: 2, Bytes: 5120, Oldest: &deferredSince, OldestAgeSeconds: 2700},
+		Lag:      status.LagStatus{Events: 56, Seconds: 20},
 		DeadLetters: status.DeadLetterStatus{Open: 2, Count: []status.DeadLetterCount{
 			{Collection: "payments", Class: "rejected", Count: 1}, {Collection: "payments", Class: "parked", Count: 1}}},
 		Collections: status.CollectionsStatus{MongoError: "MongoDB unreachable", Items: []status.CollectionCount{

@@ -23,6 +23,10 @@ type Report struct {
 	// Problems lists every unreachable system and every state that needs
 	// an operator, one sentence each.
 	Problems []string `json:"problems"`
+	// Warnings lists states worth a look that do not make the report
+	// unhealthy (deferred events older than DeferredWarnAge), one sentence
+	// each.
+	Warnings []string `json:"warnings"`
 
 	NATS     NATSStatus `json:"nats"`
 	Postgres System     `json:"postgres"`
@@ -34,6 +38,7 @@ type Report struct {
 	DLQStream   StreamStatus      `json:"dlq_stream"`
 	Consumer    ConsumerStatus    `json:"consumer"`
 	Sink        SinkStatus        `json:"sink"`
+	Deferred    DeferredStatus    `json:"deferred"`
 	Lag         LagStatus         `json:"lag"`
 	DeadLetters DeadLetterStatus  `json:"dead_letters"`
 	Collections CollectionsStatus `json:"collections"`
@@ -148,7 +153,10 @@ type StreamStatus struct {
 	FirstTime *time.Time `json:"first_time,omitempty"`
 	LastTime  *time.Time `json:"last_time,omitempty"`
 	Consumers int        `json:"consumers"`
-	Error     string     `json:"error,omitempty"`
+	// Created is the stream's creation time, its identity, to the
+	// microsecond (as the sink position records it: sink.stream_created).
+	Created *time.Time `json:"created,omitempty"`
+	Error   string     `json:"error,omitempty"`
 }
 
 // ConsumerStatus is the sink's durable consumer.
@@ -173,15 +181,59 @@ type ConsumerStatus struct {
 // SinkStatus is the sink's applied position (cdc.sink_positions).
 type SinkStatus struct {
 	Consumer string `json:"consumer"`
-	// Found is false before the sink's first commit.
+	// Found is false before the sink first took the consumer.
 	Found bool `json:"found"`
 	// StreamSeq is the applied floor: every stream sequence at or below
-	// it is applied (or dead-lettered) in Postgres.
+	// it is resolved in Postgres (applied, skipped by the version guard,
+	// dead-lettered, or set aside as a deferred event).
 	StreamSeq uint64 `json:"stream_seq"`
 	// ClusterTime of the newest applied event.
 	ClusterTime *ClusterTime `json:"cluster_time,omitempty"`
 	AppliedAt   *time.Time   `json:"applied_at,omitempty"`
-	Error       string       `json:"error,omitempty"`
+	// Stream and StreamCreated identify the stream StreamSeq belongs to
+	// (StreamCreated nil: not recorded yet, the sink records it when it
+	// starts on the stream). A stream of the same name with another
+	// creation time is another stream: the position means nothing to it.
+	Stream        string     `json:"stream,omitempty"`
+	StreamCreated *time.Time `json:"stream_created,omitempty"`
+	// Fence is who took the consumer last (nil when Found is false).
+	Fence *FenceStatus `json:"fence,omitempty"`
+	Error string       `json:"error,omitempty"`
+}
+
+// FenceStatus is the fence of the sink's consumer: the instance that took
+// it last, as recorded in the position row (the record stays after the
+// instance is gone), and whether a session holds its lock now.
+type FenceStatus struct {
+	// Owner is the instance (host:pid:nonce); "" when none took it yet.
+	Owner string `json:"owner,omitempty"`
+	// Epoch counts the takings; a batch commits only under the row's
+	// epoch.
+	Epoch int64 `json:"epoch"`
+	// Since is when Owner took it.
+	Since *time.Time `json:"since,omitempty"`
+	// Held: a session holds the fence's lock now, so a sink instance
+	// applies the consumer. nil when it could not be read (Error says
+	// why).
+	Held  *bool  `json:"held"`
+	Error string `json:"error,omitempty"`
+}
+
+// DeferredStatus summarises cdc.deferred_events for the sink's consumer:
+// events the position has passed that are not applied yet.
+type DeferredStatus struct {
+	// Waiting: events whose parent (policy wait) has not arrived.
+	Waiting int64 `json:"waiting"`
+	// TxnParts: parts of Mongo transactions whose other events have not
+	// all arrived.
+	TxnParts int64 `json:"txn_parts"`
+	// Bytes of their stored envelopes.
+	Bytes int64 `json:"bytes"`
+	// Oldest is when the oldest of them was first set aside;
+	// OldestAgeSeconds is now minus Oldest (0 when there are none).
+	Oldest           *time.Time `json:"oldest,omitempty"`
+	OldestAgeSeconds float64    `json:"oldest_age_seconds"`
+	Error            string     `json:"error,omitempty"`
 }
 
 // LagStatus is how far Postgres trails the stream (see the package

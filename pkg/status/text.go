@@ -25,6 +25,9 @@ func WriteText(w io.Writer, r *Report) error {
 	if !r.Healthy {
 		verdict = fmt.Sprintf("UNHEALTHY (%d problems)", len(r.Problems))
 	}
+	if len(r.Warnings) > 0 {
+		verdict += fmt.Sprintf(", %d warnings", len(r.Warnings))
+	}
 	p("cdc status at %s: %s", r.Time.Format(time.RFC3339), verdict)
 	p("")
 	p("Systems")
@@ -93,6 +96,9 @@ func WriteText(w io.Writer, r *Report) error {
 		if s.LastTime != nil {
 			p("  last message\t%s", s.LastTime.Format(time.RFC3339))
 		}
+		if s.Created != nil {
+			p("  created\t%s", s.Created.Format(microTime))
+		}
 	}
 
 	c := r.Consumer
@@ -122,6 +128,31 @@ func WriteText(w io.Writer, r *Report) error {
 		p("  cluster time\t%s", ctText(s.ClusterTime))
 		if s.AppliedAt != nil {
 			p("  committed at\t%s", s.AppliedAt.Format(time.RFC3339))
+		}
+		if s.StreamCreated != nil {
+			p("  of stream\t%s created %s", s.Stream, s.StreamCreated.Format(microTime))
+		} else {
+			p("  of stream\t%s (creation time not recorded yet)", s.Stream)
+		}
+		if f := s.Fence; f != nil {
+			p("  fence\t%s", fenceText(f))
+		}
+	}
+
+	df := r.Deferred
+	p("")
+	p("Deferred events (passed by the position, not applied yet)")
+	switch {
+	case df.Error != "":
+		p("  unknown: %s", df.Error)
+	case df.Waiting == 0 && df.TxnParts == 0:
+		p("  none")
+	default:
+		p("  waiting\t%d (a parent under policy wait has not arrived)", df.Waiting)
+		p("  transaction parts\t%d (their Mongo transaction is not whole yet)", df.TxnParts)
+		p("  stored\t%s", bytesText(uint64(max(df.Bytes, 0))))
+		if df.Oldest != nil {
+			p("  oldest\tset aside %s ago (%s)", secs(df.OldestAgeSeconds), df.Oldest.Format(time.RFC3339))
 		}
 	}
 
@@ -181,6 +212,13 @@ func WriteText(w io.Writer, r *Report) error {
 		}
 	}
 
+	if len(r.Warnings) > 0 {
+		p("")
+		p("Warnings")
+		for _, w := range r.Warnings {
+			p("  - %s", w)
+		}
+	}
 	if len(r.Problems) > 0 {
 		p("")
 		p("Problems")
@@ -189,6 +227,27 @@ func WriteText(w io.Writer, r *Report) error {
 		}
 	}
 	return tw.Flush()
+}
+
+func fenceText(f *FenceStatus) string {
+	t := "no holder recorded"
+	if f.Owner != "" {
+		t = "taken by " + f.Owner
+		if f.Since != nil {
+			t += " at " + f.Since.Format(time.RFC3339)
+		}
+	}
+	t += fmt.Sprintf(", epoch %d", f.Epoch)
+	switch {
+	case f.Error != "":
+		t += "; lock unknown: " + f.Error
+	case f.Held == nil:
+	case *f.Held:
+		t += "; lock held now (a sink applies)"
+	default:
+		t += "; lock free (no sink applies now)"
+	}
+	return t
 }
 
 func reach(s System, ok string) string {
