@@ -64,12 +64,16 @@ func Ensure(ctx context.Context, js jetstream.JetStream, c StreamsConfig) error 
 		Subjects:    []string{c.SubjectPrefix + ".>"},
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
-		Discard:     jetstream.DiscardOld,
-		MaxAge:      c.MaxAge,
-		MaxBytes:    maxBytes,
-		Duplicates:  c.DedupWindow,
-		Replicas:    c.Replicas,
-		MaxMsgSize:  -1,
+		// A full stream refuses new events (the tailer retries from its
+		// checkpoint; MongoDB's oplog is the buffer) instead of discarding
+		// the oldest, which the sink may not have applied. Age still
+		// removes messages whatever the policy: the sink stops on any gap.
+		Discard:    jetstream.DiscardNew,
+		MaxAge:     c.MaxAge,
+		MaxBytes:   maxBytes,
+		Duplicates: c.DedupWindow,
+		Replicas:   c.Replicas,
+		MaxMsgSize: -1,
 	})
 	if err != nil {
 		return fmt.Errorf("declare stream %s: %w", c.Stream, err)

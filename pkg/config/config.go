@@ -390,8 +390,8 @@ func (c *Config) Validate(role Role) error {
 		if n.URL == "" && n.Replicas != 1 {
 			add("nats.replicas", "the embedded server is a single node: replicas must be 1")
 		}
-		if n.MaxAge <= 0 {
-			add("nats.max_age", "must be positive, got %s", n.MaxAge)
+		if n.MaxAge < 24*time.Hour {
+			add("nats.max_age", "must be at least 24h, got %s: age removes stream messages whether or not the sink applied them, so it must outlast any sink outage", n.MaxAge)
 		}
 		if n.CheckpointBucket == "" {
 			add("nats.checkpoint_bucket", "is required")
