@@ -13,31 +13,13 @@ import (
 // normally again. It refuses an empty reason (ErrNoReason). With dryRun
 // it reports what it would drop.
 func Drop(ctx context.Context, db state.DB, f Filter, reason string, dryRun bool) (Report, error) {
-	var rep Report
-	if !f.Named() {
-		return rep, ErrNoFilter
-	}
-	if strings.TrimSpace(reason) == "" {
-		return rep, ErrNoReason
-	}
-	var sel *state.Selection
-	var err error
-	if dryRun {
-		sel, err = state.SelectOpen(ctx, db, f, false)
-	} else {
-		sel, err = state.DropDeadLetters(ctx, db, f, reason)
-	}
-	if err != nil {
-		return rep, err
-	}
-	rep.Selected, rep.Added, rep.Entries = len(sel.Entries), len(sel.Added), results(sel)
+	rep, err := changeStatus(f, reason, dryRun, string(state.OutcomeDropped),
+		func() (*state.Selection, error) { return state.SelectOpen(ctx, db, f, false) },
+		func() (*state.Selection, error) { return state.DropDeadLetters(ctx, db, f, reason) })
 	if !dryRun {
-		rep.Dropped = len(sel.Entries)
-		for i := range rep.Entries {
-			rep.Entries[i].Outcome = string(state.OutcomeDropped)
-		}
+		rep.Dropped = len(rep.Entries)
 	}
-	return rep, nil
+	return rep, err
 }
 
 // Reopen makes the dropped or retried entries f selects open again (its
@@ -47,6 +29,19 @@ func Drop(ctx context.Context, db state.DB, f Filter, reason string, dryRun bool
 // retried or dropped. It refuses an empty reason (ErrNoReason). With
 // dryRun it reports what it would reopen.
 func Reopen(ctx context.Context, db state.DB, f Filter, reason string, dryRun bool) (Report, error) {
+	rep, err := changeStatus(f, reason, dryRun, "reopened",
+		func() (*state.Selection, error) { return state.SelectClosed(ctx, db, f) },
+		func() (*state.Selection, error) { return state.ReopenDeadLetters(ctx, db, f, reason) })
+	if !dryRun {
+		rep.Reopened = len(rep.Entries)
+	}
+	return rep, err
+}
+
+// changeStatus is Drop's and Reopen's common part: check the selection
+// and the reason, then preview (dry run) or act, and report each entry
+// with outcome.
+func changeStatus(f Filter, reason string, dryRun bool, outcome string, preview, act func() (*state.Selection, error)) (Report, error) {
 	var rep Report
 	if !f.Named() {
 		return rep, ErrNoFilter
@@ -54,21 +49,18 @@ func Reopen(ctx context.Context, db state.DB, f Filter, reason string, dryRun bo
 	if strings.TrimSpace(reason) == "" {
 		return rep, ErrNoReason
 	}
-	var sel *state.Selection
-	var err error
+	run := act
 	if dryRun {
-		sel, err = state.SelectClosed(ctx, db, f)
-	} else {
-		sel, err = state.ReopenDeadLetters(ctx, db, f, reason)
+		run = preview
 	}
+	sel, err := run()
 	if err != nil {
 		return rep, err
 	}
 	rep.Selected, rep.Added, rep.Entries = len(sel.Entries), len(sel.Added), results(sel)
 	if !dryRun {
-		rep.Reopened = len(sel.Entries)
 		for i := range rep.Entries {
-			rep.Entries[i].Outcome = "reopened"
+			rep.Entries[i].Outcome = outcome
 		}
 	}
 	return rep, nil

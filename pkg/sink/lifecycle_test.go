@@ -164,6 +164,18 @@ func (r *running) stop(t *testing.T) {
 	}
 }
 
+// ended waits for the sink to stop on its own and returns why.
+func (r *running) ended(t *testing.T, what string) error {
+	t.Helper()
+	select {
+	case err := <-r.done:
+		return err
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the sink kept running %s", what)
+		return nil
+	}
+}
+
 func (e *env) config(owner string) sink.Config {
 	return sink.Config{Consumer: "cdc-sink", BatchSize: 500, BatchWait: 20 * time.Millisecond, AckWait: time.Minute,
 		Streams: e.streams, Owner: owner, StandbyPoll: 100 * time.Millisecond}
@@ -271,12 +283,7 @@ func TestRecreatedStreamStopsLoudlyAndAdoptRecovers(t *testing.T) {
 	later := e.users(3) // sequences 1..3 of the new stream
 	_ = later
 	r = e.start(e.config("a"))
-	var err error
-	select {
-	case err = <-r.done:
-	case <-time.After(30 * time.Second):
-		t.Fatal("the sink kept running on a re-created stream")
-	}
+	err := r.ended(t, "on a re-created stream")
 	var sc *sink.StreamChangedError
 	if !errors.As(err, &sc) || !strings.Contains(err.Error(), "cdc position adopt") {
 		t.Fatalf("sink ended with %v, want a StreamChangedError naming `cdc position adopt`", err)
@@ -367,13 +374,8 @@ func TestStreamGapStopsLoudly(t *testing.T) {
 			t.Fatal(err)
 		}
 		r = e.start(e.config("a"))
-		select {
-		case err := <-r.done:
-			if !errors.Is(err, sink.ErrStreamGap) || !strings.Contains(err.Error(), "cdc replay oplog") {
-				t.Fatalf("sink ended with %v, want ErrStreamGap naming the replay", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Fatal("the sink kept running over a gap")
+		if err := r.ended(t, "over a gap"); !errors.Is(err, sink.ErrStreamGap) || !strings.Contains(err.Error(), "cdc replay oplog") {
+			t.Fatalf("sink ended with %v, want ErrStreamGap naming the replay", err)
 		}
 	})
 	t.Run("while running", func(t *testing.T) {
@@ -384,13 +386,8 @@ func TestStreamGapStopsLoudly(t *testing.T) {
 			t.Fatal(err)
 		}
 		r := e.start(e.config("a"))
-		select {
-		case err := <-r.done:
-			if !errors.Is(err, sink.ErrStreamGap) {
-				t.Fatalf("sink ended with %v, want ErrStreamGap", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Fatal("the sink kept running over a deleted message")
+		if err := r.ended(t, "over a deleted message"); !errors.Is(err, sink.ErrStreamGap) {
+			t.Fatalf("sink ended with %v, want ErrStreamGap", err)
 		}
 		if p := e.position(); p.Seq > 1 {
 			t.Fatalf("position %d moved past the gap", p.Seq)
