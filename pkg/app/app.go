@@ -257,6 +257,7 @@ func run(ctx context.Context, cfg config.Config, role config.Role, log *zap.Logg
 			Database: cfg.Mongo.Database, Collections: colls, Start: start,
 			BatchSize: cfg.Tailer.BatchSize, MaxAwait: cfg.Tailer.MaxAwait, MaxInFlight: cfg.Tailer.MaxInFlight,
 			CheckpointInterval: cfg.Tailer.CheckpointInterval, PreImages: cfg.Tailer.PreImages, Streams: b.Streams,
+			Owner: tailer.NewOwner(cfg.Tailer.Instance), StandbyTakeover: cfg.Tailer.StandbyTakeover,
 		}, log.Named("tailer"), met.ForTailer(health))
 		health.Check("mongo", func(ctx context.Context) error { return client.Ping(ctx, readpref.Primary()) })
 		health.Expect("tailer", 30*time.Second)
@@ -266,7 +267,7 @@ func run(ctx context.Context, cfg config.Config, role config.Role, log *zap.Logg
 			Threshold: cfg.Oplog.HeadroomWarning,
 			Log:       log.Named("oplog"),
 			Checkpoint: func(ctx context.Context) (event.ClusterTime, bool, error) {
-				cp, err := store.Load(ctx)
+				cp, _, err := store.Load(ctx)
 				if err != nil || cp == nil {
 					return event.ClusterTime{}, false, err
 				}

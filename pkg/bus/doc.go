@@ -7,4 +7,11 @@
 // Nats-Msg-Id dedup window, and age/size retention from configuration.
 // Declarations run at every start, so a changed retention in the config
 // reaches the server without an operator touching it.
+//
+// A size-limited change stream never discards what the sink has not
+// applied: it refuses new events when full (discard policy new), the
+// publisher sees a *StreamFullError (ClassifyPublishError) and retries from
+// its checkpoint, and the sink frees space with TrimApplied, which purges
+// only messages at or below its applied position. Age (max_age) removes
+// messages whatever the discard policy, so it must outlast any sink outage.
 package bus

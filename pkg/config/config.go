@@ -86,10 +86,18 @@ type NATSConfig struct {
 	// memory. Copies older than the window are skipped by the sink's
 	// version guard. Default 2m.
 	DedupWindow time.Duration `koanf:"dedup_window"`
-	// MaxAge is how long events stay in the stream; keep it longer than
-	// the oplog window so replay can come from the stream. Default 720h.
+	// MaxAge is how long events stay in the stream: 0 (no age limit) or
+	// at least 24h. Age removes messages whether or not the sink applied
+	// them (the discard policy does not apply to it) and the sink stops
+	// loudly on any gap, so it must exceed the longest sink outage. Keep it
+	// longer than the oplog window too, so replay can come from the stream.
+	// Default 720h.
 	MaxAge time.Duration `koanf:"max_age"`
-	// MaxBytes caps the stream size; -1 is unlimited. Default -1.
+	// MaxBytes caps the stream size; -1 is unlimited. A full stream
+	// refuses new events (discard policy new): the tailer retries from its
+	// checkpoint, MongoDB's oplog being the buffer, until the sink frees
+	// space or the cap is raised; nothing unapplied is discarded.
+	// Default -1.
 	MaxBytes int64 `koanf:"max_bytes"`
 	// CheckpointBucket is the KV bucket holding tailer checkpoints.
 	// Default "cdc_checkpoints".
@@ -124,6 +132,15 @@ type TailerConfig struct {
 	// PreImages asks for pre-images (fullDocumentBeforeChange:
 	// whenAvailable); collections must have them enabled. Default false.
 	PreImages bool `koanf:"pre_images"`
+	// Instance names this process in the checkpoint's owner
+	// ("<instance>:<pid>:<nonce>"), which a standby tailer reports.
+	// Default "" (the host name).
+	Instance string `koanf:"instance"`
+	// StandbyTakeover is how long a checkpoint written by another tailer
+	// must stay unchanged before a standby takes it over (the holder
+	// rewrites it every checkpoint_interval). It must exceed twice
+	// checkpoint_interval and twice max_await. Default 15s.
+	StandbyTakeover time.Duration `koanf:"standby_takeover"`
 }
 
 // SinkConfig tunes the Postgres applier.
@@ -235,6 +252,7 @@ func Default() Config {
 			MaxAwait:           time.Second,
 			MaxInFlight:        4096,
 			CheckpointInterval: time.Second,
+			StandbyTakeover:    15 * time.Second,
 		},
 		Sink: SinkConfig{
 			Consumer:  "cdc-sink",
@@ -325,6 +343,10 @@ func (c *Config) Validate(role Role) error {
 		if c.Tailer.CheckpointInterval <= 0 {
 			add("tailer.checkpoint_interval", "must be positive, got %s", c.Tailer.CheckpointInterval)
 		}
+		if beat := max(c.Tailer.CheckpointInterval, c.Tailer.MaxAwait); c.Tailer.StandbyTakeover <= 2*beat {
+			add("tailer.standby_takeover", "must exceed twice tailer.checkpoint_interval and twice tailer.max_await (%s), got %s: "+
+				"a standby takes over a checkpoint that has not changed for this long, and the active tailer rewrites it only that often", 2*beat, c.Tailer.StandbyTakeover)
+		}
 		if c.NATS.DedupWindow < 2*c.Tailer.CheckpointInterval {
 			add("nats.dedup_window", "must be at least twice tailer.checkpoint_interval (%s), got %s", c.Tailer.CheckpointInterval, c.NATS.DedupWindow)
 		}
@@ -390,8 +412,9 @@ func (c *Config) Validate(role Role) error {
 		if n.URL == "" && n.Replicas != 1 {
 			add("nats.replicas", "the embedded server is a single node: replicas must be 1")
 		}
-		if n.MaxAge < 24*time.Hour {
-			add("nats.max_age", "must be at least 24h, got %s: age removes stream messages whether or not the sink applied them, so it must outlast any sink outage", n.MaxAge)
+		if n.MaxAge < 0 || (n.MaxAge > 0 && n.MaxAge < 24*time.Hour) {
+			add("nats.max_age", "must be 0 (no age limit) or at least 24h, got %s: age removes stream messages whether or not the sink applied them "+
+				"(the discard policy does not apply to it), and the sink stops on any gap, so it must outlast the longest sink outage", n.MaxAge)
 		}
 		if n.CheckpointBucket == "" {
 			add("nats.checkpoint_bucket", "is required")

@@ -424,7 +424,18 @@ func TestValidate(t *testing.T) {
 		{"replicas 2", config.RoleAll, func(c *config.Config) { c.NATS.URL = "nats://n:4222"; c.NATS.Replicas = 2 }, "nats.replicas"},
 		{"replicas 3 on the embedded server", config.RoleAll, func(c *config.Config) { c.NATS.Replicas = 3 }, "nats.replicas"},
 		{"replicas 3 on a cluster", config.RoleAll, func(c *config.Config) { c.NATS.URL = "nats://n:4222"; c.NATS.Replicas = 3 }, ""},
-		{"zero max age", config.RoleAll, func(c *config.Config) { c.NATS.MaxAge = 0 }, "nats.max_age"},
+		{"zero max age is no age limit", config.RoleAll, func(c *config.Config) { c.NATS.MaxAge = 0 }, ""},
+		{"max age under a day", config.RoleAll, func(c *config.Config) { c.NATS.MaxAge = 12 * time.Hour }, "nats.max_age"},
+		{"negative max age", config.RoleAll, func(c *config.Config) { c.NATS.MaxAge = -time.Hour }, "nats.max_age"},
+		{"standby takeover of two checkpoint intervals", config.RoleTailer, func(c *config.Config) {
+			c.Tailer.CheckpointInterval = 5 * time.Second
+			c.Tailer.StandbyTakeover = 10 * time.Second
+		}, "tailer.standby_takeover"},
+		{"standby takeover under two getMore waits", config.RoleTailer, func(c *config.Config) {
+			c.Tailer.MaxAwait = 10 * time.Second
+			c.Tailer.StandbyTakeover = 15 * time.Second
+		}, "tailer.standby_takeover"},
+		{"standby takeover is not the sink's business", config.RoleSink, func(c *config.Config) { c.Tailer.StandbyTakeover = 0 }, ""},
 		{"empty checkpoint bucket", config.RoleAll, func(c *config.Config) { c.NATS.CheckpointBucket = "" }, "nats.checkpoint_bucket"},
 		{"embedded port out of range", config.RoleAll, func(c *config.Config) { c.NATS.Embedded.Port = 70000 }, "nats.embedded.port"},
 		{"bad log level", config.RolePostgres, func(c *config.Config) { c.Log.Level = "verbose" }, "log.level"},

@@ -554,3 +554,96 @@ func TestMoreWaitingEventsThanInFlightLimit(t *testing.T) {
 	})
 	e.waitCount("nothing left deferred", 0, `SELECT count(*) FROM cdc.deferred_events`)
 }
+
+// fillStream publishes users until the size-limited stream refuses one
+// (discard policy new) and returns their ids.
+func (e *env) fillStream() []primitive.ObjectID {
+	e.t.Helper()
+	var ids []primitive.ObjectID
+	for len(ids) < 100000 {
+		id := primitive.NewObjectID()
+		msg, _, err := bus.EventMsg(e.streams, e.ev("users", e.userDoc(id, id.Hex()+"@example.com"), e.next(), nil), e.nc.MaxPayload())
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		if _, err := e.js.PublishMsg(e.ctx, msg); err != nil {
+			if errors.Is(bus.ClassifyPublishError(e.ctx, e.js, e.streams.Stream, msg, err), bus.ErrStreamFull) {
+				return ids
+			}
+			e.t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	e.t.Fatal("the stream never filled")
+	return nil
+}
+
+// A full size-limited stream (discard policy new) is freed by the sink:
+// it purges only messages at or below its applied position and below every
+// other consumer's ack floor, and new events are accepted and applied
+// again (issue row 4: a full stream never discards what is unapplied, and
+// never stays full once the sink caught up).
+func TestFullStreamTrimmedBelowTheAppliedPosition(t *testing.T) {
+	e := newEnv(t)
+	e.streams.MaxBytes = 64 << 10
+	e.declare()
+	s, err := e.js.Stream(e.ctx, e.streams.Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another reader of the stream (a replay, a second consumer) that has
+	// acknowledged only the first 5 messages.
+	other, err := s.CreateConsumer(e.ctx, jetstream.ConsumerConfig{Durable: "reader", AckPolicy: jetstream.AckExplicitPolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := e.fillStream()
+	batch, err := other.Fetch(5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for m := range batch.Messages() {
+		if err := m.DoubleAck(e.ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := e.config("a")
+	cfg.TrimEvery = 50 * time.Millisecond
+	r := e.start(cfg)
+	defer r.stop(t)
+	e.waitCount("the first fill applied", len(first), `SELECT count(*) FROM users`)
+	streamFirst := func() uint64 {
+		info, err := s.Info(e.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.FirstSeq
+	}
+	e.waitFor("trimmed up to the other consumer's ack floor", 30*time.Second, func() (bool, string) {
+		f := streamFirst()
+		return f == 6, fmt.Sprintf("first sequence %d", f)
+	})
+	if err := s.DeleteConsumer(e.ctx, "reader"); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor("trimmed to about half the limit", 30*time.Second, func() (bool, string) {
+		info, err := s.Info(e.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.Bytes <= uint64(e.streams.MaxBytes)*6/10, fmt.Sprintf("%d bytes, first sequence %d", info.State.Bytes, info.State.FirstSeq)
+	})
+	if f, p := streamFirst(), e.position().Seq; f > p+1 {
+		t.Fatalf("trimmed past the applied position: first sequence %d, position %d", f, p)
+	}
+	second := e.users(len(first) / 3) // fits in the freed half; a refusal fails the test
+	e.waitCount("both fills applied", len(first)+len(second), `SELECT count(*) FROM users`)
+	e.waitFor("position at the last event", 30*time.Second, func() (bool, string) {
+		info, err := s.Info(e.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := e.position().Seq
+		return p == info.State.LastSeq, fmt.Sprintf("position %d, last %d", p, info.State.LastSeq)
+	})
+}

@@ -58,7 +58,16 @@ type Config struct {
 	// StandbyPoll is how often a standby tries to take the consumer.
 	// 0: 2 s.
 	StandbyPoll time.Duration
+	// TrimEvery is how often the active sink frees space in a
+	// size-limited change stream (bus.TrimApplied: once it is over
+	// TrimHighWater of a limit, messages at or below the applied position,
+	// and below every other consumer's ack floor, are purged). 0: 10 s.
+	TrimEvery time.Duration
 }
+
+// TrimHighWater is the fill (of max_bytes or max_msgs) above which the sink
+// purges applied messages from the change stream, down to about half.
+const TrimHighWater = 0.8
 
 func (c *Config) defaults() {
 	if c.MaxWaiting == 0 {
@@ -75,6 +84,9 @@ func (c *Config) defaults() {
 	}
 	if c.StandbyPoll == 0 {
 		c.StandbyPoll = 2 * time.Second
+	}
+	if c.TrimEvery == 0 {
+		c.TrimEvery = 10 * time.Second
 	}
 	if c.Owner == "" {
 		c.Owner = DefaultOwner()
@@ -380,12 +392,16 @@ func (s *Sink) consume(ctx context.Context, cons jetstream.Consumer, pos state.P
 		defer close(lagDone)
 		tick := time.NewTicker(2 * time.Second)
 		defer tick.Stop()
+		trim := time.NewTicker(s.cfg.TrimEvery)
+		defer trim.Stop()
 		for {
 			select {
 			case <-rctx.Done():
 				return
 			case <-tick.C:
 				s.reportLag(rctx, cons)
+			case <-trim.C:
+				s.trim(rctx)
 			}
 		}
 	}()
@@ -799,6 +815,41 @@ func (s *Sink) publishDeadLetters(ctx context.Context, dls []DeadLetter) {
 			s.log.Error("dead letter not copied to the DLQ stream (it is in cdc.dead_letters)",
 				zap.String("event_id", dl.EventID), zap.String("stream", s.cfg.Streams.DLQStream), zap.Error(err))
 		}
+	}
+}
+
+// trim frees space in a size-limited change stream: with the discard
+// policy new a full stream refuses the tailer's publishes, and applied
+// messages are not removed by anything else (limits retention). It purges
+// only what is resolved in Postgres (the committed position, a true
+// low-water mark) and what every other consumer of the stream has
+// acknowledged. A failure is logged and left to the next round: the stream
+// stays full meanwhile, which the tailer reports loudly (CDCStreamFull).
+func (s *Sink) trim(ctx context.Context) {
+	if s.cfg.Streams.MaxBytes <= 0 {
+		return
+	}
+	floor := s.committed.Load()
+	other, by, ok, err := bus.ConsumersFloor(ctx, s.js, s.cfg.Streams.Stream, s.cfg.Consumer)
+	if err != nil {
+		s.log.Warn("trim: cannot read the stream's other consumers; not trimming this round", zap.Error(err))
+		return
+	}
+	if ok && other < floor {
+		floor = other
+	}
+	purged, err := bus.TrimApplied(ctx, s.js, s.cfg.Streams.Stream, floor, TrimHighWater)
+	if err != nil {
+		s.log.Warn("trim: could not free space in the change stream", zap.Error(err), zap.Uint64("floor", floor))
+		return
+	}
+	if purged > 0 {
+		f := []zap.Field{zap.String("stream", s.cfg.Streams.Stream), zap.Uint64("purged", purged), zap.Uint64("floor", floor),
+			zap.Uint64("applied", s.committed.Load())}
+		if ok && other < s.committed.Load() {
+			f = append(f, zap.String("held_by_consumer", by))
+		}
+		s.log.Info("trimmed applied messages from the size-limited change stream", f...)
 	}
 }
 

@@ -50,16 +50,18 @@ func (c *checkpoints) load(ctx context.Context) (*tailer.Checkpoint, uint64, err
 
 // put writes a checkpoint that resumes at start: created if rev is 0 (and
 // fails with jetstream.ErrKeyExists if one appeared), else replacing
-// exactly revision rev.
+// exactly revision rev (jetstream.ErrKeyRevisionMismatch if it moved). It
+// is marked as a hand-off (Handoff, Owner tailer.HandoffOwner()): a
+// running tailer restarts from it instead of standing by.
 func (c *checkpoints) put(ctx context.Context, tok bson.Raw, start event.ClusterTime, rev uint64) error {
 	js, err := bson.MarshalExtJSON(tok, true, false)
 	if err != nil {
 		return fmt.Errorf("encode resume token: %w", err)
 	}
-	cp := tailer.Checkpoint{V: tailer.CheckpointVersion, Token: json.RawMessage(js), ClusterTime: start, UpdatedAt: time.Now().UTC()}
-	b, err := json.Marshal(&cp)
+	b, err := tailer.EncodeCheckpoint(&tailer.Checkpoint{Token: json.RawMessage(js), ClusterTime: start, UpdatedAt: time.Now().UTC(),
+		Owner: tailer.HandoffOwner(), Handoff: true})
 	if err != nil {
-		return fmt.Errorf("encode checkpoint: %w", err)
+		return err
 	}
 	if rev == 0 {
 		_, err = c.kv.Create(ctx, c.key, b)
@@ -147,7 +149,7 @@ func (r *Runner) handoff(ctx context.Context, sess mongo.Session, first string) 
 			if err != nil {
 				return handoffPlan{}, err
 			}
-			if err := r.cps.put(ctx, tok, t, rev); isWrongSequence(err) {
+			if err := r.cps.put(ctx, tok, t, rev); errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 				continue
 			} else if err != nil {
 				return handoffPlan{}, fmt.Errorf("reset the tailer checkpoint: %w", err)

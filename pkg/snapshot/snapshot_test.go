@@ -166,7 +166,7 @@ func (w *world) checkpoint() *tailer.Checkpoint {
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	cp, err := store.Load(w.ctx)
+	cp, _, err := store.Load(w.ctx)
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -369,7 +369,11 @@ func TestSnapshotHandoffCases(t *testing.T) {
 		_ = cs.Close(w.ctx)
 		js, _ := bson.MarshalExtJSON(tok, true, false)
 		before := &tailer.Checkpoint{V: tailer.CheckpointVersion, Token: js}
-		if err := store.Save(w.ctx, before); err != nil {
+		_, rev, err := store.Load(w.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := store.Save(w.ctx, before, rev); err != nil {
 			t.Fatal(err)
 		}
 		if _, _, err := w.run(w.ctx, w.cfg(), nil); err != nil {

@@ -122,7 +122,7 @@ func (c *collector) tailer(ctx context.Context) {
 		t.Error = oneLine(err)
 		return
 	}
-	cp, err := store.Load(ctx)
+	cp, _, err := store.Load(ctx)
 	if err != nil {
 		t.Error = oneLine(err)
 		return

@@ -91,8 +91,8 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = store.Save(ctx, &tailer.Checkpoint{V: tailer.CheckpointVersion, Token: tokenAt(f.checkpoint),
-		ClusterTime: event.ClusterTime{T: f.checkpoint.T, I: 3}, Events: uint64(f.events), UpdatedAt: time.Now().Add(-time.Minute)})
+	_, err = store.Save(ctx, &tailer.Checkpoint{V: tailer.CheckpointVersion, Token: tokenAt(f.checkpoint),
+		ClusterTime: event.ClusterTime{T: f.checkpoint.T, I: 3}, Events: uint64(f.events), UpdatedAt: time.Now().Add(-time.Minute)}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -97,7 +97,7 @@ func BenchmarkTailerPublish(b *testing.B) {
 		b.StartTimer()
 		go func() { done <- tl.Run(rctx) }()
 		for {
-			cp, err := store.Load(ctx)
+			cp, _, err := store.Load(ctx)
 			if err != nil {
 				b.Fatal(err)
 			}

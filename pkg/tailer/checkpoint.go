@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"os"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -13,13 +15,21 @@ import (
 	"github.com/amanat/cdc/pkg/event"
 )
 
-// CheckpointVersion is the persisted checkpoint format version.
-const CheckpointVersion = 1
+// CheckpointVersion is the persisted checkpoint format version written.
+// Version 2 added Owner, Handoff and Released; DecodeCheckpoint still
+// reads version 1 (no owner: written before the fence existed).
+const CheckpointVersion = 2
 
 // Checkpoint is the tailer's durable resume point: the resume token of the
 // last change JetStream acknowledged (or a post-batch token of an idle
 // stream whose every earlier event was acknowledged). It never points
 // inside a Mongo transaction.
+//
+// It is also the tailer's fence: exactly one tailer writes it at a time,
+// each write checked against the revision that tailer last read or wrote
+// (CheckpointStore.Save), and the active one rewrites it at least every
+// checkpoint interval, so a standby can tell a live holder (the revision
+// moves) from a dead one (it does not).
 type Checkpoint struct {
 	V int `json:"v"`
 	// Token is the change-stream resume token, canonical Extended JSON.
@@ -31,6 +41,18 @@ type Checkpoint struct {
 	Events uint64 `json:"events"`
 	// UpdatedAt is when the checkpoint was written.
 	UpdatedAt time.Time `json:"updated_at"`
+	// Owner names the writer: a tailer's instance identity (NewOwner,
+	// "<instance>:<pid>:<nonce>") or a snapshot's (HandoffOwner). Empty in
+	// a version 1 checkpoint.
+	Owner string `json:"owner,omitempty"`
+	// Handoff marks a checkpoint written by a snapshot's hand-off: a
+	// running tailer restarts from it (it does not stand by), and the first
+	// tailer to write after it owns it.
+	Handoff bool `json:"handoff,omitempty"`
+	// Released marks the last write of a tailer that stopped gracefully:
+	// another tailer may take it over at once instead of waiting for the
+	// standby takeover time.
+	Released bool `json:"released,omitempty"`
 }
 
 // ResumeToken decodes Token.
@@ -42,23 +64,51 @@ func (c *Checkpoint) ResumeToken() (bson.Raw, error) {
 	return raw, nil
 }
 
-// CheckpointStore persists checkpoints.
-type CheckpointStore interface {
-	// Load returns the stored checkpoint, or nil if there is none.
-	Load(ctx context.Context) (*Checkpoint, error)
-	// Save stores cp durably.
-	Save(ctx context.Context, cp *Checkpoint) error
-	// Create stores cp only if there is no checkpoint; otherwise it
-	// returns ErrCheckpointExists.
-	Create(ctx context.Context, cp *Checkpoint) error
+// claimable reports whether a tailer with identity self may take cp over
+// without waiting: it is its own, released, a snapshot's hand-off, or a
+// version 1 checkpoint from before the fence.
+func (c *Checkpoint) claimable(self string) bool {
+	return c.Owner == self || c.Owner == "" || c.Handoff || c.Released
 }
 
-// ErrCheckpointExists is Create's answer when a checkpoint appeared since
-// Load (a snapshot's hand-off, another tailer): resume from it instead.
-var ErrCheckpointExists = errors.New("a checkpoint already exists")
+// NewOwner returns a tailer identity "<instance>:<pid>:<nonce>": instance
+// (the host name when empty) says where it runs, the pid and a random nonce
+// make every process distinct, so two processes with one configured name
+// still fence each other.
+func NewOwner(instance string) string {
+	if instance == "" {
+		instance = hostname()
+	}
+	return fmt.Sprintf("%s:%d:%04x", instance, os.Getpid(), rand.Uint32N(1<<16))
+}
+
+// HandoffOwner is the Owner a snapshot's hand-off writes:
+// "snapshot:<host>:<pid>".
+func HandoffOwner() string { return fmt.Sprintf("snapshot:%s:%d", hostname(), os.Getpid()) }
+
+func hostname() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "unknown-host"
+	}
+	return h
+}
+
+// CheckpointStore persists checkpoints with revision-checked writes.
+type CheckpointStore interface {
+	// Load returns the stored checkpoint and its revision, or nil, 0 if
+	// there is none.
+	Load(ctx context.Context) (*Checkpoint, uint64, error)
+	// Save stores cp if the stored revision is still rev (0: only if there
+	// is no checkpoint) and returns the new revision. Otherwise it returns
+	// a *MovedError (errors.Is ErrCheckpointMoved) naming what is stored.
+	Save(ctx context.Context, cp *Checkpoint, rev uint64) (uint64, error)
+}
 
 // KVCheckpoints stores checkpoints in a JetStream key-value bucket, next to
 // the events they describe: a checkpoint can never survive its stream.
+// Writes are compare-and-set on the key's revision (KeyValue.Create and
+// Update). Safe for concurrent use.
 type KVCheckpoints struct {
 	kv  jetstream.KeyValue
 	key string
@@ -77,46 +127,56 @@ func NewKVCheckpoints(ctx context.Context, js jetstream.JetStream, bucket, key s
 // CheckpointKey is the KV key of the tailer of database db.
 func CheckpointKey(db string) string { return "tailer." + db }
 
+// Key is the checkpoint's KV key.
+func (s *KVCheckpoints) Key() string { return s.key }
+
 // Load implements CheckpointStore.
-func (s *KVCheckpoints) Load(ctx context.Context) (*Checkpoint, error) {
+func (s *KVCheckpoints) Load(ctx context.Context) (*Checkpoint, uint64, error) {
 	e, err := s.kv.Get(ctx, s.key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, nil
+		return nil, 0, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("load checkpoint %s: %w", s.key, err)
+		return nil, 0, fmt.Errorf("load checkpoint %s: %w", s.key, err)
 	}
-	return DecodeCheckpoint(e.Value())
-}
-
-// Save implements CheckpointStore.
-func (s *KVCheckpoints) Save(ctx context.Context, cp *Checkpoint) error {
-	b, err := json.Marshal(cp)
+	cp, err := DecodeCheckpoint(e.Value())
 	if err != nil {
-		return fmt.Errorf("encode checkpoint: %w", err)
+		return nil, 0, fmt.Errorf("checkpoint %s revision %d: %w", s.key, e.Revision(), err)
 	}
-	if _, err := s.kv.Put(ctx, s.key, b); err != nil {
-		return fmt.Errorf("save checkpoint %s: %w", s.key, err)
-	}
-	return nil
+	return cp, e.Revision(), nil
 }
 
-// Create implements CheckpointStore.
-func (s *KVCheckpoints) Create(ctx context.Context, cp *Checkpoint) error {
-	b, err := json.Marshal(cp)
+// Save implements CheckpointStore. A stale revision is recognised by the
+// library's sentinels (jetstream.ErrKeyExists for a create,
+// jetstream.ErrKeyRevisionMismatch for an update: JetStream API error codes
+// 10071, or 10164 on a replicated stream), never by message text.
+func (s *KVCheckpoints) Save(ctx context.Context, cp *Checkpoint, rev uint64) (uint64, error) {
+	b, err := EncodeCheckpoint(cp)
 	if err != nil {
-		return fmt.Errorf("encode checkpoint: %w", err)
+		return 0, err
 	}
-	if _, err := s.kv.Create(ctx, s.key, b); err != nil {
-		if errors.Is(err, jetstream.ErrKeyExists) {
-			return ErrCheckpointExists
-		}
-		return fmt.Errorf("create checkpoint %s: %w", s.key, err)
+	var next uint64
+	if rev == 0 {
+		next, err = s.kv.Create(ctx, s.key, b)
+	} else {
+		next, err = s.kv.Update(ctx, s.key, b, rev)
 	}
-	return nil
+	if err == nil {
+		return next, nil
+	}
+	if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return 0, fmt.Errorf("save checkpoint %s: %w", s.key, err)
+	}
+	cur, curRev, lerr := s.Load(ctx)
+	if lerr != nil {
+		// Not a MovedError: without the current checkpoint the caller
+		// cannot tell who moved it; it retries and loads it again.
+		return 0, fmt.Errorf("save checkpoint %s: revision %d is stale (%v) and the current one is unreadable: %w", s.key, rev, err, lerr)
+	}
+	return 0, &MovedError{Key: s.key, Expected: rev, Revision: curRev, Current: cur, Cause: err}
 }
 
-// Delete removes the checkpoint (snapshot resets the start point).
+// Delete removes the checkpoint (whatever its revision).
 func (s *KVCheckpoints) Delete(ctx context.Context) error {
 	if err := s.kv.Delete(ctx, s.key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return fmt.Errorf("delete checkpoint %s: %w", s.key, err)
@@ -124,14 +184,27 @@ func (s *KVCheckpoints) Delete(ctx context.Context) error {
 	return nil
 }
 
-// DecodeCheckpoint parses and validates a stored checkpoint.
+// EncodeCheckpoint renders cp in the current format (version
+// CheckpointVersion, whatever cp.V says).
+func EncodeCheckpoint(cp *Checkpoint) ([]byte, error) {
+	c := *cp
+	c.V = CheckpointVersion
+	b, err := json.Marshal(&c)
+	if err != nil {
+		return nil, fmt.Errorf("encode checkpoint: %w", err)
+	}
+	return b, nil
+}
+
+// DecodeCheckpoint parses and validates a stored checkpoint of version 1
+// or 2.
 func DecodeCheckpoint(b []byte) (*Checkpoint, error) {
 	var cp Checkpoint
 	if err := json.Unmarshal(b, &cp); err != nil {
 		return nil, fmt.Errorf("decode checkpoint: %w", err)
 	}
-	if cp.V != CheckpointVersion {
-		return nil, fmt.Errorf("checkpoint version %d is not %d", cp.V, CheckpointVersion)
+	if cp.V != 1 && cp.V != CheckpointVersion {
+		return nil, fmt.Errorf("checkpoint version %d is not 1 or %d", cp.V, CheckpointVersion)
 	}
 	if len(cp.Token) == 0 {
 		return nil, errors.New("checkpoint without token")

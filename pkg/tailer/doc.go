@@ -15,8 +15,23 @@
 //     crash is dropped by JetStream's dedup window.
 //   - A resume point that fell off the oplog (code 286) is fatal with
 //     recovery instructions; the tailer never silently starts from "now".
+//   - One writer at a time: every checkpoint write is checked against the
+//     KV revision the tailer last read or wrote. A tailer that finds the
+//     checkpoint held or moved by another stops publishing and stands by
+//     until it stays unchanged for the standby takeover time (the holder
+//     rewrites it every checkpoint interval, idle or not); a checkpoint
+//     rewritten by a snapshot's hand-off makes it restart from it instead
+//     (see fence.go).
+//   - A full change stream (discard policy new) refuses publishes: the
+//     tailer retries from its checkpoint with backoff, so nothing is
+//     skipped, and says so at error level once a minute.
 //
 // Run retries everything else (Mongo or NATS unreachable, failed
 // publishes) with capped exponential backoff, restarting from the last
 // durable checkpoint.
+//
+// The checkpoint (Checkpoint, version 2; version 1 is still read) is a
+// JSON record in the bucket nats.checkpoint_bucket under tailer.<db>,
+// pinned by golden files in testdata/. A snapshot's hand-off writes it
+// with Owner HandoffOwner() and Handoff set.
 package tailer

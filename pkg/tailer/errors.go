@@ -55,3 +55,48 @@ func isHistoryLost(err error) bool {
 	}
 	return false
 }
+
+// ErrCheckpointMoved means a checkpoint write was refused because the
+// stored checkpoint is no longer at the revision the writer last read or
+// wrote: another writer (a tailer, a snapshot's hand-off, an operator)
+// moved it. It is the tailer's fence.
+var ErrCheckpointMoved = errors.New("checkpoint moved by another writer")
+
+// MovedError is CheckpointStore.Save's answer to a stale revision, with
+// what is stored now. errors.Is(err, ErrCheckpointMoved) holds.
+type MovedError struct {
+	Key string
+	// Expected is the revision the write was checked against (0: none).
+	Expected uint64
+	// Revision and Current are the stored revision and checkpoint; Current
+	// is nil (Revision 0) when the checkpoint was deleted.
+	Revision uint64
+	Current  *Checkpoint
+	// Cause is the store's refusal.
+	Cause error
+}
+
+// Holder names the current writer for messages.
+func (e *MovedError) Holder() string { return holderName(e.Current) }
+
+func (e *MovedError) Error() string {
+	if e.Current == nil {
+		return fmt.Sprintf("%v: checkpoint %s was deleted (expected revision %d)", ErrCheckpointMoved, e.Key, e.Expected)
+	}
+	return fmt.Sprintf("%v: checkpoint %s is at revision %d written by %s (expected revision %d)",
+		ErrCheckpointMoved, e.Key, e.Revision, e.Holder(), e.Expected)
+}
+
+// Unwrap returns ErrCheckpointMoved and the store's refusal.
+func (e *MovedError) Unwrap() []error { return []error{ErrCheckpointMoved, e.Cause} }
+
+// holderName is how a checkpoint's writer is named in logs and /readyz.
+func holderName(cp *Checkpoint) string {
+	switch {
+	case cp == nil:
+		return "nobody (deleted)"
+	case cp.Owner == "":
+		return "a tailer without a fence (checkpoint version 1)"
+	}
+	return cp.Owner
+}

@@ -41,7 +41,18 @@ type Config struct {
 	PreImages bool
 	// Streams names the subjects.
 	Streams bus.StreamsConfig
+	// Owner is this tailer's identity in the checkpoint (NewOwner); ""
+	// uses NewOwner("").
+	Owner string
+	// StandbyTakeover is how long a checkpoint written by another tailer
+	// must stay unchanged before this one takes it over. It must exceed
+	// twice CheckpointInterval and MaxAwait (config validates it).
+	// 0 means DefaultStandbyTakeover.
+	StandbyTakeover time.Duration
 }
+
+// DefaultStandbyTakeover is Config.StandbyTakeover's default.
+const DefaultStandbyTakeover = 15 * time.Second
 
 // Metrics receives the tailer's counters; nil-safe no-op by default.
 type Metrics interface {
@@ -51,8 +62,14 @@ type Metrics interface {
 	// Retry counts a restart from the checkpoint after an error.
 	Retry()
 	// Alive reports that the read loop went round (an event or an idle
-	// getMore).
+	// getMore), or that a standby checked the checkpoint.
 	Alive()
+	// Standby reports that this tailer stands by (true, with the
+	// checkpoint's holder) or writes the checkpoint (false, "").
+	Standby(standby bool, holder string)
+	// StreamFull reports a publish refused by a full stream (true, once
+	// per refused attempt) and the first acknowledgement after it (false).
+	StreamFull(full bool)
 }
 
 type noMetrics struct{}
@@ -62,8 +79,11 @@ func (noMetrics) EventPublished(string)             {}
 func (noMetrics) CheckpointSaved(event.ClusterTime) {}
 func (noMetrics) Retry()                            {}
 func (noMetrics) Alive()                            {}
+func (noMetrics) Standby(bool, string)              {}
+func (noMetrics) StreamFull(bool)                   {}
 
-// Tailer publishes change events. Create with New; Run blocks.
+// Tailer publishes change events. Create with New; Run blocks. A Tailer
+// is not safe for concurrent use: one Run at a time.
 type Tailer struct {
 	client  *mongo.Client
 	js      jetstream.JetStream
@@ -71,8 +91,14 @@ type Tailer struct {
 	cfg     Config
 	log     *zap.Logger
 	metrics Metrics
-	// now is injectable for tests.
-	now func() time.Time
+	// key names the checkpoint in messages.
+	key string
+	// clock is injectable for tests.
+	clock clock
+	// lease is this tailer's side of the fence (Run's goroutine only).
+	lease lease
+	// full tracks publishes refused by a full stream.
+	full fullState
 }
 
 // New returns a Tailer. It does no I/O.
@@ -80,32 +106,71 @@ func New(client *mongo.Client, js jetstream.JetStream, store CheckpointStore, cf
 	if m == nil {
 		m = noMetrics{}
 	}
-	return &Tailer{client: client, js: js, store: store, cfg: cfg, log: log, metrics: m, now: time.Now}
+	if cfg.Owner == "" {
+		cfg.Owner = NewOwner("")
+	}
+	if cfg.StandbyTakeover <= 0 {
+		cfg.StandbyTakeover = DefaultStandbyTakeover
+	}
+	key := CheckpointKey(cfg.Database)
+	if k, ok := store.(interface{ Key() string }); ok {
+		key = k.Key()
+	}
+	return &Tailer{client: client, js: js, store: store, cfg: cfg, log: log, metrics: m, key: key, clock: realClock{}}
 }
+
+// Owner is this tailer's identity in the checkpoint.
+func (t *Tailer) Owner() string { return t.cfg.Owner }
 
 // Run tails until ctx is cancelled (returns nil) or a fatal error occurs
 // (ErrHistoryLost, a malformed change event). Every other error is logged
-// and retried from the last checkpoint with capped exponential backoff.
+// and retried from the last checkpoint with capped exponential backoff;
+// meanwhile the checkpoint is rewritten every checkpoint interval, so a
+// standby does not mistake a retrying tailer for a dead one.
+//
+// The checkpoint is the fence between tailers (one writer at a time):
+// when another tailer holds it, or takes it over, this one closes its
+// change stream and stands by, watching it, until it stays unchanged for
+// StandbyTakeover (or is released, deleted or handed off by a snapshot);
+// then it takes over and resumes from the stored checkpoint. A checkpoint
+// rewritten by a snapshot's hand-off makes it restart from it at once. A
+// publish refused by a full stream (bus.ErrStreamFull) is retried the same
+// way, logged at error level at most once a minute.
 func (t *Tailer) Run(ctx context.Context) error {
+	var held *heldError
 	for attempt := 0; ; {
+		if held != nil {
+			if t.standBy(ctx, held) != nil {
+				return nil
+			}
+			held, attempt = nil, 0
+		}
 		progressed, err := t.runOnce(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
+		if h, fenced := t.fenced(err); fenced {
+			held, attempt = h, 0
+			continue
+		}
 		if IsFatal(err) {
 			return err
 		}
+		full := t.streamFull(err)
 		if progressed {
 			attempt = 0
 		}
 		wait := retryDelay(attempt)
 		attempt++
 		t.metrics.Retry()
-		t.log.Warn("tailer error, resuming from the last checkpoint", zap.Error(err), zap.Duration("retry_in", wait), zap.Int("attempt", attempt))
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(wait):
+		if !full {
+			t.log.Warn("tailer error, resuming from the last checkpoint", zap.Error(err), zap.Duration("retry_in", wait), zap.Int("attempt", attempt))
+		}
+		if err := t.pause(ctx, wait); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			held, _ = t.fenced(err)
 		}
 	}
 }
@@ -133,9 +198,18 @@ type pending struct {
 // state is one change-stream session's bookkeeping.
 type state struct {
 	queue    []pending
-	durable  *point   // newest position whose items are all acked
-	saved    bson.Raw // token of the last checkpoint written to the store
+	durable  *point // newest position whose items are all acked
 	lastSave time.Time
+	// lost is set once a write found the checkpoint moved: this session
+	// writes no more.
+	lost bool
+	// refused is the first publish JetStream did not acknowledge.
+	refused error
+	// start is the token the session resumed from; advanced is set once a
+	// later one was saved: the session progressed (Mongo and NATS both
+	// work), and Run's backoff starts again from its minimum.
+	start    bson.Raw
+	advanced bool
 	events   uint64
 	// txns numbers transaction events and holds each transaction's
 	// newest one until the next change (or an idle stream) says whether it
@@ -144,7 +218,7 @@ type state struct {
 }
 
 func (t *Tailer) runOnce(ctx context.Context) (progressed bool, err error) {
-	cp, err := t.store.Load(ctx)
+	cp, err := t.acquire(ctx)
 	if err != nil {
 		return false, err
 	}
@@ -183,12 +257,12 @@ func (t *Tailer) runOnce(ctx context.Context) (progressed bool, err error) {
 	defer cs.Close(context.WithoutCancel(ctx))
 	t.log.Info("change stream open", zap.String("database", t.cfg.Database), zap.Strings("collections", t.cfg.Collections), zap.String("start", startDesc))
 
-	st := &state{}
+	st := &state{lastSave: t.clock.Now()}
 	if cp != nil {
 		st.events = cp.Events
 		if tok, err := cp.ResumeToken(); err == nil {
-			st.saved = tok
 			st.durable = &point{tok: tok, ct: cp.ClusterTime, events: cp.Events}
+			st.start = tok
 		}
 	}
 	if cp == nil && t.cfg.Start.Now {
@@ -196,16 +270,18 @@ func (t *Tailer) runOnce(ctx context.Context) (progressed bool, err error) {
 		// the start point forward past changes made meanwhile.
 		if tok := cs.ResumeToken(); tok != nil {
 			st.durable = &point{tok: cloneRaw(tok)}
-			if err := t.save(ctx, st); err != nil {
+			if err := t.save(ctx, st, false); err != nil {
 				return false, err
 			}
 		}
 	}
 	defer func() {
-		// Flush what is acknowledged, on every exit path.
-		if ferr := t.finish(context.WithoutCancel(ctx), st); ferr != nil && err == nil && ctx.Err() == nil {
+		// Flush what is acknowledged, on every exit path; a graceful stop
+		// releases the checkpoint to whichever tailer starts next.
+		if ferr := t.finish(context.WithoutCancel(ctx), st, ctx.Err() != nil); ferr != nil && err == nil && ctx.Err() == nil {
 			err = ferr
 		}
+		progressed = st.advanced
 	}()
 
 	for {
@@ -217,7 +293,6 @@ func (t *Tailer) runOnce(ctx context.Context) (progressed bool, err error) {
 			if err := t.handleChange(st, cs.Current); err != nil {
 				return progressed, err
 			}
-			progressed = true
 		} else {
 			if err := cs.Err(); err != nil {
 				if ctx.Err() != nil {
@@ -237,8 +312,10 @@ func (t *Tailer) runOnce(ctx context.Context) (progressed bool, err error) {
 		if err := t.drain(ctx, st, false); err != nil {
 			return progressed, err
 		}
-		if t.now().Sub(st.lastSave) >= t.cfg.CheckpointInterval {
-			if err := t.save(ctx, st); err != nil {
+		// Every interval, moved or not: the rewrite is the heartbeat that
+		// keeps a standby from taking over.
+		if t.clock.Now().Sub(st.lastSave) >= t.cfg.CheckpointInterval {
+			if err := t.save(ctx, st, false); err != nil {
 				return progressed, err
 			}
 		}
@@ -302,8 +379,14 @@ func (t *Tailer) publish(st *state, ev *event.Event, tok bson.Raw) error {
 
 // drain pops acknowledged items from the head of the queue, advancing the
 // durable checkpoint. It blocks while the queue is over MaxInFlight (or,
-// with all=true, until the queue is empty).
+// with all=true, until the queue is empty). Once a publish was refused,
+// nothing after it can become durable: drain returns that refusal again at
+// once (an ack future delivers its error only once, so waiting on it again
+// would block until ctx ends).
 func (t *Tailer) drain(ctx context.Context, st *state, all bool) error {
+	if st.refused != nil {
+		return st.refused
+	}
 	for len(st.queue) > 0 {
 		head := st.queue[0]
 		if head.ack != nil {
@@ -312,7 +395,8 @@ func (t *Tailer) drain(ctx context.Context, st *state, all bool) error {
 				select {
 				case <-head.ack.Ok():
 				case err := <-head.ack.Err():
-					return fmt.Errorf("publish not acknowledged: %w", err)
+					st.refused = t.refused(ctx, head.ack, err)
+					return st.refused
 				case <-ctx.Done():
 					return ctx.Err()
 				}
@@ -320,11 +404,13 @@ func (t *Tailer) drain(ctx context.Context, st *state, all bool) error {
 				select {
 				case <-head.ack.Ok():
 				case err := <-head.ack.Err():
-					return fmt.Errorf("publish not acknowledged: %w", err)
+					st.refused = t.refused(ctx, head.ack, err)
+					return st.refused
 				default:
 					return nil
 				}
 			}
+			t.roomAgain()
 			st.events++
 			t.metrics.EventPublished(head.coll)
 		}
@@ -360,27 +446,27 @@ func (p *point) checkpoint() *Checkpoint {
 	return &Checkpoint{V: CheckpointVersion, Token: json.RawMessage(js), ClusterTime: p.ct, Events: p.events}
 }
 
-func (t *Tailer) save(ctx context.Context, st *state) error {
-	st.lastSave = t.now()
-	if st.durable == nil || bytes.Equal(st.saved, st.durable.tok) {
+// save writes the durable position (again, when it has not moved: the
+// heartbeat), checked against the lease. A session that started without a
+// checkpoint creates the first one, never overwrites one, so a checkpoint a
+// snapshot's hand-off wrote meanwhile wins and this session restarts from
+// it. release marks a graceful stop's last write.
+func (t *Tailer) save(ctx context.Context, st *state, release bool) error {
+	st.lastSave = t.clock.Now()
+	if st.durable == nil || st.lost {
 		return nil
 	}
 	cp := st.durable.checkpoint()
-	cp.UpdatedAt = t.now().UTC()
-	save := t.store.Save
-	if st.saved == nil {
-		// This session started without a checkpoint: the first one is
-		// created, never overwritten, so a checkpoint a snapshot's
-		// hand-off wrote meanwhile wins and this session restarts from it.
-		save = t.store.Create
-	}
-	if err := save(ctx, cp); err != nil {
-		if errors.Is(err, ErrCheckpointExists) {
-			return fmt.Errorf("%w: restarting from it", err)
+	cp.Released = release
+	if err := t.write(ctx, cp); err != nil {
+		if errors.Is(err, ErrCheckpointMoved) {
+			st.lost = true
 		}
 		return err
 	}
-	st.saved = st.durable.tok
+	if !bytes.Equal(st.start, st.durable.tok) {
+		st.advanced = true
+	}
 	// The token's own time moves on an idle stream too (post-batch
 	// tokens); the last event's time does not.
 	ct := cp.ClusterTime
@@ -391,14 +477,15 @@ func (t *Tailer) save(ctx context.Context, st *state) error {
 	return nil
 }
 
-// finish waits (bounded) for outstanding acks and saves what is durable.
-func (t *Tailer) finish(ctx context.Context, st *state) error {
+// finish waits (bounded) for outstanding acks and saves what is durable;
+// release marks the checkpoint free for the next tailer (graceful stop).
+func (t *Tailer) finish(ctx context.Context, st *state, release bool) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	// A held transaction event is not released: its transaction may be
 	// incomplete, and the checkpoint stays before it.
 	derr := t.drain(ctx, st, true)
-	if err := t.save(ctx, st); err != nil {
+	if err := t.save(ctx, st, release); err != nil {
 		return err
 	}
 	return derr

@@ -1,0 +1,247 @@
+package tailer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// The fence between tailers is the checkpoint itself (invariant: one
+// writer at a time):
+//
+//   - Every write is checked against the revision this tailer last read or
+//     wrote (its lease); a mismatch is a *MovedError and this tailer
+//     writes no more until it has read the checkpoint again.
+//   - A session first claims the checkpoint: it rewrites the one it just
+//     loaded with its own Owner. It claims without waiting only a
+//     checkpoint that is its own, released by a graceful stop, written by a
+//     snapshot's hand-off, or from before the fence (version 1); one that
+//     another tailer holds makes it stand by.
+//   - The active tailer rewrites the checkpoint at least every checkpoint
+//     interval, idle or retrying (a heartbeat), so its revision keeps
+//     moving. A standby reads it every checkpoint interval and takes over
+//     once the revision has not moved for StandbyTakeover; its claim is
+//     itself revision-checked, so a holder that wrote meanwhile wins.
+//   - A zombie holder (paused past the takeover) may publish a few events
+//     before its next write fails: they are copies of events the new holder
+//     publishes too, dropped by the Nats-Msg-Id dedup window or skipped by
+//     the sink's version guard.
+
+// clock is the tailer's time source; tests inject one.
+type clock interface {
+	Now() time.Time
+	After(d time.Duration) <-chan time.Time
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time                         { return time.Now() }
+func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// lease is what this tailer knows of its fence.
+type lease struct {
+	// rev is the revision this tailer may write over: the one it last
+	// wrote, or the one it loaded to claim; 0 creates the checkpoint.
+	rev uint64
+	// cp is this tailer's last successful write (nil before one) and at
+	// when it was made.
+	cp *Checkpoint
+	at time.Time
+	// standing is set while this tailer stands by (reported to Metrics).
+	standing bool
+}
+
+// heldError means another tailer holds the checkpoint: Run stands by.
+type heldError struct {
+	holder string
+	rev    uint64
+}
+
+func (e *heldError) Error() string {
+	return fmt.Sprintf("checkpoint held by %s (revision %d)", e.holder, e.rev)
+}
+
+// acquire loads the checkpoint a session starts from and claims it. It
+// returns nil (no checkpoint: the configured start point), a *heldError
+// when another tailer holds it, or the store's error (a *MovedError when a
+// writer got in between the load and the claim).
+func (t *Tailer) acquire(ctx context.Context) (*Checkpoint, error) {
+	cp, rev, err := t.store.Load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if cp != nil && rev != t.lease.rev && !cp.claimable(t.cfg.Owner) {
+		return nil, &heldError{holder: holderName(cp), rev: rev}
+	}
+	if cp == nil && t.lease.cp != nil {
+		// Deleted since this tailer wrote it: its own last checkpoint is
+		// a safe resume point; the configured start could skip changes.
+		t.log.Warn("the checkpoint was deleted since this tailer wrote it: resuming from this tailer's last checkpoint and re-creating it",
+			zap.String("key", t.key), zap.String("token", string(t.lease.cp.Token)))
+		cp = t.lease.cp
+	}
+	t.lease.rev = rev
+	if cp == nil {
+		return nil, nil
+	}
+	claim := *cp
+	claim.Handoff, claim.Released = false, false
+	if err := t.write(ctx, &claim); err != nil {
+		return nil, err
+	}
+	if t.lease.standing {
+		t.lease.standing = false
+		t.metrics.Standby(false, "")
+	}
+	if cp.Handoff {
+		t.log.Info("resuming from a checkpoint written by a snapshot's hand-off", zap.String("key", t.key),
+			zap.String("by", cp.Owner), zap.Uint64("revision", rev), zap.String("token", string(cp.Token)))
+	}
+	return cp, nil
+}
+
+// write stores cp as this tailer's, checked against the lease, and renews
+// the lease. A checkpoint deleted under it is re-created at cp; a revision
+// moved by this tailer's own earlier write (a lost reply) is adopted. Any
+// other move is returned as a *MovedError.
+func (t *Tailer) write(ctx context.Context, cp *Checkpoint) error {
+	cp.Owner = t.cfg.Owner
+	cp.UpdatedAt = t.clock.Now().UTC()
+	rev, err := t.store.Save(ctx, cp, t.lease.rev)
+	var moved *MovedError
+	if errors.As(err, &moved) {
+		switch {
+		case moved.Current == nil && t.lease.rev != 0:
+			t.log.Warn("the checkpoint was deleted while this tailer held it: re-creating it at this tailer's position",
+				zap.String("key", t.key), zap.String("token", string(cp.Token)))
+			rev, err = t.store.Save(ctx, cp, 0)
+		case moved.Current != nil && moved.Current.Owner == t.cfg.Owner:
+			rev, err = t.store.Save(ctx, cp, moved.Revision)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	t.lease.rev, t.lease.cp, t.lease.at = rev, cp, t.clock.Now()
+	return nil
+}
+
+// fenced reports whether err is the fence's answer. When it is, held is
+// the checkpoint's holder to stand by for, or nil to restart at once (a
+// snapshot's hand-off, a release or a deletion: the next session claims
+// it).
+func (t *Tailer) fenced(err error) (held *heldError, ok bool) {
+	if errors.As(err, &held) {
+		return held, true
+	}
+	var m *MovedError
+	if !errors.As(err, &m) {
+		return nil, false
+	}
+	switch {
+	case m.Current == nil:
+		t.log.Warn("the checkpoint was deleted under this tailer: restarting", zap.String("key", m.Key))
+		return nil, true
+	case m.Current.Handoff:
+		t.log.Info("the checkpoint was rewritten by a snapshot's hand-off: restarting from it", zap.String("key", m.Key),
+			zap.String("by", m.Current.Owner), zap.Uint64("revision", m.Revision), zap.String("token", string(m.Current.Token)))
+		return nil, true
+	case m.Current.Released:
+		return nil, true
+	}
+	t.log.Warn("the checkpoint was moved by another tailer: this one stops publishing", zap.String("key", m.Key),
+		zap.String("holder", m.Holder()), zap.Uint64("revision", m.Revision), zap.Uint64("expected", m.Expected), zap.String("self", t.cfg.Owner))
+	return &heldError{holder: m.Holder(), rev: m.Revision}, true
+}
+
+// standBy waits while another tailer holds the checkpoint. It reads it
+// every checkpoint interval and returns nil, with the lease set to the
+// revision to claim, once it has stayed unchanged for StandbyTakeover or
+// was released, handed off by a snapshot or deleted; it returns ctx's
+// error when ctx ends. Time in which the checkpoint could not be read does
+// not count as unchanged.
+func (t *Tailer) standBy(ctx context.Context, h *heldError) error {
+	t.lease.standing = true
+	t.metrics.Standby(true, h.holder)
+	t.log.Warn(fmt.Sprintf("standing by: checkpoint %s is written by %s (revision %d)", t.key, h.holder, h.rev),
+		zap.String("key", t.key), zap.String("holder", h.holder), zap.Uint64("revision", h.rev),
+		zap.String("self", t.cfg.Owner), zap.Duration("takeover_after", t.cfg.StandbyTakeover))
+	rev, holder, quiet := h.rev, h.holder, t.clock.Now()
+	unreadable := false
+	for {
+		t.metrics.Alive() // a healthy standby makes the progress it can
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.clock.After(t.cfg.CheckpointInterval):
+		}
+		cp, r, err := t.store.Load(ctx)
+		now := t.clock.Now()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if !unreadable {
+				t.log.Warn("standing by: the checkpoint is unreadable; not taking over while it is", zap.String("key", t.key), zap.Error(err))
+			}
+			unreadable, quiet = true, now
+			continue
+		}
+		unreadable = false
+		switch {
+		case cp == nil || cp.Handoff || cp.Released:
+			why := "it was deleted"
+			if cp != nil && cp.Handoff {
+				why = "a snapshot's hand-off wrote it"
+			} else if cp != nil {
+				why = "its holder " + holderName(cp) + " released it"
+			}
+			t.log.Info("taking over the checkpoint: "+why, zap.String("key", t.key), zap.Uint64("revision", r), zap.String("self", t.cfg.Owner))
+			t.lease.rev = r
+			return nil
+		case r != rev:
+			if name := holderName(cp); name != holder {
+				holder = name
+				t.metrics.Standby(true, holder)
+				t.log.Warn(fmt.Sprintf("standing by: checkpoint %s is written by %s (revision %d)", t.key, holder, r),
+					zap.String("key", t.key), zap.String("holder", holder), zap.Uint64("revision", r), zap.String("self", t.cfg.Owner))
+			}
+			rev, quiet = r, now
+		case now.Sub(quiet) >= t.cfg.StandbyTakeover:
+			t.log.Warn(fmt.Sprintf("taking over: checkpoint %s has not changed for %s since revision %d by %s", t.key, now.Sub(quiet).Round(time.Millisecond), r, holder),
+				zap.String("key", t.key), zap.String("holder", holder), zap.Uint64("revision", r), zap.String("self", t.cfg.Owner))
+			t.lease.rev = r
+			return nil
+		}
+	}
+}
+
+// pause waits d before a retry and meanwhile rewrites this tailer's last
+// checkpoint every checkpoint interval (it still holds it, it is only
+// retrying). It returns nil after d, ctx's error when ctx ends, or the
+// *MovedError of a heartbeat that found the checkpoint moved. A heartbeat
+// that fails otherwise (NATS unreachable) is left to the retry.
+func (t *Tailer) pause(ctx context.Context, d time.Duration) error {
+	end := t.clock.Now().Add(d)
+	for {
+		left := end.Sub(t.clock.Now())
+		if left <= 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.clock.After(min(left, t.cfg.CheckpointInterval)):
+		}
+		if t.lease.cp == nil || t.clock.Now().Sub(t.lease.at) < t.cfg.CheckpointInterval {
+			continue
+		}
+		hb := *t.lease.cp
+		if err := t.write(ctx, &hb); errors.Is(err, ErrCheckpointMoved) {
+			return err
+		}
+	}
+}
