@@ -56,6 +56,7 @@ func TestMetricsAndHealthEndpoints(t *testing.T) {
 	cfg := e.config(n.url(), e.dir)
 	cfg.Tailer.StartAt = e.startAt()
 	cfg.HTTP.Addr = "127.0.0.1:0"
+	cfg.Sink.FailingAfter = time.Second
 	addrc := make(chan net.Addr, 1)
 	stop := e.runApp(cfg, app.Options{HTTPReady: func(a net.Addr) { addrc <- a }})
 	var base string
@@ -115,13 +116,37 @@ func TestMetricsAndHealthEndpoints(t *testing.T) {
 	c := pgtestShared()
 	must(t, c.Stop(e.ctx))
 	code, body = httpGet(t, base+"/readyz")
-	must(t, c.StartAgain(e.ctx))
 	must(t, json.Unmarshal([]byte(body), &rep))
 	if code != http.StatusServiceUnavailable || rep.Ready || !strings.HasPrefix(rep.Checks["postgres"], "unreachable") {
+		must(t, c.StartAgain(e.ctx))
 		t.Fatalf("/readyz with Postgres down: %d %s", code, body)
 	}
+	// Batches that keep failing turn the sink itself unready past
+	// sink.failing_after, naming it: "sink: failing since …", not "ok".
+	must(t, newLoad(e, 23).run(e.ctx, 20))
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		code, body = httpGet(t, base+"/readyz")
+		rep = metrics.Report{}
+		must(t, json.Unmarshal([]byte(body), &rep))
+		if code == http.StatusServiceUnavailable && strings.HasPrefix(rep.Checks["sink"], "failing since") {
+			break
+		}
+		if time.Now().After(deadline) {
+			must(t, c.StartAgain(e.ctx))
+			t.Fatalf("/readyz never said the sink is failing while Postgres is down: %d %s", code, body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	must(t, c.StartAgain(e.ctx))
 	must(t, newLoad(e, 22).run(e.ctx, 50))
 	e.waitExact(time.Minute)
+	code, body = httpGet(t, base+"/readyz")
+	rep = metrics.Report{}
+	must(t, json.Unmarshal([]byte(body), &rep))
+	if code != 200 || rep.Checks["sink"] != "ok" {
+		t.Fatalf("/readyz after Postgres came back and the sink caught up: %d %s", code, body)
+	}
 	must(t, stop())
 
 }
