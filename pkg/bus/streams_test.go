@@ -6,10 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/amanat/cdc/pkg/bus"
+	"github.com/amanat/cdc/pkg/bus/bustest"
 )
 
 // A full change stream refuses new events instead of discarding the
@@ -17,20 +15,7 @@ import (
 func TestFullStreamRefusesNewEventsKeepsOld(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	emb, err := bus.StartEmbedded(bus.EmbeddedConfig{Port: -1, StoreDir: t.TempDir()}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer emb.Shutdown()
-	nc, err := nats.Connect(emb.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := bustest.Start(t)
 	cfg := bus.StreamsConfig{Stream: "CDC", SubjectPrefix: "cdc", DLQStream: "CDC_DLQ", Replicas: 1,
 		DedupWindow: time.Minute, MaxAge: 24 * time.Hour, MaxBytes: 4096, CheckpointBucket: "ckpt"}
 	if err := bus.Ensure(ctx, js, cfg); err != nil {

@@ -12,26 +12,14 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/amanat/cdc/pkg/bus"
+	"github.com/amanat/cdc/pkg/bus/bustest"
 )
 
 // startJS runs an embedded server for one test and returns a JetStream
 // context on it.
 func startJS(t *testing.T) jetstream.JetStream {
 	t.Helper()
-	emb, err := bus.StartEmbedded(bus.EmbeddedConfig{Port: -1, StoreDir: t.TempDir()}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Shutdown)
-	nc, err := nats.Connect(emb.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := bustest.Start(t)
 	return js
 }
 

@@ -10,10 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/amanat/cdc/pkg/bus"
+	"github.com/amanat/cdc/pkg/bus/bustest"
 	"github.com/amanat/cdc/pkg/event"
 	"github.com/amanat/cdc/pkg/tailer"
 )
@@ -106,20 +106,7 @@ func TestCheckpointGolden(t *testing.T) {
 // natsJS starts an embedded server with the declared streams and bucket.
 func natsJS(t *testing.T, maxBytes int64) (jetstream.JetStream, bus.StreamsConfig) {
 	t.Helper()
-	emb, err := bus.StartEmbedded(bus.EmbeddedConfig{Port: -1, StoreDir: t.TempDir()}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Shutdown)
-	nc, err := nats.Connect(emb.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := bustest.Start(t)
 	sc := bus.StreamsConfig{Stream: "CDC", SubjectPrefix: "cdc", DLQStream: "CDC_DLQ", Replicas: 1,
 		DedupWindow: 2 * time.Minute, MaxAge: 24 * time.Hour, MaxBytes: maxBytes, CheckpointBucket: "ckpt"}
 	if err := bus.Ensure(context.Background(), js, sc); err != nil {
