@@ -369,6 +369,9 @@ func (s *Server) aggregateChangeStream(r *request, target bsoncore.Value, stages
 	if r.txn != nil {
 		return nil, newError(263, "Operation not permitted in transaction :: caused by :: Cannot run aggregate with $changeStream in a multi-document transaction.")
 	}
+	if err := s.changeStreamsSupported(); err != nil { // topology.go
+		return nil, err
+	}
 	spec, ok := stages[0].arg.DocumentOK()
 	if !ok {
 		return nil, badValue("the $changeStream stage specification must be an object")
@@ -422,6 +425,11 @@ func (s *Server) aggregateChangeStream(r *request, target bsoncore.Value, stages
 			// Accepted and ignored: events are returned whole.
 		case "$changeStream":
 			return nil, newError(40602, "$changeStream is only valid as the first stage in a pipeline")
+		case "$changeStreamSplitLargeEvent": // split.go
+			if err := s.parseSplitStage(st, stages); err != nil {
+				return nil, err
+			}
+			c.split = true
 		default:
 			return nil, newError(codeBadValue, "Stage %s is not permitted in a $changeStream pipeline", st.name)
 		}
@@ -529,7 +537,7 @@ func (s *Server) cmdListCollections(r *request) (bson.D, error) {
 			d = bson.D{
 				{Key: "name", Value: name},
 				{Key: "type", Value: "collection"},
-				{Key: "options", Value: bson.D{}},
+				{Key: "options", Value: s.collectionOptions(uuid)}, // images.go
 				{Key: "info", Value: bson.D{{Key: "readOnly", Value: false}, {Key: "uuid", Value: primitive.Binary{Subtype: 4, Data: uuid}}}},
 				{Key: "idIndex", Value: bson.D{{Key: "v", Value: int32(2)}, {Key: "key", Value: bson.D{{Key: "_id", Value: int32(1)}}}, {Key: "name", Value: "_id_"}}},
 			}
@@ -630,7 +638,12 @@ func (s *Server) cmdCreate(r *request) (bson.D, error) {
 	if s.coll(ns) != nil {
 		return nil, newError(codeNamespaceExists, "Collection %s already exists.", ns)
 	}
+	images, err := parseImagesOption(r) // images.go
+	if err != nil {
+		return nil, err
+	}
 	c, _ := s.ensureColl(ns)
+	s.setImages(c.uuid, images)
 	if ns.db != "local" {
 		s.appendEntry(&oplogEntry{kind: opCreate, db: ns.db, coll: ns.coll, uuid: c.uuid}, s.nextTs())
 		r.w.wrote = true

@@ -703,6 +703,12 @@ func TestChangeStreamImages(t *testing.T) {
 	s := startServer(t)
 	c := connect(t, s)
 	ctx := testCtx(t)
+	// Images exist only for collections with changeStreamPreAndPostImages
+	// (images.go).
+	if err := c.Database("d").CreateCollection(ctx, "c", options.CreateCollection().
+		SetChangeStreamPreAndPostImages(bson.D{{Key: "enabled", Value: true}})); err != nil {
+		t.Fatal(err)
+	}
 	coll := c.Database("d").Collection("c")
 	cs, err := coll.Watch(ctx, mongo.Pipeline{}, options.ChangeStream().
 		SetFullDocument(options.WhenAvailable).SetFullDocumentBeforeChange(options.WhenAvailable))

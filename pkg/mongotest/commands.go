@@ -113,7 +113,8 @@ var aliases = map[string]string{
 	"aggregate": "aggregate", "count": "count", "create": "create", "drop": "drop",
 	"distinct": "distinct", "refreshsessions": "refreshSessions", "startsession": "startSession",
 	"hostinfo": "hostInfo", "dbstats": "dbStats", "collstats": "collStats", "listcommands": "listCommands",
-	"deleteindexes": "dropIndexes", "getlasterror": "getLastError",
+	"deleteindexes": "dropIndexes", "getlasterror": "getLastError", "collmod": "collMod",
+	"renamecollection": "renameCollection",
 }
 
 func init() {
@@ -150,8 +151,10 @@ func init() {
 		"createIndexes":     (*Server).cmdCreateIndexes,
 		"listIndexes":       (*Server).cmdListIndexes,
 		"dropIndexes":       (*Server).cmdDropIndexes,
+		"renameCollection":  (*Server).cmdRenameCollection, // rename.go
 		"commitTransaction": (*Server).cmdCommitTransaction,
 		"abortTransaction":  (*Server).cmdAbortTransaction,
+		"collMod":           (*Server).cmdCollMod, // images.go
 		"dbStats":           (*Server).cmdDBStats,
 		"collStats":         (*Server).cmdCollStats,
 	}
@@ -214,6 +217,10 @@ func (s *Server) execute(r *request) (bson.D, error) {
 	}
 	f := parseTxnFields(r.body)
 	r.w = &writer{s: s}
+	// What a mongos or a standalone mongod answers differently (topology.go).
+	if d, done, err := s.topologyGate(r, f); done {
+		return d, err
+	}
 	switch {
 	case r.cmd == "commitTransaction" || r.cmd == "abortTransaction" || f.hasAutocommit:
 		if !txnCommands[r.cmd] {
@@ -311,6 +318,9 @@ func (s *Server) finish(d bson.D) []byte {
 // ---- diagnostic and administrative commands ----
 
 func (s *Server) cmdHello(r *request) (bson.D, error) {
+	if s.opts.Topology == TopologyMongos || s.opts.Topology == TopologyStandalone {
+		return s.helloNotReplSet(r), nil // topology.go
+	}
 	now := time.Now()
 	last := s.oplog[len(s.oplog)-1]
 	lastDate := primitive.DateTime(last.wall)
@@ -346,13 +356,13 @@ func (s *Server) cmdHello(r *request) (bson.D, error) {
 
 func (s *Server) cmdBuildInfo(r *request) (bson.D, error) {
 	return bson.D{
-		{Key: "version", Value: "7.0.0"},
+		{Key: "version", Value: s.opts.Version},
 		{Key: "gitVersion", Value: "mongotest"},
 		{Key: "modules", Value: bson.A{}},
 		{Key: "allocator", Value: "system"},
 		{Key: "javascriptEngine", Value: "none"},
 		{Key: "sysInfo", Value: "deprecated"},
-		{Key: "versionArray", Value: bson.A{int32(7), int32(0), int32(0), int32(0)}},
+		{Key: "versionArray", Value: s.versionArray()},
 		{Key: "bits", Value: int32(64)},
 		{Key: "debug", Value: false},
 		{Key: "maxBsonObjectSize", Value: int32(maxBSONSize)},
@@ -362,7 +372,7 @@ func (s *Server) cmdBuildInfo(r *request) (bson.D, error) {
 
 func (s *Server) cmdGetParameter(r *request) (bson.D, error) {
 	known := map[string]any{
-		"featureCompatibilityVersion":            bson.D{{Key: "version", Value: "7.0"}},
+		"featureCompatibilityVersion":            bson.D{{Key: "version", Value: fmt.Sprintf("%d.%d", s.version[0], s.version[1])}},
 		"transactionLifetimeLimitSeconds":        int32(60),
 		"maxTransactionLockRequestTimeoutMillis": int32(5),
 	}
@@ -395,7 +405,7 @@ func (s *Server) cmdGetCmdLineOpts(r *request) (bson.D, error) {
 func (s *Server) cmdServerStatus(r *request) (bson.D, error) {
 	return bson.D{
 		{Key: "host", Value: s.addr},
-		{Key: "version", Value: "7.0.0"},
+		{Key: "version", Value: s.opts.Version},
 		{Key: "process", Value: "mongod"},
 		{Key: "localTime", Value: primitive.NewDateTimeFromTime(time.Now())},
 		{Key: "connections", Value: bson.D{{Key: "current", Value: int32(len(s.conns))}}},

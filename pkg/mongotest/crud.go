@@ -295,8 +295,12 @@ func (s *Server) queryOplog(m matcher, keys []sortKey, skip, limit int) []match 
 			e = s.oplog[n-1-i]
 		}
 		d := s.oplogDoc(e)
+		if d == nil {
+			continue // a write inside a transaction's applyOps entry (applyops.go)
+		}
 		if m.match(d) {
-			out = append(out, match{bsoncore.Value{Type: bson.TypeTimestamp, Data: bsoncore.AppendTimestamp(nil, e.ts.T, e.ts.I)}, d})
+			ts := e.oplogTs()
+			out = append(out, match{bsoncore.Value{Type: bson.TypeTimestamp, Data: bsoncore.AppendTimestamp(nil, ts.T, ts.I)}, d})
 			if natural && limit > 0 && len(out) >= skip+limit {
 				break
 			}

@@ -45,6 +45,15 @@ type oplogEntry struct {
 	pre  bsoncore.Document // document before the write (update/replace/delete)
 	upd  bsoncore.Document // updateDescription (update)
 	msg  string            // no-op message
+	// rename is set for opRename entries (db/coll/uuid are the source's);
+	// see rename.go.
+	rename *renameInfo
+	// imaged: the collection had changeStreamPreAndPostImages enabled
+	// when the write was made, so its images exist (images.go).
+	imaged bool
+	// txn places a write of a committed transaction in its applyOps
+	// oplog entry (applyops.go).
+	txn *txnPlacement
 
 	// Transaction fields: set only for writes of a multi-document
 	// transaction.
@@ -74,6 +83,7 @@ func (s *Server) appendEntry(e *oplogEntry, ts primitive.Timestamp) {
 	e.seq = s.nextSeq
 	s.nextSeq++
 	e.ts = ts
+	e.imaged = s.imagesEnabled(e.uuid) // images.go
 	e.wall = s.lastWall.UnixMilli()
 	s.oplog = append(s.oplog, e)
 	s.oplogMem += e.size()
@@ -101,6 +111,7 @@ func (s *Server) broadcast() {
 }
 
 func (s *Server) dropOplogPrefix(n int) {
+	n = s.alignedPrefix(n) // transactions go whole (applyops.go)
 	if n <= 0 {
 		return
 	}
@@ -141,7 +152,7 @@ func (s *Server) TruncateOplog(before primitive.Timestamp) {
 	if compareTimestamps(before, newest) > 0 {
 		before = newest
 	}
-	n := sort.Search(len(s.oplog), func(i int) bool { return compareTimestamps(s.oplog[i].ts, before) >= 0 })
+	n := sort.Search(len(s.oplog), func(i int) bool { return compareTimestamps(s.oplog[i].oplogTs(), before) >= 0 })
 	s.dropOplogPrefix(n)
 	s.broadcast() // waiting cursors re-check their position
 }
@@ -150,7 +161,7 @@ func (s *Server) TruncateOplog(before primitive.Timestamp) {
 func (s *Server) OldestOplogTime() primitive.Timestamp {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.oplog[0].ts
+	return s.oplog[0].oplogTs()
 }
 
 // LatestOplogTime returns the timestamp of the newest oplog entry (the
@@ -184,12 +195,18 @@ type resumeToken struct {
 	ts         primitive.Timestamp
 	seq        int64
 	invalidate bool
+	// fragment is the splitEvent.fragment number (1-based) of a split
+	// event's fragment, 0 otherwise; it adds 4 hex digits (split.go).
+	fragment int
 }
 
 func (t resumeToken) data() string {
 	f := 0
 	if t.invalidate {
 		f = 1
+	}
+	if t.fragment > 0 {
+		return fmt.Sprintf("82%08X%08X%016X%02X%04X", t.ts.T, t.ts.I, uint64(t.seq), f, t.fragment)
 	}
 	return fmt.Sprintf("82%08X%08X%016X%02X", t.ts.T, t.ts.I, uint64(t.seq), f)
 }
@@ -208,7 +225,7 @@ func parseResumeToken(v bsoncore.Value) (resumeToken, error) {
 		return resumeToken{}, newError(codeInvalidResumeToken, "resume token must contain _data")
 	}
 	s, ok := dv.StringValueOK()
-	if !ok || len(s) != 36 || !strings.HasPrefix(s, "82") {
+	if !ok || len(s) != 36 && len(s) != 40 || !strings.HasPrefix(s, "82") {
 		return resumeToken{}, newError(codeInvalidResumeToken, "resume token %q was not issued by this server", s)
 	}
 	b, err := hex.DecodeString(s)
@@ -222,6 +239,9 @@ func parseResumeToken(v bsoncore.Value) (resumeToken, error) {
 		t.seq = t.seq<<8 | int64(x)
 	}
 	t.invalidate = b[17] == 1
+	if len(b) == 20 {
+		t.fragment = int(b[18])<<8 | int(b[19])
+	}
 	return t, nil
 }
 
@@ -241,10 +261,21 @@ type csCursor struct {
 	fullDoc string
 	before  string
 	// pendingInvalidate is the entry whose invalidate event is still to be
-	// returned; once it is returned the cursor is closed.
+	// produced; invalidated is set once it was (returned or filtered out by
+	// the user's stages), and the cursor closes on the next scan step. See
+	// lifecycle.go.
 	pendingInvalidate *oplogEntry
-	inUse             bool
-	lastUse           time.Time
+	invalidated       *resumeToken
+	// split: the pipeline ends with $changeStreamSplitLargeEvent;
+	// fragments are the fragments of a split event still to be returned;
+	// skipFragments is how many fragments of the first event to skip
+	// when resuming from a fragment's token (split.go).
+	split         bool
+	fragments     []fragment
+	skipFragments int
+
+	inUse   bool
+	lastUse time.Time
 }
 
 type csOptions struct {
@@ -301,6 +332,10 @@ func parseChangeStreamStage(spec bsoncore.Document) (csOptions, bool, error) {
 			return o, false, newError(40415, "BSON field '$changeStream.%s' is an unknown field.", e.Key())
 		}
 	}
+	if o.resumeAfter != nil && o.startAfter != nil {
+		// assertIsLegalSpecification (document_source_change_stream.cpp).
+		return o, false, newError(50865, "Do not specify both 'resumeAfter' and 'startAfter' in a $changeStream stage")
+	}
 	n := 0
 	for _, x := range []bool{o.resumeAfter != nil, o.startAfter != nil, o.startAt != nil} {
 		if x {
@@ -321,7 +356,7 @@ func historyLost(what string) *cmdError {
 
 // openChangeStream positions a new change stream cursor. Caller holds s.mu.
 func (s *Server) openChangeStream(c *csCursor, o csOptions) error {
-	oldest := s.oplog[0].ts
+	oldest := s.oplog[0].oplogTs()
 	switch {
 	case o.resumeAfter != nil || o.startAfter != nil:
 		t := o.resumeAfter
@@ -329,7 +364,10 @@ func (s *Server) openChangeStream(c *csCursor, o csOptions) error {
 			t = o.startAfter
 		}
 		if t.invalidate && o.resumeAfter != nil {
-			return newError(codeInvalidResumeToken, "cannot resume a change stream after an invalidate event; use startAfter")
+			// DocumentSourceChangeStream::assertIsLegalSpecification
+			// (src/mongo/db/pipeline/document_source_change_stream.cpp);
+			// startAfter the same token is allowed (see lifecycle.go).
+			return newError(codeInvalidResumeToken, "Attempting to resume a change stream using 'resumeAfter' is not allowed from an invalidate notification")
 		}
 		if compareTimestamps(t.ts, oldest) < 0 || t.seq+1 < s.firstSeq {
 			return historyLost(fmt.Sprintf("resume token at %d.%d is older than the oldest oplog entry %d.%d", t.ts.T, t.ts.I, oldest.T, oldest.I))
@@ -348,6 +386,11 @@ func (s *Server) openChangeStream(c *csCursor, o csOptions) error {
 		}
 		c.next = t.seq + 1
 		c.last = resumeToken{ts: t.ts, seq: t.seq}
+		if t.fragment > 0 {
+			if err := s.resumeFromFragment(c, *t); err != nil { // split.go
+				return err
+			}
+		}
 	case o.startAt != nil:
 		if compareTimestamps(*o.startAt, oldest) < 0 {
 			return historyLost(fmt.Sprintf("startAtOperationTime %d.%d is older than the oldest oplog entry %d.%d", o.startAt.T, o.startAt.I, oldest.T, oldest.I))
@@ -374,6 +417,9 @@ func (c *csCursor) inScope(e *oplogEntry) bool {
 	if e.kind == opNoop {
 		return false
 	}
+	if e.kind == opRename {
+		return renameTouches(e, c.watchesNS)
+	}
 	if c.cluster {
 		switch e.db {
 		case "admin", "config", "local":
@@ -390,12 +436,16 @@ func (c *csCursor) inScope(e *oplogEntry) bool {
 	return e.coll == c.coll
 }
 
-// invalidates reports whether e ends the stream c.
+// invalidates reports whether e ends the stream c (see lifecycle.go for the
+// server's rules).
 func (s *Server) invalidates(c *csCursor, e *oplogEntry) bool {
 	switch {
 	case c.cluster:
 		return false
 	case c.coll != "":
+		if e.kind == opRename {
+			return renameTouches(e, func(ns nsKey) bool { return ns == nsKey{c.db, c.coll} })
+		}
 		return e.kind == opDrop && e.db == c.db && e.coll == c.coll
 	default:
 		return e.kind == opDropDatabase && e.db == c.db
@@ -413,7 +463,7 @@ type csBatch struct {
 // limit). Caller holds s.mu.
 func (s *Server) scanChangeStream(c *csCursor, limit int) (csBatch, error) {
 	var b csBatch
-	if c.pendingInvalidate == nil && c.next < s.firstSeq {
+	if c.pendingInvalidate == nil && c.invalidated == nil && c.next < s.firstSeq {
 		return b, newError(codeChangeStreamHistoryLost,
 			"Executor error during getMore :: caused by :: Resume of change stream was not possible, as the resume point may no longer be in the oplog")
 	}
@@ -422,20 +472,31 @@ func (s *Server) scanChangeStream(c *csCursor, limit int) (csBatch, error) {
 		if limit > 0 && len(b.events) >= limit {
 			break
 		}
-		if c.pendingInvalidate != nil {
-			e := c.pendingInvalidate
-			tok := resumeToken{ts: e.ts, seq: e.seq, invalidate: true}
-			ev := bsoncore.NewDocumentBuilder().
-				AppendDocument("_id", tok.doc()).
-				AppendString("operationType", "invalidate").
-				AppendTimestamp("clusterTime", e.ts.T, e.ts.I).
-				AppendDateTime("wallTime", e.wall).
-				Build()
-			b.events = append(b.events, ev)
+		if len(c.fragments) > 0 {
+			// The rest of a split event comes before anything else.
+			if !c.takeFragment(&b, &size) {
+				break
+			}
+			continue
+		}
+		if c.invalidated != nil {
+			// The step after the invalidate: mongod throws
+			// ChangeStreamInvalidated and closes the cursor (lifecycle.go).
 			b.closed = true
-			c.last = tok
-			c.pendingInvalidate = nil
+			c.last = *c.invalidated
 			break
+		}
+		if c.pendingInvalidate != nil {
+			// The invalidate goes through the user's stages like any
+			// event (lifecycle.go).
+			ev, keep, err := c.produceInvalidate()
+			if err != nil {
+				return b, err
+			}
+			if keep {
+				b.events = append(b.events, ev)
+			}
+			continue
 		}
 		if size > maxBSONSize-(1<<20) {
 			break
@@ -461,8 +522,15 @@ func (s *Server) scanChangeStream(c *csCursor, limit int) (csBatch, error) {
 			return b, err
 		}
 		if keep {
-			b.events = append(b.events, ev)
-			size += len(ev)
+			// The size limit and $changeStreamSplitLargeEvent (split.go).
+			frags, err := c.sizeEvent(ev, c.last)
+			if err != nil {
+				return b, err
+			}
+			b.events = append(b.events, frags[0].doc)
+			size += len(frags[0].doc)
+			c.last = frags[0].tok
+			c.fragments = frags[1:]
 		}
 		if s.invalidates(c, e) {
 			c.pendingInvalidate = e
@@ -474,6 +542,9 @@ func (s *Server) scanChangeStream(c *csCursor, limit int) (csBatch, error) {
 
 // buildEvent renders the change event of e as MongoDB 6/7 does.
 func (s *Server) buildEvent(c *csCursor, e *oplogEntry) (bsoncore.Document, error) {
+	if err := c.checkImages(e); err != nil { // images.go
+		return nil, err
+	}
 	tok := resumeToken{ts: e.ts, seq: e.seq}
 	idx, d := bsoncore.AppendDocumentStart(nil)
 	d = bsoncore.AppendDocumentElement(d, "_id", tok.doc())
@@ -494,7 +565,7 @@ func (s *Server) buildEvent(c *csCursor, e *oplogEntry) (bsoncore.Document, erro
 			}
 			d = bsoncore.AppendNullElement(d, "fullDocument")
 		case "whenAvailable", "required":
-			d = bsoncore.AppendDocumentElement(d, "fullDocument", e.post)
+			d = appendImage(d, "fullDocument", e, e.post) // images.go
 		}
 	}
 	idxNS, nsd := bsoncore.AppendDocumentStart(nil)
@@ -504,6 +575,10 @@ func (s *Server) buildEvent(c *csCursor, e *oplogEntry) (bsoncore.Document, erro
 	}
 	nsd, _ = bsoncore.AppendDocumentEnd(nsd, idxNS)
 	d = bsoncore.AppendDocumentElement(d, "ns", nsd)
+	if e.kind == opRename {
+		// ns is the source, to the target (rename.go).
+		d = bsoncore.AppendDocumentElement(d, "to", renameTargetNS(e))
+	}
 	switch e.kind {
 	case opInsert, opUpdate, opReplace, opDelete:
 		d = bsoncore.AppendDocumentElement(d, "documentKey", idDoc(e.id))
@@ -514,7 +589,7 @@ func (s *Server) buildEvent(c *csCursor, e *oplogEntry) (bsoncore.Document, erro
 	if c.before != "off" {
 		switch e.kind {
 		case opUpdate, opReplace, opDelete:
-			d = bsoncore.AppendDocumentElement(d, "fullDocumentBeforeChange", e.pre)
+			d = appendImage(d, "fullDocumentBeforeChange", e, e.pre) // images.go
 		}
 	}
 	if e.inTxn {
@@ -527,6 +602,9 @@ func (s *Server) buildEvent(c *csCursor, e *oplogEntry) (bsoncore.Document, erro
 
 // oplogDoc renders e in the shape of a local.oplog.rs document.
 func (s *Server) oplogDoc(e *oplogEntry) bsoncore.Document {
+	if e.txn != nil {
+		return s.applyOpsDoc(e) // nil but for the entry's last write (applyops.go)
+	}
 	idx, d := bsoncore.AppendDocumentStart(nil)
 	if e.inTxn {
 		d = bsoncore.AppendDocumentElement(d, "lsid", e.lsid)
@@ -544,8 +622,7 @@ func (s *Server) oplogDoc(e *oplogEntry) bsoncore.Document {
 		o2 = idDoc(e.id)
 	case opUpdate:
 		op, ns = "u", e.db+"."+e.coll
-		o = bsoncore.BuildDocument(nil, bsoncore.AppendInt32Element(nil, "$v", 2),
-			bsoncore.AppendDocumentElement(nil, "diff", e.upd))
+		o = v2Diff(e.pre, e.post, e.upd) // applyops.go
 		o2 = idDoc(e.id)
 	case opReplace:
 		op, ns, o = "u", e.db+"."+e.coll, e.post
@@ -561,6 +638,9 @@ func (s *Server) oplogDoc(e *oplogEntry) bsoncore.Document {
 	case opCreate:
 		op, ns = "c", e.db+".$cmd"
 		o = bsoncore.BuildDocument(nil, bsoncore.AppendStringElement(nil, "create", e.coll))
+	case opRename:
+		op, ns = "c", e.db+".$cmd"
+		o, o2 = renameOplogFields(e)
 	}
 	d = bsoncore.AppendStringElement(d, "op", op)
 	d = bsoncore.AppendStringElement(d, "ns", ns)

@@ -37,6 +37,15 @@ type Options struct {
 	// DefaultAwaitTime is how long a change stream getMore without maxTimeMS
 	// waits for new events. Default 1s, like MongoDB.
 	DefaultAwaitTime time.Duration
+	// Topology is what hello describes: "" or "replset" (a replica-set
+	// primary, the default), "mongos" (a sharded cluster's router: hello
+	// answers msg "isdbgrid" and no setName) or "standalone" (no setName;
+	// change streams and transactions are refused as mongod refuses them).
+	Topology string
+	// Version is the server version buildInfo reports ("7.0.0" by
+	// default); features that depend on it (such as the
+	// $changeStreamSplitLargeEvent stage, 7.0 and 6.0.9+) follow it.
+	Version string
 }
 
 // Server is an in-memory MongoDB replica-set primary speaking the wire
@@ -63,10 +72,17 @@ type Server struct {
 	cursorID int64
 	sessions map[string]*session
 	locks    map[string]*txnState // ns + "\x00" + idKey -> txn holding the doc
-	fails    []*failPoint
-	conns    map[*conn]struct{}
-	closed   bool
-	down     bool // between Stop and Restart
+
+	// images holds the UUIDs of the collections with
+	// changeStreamPreAndPostImages enabled (images.go).
+	images map[string]bool
+	// version is Options.Version parsed (split.go).
+	version [3]int
+
+	fails  []*failPoint
+	conns  map[*conn]struct{}
+	closed bool
+	down   bool // between Stop and Restart
 
 	closing   chan struct{}
 	wg        sync.WaitGroup
@@ -83,8 +99,18 @@ func New(opts Options) (*Server, error) {
 	if opts.Addr == "" {
 		opts.Addr = "127.0.0.1:0"
 	}
+	if err := validateTopology(opts.Topology); err != nil { // topology.go
+		return nil, err
+	}
 	if opts.MaxOplogBytes == 0 {
 		opts.MaxOplogBytes = 1 << 30
+	}
+	if opts.Version == "" {
+		opts.Version = defaultVersion
+	}
+	version, err := parseVersion(opts.Version)
+	if err != nil {
+		return nil, fmt.Errorf("mongotest: Options.Version: %w", err)
 	}
 	if opts.DefaultAwaitTime <= 0 {
 		opts.DefaultAwaitTime = time.Second
@@ -95,6 +121,7 @@ func New(opts Options) (*Server, error) {
 	}
 	s := &Server{
 		opts:       opts,
+		version:    version,
 		ln:         ln,
 		addr:       ln.Addr().String(),
 		electionID: primitive.NewObjectID(),
@@ -139,6 +166,11 @@ func (s *Server) Addr() string { return s.addr }
 // URI returns a connection string for the official driver, e.g.
 // "mongodb://127.0.0.1:PORT/?replicaSet=rs0".
 func (s *Server) URI() string {
+	if !s.isReplSet() {
+		// A mongos or a standalone has no replica set name to ask for
+		// (topology.go).
+		return "mongodb://" + s.addr + "/"
+	}
 	return "mongodb://" + s.addr + "/?replicaSet=" + s.opts.ReplicaSet
 }
 

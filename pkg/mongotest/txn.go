@@ -119,32 +119,12 @@ func (s *Server) abortTxnsOn(pred func(nsKey) bool, reason string) {
 	}
 }
 
-// commitTxn applies the transaction's writes: one oplog entry per write,
-// all with the same cluster time and increasing txnOpIndex. Caller holds
-// s.mu.
+// commitTxn applies the transaction's writes: one applyOps oplog entry
+// (or a chain of them), its writes' events sharing the commit's cluster
+// time with increasing txnOpIndex (applyops.go). Caller holds s.mu.
 func (s *Server) commitTxn(t *txnState) {
 	if len(t.ops) > 0 {
-		ts := s.nextTs()
-		for i, op := range t.ops {
-			c, _ := s.ensureColl(op.ns)
-			switch op.kind {
-			case opInsert:
-				c.insert(op.key, op.id, op.post)
-			case opUpdate, opReplace:
-				if r := c.get(op.key); r != nil {
-					r.doc = op.post
-				} else {
-					c.insert(op.key, op.id, op.post)
-				}
-			case opDelete:
-				c.remove(op.key)
-			}
-			s.appendEntry(&oplogEntry{
-				kind: op.kind, db: op.ns.db, coll: op.ns.coll, uuid: c.uuid,
-				id: op.id, pre: op.pre, post: op.post, upd: op.upd,
-				lsid: t.sess.lsid, txnNumber: t.number, txnOpIndex: int32(i), inTxn: true,
-			}, ts)
-		}
+		s.logTxn(t) // applyops.go
 		s.broadcast()
 	}
 	t.status = txnCommitted

@@ -197,7 +197,8 @@ func (m *mongoSide) oplogChanges(ctx context.Context, nss []string, from, to eve
 		}},
 	}
 	opts := options.Find().SetSort(bson.D{{Key: "$natural", Value: 1}}).
-		SetProjection(bson.D{{Key: "ts", Value: 1}, {Key: "op", Value: 1}, {Key: "ns", Value: 1}, {Key: "o.applyOps.op", Value: 1}, {Key: "o.applyOps.ns", Value: 1}})
+		SetProjection(bson.D{{Key: "ts", Value: 1}, {Key: "op", Value: 1}, {Key: "ns", Value: 1}, {Key: "o.applyOps.op", Value: 1}, {Key: "o.applyOps.ns", Value: 1},
+			{Key: "o.partialTxn", Value: 1}, {Key: "lsid.id", Value: 1}, {Key: "txnNumber", Value: 1}})
 	if limit > 0 {
 		opts.SetLimit(int64(limit))
 	}
@@ -207,6 +208,16 @@ func (m *mongoSide) oplogChanges(ctx context.Context, nss []string, from, to eve
 	}
 	defer cur.Close(context.WithoutCancel(ctx))
 	var out []oplogOp
+	// A transaction over 16 MB is a chain of applyOps entries with
+	// partialTxn: true ending with the commit entry (same lsid and
+	// txnNumber); its writes take effect at the commit's time, so the
+	// partial entries' operations wait for it. See the transaction
+	// entries in pkg/mongotest/applyops.go and the server's
+	// TransactionOperations::getApplyOpsInfo. Partial entries older than
+	// from, whose commit is in range, are not read: the caller's window
+	// then misses those operations (the entries of a chain are consecutive
+	// optimes, so this needs from to fall inside one commit).
+	partial := map[string][]oplogOp{}
 	for cur.Next(ctx) {
 		doc := cur.Current
 		t, i, _ := doc.Lookup("ts").TimestampOK()
@@ -221,6 +232,11 @@ func (m *mongoSide) oplogChanges(ctx context.Context, nss []string, from, to eve
 		if !ok {
 			continue
 		}
+		_, lsid, _ := doc.Lookup("lsid", "id").BinaryOK()
+		txnNumber, _ := doc.Lookup("txnNumber").AsInt64OK()
+		txn := fmt.Sprintf("%x/%d", lsid, txnNumber)
+		isPartial, _ := doc.Lookup("o", "partialTxn").BooleanOK()
+		var ops []oplogOp
 		vals, _ := arr.Values()
 		for _, v := range vals {
 			inner, ok := v.DocumentOK()
@@ -230,9 +246,19 @@ func (m *mongoSide) oplogChanges(ctx context.Context, nss []string, from, to eve
 			iop, _ := inner.Lookup("op").StringValueOK()
 			ins, _ := inner.Lookup("ns").StringValueOK()
 			if want[ins] {
-				out = append(out, oplogOp{ts: ts, op: iop, ns: ins})
+				ops = append(ops, oplogOp{ts: ts, op: iop, ns: ins})
 			}
 		}
+		if isPartial {
+			partial[txn] = append(partial[txn], ops...)
+			continue
+		}
+		for _, op := range partial[txn] {
+			op.ts = ts
+			out = append(out, op)
+		}
+		delete(partial, txn)
+		out = append(out, ops...)
 	}
 	if err := cur.Err(); err != nil {
 		return nil, m.oplogErr(err)
