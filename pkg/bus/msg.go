@@ -15,24 +15,18 @@ const headerRoom = 1024
 // EventMsg is the one way an event becomes a JetStream message (tailer,
 // snapshot, replay): the envelope, Nats-Msg-Id = the event id (dedup),
 // Content-Type naming the envelope version. maxPayload is the server's
-// limit (Conn.MaxPayload; 0: unknown). An event too large for it is sent
-// without its documents and flagged Oversize, so consumers dead-letter it
-// with the reason instead of the publisher retrying it forever; oversize
-// reports that (the caller should log it loudly).
+// limit (Conn.MaxPayload; 0: unknown). An envelope too large for it is
+// returned whole with oversize set: such a message cannot be published as
+// is (the client refuses it), it must go through StoreLarge, which puts
+// the envelope in the large-event object store and returns the small
+// pointer message to publish instead (EncodeEventMsg does both). Readers
+// decode every change-stream message through EventBytes/DecodeEventMsg.
 func EventMsg(c StreamsConfig, ev *event.Event, maxPayload int64) (msg *nats.Msg, oversize bool, err error) {
 	data, err := ev.Marshal()
 	if err != nil {
 		return nil, false, err
 	}
-	if limit := maxPayload - headerRoom; maxPayload > 0 && int64(len(data)) > limit {
-		slim := *ev
-		slim.Oversize = int64(len(data))
-		slim.Doc, slim.Pre, slim.Update = nil, nil, nil
-		if data, err = slim.Marshal(); err != nil {
-			return nil, false, err
-		}
-		oversize = true
-	}
+	oversize = maxPayload > 0 && int64(len(data)) > maxPayload-headerRoom
 	// Header keys are already canonical: no Set (which canonicalises
 	// them again on every event).
 	msg = &nats.Msg{Subject: subject(c, ev.Source.DB, ev.Source.Coll), Data: data, Header: nats.Header{

@@ -52,7 +52,8 @@ func escapeToken(s string) string {
 }
 
 // Ensure declares (creates or updates) the change stream, the dead-letter
-// stream and the checkpoint bucket. It is idempotent.
+// stream, the checkpoint bucket and the large-event object store
+// (LargeBucket, see large.go). It is idempotent.
 func Ensure(ctx context.Context, js jetstream.JetStream, c StreamsConfig) error {
 	maxBytes := c.MaxBytes
 	if maxBytes == 0 {
@@ -102,5 +103,5 @@ func Ensure(ctx context.Context, js jetstream.JetStream, c StreamsConfig) error 
 	if err != nil {
 		return fmt.Errorf("declare checkpoint bucket %s: %w", c.CheckpointBucket, err)
 	}
-	return nil
+	return ensureLarge(ctx, js, c)
 }

@@ -27,6 +27,10 @@ type Estimate struct {
 	// Lost reports a checkpoint older than the oldest entry: a resume
 	// from it fails with ChangeStreamHistoryLost (286).
 	Lost bool
+	// ChainStart, when set, is the first entry of the chained transaction
+	// whose commit the checkpoint is at (ResumeFloor): Headroom and Lost
+	// are measured from it, not from Checkpoint.
+	ChainStart *event.ClusterTime
 }
 
 // Headroom computes the estimate for a checkpoint at cluster time
@@ -59,7 +63,7 @@ func (e Estimate) Low(threshold time.Duration) bool {
 
 // Fields are the estimate as structured log fields.
 func (e Estimate) Fields() []zap.Field {
-	return []zap.Field{
+	f := []zap.Field{
 		zap.Stringer("checkpoint_cluster_time", e.Checkpoint),
 		zap.Time("checkpoint_time", e.Checkpoint.Time()),
 		zap.Stringer("oplog_oldest", e.Oldest),
@@ -70,6 +74,10 @@ func (e Estimate) Fields() []zap.Field {
 		zap.Duration("headroom", e.Headroom),
 		zap.Bool("lost", e.Lost),
 	}
+	if e.ChainStart != nil {
+		f = append(f, zap.Stringer("txn_chain_start", e.ChainStart))
+	}
+	return f
 }
 
 // Warn logs e at warn level (error level when lost) if it is Low and
@@ -122,7 +130,24 @@ func (m *Monitor) Check(ctx context.Context) (e Estimate, ok bool, err error) {
 	if err != nil {
 		return e, false, err
 	}
-	return Headroom(ct, oldest, newest), true, nil
+	e, err = Measure(ctx, m.Client, ct, oldest, newest)
+	return e, err == nil, err
+}
+
+// Measure is Headroom for a checkpoint at ct against the window [oldest,
+// newest] read from client, measured from what a resume at ct needs
+// (ResumeFloor: the first entry of a chained transaction committed at ct).
+func Measure(ctx context.Context, client *mongo.Client, ct, oldest, newest event.ClusterTime) (Estimate, error) {
+	floor, err := ResumeFloor(ctx, client, ct)
+	if err != nil {
+		return Estimate{}, err
+	}
+	e := Headroom(floor, oldest, newest)
+	if floor != ct {
+		e.Checkpoint, e.ChainStart = ct, &floor
+		e.Lag = Headroom(ct, oldest, newest).Lag
+	}
+	return e, nil
 }
 
 // Run checks every Interval until ctx ends, then returns nil. A check

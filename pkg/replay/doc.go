@@ -11,8 +11,10 @@
 //     consumer name, so the live consumer's position is never touched.
 //   - IDs: documents re-read from MongoDB (a list, a file, or the
 //     application's pg_dualwrite_gaps table) and published as refresh
-//     events at the read's cluster time; a document that no longer exists
-//     becomes a delete at that time.
+//     events at a majority cluster time taken before the read (never the
+//     read's own operationTime, which the server computes after it); a
+//     document that no longer exists becomes a delete at that time, so
+//     any write after it, which the tailer publishes later, wins.
 //
 // # Replay and the version guard
 //
@@ -26,9 +28,12 @@
 // that is not a delete, but no row, or for uuid ids no id_map entry and
 // row):
 //
-//   - Refresh events (ids) carry the read's cluster time, newer than any
-//     applied change, except for a document whose last change is exactly
-//     at that time; lost rows are forgotten (ForgetLost) before publishing
+//   - Refresh events (ids) carry a cluster time T taken before the read:
+//     every change at or before T is in the document read, and every
+//     change after T (which the read may or may not contain) wins over
+//     it. The refresh applies unless such a later change is applied
+//     already (the row has it then) or the document's last change is
+//     exactly at T; lost rows are forgotten (ForgetLost) before publishing
 //     so even then the refresh applies.
 //   - replay stream reports lost rows; with --force it forgets their
 //     versions inside the very transaction that re-applies the batch

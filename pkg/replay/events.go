@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/bsontype"
 	"go.mongodb.org/mongo-driver/bson/primitive"
 	"go.mongodb.org/mongo-driver/x/bsonx/bsoncore"
 
@@ -71,12 +70,12 @@ func DocEvent(op event.Op, db, coll string, id bson.RawValue, doc bson.Raw, at e
 // JSON ({"$numberLong": "7"}, ...) is that value; anything else is the
 // string itself.
 func KeyCandidates(key string) ([]bson.RawValue, error) {
-	str := bson.RawValue{Type: bsontype.String, Value: bsoncore.AppendString(nil, key)}
+	str := bson.RawValue{Type: bson.TypeString, Value: bsoncore.AppendString(nil, key)}
 	if len(key) == 24 {
 		if b, err := hex.DecodeString(key); err == nil {
 			var oid primitive.ObjectID
 			copy(oid[:], b)
-			return []bson.RawValue{{Type: bsontype.ObjectID, Value: oid[:]}, str}, nil
+			return []bson.RawValue{{Type: bson.TypeObjectID, Value: oid[:]}, str}, nil
 		}
 	}
 	if strings.HasPrefix(key, "{") {

@@ -8,7 +8,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/bsontype"
 	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
 	"go.mongodb.org/mongo-driver/mongo/readconcern"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/amanat/cdc/pkg/bus"
 	"github.com/amanat/cdc/pkg/event"
+	"github.com/amanat/cdc/pkg/oplog"
 	"github.com/amanat/cdc/pkg/transform"
 )
 
@@ -60,7 +60,8 @@ func (r *Refresher) IDs(ctx context.Context, coll string, keys []string) (*Repor
 
 // Refresh re-reads keys of coll from MongoDB and publishes, per key, a
 // refresh event with the document (or a delete event if it no longer
-// exists) at the cluster time of the read, counting into rep. Lost rows
+// exists) at a majority cluster time taken just before the read of its
+// chunk (see readChunk), counting into rep. Lost rows
 // among them (see FindLost) have their versions forgotten first. It
 // returns what each published event must become in Postgres.
 func (r *Refresher) Refresh(ctx context.Context, coll string, keys []string, rep *Report) (map[DocRef]Awaited, error) {
@@ -143,8 +144,34 @@ func (r *Refresher) readChunk(ctx context.Context, sess mongo.Session, c *mongo.
 			cands = append(cands, v)
 		}
 	}
+	// The refresh position is a cluster time taken BEFORE the find, as
+	// the snapshot takes its start time (oplog.MajorityTime: the
+	// operationTime of a majority read in this causally consistent
+	// session). Never the find's own operationTime: for a majority read
+	// the server computes it after the command, as the last committed
+	// (majority snapshot) optime (src/mongo/db/service_entry_point_common.cpp,
+	// computeOperationTime; jstests/replsets/operation_time_read_and_write_concern.js),
+	// so after a find over several batches it can be later than writes
+	// the find did not see, and a refresh positioned there would beat
+	// them in the version guard (a lost write; a "missing" document's
+	// delete tombstoning a fresh insert).
+	//
+	// With at taken first: the driver sends the find with readConcern
+	// {level: majority, afterClusterTime: at} (causal consistency,
+	// x/mongo/driver/operation.go addReadConcern; the server waits until
+	// its majority snapshot reaches at, src/mongo/db/read_concern_mongod.cpp;
+	// https://www.mongodb.com/docs/manual/core/causal-consistency-read-write-concerns/),
+	// so the find sees every write at or before at, and every write
+	// after at reaches the sink from the tailer at a later position,
+	// where it wins whether it is applied before or after the refresh. A
+	// document the find does not return becomes a delete at at: an
+	// insert after at, published by the tailer later, still wins.
+	at, err := oplog.MajorityTime(ctx, r.client, sess, r.cfg.Database, m.Collection)
+	if err != nil {
+		return nil, 0, fmt.Errorf("refresh %s: cluster time before the read: %w", m.Collection, err)
+	}
 	found := map[string]bson.Raw{}
-	err := mongo.WithSession(ctx, sess, func(sc mongo.SessionContext) error {
+	err = mongo.WithSession(ctx, sess, func(sc mongo.SessionContext) error {
 		cur, err := c.Find(sc, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: cands}}}})
 		if err != nil {
 			return err
@@ -156,7 +183,7 @@ func (r *Refresher) readChunk(ctx context.Context, sess mongo.Session, c *mongo.
 			key := event.KeyString(id)
 			// A 24-hex key may match an ObjectId and a string _id:
 			// the ObjectId is the document id_map names.
-			if prev, dup := found[key]; dup && prev.Lookup("_id").Type == bsontype.ObjectID {
+			if prev, dup := found[key]; dup && prev.Lookup("_id").Type == bson.TypeObjectID {
 				continue
 			}
 			found[key] = doc
@@ -166,11 +193,6 @@ func (r *Refresher) readChunk(ctx context.Context, sess mongo.Session, c *mongo.
 	if err != nil {
 		return nil, 0, fmt.Errorf("read %s: %w", m.Collection, err)
 	}
-	ot := sess.OperationTime()
-	if ot == nil {
-		return nil, 0, fmt.Errorf("the server returned no operationTime")
-	}
-	at := event.ClusterTime{T: ot.T, I: ot.I}
 	var evs []*event.Event
 	missing := 0
 	for _, k := range keys {

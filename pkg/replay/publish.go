@@ -41,10 +41,11 @@ type Published struct {
 	LastSeq uint64
 }
 
-// Msg builds the message of ev (bus.EventMsg: the tailer's format).
-func (p *Publisher) Msg(ev *event.Event) (*nats.Msg, error) {
-	msg, _, err := bus.EventMsg(p.streams, ev, p.js.Conn().MaxPayload())
-	return msg, err
+// Msg builds the message of ev in the tailer's format
+// (bus.EncodeEventMsg): an envelope over max_payload is put in the
+// large-event object store and the message is its pointer.
+func (p *Publisher) Msg(ctx context.Context, ev *event.Event) (*nats.Msg, error) {
+	return bus.EncodeEventMsg(ctx, p.js, p.streams, ev)
 }
 
 // PublishBatch publishes evs asynchronously and waits until JetStream
@@ -54,7 +55,7 @@ func (p *Publisher) Msg(ev *event.Event) (*nats.Msg, error) {
 func (p *Publisher) PublishBatch(ctx context.Context, evs []*event.Event) (Published, error) {
 	msgs := make([]*nats.Msg, len(evs))
 	for i, ev := range evs {
-		m, err := p.Msg(ev)
+		m, err := p.Msg(ctx, ev)
 		if err != nil {
 			return Published{}, err
 		}

@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/bsontype"
 	"go.mongodb.org/mongo-driver/bson/primitive"
 
 	"github.com/amanat/cdc/pkg/event"
@@ -110,7 +109,7 @@ func TestKeyCandidates(t *testing.T) {
 			t.Errorf("%T %v: key %q gives candidates %v", v, v, key, cands)
 		}
 	}
-	if c, _ := replay.KeyCandidates("65a1b2c3d4e5f60718293a4b"); len(c) != 2 || c[0].Type != bsontype.ObjectID || c[1].Type != bsontype.String {
+	if c, _ := replay.KeyCandidates("65a1b2c3d4e5f60718293a4b"); len(c) != 2 || c[0].Type != bson.TypeObjectID || c[1].Type != bson.TypeString {
 		t.Fatalf("24 hex digits: %v", c)
 	}
 	if _, err := replay.KeyCandidates(`{"$numberLong": }`); err == nil {

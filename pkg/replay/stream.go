@@ -121,7 +121,7 @@ func Stream(ctx context.Context, js jetstream.JetStream, pool *pgxpool.Pool, set
 	if err != nil {
 		return rep, fmt.Errorf("ordered consumer on %s: %w", cfg.Streams.Stream, err)
 	}
-	r := &streamReplay{pool: pool, set: set, cfg: cfg, log: log, rep: rep,
+	r := &streamReplay{js: js, pool: pool, set: set, cfg: cfg, log: log, rep: rep,
 		applier: sink.NewApplier(pool, set, "", cfg.Streams.Stream), touched: map[DocRef]bool{}, before: map[DocRef]event.Position{}}
 	r.applier.SetUnparked(cfg.Unparked)
 	err = r.consume(ctx, cons, to)
@@ -137,6 +137,7 @@ func Stream(ctx context.Context, js jetstream.JetStream, pool *pgxpool.Pool, set
 }
 
 type streamReplay struct {
+	js      jetstream.JetStream
 	pool    *pgxpool.Pool
 	set     *transform.Set
 	cfg     StreamConfig
@@ -177,7 +178,20 @@ func (r *streamReplay) consume(ctx context.Context, cons jetstream.Consumer, to 
 				end = true
 				break
 			}
-			r.add(seq, msg.Data())
+			// Every change-stream message decodes through
+			// bus.EventBytes (a large event's envelope is in the object
+			// store); an unreadable object is dead-lettered by the
+			// applier with its reason, an unreachable store ends the
+			// replay (run it again).
+			data, err := bus.EventBytes(ctx, r.js, msg.Headers(), msg.Data())
+			switch {
+			case err == nil:
+				r.add(seq, data, nil)
+			case bus.IsLargePoison(err):
+				r.add(seq, msg.Data(), err)
+			default:
+				return fmt.Errorf("sequence %d: %w", seq, err)
+			}
 			if seq == to || meta.NumPending == 0 {
 				end = true
 				break
@@ -200,11 +214,13 @@ func (r *streamReplay) consume(ctx context.Context, cons jetstream.Consumer, to 
 	}
 }
 
-// add takes one message into the pending batch.
-func (r *streamReplay) add(seq uint64, data []byte) {
+// add takes one message into the pending batch: data is its envelope,
+// or with lerr set the body of a large event's pointer whose object could
+// not be read.
+func (r *streamReplay) add(seq uint64, data []byte, lerr error) {
 	r.rep.Read++
 	data = append([]byte(nil), data...)
-	r.pending = append(r.pending, sink.Raw{Seq: seq, Data: data})
+	r.pending = append(r.pending, sink.Raw{Seq: seq, Data: data, Err: lerr})
 	ev, err := event.Unmarshal(data)
 	if err != nil {
 		return // the applier dead-letters it with the reason
@@ -333,6 +349,11 @@ func (r *streamReplay) plan(ctx context.Context, msgs []sink.Raw, refs []DocRef)
 		return err
 	}
 	for _, m := range msgs {
+		if m.Err != nil {
+			r.rep.Errors++
+			r.rep.Note("sequence %d: %v", m.Seq, m.Err)
+			continue
+		}
 		ev, err := event.Unmarshal(m.Data)
 		if err != nil {
 			r.rep.Errors++

@@ -1,11 +1,14 @@
 package sink
 
 import (
+	"context"
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/amanat/cdc/pkg/bus"
 	"github.com/amanat/cdc/pkg/event"
 	"github.com/amanat/cdc/pkg/transform"
 )
@@ -57,6 +60,35 @@ func (u *unit) rejected() error {
 	return nil
 }
 
+// decodeMsg turns a change-stream message (headers h, body) into an
+// item, reading a large event's envelope from the object store
+// (bus.EventBytes, the one decoding path of every reader). A large event
+// whose object is missing or does not match its pointer becomes an item
+// from the pointer's body (the event without its documents) rejected with
+// that reason, so it is dead-lettered; an unreachable object store is
+// returned as the error (retryable: nothing is applied or acknowledged,
+// the sink reads again from its position).
+func decodeMsg(ctx context.Context, js jetstream.JetStream, set *transform.Set, seq uint64, h nats.Header, body []byte) (*item, error) {
+	data, err := bus.EventBytes(ctx, js, h, body)
+	switch {
+	case err == nil:
+		return decode(set, seq, data), nil
+	case bus.IsLargePoison(err):
+		return decodeUnresolved(set, seq, body, err), nil
+	default:
+		return nil, fmt.Errorf("stream sequence %d: %w", seq, err)
+	}
+}
+
+// decodeUnresolved is the item of a large event whose envelope could not
+// be read (lerr, poison): decoded from the pointer's body and rejected
+// with lerr.
+func decodeUnresolved(set *transform.Set, seq uint64, body []byte, lerr error) *item {
+	it := decode(set, seq, body)
+	it.reject = fmt.Errorf("%s document %s: %w", it.ev.Source.Coll, it.docKey, lerr)
+	return it
+}
+
 // decode turns a stream message into an item; problems with the event
 // itself are recorded as reject so the event is dead-lettered, never lost.
 func decode(set *transform.Set, seq uint64, data []byte) *item {
@@ -80,8 +112,9 @@ func decode(set *transform.Set, seq uint64, data []byte) *item {
 	it.mapping = m
 	if ev.Oversize > 0 {
 		it.reject = &transform.Rejection{Collection: ev.Source.Coll, Reason: fmt.Sprintf(
-			"the change of document %s was %d bytes, more than the bus's max_payload: it was published without its document; "+
-				"raise max_payload (the embedded server allows 64 MiB) and replay it by id (cdc replay ids)", it.docKey, ev.Oversize)}
+			"the change of document %s was %d bytes, more than the bus's max_payload, and arrived without its document "+
+				"(a pointer whose large-event object was not read, or a publisher without large-event support): "+
+				"replay it by id (cdc replay ids)", it.docKey, ev.Oversize)}
 		return it
 	}
 	if m.AppendOnly && ev.Op != event.OpInsert && ev.Op != event.OpSnapshot && ev.Op != event.OpRefresh {

@@ -10,8 +10,13 @@ import (
 
 // Raw is one stream message for ApplyRaw.
 type Raw struct {
-	Seq  uint64
+	Seq uint64
+	// Data is the envelope (bus.EventBytes of the message).
 	Data []byte
+	// Err, when set, is why a large event's envelope could not be read
+	// (bus.IsLargePoison): Data is then the pointer's body and the event
+	// is dead-lettered with Err.
+	Err error
 }
 
 // ApplyRaw decodes and applies msgs (stream order) in one transaction with
@@ -62,6 +67,10 @@ type Prepared struct {
 func Prepare(set *transform.Set, msgs []Raw) *Prepared {
 	asm := newAssembler()
 	for _, m := range msgs {
+		if m.Err != nil {
+			asm.add(decodeUnresolved(set, m.Seq, m.Data, m.Err))
+			continue
+		}
 		asm.add(decode(set, m.Seq, m.Data))
 	}
 	p := &Prepared{units: asm.take()}

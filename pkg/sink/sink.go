@@ -663,8 +663,13 @@ func (s *Sink) collect(ctx context.Context, it jetstream.MessagesContext, next u
 		case seq > next:
 			return items, next, gapError(s.cfg.Streams.Stream, state.Position{Seq: next - 1, ClusterTime: event.Unpack(s.lastApplied.Load())}, seq)
 		}
+		item, err := decodeMsg(ctx, s.js, s.set, seq, msg.Headers(), msg.Data())
+		if err != nil {
+			// The large-event store is unreachable: read again from the
+			// position once it answers (nothing of this chunk applies).
+			return items, next, err
+		}
 		next++
-		item := decode(s.set, seq, msg.Data())
 		item.msg = msg
 		items = append(items, item)
 		if len(items) == 1 {

@@ -340,7 +340,11 @@ func (r *Runner) warnHeadroom(ctx context.Context, rep *replay.Report) {
 		r.log.Warn("cannot read the oplog window for the headroom check", zap.Error(err))
 		return
 	}
-	e := oplog.Headroom(CheckpointTime(cp), oldest, newest)
+	e, err := oplog.Measure(ctx, r.client, CheckpointTime(cp), oldest, newest)
+	if err != nil {
+		r.log.Warn("cannot read the oplog for the headroom check", zap.Error(err))
+		return
+	}
 	if oplog.Warn(r.log, e, r.cfg.HeadroomWarning) {
 		rep.Note("WARNING: the tailer checkpoint's oplog headroom is %s (threshold %s)", e.Headroom, r.cfg.HeadroomWarning)
 	}

@@ -172,7 +172,11 @@ func (c *collector) oplog(ctx context.Context) {
 		// The window alone is still worth showing.
 		return
 	}
-	e := oplog.Headroom(c.checkpoint, oldest, newest)
+	e, err := oplog.Measure(ctx, c.src.mongo, c.checkpoint, oldest, newest)
+	if err != nil {
+		o.Error = oneLine(err)
+		return
+	}
 	headroom, behind := e.Headroom.Seconds(), e.Lag.Seconds()
 	o.HeadroomSeconds, o.BehindSeconds = &headroom, &behind
 	o.Lost = e.Lost
