@@ -8,6 +8,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -167,9 +168,7 @@ func newBaseEnv(t testing.TB, prefix string, collections []string) *env {
 		_ = client.Disconnect(context.Background())
 	})
 	// Collections must exist on a real server for transactions.
-	for _, c := range collections {
-		_ = client.Database(e.dbName).CreateCollection(ctx, c)
-	}
+	e.createCollections(collections...)
 	e.pgURL = pgtest.NewDatabase(t)
 	if _, err := migrate.Up(ctx, e.pgURL, nil); err != nil {
 		t.Fatalf("migrate: %v", err)
@@ -216,13 +215,19 @@ type testNATS struct {
 	t    testing.TB
 	port int
 	dir  string
-	mu   sync.Mutex
-	srv  *bus.Embedded
+	// maxPayload is the server's max_payload (0: the embedded default).
+	maxPayload int32
+	mu         sync.Mutex
+	srv        *bus.Embedded
 }
 
-func (e *env) startNATS() *testNATS {
+func (e *env) startNATS() *testNATS { return e.startNATSMaxPayload(0) }
+
+// startNATSMaxPayload is startNATS with the server's max_payload set
+// (0: the embedded default).
+func (e *env) startNATSMaxPayload(maxPayload int32) *testNATS {
 	e.t.Helper()
-	n := &testNATS{t: e.t, port: freePort(e.t), dir: filepath.Join(e.dir, "nats")}
+	n := &testNATS{t: e.t, port: freePort(e.t), dir: filepath.Join(e.dir, "nats"), maxPayload: maxPayload}
 	n.start()
 	e.t.Cleanup(n.stop)
 	e.nats = n
@@ -231,7 +236,7 @@ func (e *env) startNATS() *testNATS {
 
 func (n *testNATS) start() {
 	n.t.Helper()
-	srv, err := bus.StartEmbedded(bus.EmbeddedConfig{Port: n.port, StoreDir: n.dir}, nil)
+	srv, err := bus.StartEmbedded(bus.EmbeddedConfig{Port: n.port, StoreDir: n.dir, MaxPayload: n.maxPayload}, nil)
 	if err != nil {
 		n.t.Fatalf("start nats: %v", err)
 	}
@@ -631,3 +636,23 @@ func (e *env) count(ctx context.Context, sql string) int {
 }
 
 var _ = runtime.NumCPU
+
+// createCollections creates the collections (of e's database) with
+// changeStreamPreAndPostImages enabled, as a user following the README
+// does for tailer.full_document post_image; a collection that already
+// exists (NamespaceExists, 48) gets it with collMod.
+func (e *env) createCollections(names ...string) {
+	e.t.Helper()
+	db := e.client.Database(e.dbName)
+	for _, c := range names {
+		err := db.CreateCollection(e.ctx, c, options.CreateCollection().SetChangeStreamPreAndPostImages(bson.M{"enabled": true}))
+		var ce mongo.CommandError
+		if errors.As(err, &ce) && ce.HasErrorCode(48) {
+			err = db.RunCommand(e.ctx, bson.D{{Key: "collMod", Value: c},
+				{Key: "changeStreamPreAndPostImages", Value: bson.D{{Key: "enabled", Value: true}}}}).Err()
+		}
+		if err != nil {
+			e.t.Fatalf("create collection %s with pre- and post-images: %v", c, err)
+		}
+	}
+}

@@ -131,6 +131,9 @@ func newSnEnv(t *testing.T) *snEnv {
 	}
 	_, err := e.pool.Exec(e.ctx, snTablesSQL)
 	must(t, err)
+	for _, c := range snColls {
+		e.createCollections(c.name)
+	}
 	s := &snEnv{env: e}
 	s.from = e.startAt()
 	n := e.startNATS()

@@ -258,6 +258,8 @@ func run(ctx context.Context, cfg config.Config, role config.Role, log *zap.Logg
 			BatchSize: cfg.Tailer.BatchSize, MaxAwait: cfg.Tailer.MaxAwait, MaxInFlight: cfg.Tailer.MaxInFlight,
 			CheckpointInterval: cfg.Tailer.CheckpointInterval, PreImages: cfg.Tailer.PreImages, Streams: b.Streams,
 			Owner: tailer.NewOwner(cfg.Tailer.Instance), StandbyTakeover: cfg.Tailer.StandbyTakeover,
+			FullDocument: tailer.FullDocumentMode(cfg.Tailer.FullDocument), FailingAfter: cfg.Tailer.FailingAfter,
+			Covered: snapshotCovers(b.JS, cfg.Snapshot.ProgressBucket, cfg.Mongo.Database),
 		}, log.Named("tailer"), met.ForTailer(health))
 		health.Check("mongo", func(ctx context.Context) error { return client.Ping(ctx, readpref.Primary()) })
 		health.Expect("tailer", 30*time.Second)

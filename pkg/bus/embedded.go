@@ -25,7 +25,17 @@ type EmbeddedConfig struct {
 	// SyncAlways fsyncs every write (sync_interval: always). Slower; the
 	// default relies on the server's periodic sync plus replication.
 	SyncAlways bool
+	// MaxPayload is the largest message the server accepts; 0 means
+	// DefaultEmbeddedMaxPayload. Larger events travel through the large
+	// object store (StoreLarge).
+	MaxPayload int32
 }
+
+// DefaultEmbeddedMaxPayload is the embedded server's max_payload: a
+// MongoDB document can be 16 MiB and an envelope carries it twice with a
+// pre-image, so most events fit in one message; nats-server's own default
+// (1 MiB) would send every document over ~1 MB through the object store.
+const DefaultEmbeddedMaxPayload = 64 << 20
 
 // Embedded is a running in-process nats-server with JetStream.
 type Embedded struct {
@@ -82,9 +92,10 @@ func StartEmbedded(cfg EmbeddedConfig, log *zap.Logger) (*Embedded, error) {
 		// JetStream's own limits: let the file store use the disk.
 		JetStreamMaxStore:  -1,
 		JetStreamMaxMemory: 256 << 20,
-		// A MongoDB document can be 16 MiB and an envelope carries it
-		// twice with a pre-image: the server's own maximum.
-		MaxPayload: 64 << 20,
+		MaxPayload:         DefaultEmbeddedMaxPayload,
+	}
+	if cfg.MaxPayload > 0 {
+		opts.MaxPayload = cfg.MaxPayload
 	}
 	if cfg.SyncAlways {
 		opts.SyncAlways = true

@@ -130,8 +130,23 @@ type TailerConfig struct {
 	// persisted. Default 1s.
 	CheckpointInterval time.Duration `koanf:"checkpoint_interval"`
 	// PreImages asks for pre-images (fullDocumentBeforeChange:
-	// whenAvailable); collections must have them enabled. Default false.
+	// whenAvailable); collections must have changeStreamPreAndPostImages
+	// enabled (checked at start). Default false.
 	PreImages bool `koanf:"pre_images"`
+	// FullDocument is how update events carry the document:
+	//   post_image      the document as it was right after the update
+	//                   (fullDocument: required; the stream fails rather
+	//                   than send an update without it),
+	//   when_available  the same, or no document when the image is gone,
+	//   update_lookup   the document as it is when the event is read
+	//                   (possibly after later changes; see the README).
+	// post_image and when_available need changeStreamPreAndPostImages on
+	// every replicated collection (MongoDB 6.0+; the tailer refuses to
+	// start without it and prints the collMod to run). Default post_image.
+	FullDocument string `koanf:"full_document"`
+	// FailingAfter is how long the tailer may retry errors before it turns
+	// unready, logs at error level and sets cdc_tailer_failing. Default 1m.
+	FailingAfter time.Duration `koanf:"failing_after"`
 	// Instance names this process in the checkpoint's owner
 	// ("<instance>:<pid>:<nonce>"), which a standby tailer reports.
 	// Default "" (the host name).
@@ -142,6 +157,13 @@ type TailerConfig struct {
 	// checkpoint_interval and twice max_await. Default 15s.
 	StandbyTakeover time.Duration `koanf:"standby_takeover"`
 }
+
+// tailer.full_document values.
+const (
+	FullDocumentPostImage     = "post_image"
+	FullDocumentWhenAvailable = "when_available"
+	FullDocumentUpdateLookup  = "update_lookup"
+)
 
 // SinkConfig tunes the Postgres applier.
 type SinkConfig struct {
@@ -253,6 +275,8 @@ func Default() Config {
 			MaxInFlight:        4096,
 			CheckpointInterval: time.Second,
 			StandbyTakeover:    15 * time.Second,
+			FullDocument:       FullDocumentPostImage,
+			FailingAfter:       time.Minute,
 		},
 		Sink: SinkConfig{
 			Consumer:  "cdc-sink",
@@ -346,6 +370,14 @@ func (c *Config) Validate(role Role) error {
 		if beat := max(c.Tailer.CheckpointInterval, c.Tailer.MaxAwait); c.Tailer.StandbyTakeover <= 2*beat {
 			add("tailer.standby_takeover", "must exceed twice tailer.checkpoint_interval and twice tailer.max_await (%s), got %s: "+
 				"a standby takes over a checkpoint that has not changed for this long, and the active tailer rewrites it only that often", 2*beat, c.Tailer.StandbyTakeover)
+		}
+		switch c.Tailer.FullDocument {
+		case FullDocumentPostImage, FullDocumentWhenAvailable, FullDocumentUpdateLookup:
+		default:
+			add("tailer.full_document", "must be %s, %s or %s, got %q", FullDocumentPostImage, FullDocumentWhenAvailable, FullDocumentUpdateLookup, c.Tailer.FullDocument)
+		}
+		if c.Tailer.FailingAfter <= 0 {
+			add("tailer.failing_after", "must be positive, got %s", c.Tailer.FailingAfter)
 		}
 		if c.NATS.DedupWindow < 2*c.Tailer.CheckpointInterval {
 			add("nats.dedup_window", "must be at least twice tailer.checkpoint_interval (%s), got %s", c.Tailer.CheckpointInterval, c.NATS.DedupWindow)

@@ -435,6 +435,11 @@ func TestValidate(t *testing.T) {
 			c.Tailer.MaxAwait = 10 * time.Second
 			c.Tailer.StandbyTakeover = 15 * time.Second
 		}, "tailer.standby_takeover"},
+		{"update_lookup full_document", config.RoleTailer, func(c *config.Config) { c.Tailer.FullDocument = "update_lookup" }, ""},
+		{"when_available full_document", config.RoleTailer, func(c *config.Config) { c.Tailer.FullDocument = "when_available" }, ""},
+		{"bad full_document", config.RoleTailer, func(c *config.Config) { c.Tailer.FullDocument = "updateLookup" }, "tailer.full_document"},
+		{"zero tailer failing_after", config.RoleTailer, func(c *config.Config) { c.Tailer.FailingAfter = 0 }, "tailer.failing_after"},
+		{"tailer failing_after is not the sink's business", config.RoleSink, func(c *config.Config) { c.Tailer.FailingAfter = 0 }, ""},
 		{"standby takeover is not the sink's business", config.RoleSink, func(c *config.Config) { c.Tailer.StandbyTakeover = 0 }, ""},
 		{"empty checkpoint bucket", config.RoleAll, func(c *config.Config) { c.NATS.CheckpointBucket = "" }, "nats.checkpoint_bucket"},
 		{"embedded port out of range", config.RoleAll, func(c *config.Config) { c.NATS.Embedded.Port = 70000 }, "nats.embedded.port"},
@@ -594,5 +599,14 @@ func TestStrictValues(t *testing.T) {
 	}
 	if _, err := config.Load("", env("CDC_CONFIG=/etc/cdc.yaml")); err != nil {
 		t.Fatalf("CDC_CONFIG names the file and must not be an unknown key: %v", err)
+	}
+}
+
+// TestTailerPointInTimeDefaults: point-in-time documents and a bounded
+// failing time are the defaults (issue 10).
+func TestTailerPointInTimeDefaults(t *testing.T) {
+	d := config.Default()
+	if d.Tailer.FullDocument != config.FullDocumentPostImage || d.Tailer.FailingAfter != time.Minute {
+		t.Fatalf("tailer defaults: full_document %q, failing_after %s; want post_image, 1m", d.Tailer.FullDocument, d.Tailer.FailingAfter)
 	}
 }

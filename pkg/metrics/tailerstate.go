@@ -1,6 +1,10 @@
 package metrics
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // tailerState holds the tailer's fence and full-stream metrics. They carry
 // no labels: the holder's name goes to /readyz and the log, never into a
@@ -9,6 +13,7 @@ type tailerState struct {
 	standby      prometheus.Gauge
 	streamFull   prometheus.Gauge
 	fullRefusals prometheus.Counter
+	failing      *tailerFailing
 }
 
 // tailerStateNames are the metrics of tailerState, for Names.
@@ -30,6 +35,7 @@ func newTailerState(reg prometheus.Registerer) *tailerState {
 			Help: "Publish attempts the change stream refused because it was full; each is retried from the checkpoint with backoff."}),
 	}
 	reg.MustRegister(s.standby, s.streamFull, s.fullRefusals)
+	s.failing = newTailerFailing(reg)
 	return s
 }
 
@@ -56,4 +62,44 @@ func (t tailerMetrics) StreamFull(full bool) {
 	t.m.tailerState.streamFull.Set(1)
 	t.m.tailerState.fullRefusals.Inc()
 	t.h.State("tailer", "paused: the change stream is full (publishes refused until the sink frees space or the limit is raised)", false)
+}
+
+// tailerFailing holds the tailer's failure gauges (the sink's pattern,
+// sinkstate.go): cdc_tailer_failing is what the CDCTailerFailing alert
+// watches.
+type tailerFailing struct {
+	failing prometheus.Gauge
+	since   prometheus.Gauge
+}
+
+var tailerFailingNames = []string{"cdc_tailer_failing", "cdc_tailer_failing_since_timestamp_seconds"}
+
+func init() { Names = append(Names, tailerFailingNames...) }
+
+func newTailerFailing(reg prometheus.Registerer) *tailerFailing {
+	f := &tailerFailing{
+		failing: prometheus.NewGauge(prometheus.GaugeOpts{Name: "cdc_tailer_failing",
+			Help: "1 once the tailer's change stream or publishes have failed with retried errors for longer than tailer.failing_after (the tailer is unready), else 0."}),
+		since: prometheus.NewGauge(prometheus.GaugeOpts{Name: "cdc_tailer_failing_since_timestamp_seconds",
+			Help: "Since when the tailer's retried errors have lasted (Unix seconds; 0 while it works)."}),
+	}
+	reg.MustRegister(f.failing, f.since)
+	return f
+}
+
+// Failing implements tailer.Metrics: past tailer.failing_after the tailer
+// is unready and /readyz names the error.
+func (t tailerMetrics) Failing(since time.Time, failing bool, cause string) {
+	g := t.m.tailerState.failing
+	if since.IsZero() {
+		g.failing.Set(0)
+		g.since.Set(0)
+		t.h.State("tailer", "", true)
+		return
+	}
+	g.since.Set(float64(since.Unix()))
+	if failing {
+		g.failing.Set(1)
+	}
+	t.h.State("tailer", "failing since "+since.UTC().Format(time.RFC3339)+": "+cause, !failing)
 }

@@ -182,7 +182,14 @@ func (f *Fence) Release(ctx context.Context) {
 	<-f.done
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	_ = f.conn.Close(ctx)
+	// Unlock before closing: the server frees a closed session's locks
+	// only once its backend has noticed the disconnect, so a new instance
+	// that starts right after could still find the lock held. A failed
+	// unlock (connection already gone) leaves it to the session's end.
+	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_, _ = f.conn.Exec(uctx, `SELECT pg_advisory_unlock($1, hashtext($2))`, lockClass, f.consumer)
+	_ = f.conn.Close(uctx)
 }
 
 // Check locks the consumer's row in tx (FOR UPDATE, so concurrent batches

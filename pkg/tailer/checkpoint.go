@@ -53,6 +53,10 @@ type Checkpoint struct {
 	// another tailer may take it over at once instead of waiting for the
 	// standby takeover time.
 	Released bool `json:"released,omitempty"`
+	// StartAfter marks a Token that is an invalidate event's: a change
+	// stream starts after it only with startAfter (resumeAfter fails with
+	// InvalidResumeToken, 260). Absent (false) in every other checkpoint.
+	StartAfter bool `json:"start_after,omitempty"`
 }
 
 // ResumeToken decodes Token.

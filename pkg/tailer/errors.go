@@ -6,11 +6,45 @@ import (
 	"fmt"
 
 	"go.mongodb.org/mongo-driver/mongo"
+
+	"github.com/amanat/cdc/pkg/config"
 )
 
-// CodeChangeStreamHistoryLost is MongoDB's error when a change stream is
-// asked to resume from a point the oplog no longer holds.
-const CodeChangeStreamHistoryLost = 286
+// Server error codes and labels the tailer classifies change-stream errors
+// by (never by message text). Names and numbers are MongoDB's
+// (src/mongo/base/error_codes.yml in github.com/mongodb/mongo).
+const (
+	// CodeNoMatchingDocument (47): a change stream with fullDocument
+	// "required" found no post-image for an update
+	// (document_source_change_stream_add_post_image.cpp: "Change stream
+	// was configured to require a post-image for all update events").
+	CodeNoMatchingDocument = 47
+	// CodeCappedPositionLost (136): the oplog position a getMore read from
+	// was overwritten. Retried (resumed from the checkpoint; if the
+	// checkpoint itself fell off the oplog the resume fails with 286).
+	CodeCappedPositionLost = 136
+	// CodeInvalidResumeToken (260): the resume token cannot be used, e.g.
+	// resumeAfter an invalidate event's token ("cannot resume stream after
+	// invalidate", jstests/change_streams/start_after_invalidation_exception.js
+	// resumes with startAfter instead).
+	CodeInvalidResumeToken = 260
+	// CodeChangeStreamFatalError (280): the stream cannot continue (for
+	// instance a user stage removed _id, the resume token).
+	CodeChangeStreamFatalError = 280
+	// CodeChangeStreamHistoryLost (286): the resume point is no longer in
+	// the oplog.
+	CodeChangeStreamHistoryLost = 286
+	// CodeBSONObjectTooLarge (10334): a change event over 16 MB
+	// (plan_executor_pipeline.cpp, _trySerializeToBson), without the
+	// ResumableChangeStreamError label.
+	CodeBSONObjectTooLarge = 10334
+
+	// LabelResumable is the label servers (wire version 9+, 4.4+) put on
+	// every error a change stream may resume after; the Go driver resumes
+	// them itself on getMore (mongo/change_stream.go, isResumableError), and
+	// the tailer resumes from its checkpoint when one reaches it.
+	LabelResumable = "ResumableChangeStreamError"
+)
 
 // ErrHistoryLost means the tailer's resume point has fallen off the oplog:
 // events between the checkpoint and the oldest oplog entry are gone from
@@ -42,18 +76,154 @@ type FatalError struct{ Err error }
 func (e *FatalError) Error() string { return e.Err.Error() }
 func (e *FatalError) Unwrap() error { return e.Err }
 
-// IsFatal reports whether err stops the tailer rather than being retried.
-func IsFatal(err error) bool {
-	var f *FatalError
-	return errors.As(err, &f) || errors.Is(err, ErrHistoryLost) || errors.Is(err, context.Canceled)
+// StreamError is a change-stream error the server will answer the same
+// way however often the tailer resumes from its checkpoint: fatal, with a
+// message and recovery per code (10334, 260, 280, 47).
+type StreamError struct {
+	// Code is the server's error code.
+	Code int32
+	// Database is the watched database.
+	Database string
+	// Checkpoint says where the stream resumed from.
+	Checkpoint string
+	// DocumentKey names the document of a too-large event when the oplog
+	// entry after the checkpoint told it ("" when unknown).
+	DocumentKey string
+	// Split says whether $changeStreamSplitLargeEvent was in the pipeline.
+	Split bool
+	// Cause is the server's error.
+	Cause error
 }
 
-func isHistoryLost(err error) bool {
+func (e *StreamError) Error() string {
+	switch e.Code {
+	case CodeBSONObjectTooLarge:
+		doc := "the change event right after the checkpoint"
+		if e.DocumentKey != "" {
+			doc = "the change event of " + e.DocumentKey
+		}
+		fix := "upgrade MongoDB to 7.0 or 6.0.9+ (the tailer then splits large events with $changeStreamSplitLargeEvent and reassembles them), or reduce the document"
+		if e.Split {
+			fix = "a single top-level field of the event is over 16 MB, which $changeStreamSplitLargeEvent cannot split: reduce the document (or stop requesting pre-images with tailer.pre_images: false)"
+		}
+		return fmt.Sprintf("change stream on %q: %s is larger than 16 MB (BSONObjectTooLarge, code 10334), resuming from %s; "+
+			"every resume meets it again, so the tailer stops. Recovery: %s, then restart; nothing after the checkpoint was skipped. Cause: %v",
+			e.Database, doc, e.Checkpoint, fix, e.Cause)
+	case CodeInvalidResumeToken:
+		return fmt.Sprintf("change stream on %q: MongoDB refuses the resume token of %s (InvalidResumeToken, code 260); "+
+			"the tailer never restarts from \"now\" on its own. Recovery: re-snapshot the replicated collections (cdc snapshot), "+
+			"which hands the tailer a new checkpoint, then restart. Cause: %v", e.Database, e.Checkpoint, e.Cause)
+	case CodeChangeStreamFatalError:
+		return fmt.Sprintf("change stream on %q cannot continue from %s (ChangeStreamFatalError, code 280). "+
+			"Recovery: check the MongoDB log for the event, re-snapshot the replicated collections (cdc snapshot), then restart. Cause: %v",
+			e.Database, e.Checkpoint, e.Cause)
+	case CodeNoMatchingDocument:
+		return fmt.Sprintf("change stream on %q: an update has no post-image although tailer.full_document is post_image "+
+			"(fullDocument: required; NoMatchingDocument, code 47), resuming from %s: the collection's changeStreamPreAndPostImages "+
+			"were disabled or the images expired (expireAfterSeconds). Recovery: enable them on every replicated collection "+
+			"(db.runCommand({collMod: \"<coll>\", changeStreamPreAndPostImages: {enabled: true}})) and re-snapshot the collection, "+
+			"or set tailer.full_document: update_lookup; then restart. Cause: %v", e.Database, e.Checkpoint, e.Cause)
+	}
+	return fmt.Sprintf("change stream on %q from %s: server error %d. Cause: %v", e.Database, e.Checkpoint, e.Code, e.Cause)
+}
+
+func (e *StreamError) Unwrap() error { return e.Cause }
+
+// TopologyError refuses a source that is not a replica set.
+type TopologyError struct {
+	// Kind is "mongos" or "standalone".
+	Kind string
+}
+
+func (e *TopologyError) Error() string {
+	what := "a standalone mongod (hello reports no setName)"
+	why := "a standalone has no oplog and no change streams"
+	if e.Kind == "mongos" {
+		what = "a mongos router of a sharded cluster (hello msg \"isdbgrid\")"
+		why = "events of different shards can share a cluster time, which the version guard and transaction grouping do not handle"
+	}
+	return fmt.Sprintf("mongo.uri points at %s: only replica sets are supported (%s). Point mongo.uri at the replica set's members", what, why)
+}
+
+// ImagesError refuses to start when a replicated collection lacks the
+// changeStreamPreAndPostImages option the configured mode needs. It unwraps
+// to a *config.FieldError (a configuration error: exit code 2).
+type ImagesError struct {
+	Database string
+	// Field is the setting that needs the images.
+	Field string
+	// Missing lists the collections without the option; Absent those that
+	// do not exist.
+	Missing, Absent []string
+}
+
+func (e *ImagesError) Error() string {
+	msg := fmt.Sprintf("%s needs changeStreamPreAndPostImages on every replicated collection of %q", e.Field, e.Database)
+	for _, c := range e.Missing {
+		msg += fmt.Sprintf("; %s does not have it: run db.getSiblingDB(%q).runCommand({collMod: %q, changeStreamPreAndPostImages: {enabled: true}})", c, e.Database, c)
+	}
+	for _, c := range e.Absent {
+		msg += fmt.Sprintf("; %s does not exist: create it with db.getSiblingDB(%q).createCollection(%q, {changeStreamPreAndPostImages: {enabled: true}})", c, e.Database, c)
+	}
+	return msg + " (or set tailer.full_document: update_lookup and tailer.pre_images: false, accepting current instead of point-in-time documents)"
+}
+
+// Unwrap makes the refusal a configuration error.
+func (e *ImagesError) Unwrap() error {
+	return &config.FieldError{Field: e.Field, Reason: "collections lack changeStreamPreAndPostImages"}
+}
+
+// IsFatal reports whether err stops the tailer rather than being retried.
+func IsFatal(err error) bool {
+	var (
+		f  *FatalError
+		se *StreamError
+		le *LifecycleError
+		te *TopologyError
+		ie *ImagesError
+	)
+	return errors.As(err, &f) || errors.As(err, &se) || errors.As(err, &le) || errors.As(err, &te) || errors.As(err, &ie) ||
+		errors.Is(err, ErrHistoryLost) || errors.Is(err, context.Canceled)
+}
+
+// serverCode returns the code of a server error in err's chain.
+func serverCode(err error) (mongo.ServerError, bool) {
 	var se mongo.ServerError
 	if errors.As(err, &se) {
-		return se.HasErrorCode(CodeChangeStreamHistoryLost)
+		return se, true
 	}
-	return false
+	return nil, false
+}
+
+// errorClass names how a change-stream error is handled.
+type errorClass int
+
+const (
+	// classUnknown: retried with backoff; past failing_after the tailer
+	// turns unready and says so at error level.
+	classUnknown errorClass = iota
+	// classResumable: the server labels it resumable, or it is 136: resumed
+	// from the checkpoint.
+	classResumable
+	// classFatal: 10334, 260, 280, 286, 47.
+	classFatal
+)
+
+// classifyServer classifies err by server error code and label.
+func classifyServer(err error) (errorClass, int32) {
+	se, ok := serverCode(err)
+	if !ok {
+		return classUnknown, 0
+	}
+	for _, c := range []int32{CodeBSONObjectTooLarge, CodeInvalidResumeToken, CodeChangeStreamFatalError, CodeChangeStreamHistoryLost, CodeNoMatchingDocument} {
+		if se.HasErrorCode(int(c)) {
+			return classFatal, c
+		}
+	}
+	if se.HasErrorLabel(LabelResumable) || se.HasErrorCode(CodeCappedPositionLost) {
+		return classResumable, 0
+	}
+	return classUnknown, 0
 }
 
 // ErrCheckpointMoved means a checkpoint write was refused because the

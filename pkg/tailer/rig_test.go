@@ -43,6 +43,12 @@ func newRig(t *testing.T, maxBytes int64) *rig {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
 	srv := mongotest.Start(t)
+	return newRigOn(t, ctx, srv, maxBytes)
+}
+
+// newRigOn is newRig on a given server.
+func newRigOn(t *testing.T, ctx context.Context, srv *mongotest.Server, maxBytes int64) *rig {
+	t.Helper()
 	client, err := mongo.Connect(ctx, options.Client().ApplyURI(srv.URI()))
 	if err != nil {
 		t.Fatal(err)
@@ -59,12 +65,21 @@ func newRig(t *testing.T, maxBytes int64) *rig {
 }
 
 func (r *rig) tailer(owner string, m tailer.Metrics, log *zap.Logger) *tailer.Tailer {
+	return r.tailerWith(owner, m, log, nil)
+}
+
+// tailerWith is tailer with the configuration changed by edit (nil: none).
+func (r *rig) tailerWith(owner string, m tailer.Metrics, log *zap.Logger, edit func(*tailer.Config)) *tailer.Tailer {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return tailer.New(r.client, r.js, r.store, tailer.Config{Database: "shop", Collections: []string{"orders"}, Start: r.start,
+	cfg := tailer.Config{Database: "shop", Collections: []string{"orders"}, Start: r.start,
 		BatchSize: 100, MaxAwait: rigInterval, MaxInFlight: 256, CheckpointInterval: rigInterval, Streams: r.sc,
-		Owner: owner, StandbyTakeover: rigTakeover}, log, m)
+		Owner: owner, StandbyTakeover: rigTakeover}
+	if edit != nil {
+		edit(&cfg)
+	}
+	return tailer.New(r.client, r.js, r.store, cfg, log, m)
 }
 
 // run starts tl; the returned stop cancels it and checks it ended cleanly
@@ -144,6 +159,10 @@ type counts struct {
 	fullOn, fullOff  int
 	checkpointsSaved int
 	retries, alive   int
+	// failing is the last Failing report: "" (none or recovered),
+	// "since" (failing, not yet past failing_after) or "over".
+	failing      string
+	failingCause string
 }
 
 // recorder is a tailer.Metrics that remembers what it was told.
@@ -174,6 +193,20 @@ func (r *recorder) StreamFull(full bool) {
 		} else {
 			c.fullOff++
 		}
+	})
+}
+
+func (r *recorder) Failing(since time.Time, over bool, cause string) {
+	r.do(func(c *counts) {
+		switch {
+		case since.IsZero():
+			c.failing = ""
+		case over:
+			c.failing = "over"
+		default:
+			c.failing = "since"
+		}
+		c.failingCause = cause
 	})
 }
 

@@ -37,8 +37,23 @@ type Config struct {
 	MaxInFlight int
 	// CheckpointInterval is how often the checkpoint is saved.
 	CheckpointInterval time.Duration
-	// PreImages requests fullDocumentBeforeChange: whenAvailable.
+	// PreImages requests fullDocumentBeforeChange: whenAvailable; the
+	// collections must have changeStreamPreAndPostImages (checked at
+	// start).
 	PreImages bool
+	// FullDocument is how updates carry the document: post_image
+	// (fullDocument: required), when_available or update_lookup. "" is
+	// update_lookup; config defaults to post_image. The image modes need
+	// changeStreamPreAndPostImages on every collection (checked at start).
+	FullDocument FullDocumentMode
+	// FailingAfter is how long retried errors may last before the tailer
+	// reports itself failing (unready, error log, metric). 0 means
+	// DefaultFailingAfter.
+	FailingAfter time.Duration
+	// Covered, when set, tells whether a complete snapshot reloaded
+	// collections after a lifecycle event (drop, rename, dropDatabase):
+	// then the tailer passes the event instead of stopping at it.
+	Covered CoveredFunc
 	// Streams names the subjects.
 	Streams bus.StreamsConfig
 	// Owner is this tailer's identity in the checkpoint (NewOwner); ""
@@ -70,6 +85,10 @@ type Metrics interface {
 	// StreamFull reports a publish refused by a full stream (true, once
 	// per refused attempt) and the first acknowledgement after it (false).
 	StreamFull(full bool)
+	// Failing reports since when retried errors have lasted (zero: the
+	// tailer works), whether that is past Config.FailingAfter, and the
+	// last error.
+	Failing(since time.Time, failing bool, cause string)
 }
 
 type noMetrics struct{}
@@ -81,6 +100,7 @@ func (noMetrics) Retry()                            {}
 func (noMetrics) Alive()                            {}
 func (noMetrics) Standby(bool, string)              {}
 func (noMetrics) StreamFull(bool)                   {}
+func (noMetrics) Failing(time.Time, bool, string)   {}
 
 // Tailer publishes change events. Create with New; Run blocks. A Tailer
 // is not safe for concurrent use: one Run at a time.
@@ -99,6 +119,10 @@ type Tailer struct {
 	lease lease
 	// full tracks publishes refused by a full stream.
 	full fullState
+	// fail tracks retried errors (failing.go).
+	fail failState
+	// src is what the preflight learned; nil until it passed.
+	src *source
 }
 
 // New returns a Tailer. It does no I/O.
@@ -112,6 +136,9 @@ func New(client *mongo.Client, js jetstream.JetStream, store CheckpointStore, cf
 	if cfg.StandbyTakeover <= 0 {
 		cfg.StandbyTakeover = DefaultStandbyTakeover
 	}
+	if cfg.FailingAfter <= 0 {
+		cfg.FailingAfter = DefaultFailingAfter
+	}
 	key := CheckpointKey(cfg.Database)
 	if k, ok := store.(interface{ Key() string }); ok {
 		key = k.Key()
@@ -123,10 +150,13 @@ func New(client *mongo.Client, js jetstream.JetStream, store CheckpointStore, cf
 func (t *Tailer) Owner() string { return t.cfg.Owner }
 
 // Run tails until ctx is cancelled (returns nil) or a fatal error occurs
-// (ErrHistoryLost, a malformed change event). Every other error is logged
-// and retried from the last checkpoint with capped exponential backoff;
-// meanwhile the checkpoint is rewritten every checkpoint interval, so a
-// standby does not mistake a retrying tailer for a dead one.
+// (IsFatal: a lifecycle event (*LifecycleError), a *StreamError (10334,
+// 260, 280, 47), ErrHistoryLost (286), a *TopologyError or *ImagesError
+// refusal at start, a malformed change event). Every other error is logged
+// and retried from the last checkpoint with capped exponential backoff
+// (past FailingAfter the tailer reports itself failing); meanwhile the
+// checkpoint is rewritten every checkpoint interval, so a standby does not
+// mistake a retrying tailer for a dead one.
 //
 // The checkpoint is the fence between tailers (one writer at a time):
 // when another tailer holds it, or takes it over, this one closes its
@@ -156,6 +186,10 @@ func (t *Tailer) Run(ctx context.Context) error {
 		if IsFatal(err) {
 			return err
 		}
+		if errors.Is(err, errRestart) {
+			attempt = 0
+			continue
+		}
 		full := t.streamFull(err)
 		if progressed {
 			attempt = 0
@@ -164,7 +198,11 @@ func (t *Tailer) Run(ctx context.Context) error {
 		attempt++
 		t.metrics.Retry()
 		if !full {
-			t.log.Warn("tailer error, resuming from the last checkpoint", zap.Error(err), zap.Duration("retry_in", wait), zap.Int("attempt", attempt))
+			class, _ := classifyServer(err)
+			if !t.failed(err, class) {
+				t.log.Warn("tailer error, resuming from the last checkpoint", zap.Error(err), zap.String("class", class.String()),
+					zap.Duration("retry_in", wait), zap.Int("attempt", attempt))
+			}
 		}
 		if err := t.pause(ctx, wait); err != nil {
 			if ctx.Err() != nil {
@@ -193,6 +231,9 @@ type pending struct {
 	ct    event.ClusterTime
 	coll  string
 	isEvt bool
+	// startAfter marks an invalidate's token: a stream resumes after it
+	// only with startAfter.
+	startAfter bool
 }
 
 // state is one change-stream session's bookkeeping.
@@ -215,15 +256,30 @@ type state struct {
 	// newest one until the next change (or an idle stream) says whether it
 	// is the last.
 	txns event.TxnSequencer
+	// fragments are the fragments read so far of a split event; while
+	// there are any, no token may become a checkpoint.
+	fragments []bson.Raw
+	// rounds counts answered TryNext calls: a session that read from its
+	// stream and then saved is healthy.
+	rounds int
 }
 
 func (t *Tailer) runOnce(ctx context.Context) (progressed bool, err error) {
+	if t.src == nil {
+		src, err := t.preflight(ctx)
+		if err != nil {
+			return false, err
+		}
+		t.src = &src
+		t.log.Info("source checked", zap.String("version", src.version), zap.Bool("split_large_events", src.split),
+			zap.String("full_document", string(t.cfg.FullDocument)), zap.Bool("pre_images", t.cfg.PreImages))
+	}
 	cp, err := t.acquire(ctx)
 	if err != nil {
 		return false, err
 	}
 	opts := options.ChangeStream().
-		SetFullDocument(options.UpdateLookup).
+		SetFullDocument(t.cfg.FullDocument.option()).
 		SetBatchSize(t.cfg.BatchSize).
 		SetMaxAwaitTime(t.cfg.MaxAwait)
 	if t.cfg.PreImages {
@@ -236,8 +292,14 @@ func (t *Tailer) runOnce(ctx context.Context) (progressed bool, err error) {
 		if err != nil {
 			return false, &FatalError{Err: fmt.Errorf("stored checkpoint is unreadable: %w", err)}
 		}
-		opts.SetResumeAfter(tok)
-		startDesc = "checkpoint " + string(cp.Token)
+		if cp.StartAfter {
+			// An invalidate's token: resumeAfter it fails with 260.
+			opts.SetStartAfter(tok)
+			startDesc = "after the invalidate at checkpoint " + string(cp.Token)
+		} else {
+			opts.SetResumeAfter(tok)
+			startDesc = "checkpoint " + string(cp.Token)
+		}
 	case !t.cfg.Start.Now:
 		ts := event.ClusterTime{T: t.cfg.Start.T, I: t.cfg.Start.I}.Timestamp()
 		opts.SetStartAtOperationTime(&ts)
@@ -245,14 +307,15 @@ func (t *Tailer) runOnce(ctx context.Context) (progressed bool, err error) {
 	default:
 		startDesc = "now"
 	}
-	pipeline := mongo.Pipeline{{{Key: "$match", Value: bson.D{
-		{Key: "ns.coll", Value: bson.D{{Key: "$in", Value: t.cfg.Collections}}},
-		{Key: "operationType", Value: bson.D{{Key: "$in", Value: bson.A{"insert", "update", "replace", "delete", "drop", "rename", "dropDatabase", "invalidate"}}}},
-	}}}}
+	pipeline := mongo.Pipeline{matchStage(t.cfg.Collections)}
+	if t.src.split {
+		// Must be the last stage.
+		pipeline = append(pipeline, bson.D{{Key: "$changeStreamSplitLargeEvent", Value: bson.D{}}})
+	}
 	db := t.client.Database(t.cfg.Database)
 	cs, err := db.Watch(ctx, pipeline, opts)
 	if err != nil {
-		return false, t.classify(err, cp)
+		return false, t.classify(ctx, err, cp, nil)
 	}
 	defer cs.Close(context.WithoutCancel(ctx))
 	t.log.Info("change stream open", zap.String("database", t.cfg.Database), zap.Strings("collections", t.cfg.Collections), zap.String("start", startDesc))
@@ -261,7 +324,7 @@ func (t *Tailer) runOnce(ctx context.Context) (progressed bool, err error) {
 	if cp != nil {
 		st.events = cp.Events
 		if tok, err := cp.ResumeToken(); err == nil {
-			st.durable = &point{tok: tok, ct: cp.ClusterTime, events: cp.Events}
+			st.durable = &point{tok: tok, ct: cp.ClusterTime, events: cp.Events, startAfter: cp.StartAfter}
 			st.start = tok
 		}
 	}
@@ -278,7 +341,10 @@ func (t *Tailer) runOnce(ctx context.Context) (progressed bool, err error) {
 	defer func() {
 		// Flush what is acknowledged, on every exit path; a graceful stop
 		// releases the checkpoint to whichever tailer starts next.
-		if ferr := t.finish(context.WithoutCancel(ctx), st, ctx.Err() != nil); ferr != nil && err == nil && ctx.Err() == nil {
+		// A fatal stop releases it too: this process is exiting, and the
+		// next tailer (a restart after the recovery) must not stand by.
+		release := ctx.Err() != nil || IsFatal(err)
+		if ferr := t.finish(context.WithoutCancel(ctx), st, release); ferr != nil && err == nil && ctx.Err() == nil {
 			err = ferr
 		}
 		progressed = st.advanced
@@ -290,7 +356,8 @@ func (t *Tailer) runOnce(ctx context.Context) (progressed bool, err error) {
 		}
 		t.metrics.Alive()
 		if cs.TryNext(ctx) {
-			if err := t.handleChange(st, cs.Current); err != nil {
+			st.rounds++
+			if err := t.handleChange(ctx, st, cs); err != nil {
 				return progressed, err
 			}
 		} else {
@@ -298,15 +365,27 @@ func (t *Tailer) runOnce(ctx context.Context) (progressed bool, err error) {
 				if ctx.Err() != nil {
 					return progressed, nil
 				}
-				return progressed, t.classify(err, st.durable.checkpoint())
+				return progressed, t.classify(ctx, err, st.durable.checkpoint(), cs.ResumeToken())
 			}
+			if cs.ID() == 0 {
+				// The server closed the cursor (mongo/change_stream.go,
+				// loopNext: TryNext is false with no error from now on).
+				// An invalidate is let through and handled before this, so
+				// this is never an idle stream: stop, deterministically.
+				return progressed, &FatalError{Err: fmt.Errorf("change stream on %q was closed by the server (cursor id 0) without an invalidate event; "+
+					"the checkpoint stays at %s. Check the MongoDB log; a restart resumes from the checkpoint", t.cfg.Database, string(st.durable.checkpoint().tokenJSON()))}
+			}
+			st.rounds++
 			// Idle: the transaction held back (if any) is complete, and
-			// the post-batch token covers everything scanned.
-			if err := t.releaseHeld(st); err != nil {
-				return progressed, err
-			}
-			if tok := cs.ResumeToken(); tok != nil {
-				st.queue = append(st.queue, pending{token: cloneRaw(tok)})
+			// the post-batch token covers everything scanned, unless it
+			// is inside a split event whose fragments are still coming.
+			if len(st.fragments) == 0 {
+				if err := t.releaseHeld(st); err != nil {
+					return progressed, err
+				}
+				if tok := cs.ResumeToken(); tok != nil {
+					st.queue = append(st.queue, pending{token: cloneRaw(tok)})
+				}
 			}
 		}
 		if err := t.drain(ctx, st, false); err != nil {
@@ -322,21 +401,44 @@ func (t *Tailer) runOnce(ctx context.Context) (progressed bool, err error) {
 	}
 }
 
-func (t *Tailer) handleChange(st *state, raw bson.Raw) error {
+// handleChange handles cs.Current: a fragment of a split event (held until
+// the last one), a lifecycle event, or a document change.
+func (t *Tailer) handleChange(ctx context.Context, st *state, cs *mongo.ChangeStream) error {
+	raw := cs.Current
+	_, of, split, err := splitInfo(raw)
+	if err != nil {
+		return &FatalError{Err: fmt.Errorf("tailer: %w", err)}
+	}
+	if split {
+		st.fragments = append(st.fragments, cloneRaw(raw))
+		if len(st.fragments) < int(of) {
+			return nil
+		}
+		whole, err := reassemble(st.fragments)
+		st.fragments = nil
+		if err != nil {
+			return &FatalError{Err: fmt.Errorf("tailer: %w", err)}
+		}
+		raw = whole
+	} else if len(st.fragments) > 0 {
+		return &FatalError{Err: fmt.Errorf("tailer: %w: %d of %d fragments, then an unsplit event", ErrSplitEvent, len(st.fragments), of)}
+	}
+	if lc, ok := lifecycleOf(raw, t.cfg.Collections); ok {
+		return t.lifecycle(ctx, st, cs, lc)
+	}
 	ev, txn, err := event.FromChange(raw)
 	if errors.Is(err, event.ErrNotDataChange) {
+		// Not let through by the pipeline (a drop or rename of another
+		// collection cannot match it): log, and make it a resume point.
 		op, _ := raw.Lookup("operationType").StringValueOK()
 		coll, _ := raw.Lookup("ns", "coll").StringValueOK()
-		t.log.Error("change stream reported a non-document change; documents of this collection may need a re-snapshot",
-			zap.String("operation", op), zap.String("database", t.cfg.Database), zap.String("collection", coll))
+		t.log.Warn("change stream reported a change the tailer does not replicate", zap.String("operation", op),
+			zap.String("database", t.cfg.Database), zap.String("collection", coll))
 		if err := t.releaseHeld(st); err != nil {
 			return err
 		}
 		if tok, ok := raw.Lookup("_id").DocumentOK(); ok {
 			st.queue = append(st.queue, pending{token: cloneRaw(tok)})
-		}
-		if op == "invalidate" {
-			return fmt.Errorf("change stream invalidated by %s", op)
 		}
 		return nil
 	}
@@ -366,8 +468,21 @@ func (t *Tailer) publish(st *state, ev *event.Event, tok bson.Raw) error {
 		return &FatalError{Err: err}
 	}
 	if oversize {
-		t.log.Error("change too large for the bus: published without its document, the sink will dead-letter it",
-			zap.String("event_id", ev.ID), zap.String("collection", ev.Source.Coll), zap.Int64("max_payload", t.js.Conn().MaxPayload()))
+		// Larger than max_payload: the envelope goes to the large-event
+		// object store first (stored when StoreLarge returns), then its
+		// pointer is published like any event. A store failure is
+		// retryable: return it, the tailer resumes from its checkpoint
+		// and republishes (the object is reused, the pointer deduped).
+		size := len(msg.Data)
+		pctx, cancel := context.WithTimeout(context.Background(), bus.LargePutTimeout)
+		msg, err = bus.StoreLarge(pctx, t.js, t.cfg.Streams, ev, msg)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("publish %s: %w", ev.ID, err)
+		}
+		t.log.Info("change larger than the bus's max_payload: stored in the large-event object store, its pointer published",
+			zap.String("event_id", ev.ID), zap.String("collection", ev.Source.Coll), zap.Int("bytes", size),
+			zap.Int64("max_payload", t.js.Conn().MaxPayload()), zap.String("object", msg.Header.Get(bus.HeaderLargeObject)))
 	}
 	ack, err := t.js.PublishMsgAsync(msg, jetstream.WithExpectStream(t.cfg.Streams.Stream))
 	if err != nil {
@@ -421,7 +536,7 @@ func (t *Tailer) drain(ctx context.Context, st *state, all bool) error {
 				ct = st.durable.ct
 			}
 			// Only the raw token here: rendering it is left to save().
-			st.durable = &point{tok: head.token, ct: ct, events: st.events}
+			st.durable = &point{tok: head.token, ct: ct, events: st.events, startAfter: head.startAfter}
 		}
 	}
 	return nil
@@ -432,6 +547,8 @@ type point struct {
 	tok    bson.Raw
 	ct     event.ClusterTime
 	events uint64
+	// startAfter: tok is an invalidate's token.
+	startAfter bool
 }
 
 // checkpoint renders p for storage; nil for a nil point.
@@ -443,7 +560,15 @@ func (p *point) checkpoint() *Checkpoint {
 	if err != nil {
 		js = []byte("null")
 	}
-	return &Checkpoint{V: CheckpointVersion, Token: json.RawMessage(js), ClusterTime: p.ct, Events: p.events}
+	return &Checkpoint{V: CheckpointVersion, Token: json.RawMessage(js), ClusterTime: p.ct, Events: p.events, StartAfter: p.startAfter}
+}
+
+// tokenJSON is the checkpoint's token for messages ("none" for nil).
+func (c *Checkpoint) tokenJSON() []byte {
+	if c == nil {
+		return []byte("none")
+	}
+	return c.Token
 }
 
 // save writes the durable position (again, when it has not moved: the
@@ -466,6 +591,9 @@ func (t *Tailer) save(ctx context.Context, st *state, release bool) error {
 	}
 	if !bytes.Equal(st.start, st.durable.tok) {
 		st.advanced = true
+	}
+	if st.rounds > 0 {
+		t.healthy()
 	}
 	// The token's own time moves on an idle stream too (post-batch
 	// tokens); the last event's time does not.
@@ -491,15 +619,51 @@ func (t *Tailer) finish(ctx context.Context, st *state, release bool) error {
 	return derr
 }
 
-func (t *Tailer) classify(err error, cp *Checkpoint) error {
-	if isHistoryLost(err) {
-		where := "the configured start point"
-		if cp != nil {
-			where = fmt.Sprintf("checkpoint at cluster time %s (%s)", cp.ClusterTime, string(cp.Token))
-		}
+// classify turns a change-stream error into the tailer's classes, by
+// server error code and label (errors.go): the fatal codes become their
+// typed errors; everything else is returned wrapped, for Run to retry.
+//
+// read is the resume token of the last change the stream returned (nil:
+// none yet): a too-large event is the first replicated oplog entry after
+// it (or after cp, or after the configured start time), which names the
+// document in the message.
+func (t *Tailer) classify(ctx context.Context, err error, cp *Checkpoint, read bson.Raw) error {
+	where := "the configured start point"
+	if cp != nil {
+		where = fmt.Sprintf("checkpoint at cluster time %s (%s)", cp.ClusterTime, string(cp.Token))
+	}
+	class, code := classifyServer(err)
+	if class != classFatal {
+		return fmt.Errorf("change stream on %s: %w", t.cfg.Database, err)
+	}
+	if code == CodeChangeStreamHistoryLost {
 		return &HistoryLostError{Database: t.cfg.Database, Collections: t.cfg.Collections, Checkpoint: where, Cause: err}
 	}
-	return fmt.Errorf("change stream on %s: %w", t.cfg.Database, err)
+	se := &StreamError{Code: code, Database: t.cfg.Database, Checkpoint: where, Split: t.src != nil && t.src.split, Cause: err}
+	if code == CodeBSONObjectTooLarge {
+		after, ok := oplog.TokenTime(read)
+		if !ok && cp != nil {
+			if tok, terr := cp.ResumeToken(); terr == nil {
+				after, ok = oplog.TokenTime(tok)
+			}
+		}
+		if !ok && !t.cfg.Start.Now {
+			// startAtOperationTime includes its own time: look from
+			// just before it.
+			after, ok = event.ClusterTime{T: t.cfg.Start.T, I: t.cfg.Start.I}, true
+			if after.I > 0 {
+				after.I--
+			} else if after.T > 0 {
+				after.T, after.I = after.T-1, ^uint32(0)
+			}
+		}
+		if ok {
+			lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			se.DocumentKey = t.tooLargeKey(lctx, after)
+			cancel()
+		}
+	}
+	return se
 }
 
 func cloneRaw(r bson.Raw) bson.Raw {
