@@ -14,8 +14,7 @@ type sinkState struct {
 	deferredBytes  prometheus.Gauge
 	deferredOldest prometheus.Gauge
 	active         prometheus.Gauge
-	failing        prometheus.Gauge
-	failingSince   prometheus.Gauge
+	failing        *failingGauges
 }
 
 // sinkStateNames are the metrics of sinkState, for Names.
@@ -24,11 +23,9 @@ var sinkStateNames = []string{
 	"cdc_sink_deferred_bytes",
 	"cdc_sink_deferred_oldest_timestamp_seconds",
 	"cdc_sink_active",
-	"cdc_sink_failing",
-	"cdc_sink_failing_since_timestamp_seconds",
 }
 
-func init() { Names = append(Names, sinkStateNames...) }
+func init() { Names = append(append(Names, sinkStateNames...), failingNames("cdc_sink")...) }
 
 func newSinkState(reg prometheus.Registerer) *sinkState {
 	s := &sinkState{
@@ -40,12 +37,11 @@ func newSinkState(reg prometheus.Registerer) *sinkState {
 			Help: "When the oldest deferred event was first set aside (Unix seconds; 0 when none): its age growing means the deferred events are not moving."}),
 		active: prometheus.NewGauge(prometheus.GaugeOpts{Name: "cdc_sink_active",
 			Help: "1 while this instance holds the sink consumer's fence and applies, 0 while it stands by."}),
-		failing: prometheus.NewGauge(prometheus.GaugeOpts{Name: "cdc_sink_failing",
-			Help: "1 once batches have failed with retryable errors for longer than sink.failing_after (the sink is unready), else 0."}),
-		failingSince: prometheus.NewGauge(prometheus.GaugeOpts{Name: "cdc_sink_failing_since_timestamp_seconds",
-			Help: "Since when batches have been failing (Unix seconds; 0 while they apply)."}),
+		failing: newFailing(reg, "cdc_sink",
+			"1 once batches have failed with retryable errors for longer than sink.failing_after (the sink is unready), else 0.",
+			"Since when batches have been failing (Unix seconds; 0 while they apply)."),
 	}
-	reg.MustRegister(s.deferredEvents, s.deferredBytes, s.deferredOldest, s.active, s.failing, s.failingSince)
+	reg.MustRegister(s.deferredEvents, s.deferredBytes, s.deferredOldest, s.active)
 	return s
 }
 
@@ -73,16 +69,5 @@ func (s sinkMetrics) SetRole(role, holder string) {
 }
 
 func (s sinkMetrics) SetFailing(since time.Time, failing bool, cause string) {
-	g := s.m.sinkState
-	if since.IsZero() {
-		g.failing.Set(0)
-		g.failingSince.Set(0)
-		s.h.State("sink", "", true)
-		return
-	}
-	g.failingSince.Set(float64(since.Unix()))
-	if failing {
-		g.failing.Set(1)
-	}
-	s.h.State("sink", "failing since "+since.UTC().Format(time.RFC3339)+": "+cause, !failing)
+	s.m.sinkState.failing.report(s.h, "sink", since, failing, cause)
 }

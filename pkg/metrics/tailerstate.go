@@ -13,7 +13,7 @@ type tailerState struct {
 	standby      prometheus.Gauge
 	streamFull   prometheus.Gauge
 	fullRefusals prometheus.Counter
-	failing      *tailerFailing
+	failing      *failingGauges
 }
 
 // tailerStateNames are the metrics of tailerState, for Names.
@@ -23,7 +23,7 @@ var tailerStateNames = []string{
 	"cdc_stream_full_refusals_total",
 }
 
-func init() { Names = append(Names, tailerStateNames...) }
+func init() { Names = append(append(Names, tailerStateNames...), failingNames("cdc_tailer")...) }
 
 func newTailerState(reg prometheus.Registerer) *tailerState {
 	s := &tailerState{
@@ -35,7 +35,9 @@ func newTailerState(reg prometheus.Registerer) *tailerState {
 			Help: "Publish attempts the change stream refused because it was full; each is retried from the checkpoint with backoff."}),
 	}
 	reg.MustRegister(s.standby, s.streamFull, s.fullRefusals)
-	s.failing = newTailerFailing(reg)
+	s.failing = newFailing(reg, "cdc_tailer",
+		"1 once the tailer's change stream or publishes have failed with retried errors for longer than tailer.failing_after (the tailer is unready), else 0.",
+		"Since when the tailer's retried errors have lasted (Unix seconds; 0 while it works).")
 	return s
 }
 
@@ -64,42 +66,8 @@ func (t tailerMetrics) StreamFull(full bool) {
 	t.h.State("tailer", "paused: the change stream is full (publishes refused until the sink frees space or the limit is raised)", false)
 }
 
-// tailerFailing holds the tailer's failure gauges (the sink's pattern,
-// sinkstate.go): cdc_tailer_failing is what the CDCTailerFailing alert
-// watches.
-type tailerFailing struct {
-	failing prometheus.Gauge
-	since   prometheus.Gauge
-}
-
-var tailerFailingNames = []string{"cdc_tailer_failing", "cdc_tailer_failing_since_timestamp_seconds"}
-
-func init() { Names = append(Names, tailerFailingNames...) }
-
-func newTailerFailing(reg prometheus.Registerer) *tailerFailing {
-	f := &tailerFailing{
-		failing: prometheus.NewGauge(prometheus.GaugeOpts{Name: "cdc_tailer_failing",
-			Help: "1 once the tailer's change stream or publishes have failed with retried errors for longer than tailer.failing_after (the tailer is unready), else 0."}),
-		since: prometheus.NewGauge(prometheus.GaugeOpts{Name: "cdc_tailer_failing_since_timestamp_seconds",
-			Help: "Since when the tailer's retried errors have lasted (Unix seconds; 0 while it works)."}),
-	}
-	reg.MustRegister(f.failing, f.since)
-	return f
-}
-
 // Failing implements tailer.Metrics: past tailer.failing_after the tailer
 // is unready and /readyz names the error.
 func (t tailerMetrics) Failing(since time.Time, failing bool, cause string) {
-	g := t.m.tailerState.failing
-	if since.IsZero() {
-		g.failing.Set(0)
-		g.since.Set(0)
-		t.h.State("tailer", "", true)
-		return
-	}
-	g.since.Set(float64(since.Unix()))
-	if failing {
-		g.failing.Set(1)
-	}
-	t.h.State("tailer", "failing since "+since.UTC().Format(time.RFC3339)+": "+cause, !failing)
+	t.m.tailerState.failing.report(t.h, "tailer", since, failing, cause)
 }

@@ -1,52 +1,22 @@
 package sink_test
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/bson/primitive"
 
 	"github.com/amanat/cdc/pkg/bus"
-	"github.com/amanat/cdc/pkg/bus/bustest"
 	"github.com/amanat/cdc/pkg/event"
-	"github.com/amanat/cdc/pkg/migrate"
-	"github.com/amanat/cdc/pkg/pgtest"
-	"github.com/amanat/cdc/pkg/transform"
-	"github.com/amanat/cdc/transforms"
 )
 
 // newLargeEnv is newEnv on a bus whose max_payload is 1 MiB.
-func newLargeEnv(t *testing.T) *env {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	t.Cleanup(cancel)
-	url := pgtest.NewDatabase(t)
-	if _, err := migrate.Up(ctx, url, nil); err != nil {
-		t.Fatal(err)
-	}
-	pool, err := pgxpool.New(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	set, err := transform.Load(transforms.Builtin, ".")
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc, js := bustest.StartMaxPayload(t, 1<<20)
-	e := &env{t: t, ctx: ctx, pool: pool, set: set, nc: nc, js: js, ct: uint32(time.Now().Unix()),
-		streams: bus.StreamsConfig{Stream: "CDC", SubjectPrefix: "cdc", DLQStream: "CDC_DLQ", Replicas: 1,
-			DedupWindow: 2 * time.Minute, MaxAge: 24 * time.Hour, MaxBytes: -1, CheckpointBucket: "cdc_checkpoints"}}
-	e.declare()
-	return e
-}
+func newLargeEnv(t *testing.T) *env { return newEnvMaxPayload(t, 1<<20) }
 
 // publishAsTailer publishes ev exactly as the tailer's publish does:
 // bus.EventMsg, and for an oversize envelope bus.StoreLarge before the

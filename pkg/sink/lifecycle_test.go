@@ -48,6 +48,13 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvMaxPayload(t, 0)
+}
+
+// newEnvMaxPayload is newEnv on a bus whose max_payload is maxPayload
+// bytes (0: the embedded default).
+func newEnvMaxPayload(t *testing.T, maxPayload int32) *env {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	t.Cleanup(cancel)
 	url := pgtest.NewDatabase(t)
@@ -63,7 +70,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, js := bustest.Start(t)
+	nc, js := bustest.StartMaxPayload(t, maxPayload)
 	e := &env{t: t, ctx: ctx, pool: pool, set: set, nc: nc, js: js, ct: uint32(time.Now().Unix()),
 		streams: bus.StreamsConfig{Stream: "CDC", SubjectPrefix: "cdc", DLQStream: "CDC_DLQ", Replicas: 1,
 			DedupWindow: 2 * time.Minute, MaxAge: 24 * time.Hour, MaxBytes: -1, CheckpointBucket: "cdc_checkpoints"}}
