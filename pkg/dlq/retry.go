@@ -129,14 +129,22 @@ func retryMessages(entries []Entry) ([]sink.Raw, map[int64]txnPlace, error) {
 // JSON, or, for an event that was not even BSON, the bytes the sink kept
 // as hex (re-applied as they came, so they are dead-lettered again under
 // the same event id).
+//
+// An envelope whose strings hold NUL characters (which jsonb cannot store)
+// is kept as {"bson_hex"}: its exact bytes.
 func envelope(stored json.RawMessage) ([]byte, error) {
-	var undecodable struct {
-		Hex *string `json:"undecodable_hex"`
+	var asHex struct {
+		Undecodable *string `json:"undecodable_hex"`
+		BSON        *string `json:"bson_hex"`
 	}
-	if json.Unmarshal(stored, &undecodable) == nil && undecodable.Hex != nil {
-		b, err := hex.DecodeString(*undecodable.Hex)
+	if json.Unmarshal(stored, &asHex) == nil && (asHex.Undecodable != nil || asHex.BSON != nil) {
+		h := asHex.Undecodable
+		if h == nil {
+			h = asHex.BSON
+		}
+		b, err := hex.DecodeString(*h)
 		if err != nil {
-			return nil, fmt.Errorf("stored undecodable event is not hex: %w", err)
+			return nil, fmt.Errorf("stored event is not hex: %w", err)
 		}
 		return b, nil
 	}

@@ -1,7 +1,9 @@
 package dlq
 
 import (
+	"bytes"
 	"encoding/hex"
+	"encoding/json"
 	"reflect"
 	"strings"
 	"testing"
@@ -138,4 +140,18 @@ func mustRaw(t *testing.T, d bson.D) bson.Raw {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// An envelope stored as {"bson_hex"} (it held NUL characters jsonb
+// cannot store) is re-applied byte for byte.
+func TestEnvelopeFromBSONHex(t *testing.T) {
+	raw, err := bson.Marshal(bson.D{{Key: "a", Value: "x\x00y"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, _ := json.Marshal(map[string]string{"bson_hex": hex.EncodeToString(raw), "note": "…"})
+	got, err := envelope(stored)
+	if err != nil || !bytes.Equal(got, raw) {
+		t.Fatalf("envelope = %x, %v; want %x", got, err, raw)
+	}
 }

@@ -1,6 +1,7 @@
 package sink
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -188,12 +189,7 @@ func deadLetters(ctx context.Context, tx pgx.Tx, bad []*unit) error {
 			if rej, ok := transform.AsRejection(err); ok {
 				field, value = rej.Field, rej.Value
 			}
-			// Stored as canonical Extended JSON so operators can query it;
-			// an envelope that is not even BSON is kept as hex.
-			evJSON, jerr := event.ExtJSON(it.raw)
-			if jerr != nil {
-				evJSON, _ = json.Marshal(map[string]string{"undecodable_hex": hex.EncodeToString(it.raw), "error": jerr.Error()})
-			}
+			evJSON := storedEvent(it.raw)
 			coll := it.ev.Source.Coll
 			if coll == "" {
 				coll = "?"
@@ -204,4 +200,44 @@ func deadLetters(ctx context.Context, tx pgx.Tx, bad []*unit) error {
 		}
 	}
 	return state.RecordDeadLetters(ctx, tx, dls)
+}
+
+// storedEvent is how a dead-lettered envelope is kept in
+// cdc.dead_letters.event (jsonb): canonical Extended JSON, so operators can
+// query it; an envelope that is not even BSON as {"undecodable_hex"}; and
+// one whose strings hold NUL characters, which jsonb refuses (SQLSTATE
+// 22P05, "unsupported Unicode escape sequence") although BSON allows them,
+// as {"bson_hex"}: the exact envelope, which cdc dlq retry re-applies.
+func storedEvent(raw []byte) []byte {
+	js, err := event.ExtJSON(raw)
+	if err != nil {
+		b, _ := json.Marshal(map[string]string{"undecodable_hex": hex.EncodeToString(raw), "error": err.Error()})
+		return b
+	}
+	if hasEscapedNUL(js) {
+		b, _ := json.Marshal(map[string]string{"bson_hex": hex.EncodeToString(raw),
+			"note": "the event holds NUL characters, which jsonb cannot store: kept as its BSON envelope"})
+		return b
+	}
+	return js
+}
+
+// hasEscapedNUL reports whether the JSON text js contains the escape
+// \u0000 (a backslash that is not itself escaped, then u0000).
+func hasEscapedNUL(js []byte) bool {
+	for i := 0; ; {
+		j := bytes.Index(js[i:], []byte(`\u0000`))
+		if j < 0 {
+			return false
+		}
+		at := i + j
+		n := 0
+		for k := at - 1; k >= 0 && js[k] == '\\'; k-- {
+			n++
+		}
+		if n%2 == 0 {
+			return true
+		}
+		i = at + 1
+	}
 }

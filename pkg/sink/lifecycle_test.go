@@ -642,3 +642,18 @@ func TestFullStreamTrimmedBelowTheAppliedPosition(t *testing.T) {
 		return p == info.State.LastSeq, fmt.Sprintf("position %d, last %d", p, info.State.LastSeq)
 	})
 }
+
+// A document holding a NUL character (BSON strings may; Postgres text
+// and jsonb may not) is dead-lettered with its whole event, and the events
+// after it apply: the dead letter's stored envelope must not need
+// Postgres to accept the NUL.
+func TestNULDocumentDeadLettered(t *testing.T) {
+	e := newEnv(t)
+	bad := primitive.NewObjectID()
+	e.publish(e.ev("users", e.userDoc(bad, "nul\x00byte@example.com"), e.next(), nil))
+	e.users(2)
+	r := e.start(e.config("a"))
+	defer r.stop(t)
+	e.waitCount("the users after it", 2, `SELECT count(*) FROM users`)
+	e.waitCount("the NUL document dead-lettered", 1, `SELECT count(*) FROM cdc.dead_letters WHERE doc_key = $1`, bad.Hex())
+}

@@ -3,6 +3,8 @@ package state
 import (
 	"context"
 	"fmt"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 
@@ -117,7 +119,7 @@ func RecordDeadLetters(ctx context.Context, tx BatchDB, dls []NewDeadLetter) err
 			INSERT INTO cdc.dead_letter_attempts (dead_letter_id, action, outcome, error_class, field, value, reason)
 			SELECT id, CASE WHEN inserted THEN 'dead_lettered' ELSE 'retried' END, 'dead_lettered', $5, NULLIF($6, ''), NULLIF($7, ''), $8
 			FROM up`,
-			d.EventID, d.Collection, d.DocKey, seqArg, string(d.Class), d.Field, d.Value, d.Reason, d.Event, txnID, txnIndex, txnLast, ct)
+			d.EventID, d.Collection, textSafe(d.DocKey), seqArg, string(d.Class), textSafe(d.Field), textSafe(d.Value), textSafe(d.Reason), d.Event, txnID, txnIndex, txnLast, ct)
 	}
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("record %d dead letters: %w", len(dls), err)
@@ -143,7 +145,7 @@ func OpenDeadLetterPositions(ctx context.Context, db DB, refs []DocRef, exclude 
 	}
 	colls, keys := make([]string, len(refs)), make([]string, len(refs))
 	for i, r := range refs {
-		colls[i], keys[i] = r.Collection, r.Key
+		colls[i], keys[i] = r.Collection, textSafe(r.Key) // as RecordDeadLetters stores it
 	}
 	if exclude == nil {
 		exclude = []string{}
@@ -171,4 +173,17 @@ func OpenDeadLetterPositions(ctx context.Context, db DB, refs []DocRef, exclude 
 		return nil, fmt.Errorf("open dead letters: %w", err)
 	}
 	return out, nil
+}
+
+// textSafe makes s storable in a Postgres text column, which refuses NUL
+// characters (SQLSTATE 22021 for a 0x00 byte) and invalid UTF-8 while a
+// BSON string may hold both: a dead letter's value or reason quoting such
+// a document must not fail the batch that records it. NUL becomes the
+// four characters \x00 and invalid bytes U+FFFD; the event itself keeps
+// the exact bytes.
+func textSafe(s string) string {
+	if utf8.ValidString(s) && !strings.ContainsRune(s, 0) {
+		return s
+	}
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", `\x00`)
 }
