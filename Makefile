@@ -3,6 +3,12 @@
 
 # CI and fresh machines have Go in /usr/local/go but not always on PATH.
 export PATH := /usr/local/go/bin:$(PATH)
+# The approved toolchain with the standard library's security fixes
+# (go1.26.8, this machine's, has reachable vulnerabilities fixed in
+# 1.26.9/1.26.10); the go command fetches it through the module proxy
+# (~76 MB, once). Machines here default to GOTOOLCHAIN=local, which ignores
+# go.mod's toolchain line, so it is exported for every target.
+export GOTOOLCHAIN := go1.27.3
 
 GO        ?= go
 BIN       ?= bin/cdc
@@ -21,7 +27,7 @@ BENCH_TIMEOUT ?= 30m
 
 .DEFAULT_GOAL := help
 
-.PHONY: all build test test-soak bench lint fmt-check vet tidy clean help
+.PHONY: all build test test-cluster test-soak bench lint fmt-check vet tidy clean help vuln
 
 all: lint build test ## lint, build and test
 
@@ -33,6 +39,9 @@ test: fmt-check vet ## gofmt check, go vet, then every test including ./e2e
 	@# The end-to-end suite runs alone: its load tests measure rates that
 	@# the unit packages' Postgres-heavy tests would steal the cores from.
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./e2e/...
+
+test-cluster: ## end-to-end on a three-node in-process NATS cluster with R3 streams: stream-leader kills under load (tag cluster)
+	$(GO) test -count=1 -tags cluster -timeout 15m ./e2e/ -run Cluster
 
 test-soak: ## the end-to-end suite five times over (crash, outage and load tests hunting rare interleavings), plus tests tagged soak
 	$(GO) test -count=5 -tags soak -timeout $(SOAK_TIMEOUT) ./e2e/...
@@ -48,6 +57,41 @@ fmt-check: ## fail if any Go file is not gofmt-formatted
 
 vet: ## go vet ./...
 	$(GO) vet ./...
+
+# Vulnerability scan (make vuln). govulncheck and the Go vulnerability
+# database both come through the Go module proxy, pinned: the database is
+# the OSV files of golang.org/x/vulndb (data/osv/*.json), indexed into
+# govulncheck's file:// layout (index/db.json, index/modules.json,
+# index/vulns.json, ID/<id>.json: https://go.dev/security/vuln/database)
+# by the module's own cmd/indexdb, once per VULNDB_VERSION, under bin/.
+# The scan then needs no network. The standard library scanned is the
+# toolchain's: VULN_TOOLCHAIN is the approved one that has the fixes
+# (go1.26.8 has 10 reachable vulnerabilities, fixed in 1.26.9/1.26.10);
+# it is the Makefile's GOTOOLCHAIN (`make vuln VULN_TOOLCHAIN=local` shows
+# what the machine's own Go would ship).
+VULN_TOOLCHAIN      ?= $(GOTOOLCHAIN)
+GOVULNCHECK_VERSION ?= v1.9.0
+VULNDB_VERSION      ?= v0.0.0-20261105234957-e22db6528018
+VULNDB_DIR          := bin/vulndb/$(VULNDB_VERSION)
+GOVULNCHECK         := bin/tools/govulncheck-$(GOVULNCHECK_VERSION)
+
+vuln: ## govulncheck offline against the pinned Go vulnerability database; fails on a reachable vulnerability
+	@set -eu; export GOTOOLCHAIN=$(VULN_TOOLCHAIN) GOFLAGS=-mod=readonly; \
+	echo "make vuln: $$($(GO) version), govulncheck $(GOVULNCHECK_VERSION), golang.org/x/vulndb $(VULNDB_VERSION)"; \
+	if [ ! -x $(GOVULNCHECK) ]; then \
+	  mkdir -p bin/tools; \
+	  GOBIN=$(CURDIR)/bin/tools/.install $(GO) install golang.org/x/vuln/cmd/govulncheck@$(GOVULNCHECK_VERSION); \
+	  mv bin/tools/.install/govulncheck $(GOVULNCHECK); rmdir bin/tools/.install; \
+	fi; \
+	if [ ! -f $(VULNDB_DIR)/index/db.json ]; then \
+	  $(GO) mod download golang.org/x/vulndb@$(VULNDB_VERSION); \
+	  src="$$($(GO) env GOMODCACHE)/golang.org/x/vulndb@$(VULNDB_VERSION)/data/osv"; \
+	  test -d "$$src" || { echo "make vuln: $$src: no OSV data in the module" >&2; exit 1; }; \
+	  rm -rf $(VULNDB_DIR).tmp; \
+	  $(GO) run golang.org/x/vulndb/cmd/indexdb@$(VULNDB_VERSION) -vulns "$$src" -out $(VULNDB_DIR).tmp; \
+	  rm -rf $(VULNDB_DIR); mv $(VULNDB_DIR).tmp $(VULNDB_DIR); \
+	fi; \
+	$(GOVULNCHECK) -db file://$(CURDIR)/$(VULNDB_DIR) ./...
 
 tidy: ## go mod tidy (review the go.mod/go.sum diff before committing)
 	$(GO) mod tidy

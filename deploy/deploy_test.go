@@ -27,7 +27,7 @@ import (
 const (
 	rulesPath     = "prometheus/cdc-alerts.yml"
 	dashboardPath = "grafana/cdc-dashboard.json"
-	readmePath    = "../README.md"
+	runbookPath   = "../docs/runbook.md"
 )
 
 // catalog is what the program exports.
@@ -108,10 +108,10 @@ func (c catalog) has(name string) bool {
 	return false
 }
 
-// readmeAnchors are the GitHub anchors of README.md's headings.
-func readmeAnchors(t *testing.T) map[string]bool {
+// runbookAnchors are the GitHub anchors of docs/runbook.md's headings.
+func runbookAnchors(t *testing.T) map[string]bool {
 	t.Helper()
-	b, err := os.ReadFile(readmePath)
+	b, err := os.ReadFile(runbookPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,9 +245,9 @@ func checkRules(data []byte, cat catalog, anchors map[string]bool) []error {
 				}
 			}
 			if rb := r.Annotations["runbook_url"]; rb != "" {
-				a, ok := strings.CutPrefix(rb, "README.md#")
+				a, ok := strings.CutPrefix(rb, "docs/runbook.md#")
 				if !ok || !anchors[a] {
-					bad(where, "runbook_url %q is not a README.md#<heading> that exists", rb)
+					bad(where, "runbook_url %q is not a docs/runbook.md#<heading> that exists", rb)
 				}
 			}
 		}
@@ -411,7 +411,7 @@ func report(t *testing.T, file string, errs []error) {
 // only exported metrics.
 func TestAlertRules(t *testing.T) {
 	data := read(t, rulesPath)
-	report(t, rulesPath, checkRules(data, exported(t), readmeAnchors(t)))
+	report(t, rulesPath, checkRules(data, exported(t), runbookAnchors(t)))
 
 	// The alerts the operators asked for exist.
 	var f ruleFile
@@ -427,7 +427,7 @@ func TestAlertRules(t *testing.T) {
 	all := strings.Join(exprs, "\n")
 	for _, want := range []string{"cdc_replication_lag_seconds", "cdc_replication_lag_events", "cdc_oplog_headroom_seconds",
 		`outcome=~"dead_lettered|parked"`, "changes(cdc_sink_last_applied_cluster_time_seconds", "cdc_tailer_checkpoint_saved_timestamp_seconds",
-		"cdc_retries_total", `up{job="cdc"} == 0`} {
+		"cdc_retries_total", `up{job="cdc"} == 0`, "changes(process_start_time_seconds", "cdc_sink_deferred_oldest_timestamp_seconds"} {
 		if !strings.Contains(all, want) {
 			t.Errorf("no alert uses %s", want)
 		}
@@ -451,7 +451,7 @@ func TestDashboard(t *testing.T) {
 // for. Each case edits the shipped file and expects an error naming the
 // problem.
 func TestCheckerCatchesMistakes(t *testing.T) {
-	cat, anchors := exported(t), readmeAnchors(t)
+	cat, anchors := exported(t), runbookAnchors(t)
 	rules, dash := string(read(t, rulesPath)), string(read(t, dashboardPath))
 	edit := func(t *testing.T, s, old, new string) string {
 		t.Helper()
@@ -471,7 +471,8 @@ func TestCheckerCatchesMistakes(t *testing.T) {
 		{"bad severity", "severity: critical", "severity: page", "labels.severity \"page\""},
 		{"missing summary", "summary: \"No cdc replicator is being scraped\"", "note: x", "annotations.summary missing"},
 		{"misspelled key", "annotations:\n          summary: \"No cdc", "annotation:\n          summary: \"No cdc", "field annotation not found"},
-		{"runbook that is not in the README", `runbook_url: "README.md#cdctargetdown"`, `runbook_url: "README.md#no-such-section"`, "is not a README.md#<heading>"},
+		{"runbook that is not in the runbook", `runbook_url: "docs/runbook.md#cdctargetdown"`, `runbook_url: "docs/runbook.md#no-such-section"`, "is not a docs/runbook.md#<heading>"},
+		{"runbook in the README", `runbook_url: "docs/runbook.md#cdctargetdown"`, `runbook_url: "README.md#cdctargetdown"`, "is not a docs/runbook.md#<heading>"},
 		{"broken template", "{{ $value | humanizeDuration }} behind", "{{ $value | humanizeDuration } behind", "not a valid template"},
 		{"unbalanced expression", "> 0.05", ") > 0.05", "unbalanced )"},
 		{"not YAML", "groups:", "groups: [", "parse"},

@@ -110,6 +110,10 @@ func (b *Bus) Close() {
 // declares the streams.
 func OpenBus(ctx context.Context, cfg *config.Config, name string, maxPending int, log *zap.Logger) (*Bus, error) {
 	b := &Bus{Streams: StreamsConfig(cfg)}
+	clientOpts, err := bus.ClientOptions(cfg.NATS) // credentials and TLS (pkg/bus/auth.go)
+	if err != nil {
+		return nil, err
+	}
 	url := cfg.NATS.URL
 	if url == "" {
 		if err := os.MkdirAll(cfg.NATSStoreDir(), 0o750); err != nil {
@@ -117,20 +121,24 @@ func OpenBus(ctx context.Context, cfg *config.Config, name string, maxPending in
 		}
 		emb, err := bus.StartEmbedded(bus.EmbeddedConfig{
 			Host: cfg.NATS.Embedded.Host, Port: cfg.NATS.Embedded.Port, StoreDir: cfg.NATSStoreDir(),
+			Auth: bus.EmbeddedAuthFromConfig(cfg.NATS),
 		}, log)
 		if err != nil {
 			return nil, err
 		}
 		b.Embedded = emb
 		url = emb.ClientURL()
-		log.Info("embedded NATS JetStream started", zap.String("url", url), zap.String("store", cfg.NATSStoreDir()))
+		log.Info("embedded NATS JetStream started", zap.String("url", redact.URL(url)), zap.String("store", cfg.NATSStoreDir()))
 	}
 	cctx, cancel := context.WithTimeout(ctx, StartupTimeout)
 	defer cancel()
-	nc, js, err := bus.Connect(cctx, url, name, maxPending, log)
+	nc, js, err := bus.Connect(cctx, url, name, maxPending, log, clientOpts...)
 	if err != nil {
 		b.Close()
-		return nil, fmt.Errorf("NATS unreachable at start-up: %w", err)
+		if bus.PermanentConnectError(err) {
+			return nil, redact.Error(fmt.Errorf("NATS refused this process at start-up (credential or certificate): %w", err), url)
+		}
+		return nil, redact.Error(fmt.Errorf("NATS unreachable at start-up: %w", err), url)
 	}
 	b.Conn, b.JS = nc, js
 	if err := bus.Ensure(cctx, js, b.Streams); err != nil {
@@ -144,13 +152,13 @@ func OpenBus(ctx context.Context, cfg *config.Config, name string, maxPending in
 func ConnectMongo(ctx context.Context, uri string) (*mongo.Client, error) {
 	client, err := mongo.Connect(ctx, options.Client().ApplyURI(uri).SetAppName("cdc"))
 	if err != nil {
-		return nil, fmt.Errorf("mongo %s: %w", redact.URL(uri), err)
+		return nil, redact.Error(fmt.Errorf("mongo %s: %w", redact.URL(uri), err), uri)
 	}
 	pctx, cancel := context.WithTimeout(ctx, StartupTimeout)
 	defer cancel()
 	if err := client.Ping(pctx, readpref.Primary()); err != nil {
 		_ = client.Disconnect(context.WithoutCancel(ctx))
-		return nil, fmt.Errorf("MongoDB unreachable at start-up (%s): %w", redact.URL(uri), err)
+		return nil, redact.Error(fmt.Errorf("MongoDB unreachable at start-up (%s): %w", redact.URL(uri), err), uri)
 	}
 	return client, nil
 }
@@ -159,13 +167,20 @@ func ConnectMongo(ctx context.Context, uri string) (*mongo.Client, error) {
 func ConnectPostgres(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error) {
 	pcfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
-		return nil, fmt.Errorf("postgres url %s: %w", redact.URL(url), errors.Unwrap(err))
+		// The cause alone (pgx's message repeats the string), or the whole
+		// error when it has none; scrubbed either way: pgx's own masking
+		// is best effort.
+		cause := errors.Unwrap(err)
+		if cause == nil {
+			cause = err
+		}
+		return nil, redact.Error(fmt.Errorf("postgres url %s: %w", redact.URL(url), cause), url)
 	}
 	pcfg.MaxConns = maxConns
 	pcfg.ConnConfig.RuntimeParams["application_name"] = "cdc"
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
-		return nil, fmt.Errorf("postgres %s: %w", redact.URL(url), err)
+		return nil, redact.Error(fmt.Errorf("postgres %s: %w", redact.URL(url), err), url)
 	}
 	pctx, cancel := context.WithTimeout(ctx, StartupTimeout)
 	defer cancel()
@@ -174,10 +189,14 @@ func ConnectPostgres(ctx context.Context, url string, maxConns int32) (*pgxpool.
 		if err == nil {
 			return pool, nil
 		}
+		if permanentPostgresError(err) { // pgtls.go: a certificate or identity refused now is refused again
+			pool.Close()
+			return nil, redact.Error(fmt.Errorf("PostgreSQL refused the connection at start-up (%s): %w", redact.URL(url), err), url)
+		}
 		select {
 		case <-pctx.Done():
 			pool.Close()
-			return nil, fmt.Errorf("PostgreSQL unreachable at start-up (%s): %w", redact.URL(url), err)
+			return nil, redact.Error(fmt.Errorf("PostgreSQL unreachable at start-up (%s): %w", redact.URL(url), err), url)
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
@@ -216,14 +235,16 @@ func run(ctx context.Context, cfg config.Config, role config.Role, log *zap.Logg
 	defer b.Close()
 
 	met, health := metrics.New(), metrics.NewHealth()
+	health.SetLogger(log.Named("health"))
 	health.Check("nats", func(context.Context) error {
 		if st := b.Conn.Status(); st != nats.CONNECTED {
-			return fmt.Errorf("connection %s", st)
+			return metrics.Reason(fmt.Sprintf("connection %s", st))
 		}
 		return nil
 	})
 	g, gctx := errgroup.WithContext(ctx)
 	if role&config.RoleSink != 0 {
+		warnUnverifiedPostgres(log, cfg.Postgres.URL) // pgtls.go
 		pool, err := ConnectPostgres(ctx, cfg.Postgres.URL, cfg.Postgres.MaxConns)
 		if err != nil {
 			return err
@@ -288,7 +309,8 @@ func run(ctx context.Context, cfg config.Config, role config.Role, log *zap.Logg
 	}
 	if cfg.HTTP.Addr != "" {
 		g.Go(func() error {
-			return metrics.Serve(gctx, cfg.HTTP.Addr, metrics.Handler(met, health), log, opts.HTTPReady)
+			return metrics.Serve(gctx, metrics.ServeConfig{Addr: cfg.HTTP.Addr, WebConfigFile: cfg.HTTP.WebConfigFile},
+				metrics.Handler(met, health), log, opts.HTTPReady)
 		})
 	}
 	log.Info("replicator running", zap.Strings("collections", colls), zap.String("database", cfg.Mongo.Database))

@@ -14,14 +14,26 @@ import (
 
 // Connect opens a NATS connection that reconnects forever and a JetStream
 // context on it. maxPending bounds in-flight async publishes (0 keeps the
-// library default). Cancelling ctx only abandons the initial attempt.
-func Connect(ctx context.Context, url, name string, maxPending int, log *zap.Logger) (*nats.Conn, jetstream.JetStream, error) {
+// library default). extra are further options, typically ClientOptions
+// (credentials and TLS). Cancelling ctx only abandons the initial attempt.
+//
+// The first connection is retried until ctx ends, except when the server
+// refused the credential or its certificate did not verify
+// (PermanentConnectError): that error returns at once. Later, an
+// authorization error while reconnecting is retried like an outage
+// (nats.IgnoreAuthErrorAbort; nats.go would otherwise give up after two),
+// so a credential rotated on the server first heals by itself.
+func Connect(ctx context.Context, url, name string, maxPending int, log *zap.Logger, extra ...nats.Option) (*nats.Conn, jetstream.JetStream, error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
 	opts := []nats.Option{
 		nats.Name(name),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.ReconnectBufSize(-1), // never buffer publishes while disconnected: fail them and retry from the checkpoint
 		nats.RetryOnFailedConnect(false),
+		nats.IgnoreAuthErrorAbort(),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
 				log.Warn("nats disconnected", zap.Error(err))
@@ -38,6 +50,7 @@ func Connect(ctx context.Context, url, name string, maxPending int, log *zap.Log
 			log.Warn("nats async error", zap.String("subject", subj), zap.Error(err))
 		}),
 	}
+	opts = append(opts, extra...)
 	var (
 		nc  *nats.Conn
 		err error
@@ -48,6 +61,9 @@ func Connect(ctx context.Context, url, name string, maxPending int, log *zap.Log
 		nc, err = nats.Connect(url, opts...)
 		if err == nil {
 			break
+		}
+		if PermanentConnectError(err) {
+			return nil, nil, fmt.Errorf("nats connect %s: %w", redact.URL(url), err)
 		}
 		if attempt == 0 {
 			log.Warn("nats not reachable, retrying", zap.String("url", redact.URL(url)), zap.Error(err))

@@ -12,11 +12,14 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"go.uber.org/zap"
+
+	"github.com/amanat/cdc/pkg/config"
 )
 
 // EmbeddedConfig configures the in-process JetStream server.
 type EmbeddedConfig struct {
-	// Host to listen on (default 127.0.0.1).
+	// Host to listen on (default 127.0.0.1). Any other than loopback
+	// requires Auth: StartEmbedded refuses with ErrEmbeddedNeedsAuth.
 	Host string
 	// Port to listen on; -1 picks a free port.
 	Port int
@@ -29,7 +32,29 @@ type EmbeddedConfig struct {
 	// DefaultEmbeddedMaxPayload. Larger events travel through the large
 	// object store (StoreLarge).
 	MaxPayload int32
+	// Auth is the credential every client must present; the zero value
+	// lets any client in (loopback only).
+	Auth EmbeddedAuth
 }
+
+// EmbeddedAuth is the single credential the embedded server requires:
+// a user and password, or a token (nats-server's authorization block with
+// user/password or token, https://docs.nats.io/running-a-nats-service/configuration/securing_nats/auth_intro).
+// Clients present it with nats.UserInfo or nats.Token (ClientOptions).
+type EmbeddedAuth struct {
+	User, Password string
+	Token          string
+}
+
+// Enabled reports whether a credential is set.
+func (a EmbeddedAuth) Enabled() bool { return a.User != "" || a.Token != "" }
+
+// ErrEmbeddedNeedsAuth means the embedded server was asked to listen
+// beyond loopback without a credential: any host that reaches the port
+// could then publish forged events, purge the stream or rewrite the
+// checkpoint.
+var ErrEmbeddedNeedsAuth = errors.New("embedded nats: a host other than loopback requires a credential " +
+	"(set nats.auth.user with nats.auth.password_file, or nats.auth.token_file; or listen on 127.0.0.1)")
 
 // DefaultEmbeddedMaxPayload is the embedded server's max_payload: a
 // MongoDB document can be 16 MiB and an envelope carries it twice with a
@@ -74,13 +99,16 @@ func StartEmbedded(cfg EmbeddedConfig, log *zap.Logger) (*Embedded, error) {
 	if cfg.StoreDir == "" {
 		return nil, fmt.Errorf("embedded nats: store dir is required")
 	}
-	lock, err := lockStore(cfg.StoreDir)
-	if err != nil {
-		return nil, err
-	}
 	host := cfg.Host
 	if host == "" {
 		host = "127.0.0.1"
+	}
+	if err := checkEmbeddedAuth(host, cfg.Auth); err != nil {
+		return nil, err
+	}
+	lock, err := lockStore(cfg.StoreDir)
+	if err != nil {
+		return nil, err
 	}
 	opts := &server.Options{
 		ServerName: "cdc-embedded",
@@ -100,6 +128,11 @@ func StartEmbedded(cfg EmbeddedConfig, log *zap.Logger) (*Embedded, error) {
 	if cfg.SyncAlways {
 		opts.SyncAlways = true
 	}
+	// One user (or token) in the global account, which has JetStream
+	// enabled: nats-server's single-user authorization (server/auth.go:
+	// configureAuthorization, then processClientOrLeafAuthentication
+	// compares the CONNECT's user/pass or auth_token, comparePasswords).
+	opts.Username, opts.Password, opts.Authorization = cfg.Auth.User, cfg.Auth.Password, cfg.Auth.Token
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		lock.Close()
@@ -108,6 +141,10 @@ func StartEmbedded(cfg EmbeddedConfig, log *zap.Logger) (*Embedded, error) {
 	if log != nil {
 		srv.SetLoggerV2(&serverLogger{log.Named("nats-server").Sugar()}, false, false, false)
 	}
+	if log != nil && !config.IsLoopbackHost(host) {
+		log.Warn("embedded NATS listens beyond loopback without TLS: its credential and the events cross the network unencrypted; "+
+			"for more than one host use an external NATS cluster with TLS (docs/tls-auth.md)", zap.String("host", host))
+	}
 	srv.Start()
 	if !srv.ReadyForConnections(15 * time.Second) {
 		srv.Shutdown()
@@ -115,6 +152,20 @@ func StartEmbedded(cfg EmbeddedConfig, log *zap.Logger) (*Embedded, error) {
 		return nil, fmt.Errorf("embedded nats: not ready within 15s (store %s)", cfg.StoreDir)
 	}
 	return &Embedded{srv: srv, lock: lock}, nil
+}
+
+// checkEmbeddedAuth refuses a server beyond loopback without a
+// credential, and a half-set one.
+func checkEmbeddedAuth(host string, a EmbeddedAuth) error {
+	switch {
+	case a.User != "" && a.Token != "":
+		return fmt.Errorf("embedded nats: set a user/password or a token, not both")
+	case (a.User == "") != (a.Password == ""):
+		return fmt.Errorf("embedded nats: user and password go together")
+	case !a.Enabled() && !config.IsLoopbackHost(host):
+		return fmt.Errorf("%w: host %q", ErrEmbeddedNeedsAuth, host)
+	}
+	return nil
 }
 
 // ClientURL is the nats:// URL clients connect to.

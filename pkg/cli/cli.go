@@ -17,6 +17,7 @@ import (
 
 	"github.com/amanat/cdc/pkg/config"
 	"github.com/amanat/cdc/pkg/logging"
+	"github.com/amanat/cdc/pkg/redact"
 )
 
 // Exit codes.
@@ -39,13 +40,15 @@ func (e *usageError) Unwrap() error { return e.err }
 func Main(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	root := newRoot(stdout, stderr)
+	root, g := newRoot(stdout, stderr)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return ExitOK
 	}
-	fmt.Fprintf(stderr, "cdc: %v\n", err)
+	// Scrubbed of the configuration's credentials (or, when it did not
+	// load, of those in the environment): drivers quote connection strings.
+	fmt.Fprintf(stderr, "cdc: %v\n", g.scrubber().Error(err))
 	var ue *usageError
 	var ve config.ValidationError
 	var fe *config.FieldError
@@ -59,9 +62,12 @@ type globals struct {
 	configPath string
 	stdout     io.Writer
 	stderr     io.Writer
+	// scrub removes the loaded configuration's credentials (set by load;
+	// see scrubber).
+	scrub *redact.Scrubber
 }
 
-func newRoot(stdout, stderr io.Writer) *cobra.Command {
+func newRoot(stdout, stderr io.Writer) (*cobra.Command, *globals) {
 	g := &globals{stdout: stdout, stderr: stderr}
 	root := &cobra.Command{
 		Use:   "cdc",
@@ -92,7 +98,7 @@ see cdc.example.yaml.`,
 		newPositionCmd(g),
 		newVersionCmd(g),
 	)
-	return root
+	return root, g
 }
 
 // load reads and validates the configuration for role.
@@ -101,6 +107,7 @@ func (g *globals) load(role config.Role) (config.Config, *zap.Logger, error) {
 	if err != nil {
 		return cfg, nil, &usageError{err}
 	}
+	g.scrub = configScrubber(&cfg)
 	if err := cfg.Validate(role); err != nil {
 		return cfg, nil, err
 	}
@@ -108,7 +115,7 @@ func (g *globals) load(role config.Role) (config.Config, *zap.Logger, error) {
 	if err != nil {
 		return cfg, nil, &usageError{err}
 	}
-	return cfg, log, nil
+	return cfg, g.scrub.Logger(log), nil
 }
 
 func newVersionCmd(g *globals) *cobra.Command {

@@ -22,7 +22,7 @@ event is resolved, and which stream (its creation time) that sequence
 belongs to. When the stream is re-created, restored or loses messages the
 sink never applied, the sink stops and names the recovery:
 
-  1. replay what the stream lacks (cdc replay oplog --since <cluster time>,
+  1. replay what the stream lacks (cdc replay oplog --from <cluster time>,
      or cdc snapshot), then
   2. cdc position adopt            accept the stream as it is now and apply it
                                    from its first message (the version guard

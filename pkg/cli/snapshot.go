@@ -16,6 +16,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/amanat/cdc/pkg/app"
+	"github.com/amanat/cdc/pkg/bus"
 	"github.com/amanat/cdc/pkg/config"
 	"github.com/amanat/cdc/pkg/progress"
 	"github.com/amanat/cdc/pkg/replay"
@@ -85,7 +86,11 @@ func openBus(ctx context.Context, cfg config.Config, log *zap.Logger) (*app.Bus,
 	}
 	if cfg.NATS.URL == "" {
 		url := "nats://" + net.JoinHostPort(cfg.NATS.Embedded.Host, strconv.Itoa(cfg.NATS.Embedded.Port))
-		if nc, err := nats.Connect(url, nats.Timeout(2*time.Second)); err == nil {
+		opts, err := bus.ClientOptions(cfg.NATS)
+		if err != nil {
+			return nil, err
+		}
+		if nc, err := nats.Connect(url, append(opts, nats.Timeout(2*time.Second))...); err == nil {
 			nc.Close()
 			cfg.NATS.URL = url
 		}

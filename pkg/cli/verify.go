@@ -149,6 +149,7 @@ difference, any error and any unreachable database exit 1 and say which.
 // verifyAborted reports a run that could not start (with --json, as a
 // report that is not OK) and returns the error for the exit status.
 func (g *globals) verifyAborted(asJSON bool, vcfg *verify.Config, err error) error {
+	err = g.scrubber().Error(err) // the report quotes it on stdout
 	if asJSON {
 		rep := verify.Aborted(vcfg, err)
 		if werr := rep.WriteJSON(g.stdout); werr != nil {

@@ -8,7 +8,10 @@
 // with a double underscore between levels (CDC_SINK__BATCH_SIZE=500).
 //
 // Connection strings hold credentials: print them only through
-// redact.URL (the String methods here do).
+// redact.URL (the String methods here do). Every secret key X (mongo.uri,
+// postgres.url, nats.url, nats.auth.password, nats.auth.token) has a key
+// X_file naming a file that holds it instead, CDC_..._FILE in the
+// environment; Load reads those files (connections.go, docs/tls-auth.md).
 package config
 
 import (
@@ -46,8 +49,14 @@ type Config struct {
 
 // MongoConfig is the change-stream source.
 type MongoConfig struct {
-	// URI is the MongoDB connection string of the replica set. Required.
+	// URI is the MongoDB connection string of the replica set. Required
+	// (here or through URIFile). TLS and authentication are the URI's own
+	// options (tls=true, tlsCAFile, tlsCertificateKeyFile, authSource,
+	// authMechanism): see docs/tls-auth.md.
 	URI string `koanf:"uri"`
+	// URIFile names a file whose content is URI (a mounted secret). Setting
+	// both is an error. Default "".
+	URIFile string `koanf:"uri_file"`
 	// Database is the source database watched by the tailer. Required.
 	Database string `koanf:"database"`
 	// Collections are the collections to replicate. Default: every
@@ -57,8 +66,14 @@ type MongoConfig struct {
 
 // PostgresConfig is the replication target.
 type PostgresConfig struct {
-	// URL is the PostgreSQL connection string. Required for the sink.
+	// URL is the PostgreSQL connection string. Required for the sink
+	// (here or through URLFile). TLS is the URL's sslmode, sslrootcert,
+	// sslcert and sslkey; a password may come from PGPASSFILE or
+	// ~/.pgpass instead (docs/tls-auth.md).
 	URL string `koanf:"url"`
+	// URLFile names a file whose content is URL. Setting both is an
+	// error. Default "".
+	URLFile string `koanf:"url_file"`
 	// MaxConns caps the sink's connection pool. Default 4.
 	MaxConns int32 `koanf:"max_conns"`
 }
@@ -69,6 +84,14 @@ type NATSConfig struct {
 	// URL of an external NATS server or cluster (comma-separated). Empty
 	// runs the embedded JetStream server. Default "".
 	URL string `koanf:"url"`
+	// URLFile names a file whose content is URL. Setting both is an
+	// error. Default "".
+	URLFile string `koanf:"url_file"`
+	// Auth is how this process authenticates to NATS; with the embedded
+	// server it is also the credential the server requires.
+	Auth NATSAuthConfig `koanf:"auth"`
+	// TLS verifies an external server and presents a client certificate.
+	TLS NATSTLSConfig `koanf:"tls"`
 	// Embedded configures the in-process server used when URL is empty.
 	Embedded EmbeddedNATSConfig `koanf:"embedded"`
 	// Stream is the JetStream stream holding change events. Default "CDC".
@@ -106,12 +129,62 @@ type NATSConfig struct {
 
 // EmbeddedNATSConfig configures the in-process JetStream server.
 type EmbeddedNATSConfig struct {
-	// Host to listen on. Default "127.0.0.1".
+	// Host to listen on. Default "127.0.0.1". Any host but loopback
+	// (127.0.0.0/8, ::1, localhost) requires nats.auth user/password or
+	// token: the server refuses clients without it.
 	Host string `koanf:"host"`
 	// Port to listen on; -1 picks a free port. Default 4222.
 	Port int `koanf:"port"`
 	// StoreDir is the JetStream file store. Default "<data_dir>/nats".
 	StoreDir string `koanf:"store_dir"`
+}
+
+// NATSAuthConfig is one NATS client credential: user and password, a
+// token, an NKey seed file or a creds file (user JWT and seed); at most one
+// kind. Password and token may come from a file (PasswordFile, TokenFile).
+// The embedded server supports user/password and token: it then requires
+// that credential from every client, and this process presents it.
+type NATSAuthConfig struct {
+	// User is the user name, with Password or PasswordFile. Default "".
+	User string `koanf:"user"`
+	// Password of User. Default "".
+	Password string `koanf:"password"`
+	// PasswordFile names a file whose content is Password. Default "".
+	PasswordFile string `koanf:"password_file"`
+	// Token is an authorization token. Default "".
+	Token string `koanf:"token"`
+	// TokenFile names a file whose content is Token. Default "".
+	TokenFile string `koanf:"token_file"`
+	// NKeySeedFile is an NKey user seed file ("SU..."): the client signs
+	// the server's nonce with it. External servers only. Default "".
+	NKeySeedFile string `koanf:"nkey_seed_file"`
+	// CredsFile is a creds file (user JWT and NKey seed, as written by
+	// nsc), for servers in operator (decentralized JWT) mode; re-read on
+	// every reconnect. External servers only. Default "".
+	CredsFile string `koanf:"creds_file"`
+}
+
+// NATSTLSConfig is the client side of TLS to an external NATS server.
+// Setting any field, or a tls:// URL, turns TLS on; the server's
+// certificate is always verified (against CAFile, else the system roots).
+type NATSTLSConfig struct {
+	// CAFile is a PEM bundle of the CAs that sign the server's
+	// certificate. Default "" (the system roots).
+	CAFile string `koanf:"ca_file"`
+	// CertFile and KeyFile are the client certificate and its key (PEM),
+	// for servers that verify clients. Both or neither. Default "".
+	CertFile string `koanf:"cert_file"`
+	// KeyFile is CertFile's private key. Default "".
+	KeyFile string `koanf:"key_file"`
+	// ServerName is the name the server's certificate must carry when it
+	// differs from the URL's host (e.g. connecting by IP). Default "" (the
+	// URL's host).
+	ServerName string `koanf:"server_name"`
+}
+
+// Enabled reports whether any TLS setting is present.
+func (t NATSTLSConfig) Enabled() bool {
+	return t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.ServerName != ""
 }
 
 // TailerConfig tunes the change-stream reader.
@@ -154,7 +227,9 @@ type TailerConfig struct {
 	// StandbyTakeover is how long a checkpoint written by another tailer
 	// must stay unchanged before a standby takes it over (the holder
 	// rewrites it every checkpoint_interval). It must exceed twice
-	// checkpoint_interval and twice max_await. Default 15s.
+	// checkpoint_interval and twice max_await. The holder stops publishing
+	// once its own lease, four fifths of this from its last successful
+	// write, runs out without a renewal. Default 10s.
 	StandbyTakeover time.Duration `koanf:"standby_takeover"`
 }
 
@@ -217,8 +292,19 @@ type LogConfig struct {
 // HTTPConfig configures the operations endpoint.
 type HTTPConfig struct {
 	// Addr serves /metrics, /healthz and /readyz; empty disables it.
-	// Default ":9464".
+	// Default "127.0.0.1:9464": loopback only, so that an endpoint without
+	// TLS or authentication is not reachable from other hosts by default.
+	// A scraper on another host needs an explicit address (":9464" for
+	// every interface), and then WebConfigFile (docs/http.md).
 	Addr string `koanf:"addr"`
+	// WebConfigFile is a Prometheus web configuration file
+	// (github.com/prometheus/exporter-toolkit's web.config.file format:
+	// tls_server_config, basic_auth_users with bcrypt hashes,
+	// http_server_config). It is read at start-up (an invalid file is a
+	// start-up error) and again for every request and TLS handshake, so
+	// certificates and passwords rotate without a restart. Empty: plain
+	// HTTP with no authentication. Default "".
+	WebConfigFile string `koanf:"web_config_file"`
 }
 
 // SnapshotConfig configures the operator commands that load or re-load
@@ -274,7 +360,7 @@ func Default() Config {
 			MaxAwait:           time.Second,
 			MaxInFlight:        4096,
 			CheckpointInterval: time.Second,
-			StandbyTakeover:    15 * time.Second,
+			StandbyTakeover:    10 * time.Second,
 			FullDocument:       FullDocumentPostImage,
 			FailingAfter:       time.Minute,
 		},
@@ -290,7 +376,7 @@ func Default() Config {
 			FailingAfter:  time.Minute,
 		},
 		Log:  LogConfig{Level: "info", Format: "json"},
-		HTTP: HTTPConfig{Addr: ":9464"},
+		HTTP: HTTPConfig{Addr: "127.0.0.1:9464"},
 		Snapshot: SnapshotConfig{
 			BatchSize:      1000,
 			AllowedTargets: []string{},
@@ -345,7 +431,7 @@ func (c *Config) Validate(role Role) error {
 	}
 	if role&RoleTailer != 0 {
 		if c.Mongo.URI == "" {
-			add("mongo.uri", "is required (or set CDC_MONGO_URI)")
+			add("mongo.uri", "is required (or set CDC_MONGO_URI, or mongo.uri_file)")
 		} else if !strings.HasPrefix(c.Mongo.URI, "mongodb://") && !strings.HasPrefix(c.Mongo.URI, "mongodb+srv://") {
 			add("mongo.uri", "must start with mongodb:// or mongodb+srv://")
 		}
@@ -390,7 +476,7 @@ func (c *Config) Validate(role Role) error {
 	}
 	if role&(RoleSink|RolePostgres) != 0 {
 		if c.Postgres.URL == "" {
-			add("postgres.url", "is required (or set CDC_PG_URL)")
+			add("postgres.url", "is required (or set CDC_PG_URL, or postgres.url_file)")
 		} else if !strings.HasPrefix(c.Postgres.URL, "postgres://") && !strings.HasPrefix(c.Postgres.URL, "postgresql://") {
 			add("postgres.url", "must be a postgres:// URL")
 		}
@@ -454,6 +540,7 @@ func (c *Config) Validate(role Role) error {
 		if n.URL == "" && (n.Embedded.Port < -1 || n.Embedded.Port > 65535) {
 			add("nats.embedded.port", "must be -1 (any free port) or 0..65535, got %d", n.Embedded.Port)
 		}
+		errs = append(errs, c.validateNATSAuth()...)
 	}
 	errs = append(errs, c.validateOperator()...)
 	switch c.Log.Level {

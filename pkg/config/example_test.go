@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -180,14 +181,37 @@ func TestExampleCoversEveryKey(t *testing.T) {
 }
 
 // TestEnvVarForEveryKey sets each key's documented environment variable to
-// a non-default value and checks that it lands in that field.
+// a non-default value and checks that it lands in that field. A secret's
+// _file key gets the path of a file, whose content must land in the
+// secret's own field (TestSecretFiles covers the rest).
 func TestEnvVarForEveryKey(t *testing.T) {
+	secretOf := map[string]string{}
+	for _, sf := range config.SecretFiles() {
+		secretOf[sf.FileKey] = sf.Key
+	}
+	byKey := map[string]leaf{}
+	for _, l := range leaves(t) {
+		byKey[l.key] = l
+	}
 	for _, l := range leaves(t) {
 		t.Run(l.key, func(t *testing.T) {
 			name := envName(l.key)
 			var raw string
 			var want any
 			switch {
+			case secretOf[l.key] != "":
+				raw = filepath.Join(t.TempDir(), "secret")
+				if err := os.WriteFile(raw, []byte("from-file\n"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				want = raw
+				cfg, err := config.Load("", env(name+"="+raw))
+				if err != nil {
+					t.Fatalf("%s=%s: %v", name, raw, err)
+				}
+				if got := reflect.ValueOf(cfg).FieldByIndex(byKey[secretOf[l.key]].index).Interface(); got != "from-file" {
+					t.Errorf("%s=%s: %s = %#v, want the file's content", name, raw, secretOf[l.key], got)
+				}
 			case l.typ == durationType:
 				raw, want = "42s", 42*time.Second
 			case l.typ.Kind() == reflect.String:
@@ -512,6 +536,14 @@ func TestComposeEnvironment(t *testing.T) {
 	if err := k.Load(file.Provider(composePath), yaml.Parser()); err != nil {
 		t.Fatalf("parse %s: %v", composePath, err)
 	}
+	// The secrets' files are made by deploy/compose-secrets.sh, as a user
+	// does before `docker compose up`; here in a temporary directory.
+	secrets := t.TempDir()
+	gen := exec.Command("bash", "../../deploy/compose-secrets.sh")
+	gen.Env = append(os.Environ(), "CDC_SECRETS_DIR="+secrets)
+	if out, err := gen.CombinedOutput(); err != nil {
+		t.Fatalf("deploy/compose-secrets.sh: %v\n%s", err, out)
+	}
 	tests := []struct {
 		service string
 		command string
@@ -535,7 +567,22 @@ func TestComposeEnvironment(t *testing.T) {
 				if !strings.HasPrefix(name, "CDC_") {
 					t.Errorf("%s: variable %s is not a CDC_ setting", svc, name)
 				}
-				environ = append(environ, name+"="+fmt.Sprint(v))
+				value := fmt.Sprint(v)
+				if secret, ok := strings.CutPrefix(value, "/run/secrets/"); ok {
+					// Compose mounts secret <name> at /run/secrets/<name>
+					// from the top-level secrets.<name>.file: read that.
+					file := k.String("secrets." + secret + ".file")
+					if file == "" {
+						t.Errorf("%s: %s=%s, but the top-level secrets section has no file for %q", svc, name, value, secret)
+						continue
+					}
+					if rest, ok := strings.CutPrefix(file, "./data/secrets/"); ok {
+						value = filepath.Join(secrets, rest)
+					} else {
+						value = filepath.Join(filepath.Dir(composePath), file)
+					}
+				}
+				environ = append(environ, name+"="+value)
 			}
 			cfg, err := config.Load("", env(environ...))
 			if err != nil {

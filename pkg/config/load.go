@@ -34,7 +34,8 @@ var envAliases = map[string]string{
 var listKeys = map[string]bool{"snapshot.allowed_targets": true}
 
 // Load reads the YAML file at path (optional when empty) and the
-// environment given by environ (os.Environ when nil), on top of Default().
+// environment given by environ (os.Environ when nil), on top of Default(),
+// then reads the secret files the *_file keys name (connections.go).
 // Unknown keys are errors that name the key. Load does not Validate.
 func Load(path string, environ func() []string) (Config, error) {
 	cfg := Default()
@@ -81,6 +82,9 @@ func Load(path string, environ func() []string) (Config, error) {
 	}
 	if err := k.UnmarshalWithConf("", &cfg, koanf.UnmarshalConf{DecoderConfig: dc}); err != nil {
 		return cfg, fmt.Errorf("config: %s", cleanDecodeError(err))
+	}
+	if err := cfg.readSecretFiles(); err != nil { // connections.go
+		return cfg, err
 	}
 	return cfg, nil
 }

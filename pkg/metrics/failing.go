@@ -32,7 +32,10 @@ func newFailing(reg prometheus.Registerer, prefix, failingHelp, sinceHelp string
 
 // report sets the gauges and part's /readyz line: since zero means the
 // component works again; failing (past failing_after) makes it unready.
-func (f *failingGauges) report(h *Health, part string, since time.Time, failing bool, cause string) {
+// The cause is not shown on /readyz: it is an error's text, which names
+// users, databases and hosts (Health); the component logs it with every
+// retry.
+func (f *failingGauges) report(h *Health, part string, since time.Time, failing bool, _ string) {
 	if since.IsZero() {
 		f.failing.Set(0)
 		f.since.Set(0)
@@ -43,5 +46,5 @@ func (f *failingGauges) report(h *Health, part string, since time.Time, failing 
 	if failing {
 		f.failing.Set(1)
 	}
-	h.State(part, "failing since "+since.UTC().Format(time.RFC3339)+": "+cause, !failing)
+	h.State(part, "failing since "+since.UTC().Format(time.RFC3339), !failing)
 }

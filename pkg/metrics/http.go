@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/exporter-toolkit/web"
 	"go.uber.org/zap"
 )
 
@@ -23,6 +24,13 @@ import (
 //     within its window: a stuck loop turns not ready even when the
 //     systems answer). A failing /readyz means look at the logs; the
 //     process keeps retrying on its own.
+//
+// A /readyz line names the system or component and the class of its
+// trouble ("unreachable: connection refused", "failing since …",
+// "standby …"), never an error's text: errors name users, databases and
+// hosts, and /readyz answers anyone who reaches the port. The full error
+// of a failed check is logged (SetLogger) when it first appears or
+// changes, and again when the check passes.
 type Health struct {
 	mu     sync.Mutex
 	checks map[string]func(context.Context) error
@@ -30,6 +38,9 @@ type Health struct {
 	// states are what components say of themselves (State).
 	states map[string]componentState
 	now    func() time.Time
+	log    *zap.Logger
+	// failed is the last logged error text of each failing check.
+	failed map[string]string
 }
 
 type componentState struct {
@@ -57,7 +68,33 @@ type liveness struct {
 
 // NewHealth returns an empty Health.
 func NewHealth() *Health {
-	return &Health{checks: map[string]func(context.Context) error{}, alive: map[string]*liveness{}, states: map[string]componentState{}, now: time.Now}
+	return &Health{checks: map[string]func(context.Context) error{}, alive: map[string]*liveness{}, states: map[string]componentState{},
+		now: time.Now, log: zap.NewNop(), failed: map[string]string{}}
+}
+
+// SetLogger sets where failed checks' full errors are logged (default:
+// nowhere).
+func (h *Health) SetLogger(log *zap.Logger) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.log = log
+}
+
+// noteCheck logs a check's failure when it is new or its error changed,
+// and its recovery; a probe every few seconds logs nothing new while an
+// outage lasts.
+func (h *Health) noteCheck(name string, err error, reason string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	last, wasFailing := h.failed[name]
+	switch {
+	case err == nil && wasFailing:
+		delete(h.failed, name)
+		h.log.Info("readiness check passes again", zap.String("system", name))
+	case err != nil && err.Error() != last:
+		h.failed[name] = err.Error()
+		h.log.Warn("readiness check failed", zap.String("system", name), zap.String("reason", reason), zap.Error(err))
+	}
 }
 
 // Check registers a reachability check (ping).
@@ -126,11 +163,16 @@ func (h *Health) Ready(ctx context.Context) Report {
 			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			defer cancel()
 			err := f(cctx)
+			var reason string
+			if err != nil {
+				reason = reasonClass(err)
+			}
+			h.noteCheck(name, err, reason)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
 				rep.Ready = false
-				rep.Checks[name] = "unreachable: " + err.Error()
+				rep.Checks[name] = "unreachable: " + reason
 			} else {
 				rep.Checks[name] = "ok"
 			}
@@ -159,13 +201,45 @@ func Handler(m *Metrics, h *Health) http.Handler {
 	return mux
 }
 
-// Serve listens on addr until ctx ends. It returns the bound address on
-// start-up (addr may use port 0) through ready, and a listen error as the
-// result.
-func Serve(ctx context.Context, addr string, handler http.Handler, log *zap.Logger, ready func(net.Addr)) error {
-	ln, err := net.Listen("tcp", addr)
+// ServeConfig says where and how Serve listens.
+type ServeConfig struct {
+	// Addr is the listen address (host:port; port 0 picks one).
+	Addr string
+	// WebConfigFile is a Prometheus web configuration file (TLS, basic
+	// auth); empty serves plain HTTP without authentication.
+	WebConfigFile string
+}
+
+// Serve listens on cfg.Addr until ctx ends. It returns the bound address
+// on start-up (the port may be 0) through ready, and a listen error, or
+// an invalid web configuration file, as the result (then ready is not
+// called).
+//
+// TLS and basic auth come from github.com/prometheus/exporter-toolkit/web
+// rather than code of our own: it is the format Prometheus, Alertmanager
+// and every official exporter read (web.config.file), so operators and
+// their tooling already know it; it checks bcrypt hashes with a fixed
+// cost per attempt whether or not the user exists (no user enumeration by
+// timing), caches successful checks, and re-reads the file on every
+// request and TLS handshake, so passwords and certificates rotate with no
+// restart. The file applies to every path, /healthz and /readyz
+// included.
+func Serve(ctx context.Context, cfg ServeConfig, handler http.Handler, log *zap.Logger, ready func(net.Addr)) error {
+	if cfg.WebConfigFile != "" {
+		// web.Validate reads the file, the bcrypt hashes and the
+		// certificates; web.Serve would find the same errors only
+		// after the listener is up.
+		if err := web.Validate(cfg.WebConfigFile); err != nil {
+			return fmt.Errorf("http.web_config_file %s: %w", cfg.WebConfigFile, err)
+		}
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
-		return fmt.Errorf("http %s: %w", addr, err)
+		return fmt.Errorf("http %s: %w", cfg.Addr, err)
+	}
+	if cfg.WebConfigFile == "" && !loopback(ln.Addr()) {
+		log.Warn("the HTTP endpoint listens beyond loopback with no TLS and no authentication: set http.web_config_file (docs/http.md)",
+			zap.String("addr", ln.Addr().String()))
 	}
 	if ready != nil {
 		ready(ln.Addr())
@@ -177,9 +251,21 @@ func Serve(ctx context.Context, addr string, handler http.Handler, log *zap.Logg
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	}()
-	log.Info("serving /metrics, /healthz, /readyz", zap.String("addr", ln.Addr().String()))
-	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("http %s: %w", addr, err)
+	log.Info("serving /metrics, /healthz, /readyz", zap.String("addr", ln.Addr().String()),
+		zap.String("web_config_file", cfg.WebConfigFile))
+	file := cfg.WebConfigFile
+	err = web.Serve(ln, srv, &web.FlagConfig{WebConfigFile: &file}, newSlog(log.Named("web")))
+	// web.Serve returns before serving when the file turned invalid since
+	// Validate; the listener is then still open.
+	_ = ln.Close()
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("http %s: %w", cfg.Addr, err)
 	}
 	return nil
+}
+
+// loopback reports whether a is a loopback address (127.0.0.0/8, ::1).
+func loopback(a net.Addr) bool {
+	tcp, ok := a.(*net.TCPAddr)
+	return ok && tcp.IP.IsLoopback()
 }

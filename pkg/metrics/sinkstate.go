@@ -15,6 +15,7 @@ type sinkState struct {
 	deferredOldest prometheus.Gauge
 	active         prometheus.Gauge
 	failing        *failingGauges
+	openDLs        *prometheus.GaugeVec
 }
 
 // sinkStateNames are the metrics of sinkState, for Names.
@@ -23,6 +24,7 @@ var sinkStateNames = []string{
 	"cdc_sink_deferred_bytes",
 	"cdc_sink_deferred_oldest_timestamp_seconds",
 	"cdc_sink_active",
+	"cdc_dead_letters_open",
 }
 
 func init() { Names = append(append(Names, sinkStateNames...), failingNames("cdc_sink")...) }
@@ -41,7 +43,9 @@ func newSinkState(reg prometheus.Registerer) *sinkState {
 			"1 once batches have failed with retryable errors for longer than sink.failing_after (the sink is unready), else 0.",
 			"Since when batches have been failing (Unix seconds; 0 while they apply)."),
 	}
-	reg.MustRegister(s.deferredEvents, s.deferredBytes, s.deferredOldest, s.active)
+	s.openDLs = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "cdc_dead_letters_open",
+		Help: "Open dead letters per collection (cdc.dead_letters with status open; read every 30 s by the active sink): documents not replicated until cdc dlq retry or drop."}, []string{"collection"})
+	reg.MustRegister(s.deferredEvents, s.deferredBytes, s.deferredOldest, s.active, s.openDLs)
 	return s
 }
 
@@ -70,4 +74,13 @@ func (s sinkMetrics) SetRole(role, holder string) {
 
 func (s sinkMetrics) SetFailing(since time.Time, failing bool, cause string) {
 	s.m.sinkState.failing.report(s.h, "sink", since, failing, cause)
+}
+
+// SetOpenDeadLetters implements sink.Metrics: one series per collection
+// the sink reports (every replicated one, 0 once resolved, so the alert
+// clears).
+func (s sinkMetrics) SetOpenDeadLetters(open map[string]int64) {
+	for coll, n := range open {
+		s.m.sinkState.openDLs.WithLabelValues(coll).Set(float64(n))
+	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/pressly/goose/v3/lock"
 	"go.uber.org/zap"
 
+	"github.com/amanat/cdc/pkg/redact"
 	"github.com/amanat/cdc/schema"
 )
 
@@ -260,8 +261,9 @@ func convert(in []*goose.MigrationResult) []Result {
 func open(ctx context.Context, pgURL string) (*sql.DB, error) {
 	cfg, err := pgx.ParseConfig(pgURL)
 	if err != nil {
-		// pgx redacts the password in its own message.
-		return nil, fmt.Errorf("migrate: parse database URL %s: %w", RedactURL(pgURL), err)
+		// pgx's own redaction is best effort and its cause may quote the
+		// URL: scrub the whole message of pgURL's credentials.
+		return nil, redact.Error(fmt.Errorf("migrate: parse database URL %s: %w", RedactURL(pgURL), err), pgURL)
 	}
 	cfg.RuntimeParams["search_path"] = "public"
 	if cfg.RuntimeParams["application_name"] == "" {
@@ -270,14 +272,17 @@ func open(ctx context.Context, pgURL string) (*sql.DB, error) {
 	db := stdlib.OpenDB(*cfg)
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("migrate: connect to %s: %w", RedactURL(pgURL), err)
+		return nil, redact.Error(fmt.Errorf("migrate: connect to %s: %w", RedactURL(pgURL), err), pgURL)
 	}
 	return db, nil
 }
 
 // ensureSchema creates schema cdc, which must exist before goose creates its
-// version table there. When it already exists nothing is executed, so a role
-// without CREATE on the database can still migrate a prepared database.
+// version table there. When it already exists nothing is executed here; the
+// migration role still needs CREATE on the database, because migration
+// 00001's own CREATE SCHEMA IF NOT EXISTS is checked for the privilege
+// before the schema's existence (deploy/postgres/roles.sql grants it to
+// cdc_owner).
 //
 // Deliberately no lock and no transaction around it: a replica waiting for a
 // lock inside a transaction would hold a snapshot, and the CREATE INDEX

@@ -60,7 +60,7 @@ func Start(opts Options) (*Cluster, error) {
 	// StartTimeout bounds it instead.
 	ctx, cancel := context.WithTimeout(context.Background(), opts.StartTimeout)
 	defer cancel()
-	if raw := os.Getenv(EnvURL); raw != "" && !opts.Managed {
+	if raw := os.Getenv(EnvURL); raw != "" && !opts.Managed && opts.TLS == nil {
 		return startExternal(ctx, opts, raw)
 	}
 	return startManaged(ctx, opts)
@@ -120,6 +120,9 @@ func startManaged(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if err := c.initdb(ctx); err != nil {
 		return nil, err
 	}
+	if err := c.installTLS(); err != nil { // tls.go; nothing without Options.TLS
+		return nil, err
+	}
 	// Another process may grab the port between freePort and the bind;
 	// try a few ports before giving up.
 	for attempt := 1; ; attempt++ {
@@ -138,6 +141,18 @@ func startManaged(ctx context.Context, opts Options) (_ *Cluster, err error) {
 }
 
 func (c *Cluster) setAdminURL() {
+	if c.opts.TLS != nil {
+		// TCP requires a client certificate; the harness itself uses the
+		// unix socket (trusted in pg_hba.conf).
+		c.base = &url.URL{
+			Scheme:   "postgres",
+			User:     url.User(superuser),
+			Path:     "/postgres",
+			RawQuery: url.Values{"host": {c.tmpDir}, "port": {strconv.Itoa(c.port)}, "sslmode": {"disable"}}.Encode(),
+		}
+		c.adminURL = c.base.String()
+		return
+	}
 	c.base = &url.URL{
 		Scheme:   "postgres",
 		User:     url.User(superuser),
@@ -149,8 +164,8 @@ func (c *Cluster) setAdminURL() {
 }
 
 // AdminURL returns the URL of the cluster's maintenance database with a role
-// that may create databases. Tests should work in their own database
-// (NewDatabase), not here.
+// that may create databases (with Options.TLS, over the unix socket). Tests
+// should work in their own database (NewDatabase), not here.
 func (c *Cluster) AdminURL() string { return c.adminURL }
 
 // External reports whether the cluster is the external server named by

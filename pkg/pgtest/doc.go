@@ -51,6 +51,18 @@
 // cause outages should start their own cluster with [Start] and
 // Options.Managed rather than stopping the shared one under other tests.
 //
+// # TLS
+//
+// Options.TLS starts a managed server that requires TLS and a client
+// certificate on TCP (ssl=on, ssl_ca_file, hostssl ... clientcert=verify-full
+// in pg_hba.conf); the harness itself then works over the unix socket, and
+// tests connect with [Cluster.TCPURL] and sslmode=verify-full. [NewCA] makes
+// the certificates (a CA, server and client certificates) in the test:
+//
+//	ca := pgtest.NewCA(t, "pg")
+//	cert, key := ca.Server(t, "server", "localhost")
+//	c, err := pgtest.Start(pgtest.Options{TLS: &pgtest.TLS{CertFile: cert, KeyFile: key, CAFile: ca.CertFile}})
+//
 // # Durability settings
 //
 // Options.Fsync is off by default: fsync=off and full_page_writes=off, which

@@ -45,6 +45,10 @@ type Options struct {
 
 	// StartTimeout bounds initdb plus the first start. Default 60s.
 	StartTimeout time.Duration
+
+	// TLS, when set, makes the server require TLS and a client certificate
+	// on TCP (see TLS). It implies Managed. Default nil: plain TCP, trust.
+	TLS *TLS
 }
 
 const (
@@ -65,6 +69,11 @@ func (o Options) withDefaults() Options {
 }
 
 func (o Options) validate() error {
+	if o.TLS != nil {
+		if err := o.TLS.validate(); err != nil {
+			return err
+		}
+	}
 	for name := range o.Settings {
 		if !settingName.MatchString(name) {
 			return fmt.Errorf("pgtest: invalid setting name %q", name)

@@ -100,7 +100,7 @@ func (c *Cluster) initdb(ctx context.Context) error {
 // connections.
 func (c *Cluster) launch(ctx context.Context) (*serverProcess, error) {
 	args := []string{"-D", c.dataDir, "-p", strconv.Itoa(c.port), "-k", c.tmpDir}
-	for _, kv := range c.opts.serverSettings() {
+	for _, kv := range append(c.opts.serverSettings(), c.tlsSettings()...) {
 		args = append(args, "-c", kv[0]+"="+kv[1])
 	}
 	logFile, err := os.OpenFile(c.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)

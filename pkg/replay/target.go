@@ -30,7 +30,7 @@ func (t Target) String() string {
 func Targets(url string) ([]Target, error) {
 	cfg, err := pgconn.ParseConfig(url)
 	if err != nil {
-		return nil, fmt.Errorf("postgres url %s: %w", redact.URL(url), err)
+		return nil, redact.Error(fmt.Errorf("postgres url %s: %w", redact.URL(url), err), url)
 	}
 	out := []Target{{Host: cfg.Host, Port: cfg.Port}}
 	for _, f := range cfg.Fallbacks {

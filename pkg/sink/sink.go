@@ -110,6 +110,10 @@ type Metrics interface {
 	// SetFailing reports since when batches have been failing (zero: they
 	// are not), and whether that has lasted past Config.FailingAfter.
 	SetFailing(since time.Time, failing bool, cause string)
+	// SetOpenDeadLetters reports the open dead letters per collection
+	// (every replicated collection, 0 when it has none), every half
+	// minute.
+	SetOpenDeadLetters(open map[string]int64)
 }
 
 type noMetrics struct{}
@@ -121,6 +125,7 @@ func (noMetrics) Alive()                                  {}
 func (noMetrics) SetDeferred(state.DeferredStats)         {}
 func (noMetrics) SetRole(string, string)                  {}
 func (noMetrics) SetFailing(time.Time, bool, string)      {}
+func (noMetrics) SetOpenDeadLetters(map[string]int64)     {}
 
 // Hooks lets tests inject faults at exact points. Production leaves it nil.
 type Hooks struct {
@@ -377,7 +382,7 @@ func (s *Sink) consume(ctx context.Context, cons jetstream.Consumer, pos state.P
 	readerDone := make(chan struct{})
 	go func() {
 		defer close(readerDone)
-		s.read(rctx, it, pos.Seq, chunks)
+		s.read(rctx, cons, it, pos.Seq, chunks)
 	}()
 	defer func() {
 		stopReader()
@@ -394,6 +399,9 @@ func (s *Sink) consume(ctx context.Context, cons jetstream.Consumer, pos state.P
 		defer tick.Stop()
 		trim := time.NewTicker(s.cfg.TrimEvery)
 		defer trim.Stop()
+		s.reportDeadLetters(rctx)
+		dls := time.NewTicker(30 * time.Second)
+		defer dls.Stop()
 		for {
 			select {
 			case <-rctx.Done():
@@ -402,6 +410,8 @@ func (s *Sink) consume(ctx context.Context, cons jetstream.Consumer, pos state.P
 				s.reportLag(rctx, cons)
 			case <-trim.C:
 				s.trim(rctx)
+			case <-dls.C:
+				s.reportDeadLetters(rctx)
 			}
 		}
 	}()
@@ -610,14 +620,24 @@ func (l *applyLoop) expire(ctx context.Context, now time.Time) ([]*unit, error) 
 // A sequence already delivered (a redelivery) is acknowledged when the
 // position covers it and otherwise ignored: its first delivery is still
 // in the apply loop and is acknowledged with it. An empty chunk is sent at
-// least every second so deferred work gets its turn.
-func (s *Sink) read(ctx context.Context, it jetstream.MessagesContext, floor uint64, out chan<- chunk) {
+// least every second so deferred work gets its turn. Nothing delivered for
+// readerStallAfter while the consumer has work, room and no pull request
+// waiting ends the read with ErrReaderStalled (a pull lost with a NATS
+// node): the sink re-reads from its position.
+func (s *Sink) read(ctx context.Context, cons jetstream.Consumer, it jetstream.MessagesContext, floor uint64, out chan<- chunk) {
 	next := floor + 1
+	quiet := time.Now() // since when nothing was delivered
 	for {
 		var c chunk
 		c.items, next, c.err = s.collect(ctx, it, next)
 		if ctx.Err() != nil {
 			return
+		}
+		if len(c.items) > 0 {
+			quiet = time.Now()
+		} else if c.err == nil && time.Since(quiet) >= readerStallAfter {
+			quiet = time.Now()
+			c.err = s.checkStalled(ctx, cons)
 		}
 		select {
 		case out <- c:
@@ -661,7 +681,7 @@ func (s *Sink) collect(ctx context.Context, it jetstream.MessagesContext, next u
 			}
 			continue
 		case seq > next:
-			return items, next, gapError(s.cfg.Streams.Stream, state.Position{Seq: next - 1, ClusterTime: event.Unpack(s.lastApplied.Load())}, seq)
+			return items, next, s.deliveryGap(ctx, next, seq) // deliverygap.go: a stream gap, or messages lost in flight
 		}
 		item, err := decodeMsg(ctx, s.js, s.set, seq, msg.Headers(), msg.Data())
 		if err != nil {
@@ -856,6 +876,27 @@ func (s *Sink) trim(ctx context.Context) {
 		}
 		s.log.Info("trimmed applied messages from the size-limited change stream", f...)
 	}
+}
+
+// reportDeadLetters reads the open dead letters per collection for the
+// metrics; a failure is left to the next round (Postgres being away is
+// reported by the apply path and /readyz).
+func (s *Sink) reportDeadLetters(ctx context.Context) {
+	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	counts, err := state.OpenDeadLetterCounts(qctx, s.pool)
+	if err != nil {
+		s.log.Debug("open dead letters for the metrics", zap.Error(err))
+		return
+	}
+	open := map[string]int64{}
+	for _, c := range s.set.Collections() {
+		open[c] = 0 // every replicated collection has a series: the alert clears
+	}
+	for _, c := range counts {
+		open[c.Collection] += c.Count
+	}
+	s.metrics.SetOpenDeadLetters(open)
 }
 
 // reportLag reads the consumer's pending count for the lag metrics; a

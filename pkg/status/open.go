@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	neturl "net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -168,31 +167,22 @@ func (s *Sources) openNATS(ctx context.Context, cfg *config.Config, timeout time
 	if cfg.NATS.URL != "" {
 		s.NATS.Mode = ModeExternal
 		s.NATS.Address = redact.URL(cfg.NATS.URL)
-		if err := s.connectNATS(cfg.NATS.URL, timeout); err != nil {
+		if err := s.connectNATS(cfg.NATS.URL, timeout, &cfg.NATS); err != nil {
 			s.NATS.Mode = ""
-			s.NATS.Error = "unreachable: " + oneLine(err)
+			s.NATS.Error = "unreachable: " + scrub(oneLine(err), cfg.NATS.URL)
 		}
 		return
 	}
 	if err := s.openEmbedded(ctx, cfg, timeout); err != nil {
 		s.NATS.Mode = ""
-		s.NATS.Error = oneLine(err)
+		s.NATS.Error = scrub(oneLine(err), cfg.NATS.URL)
 	}
 }
 
-// scrub removes the password of connection string conn from msg, in case
-// a driver quotes it.
-func scrub(msg, conn string) string {
-	u, err := neturl.Parse(conn)
-	if err != nil || u.User == nil {
-		return msg
-	}
-	if pw, ok := u.User.Password(); ok && pw != "" {
-		msg = strings.ReplaceAll(msg, pw, "xxxxx")
-		msg = strings.ReplaceAll(msg, neturl.QueryEscape(pw), "xxxxx")
-	}
-	return msg
-}
+// scrub removes the credentials of connection string conn from msg (a
+// driver may quote the string, or a fragment of it, in its error), and
+// anything else redact recognises as a credential.
+func scrub(msg, conn string) string { return redact.Scrub(msg, conn) }
 
 // oneLine flattens a multi-line error (pgx lists every address tried on
 // its own line) so each problem stays one line.
@@ -214,10 +204,10 @@ func (s *Sources) openEmbedded(ctx context.Context, cfg *config.Config, timeout 
 	if port > 0 {
 		addr := net.JoinHostPort(loopbackFor(cfg.NATS.Embedded.Host), strconv.Itoa(port))
 		url := "nats://" + addr
-		s.NATS.Address = url
+		s.NATS.Address = redact.URL(url)
 		switch listening, err := listens(ctx, addr, timeout); {
 		case listening:
-			if err := s.connectNATS(url, timeout); err != nil {
+			if err := s.connectNATS(url, timeout, &cfg.NATS); err != nil {
 				return fmt.Errorf("something listens on the daemon's embedded NATS address %s but NATS does not answer: %v "+
 					"(not opening the store %s while it may be in use)", addr, err, dir)
 			}
@@ -249,16 +239,26 @@ func (s *Sources) openEmbedded(ctx context.Context, cfg *config.Config, timeout 
 		return fmt.Errorf("the daemon is not running and reading its store failed: %w", err)
 	}
 	s.emb = emb
-	s.NATS.Address = emb.ClientURL()
-	if err := s.connectNATS(emb.ClientURL(), timeout); err != nil {
+	s.NATS.Address = redact.URL(emb.ClientURL())
+	if err := s.connectNATS(emb.ClientURL(), timeout, nil); err != nil {
 		return fmt.Errorf("temporary server on the store %s: %w", dir, err)
 	}
 	s.NATS.Mode = ModeStoredState
 	return nil
 }
 
-func (s *Sources) connectNATS(url string, timeout time.Duration) error {
-	nc, err := nats.Connect(url, nats.Name("cdc-status"), nats.Timeout(timeout), nats.NoReconnect())
+// connectNATS connects to url with the configured credentials and TLS
+// (auth, nil for the temporary server on the stored state, which has none).
+func (s *Sources) connectNATS(url string, timeout time.Duration, auth *config.NATSConfig) error {
+	opts := []nats.Option{nats.Name("cdc-status"), nats.Timeout(timeout), nats.NoReconnect()}
+	if auth != nil {
+		more, err := bus.ClientOptions(*auth)
+		if err != nil {
+			return err
+		}
+		opts = append(opts, more...)
+	}
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		return fmt.Errorf("nats connect %s: %w", redact.URL(url), err)
 	}

@@ -239,7 +239,16 @@ func (c *ColumnSpec) resolve(sc *scope, col int) (val any, ref *Ref, v bson.RawV
 }
 
 func (m *Mapping) reject(c *ColumnSpec, sc *scope, v bson.RawValue, err error) *Rejection {
-	return &Rejection{Collection: m.Collection, Field: sc.fieldName(c), Column: sc.columnName(c), Value: valueText(v), Reason: err.Error()}
+	field, value := sc.fieldName(c), ""
+	// A string or key inside a jsonb value: name its path and quote it
+	// (the whole value could hold the very bytes a text column refuses).
+	var nested *nestedRejection
+	if errors.As(err, &nested) {
+		field, value = join(field, nested.path), nested.value
+	} else {
+		value = valueText(v)
+	}
+	return &Rejection{Collection: m.Collection, Field: field, Column: sc.columnName(c), Value: value, Reason: err.Error()}
 }
 
 // maxValueText bounds the value quoted in a rejection.
@@ -353,15 +362,7 @@ func (c *ColumnSpec) convert(v bson.RawValue) (any, error) {
 		}
 		return nil, reason(fmt.Sprintf("expected a date, got %s", typeName(v.Type)))
 	case TypeJSONB:
-		b, err := bson.MarshalExtJSON(bson.D{{Key: "v", Value: v}}, false, false)
-		if err != nil {
-			return nil, reason(fmt.Sprintf("cannot encode as JSON: %v", err))
-		}
-		js := string(b[5 : len(b)-1])
-		if strings.Contains(js, `\u0000`) {
-			return nil, reason("JSON holds a NUL character, which jsonb refuses")
-		}
-		return js, nil
+		return jsonbValue(v)
 	case TypeTextArray:
 		arr, ok := v.ArrayOK()
 		if !ok {
