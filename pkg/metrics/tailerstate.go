@@ -14,6 +14,8 @@ type tailerState struct {
 	streamFull   prometheus.Gauge
 	fullRefusals prometheus.Counter
 	failing      *failingGauges
+	// lease: tailerlease.go.
+	lease *tailerLease
 }
 
 // tailerStateNames are the metrics of tailerState, for Names.
@@ -38,6 +40,7 @@ func newTailerState(reg prometheus.Registerer) *tailerState {
 	s.failing = newFailing(reg, "cdc_tailer",
 		"1 once the tailer's change stream or publishes have failed with retried errors for longer than tailer.failing_after (the tailer is unready), else 0.",
 		"Since when the tailer's retried errors have lasted (Unix seconds; 0 while it works).")
+	s.lease = newTailerLease(reg)
 	return s
 }
 
@@ -67,7 +70,7 @@ func (t tailerMetrics) StreamFull(full bool) {
 }
 
 // Failing implements tailer.Metrics: past tailer.failing_after the tailer
-// is unready and /readyz names the error.
+// is unready and /readyz says since when (the error itself is logged).
 func (t tailerMetrics) Failing(since time.Time, failing bool, cause string) {
 	t.m.tailerState.failing.report(t.h, "tailer", since, failing, cause)
 }

@@ -24,6 +24,9 @@
 // right after the position. While running, delivered sequences must follow
 // one another: a gap (messages removed by limits, age or a purge) stops
 // the sink (ErrStreamGap); a sequence already delivered is a redelivery.
+// A skipped sequence the stream still holds (messages lost in flight with
+// the NATS node the sink was connected to, deliverygap.go) is not a gap:
+// the sink re-reads from its position (ErrDeliverySkipped, retryable).
 //
 // # The fence
 //

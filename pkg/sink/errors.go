@@ -121,7 +121,7 @@ var ErrStreamGap = errors.New("stream lost unapplied events")
 
 func gapError(stream string, pos state.Position, first uint64) error {
 	return &FatalError{Err: fmt.Errorf("%w: the sink applied stream %s up to sequence %d (cluster time %s) but the next message is %d; "+
-		"messages %d..%d are gone. Replay from the oplog what they held (cdc replay oplog --since %s), then move the position past the gap "+
+		"messages %d..%d are gone. Replay from the oplog what they held (cdc replay oplog --from %s), then move the position past the gap "+
 		"(cdc position set --seq %d)",
 		ErrStreamGap, stream, pos.Seq, pos.ClusterTime, first, pos.Seq+1, first-1, pos.ClusterTime, first-1)}
 }
@@ -142,7 +142,7 @@ type StreamChangedError struct {
 
 func (e *StreamChangedError) Error() string {
 	return fmt.Sprintf("stream %s (created %s) is not the stream consumer %s's position belongs to (sequence %d of a stream created %s): %s. "+
-		"Events after cluster time %s may be missing from this stream: replay them from the oplog (cdc replay oplog --since %s) or "+
+		"Events after cluster time %s may be missing from this stream: replay them from the oplog (cdc replay oplog --from %s) or "+
 		"re-snapshot, then accept this stream with `cdc position adopt` (the sink then applies it from its first message; the version guard skips what is applied)",
 		e.Stream, e.Created.Format(time.RFC3339Nano), e.Consumer, e.Position.Seq, fmtTime(e.Position.StreamCreated), e.Why,
 		e.Position.ClusterTime, e.Position.ClusterTime)

@@ -36,6 +36,9 @@ type Target struct {
 	// HeadroomWarning makes a lower oplog headroom a problem (0: only a
 	// lost checkpoint is).
 	HeadroomWarning time.Duration
+	// StandbyTakeover is tailer.standby_takeover: a checkpoint unwritten
+	// for longer is LeaseUnrenewed (0: never).
+	StandbyTakeover time.Duration
 }
 
 // TargetFromConfig derives the Target of cfg, loading its transforms.
@@ -47,6 +50,7 @@ func TargetFromConfig(cfg *config.Config) Target {
 		CheckpointBucket: cfg.NATS.CheckpointBucket,
 		Consumer:         cfg.Sink.Consumer,
 		HeadroomWarning:  cfg.Oplog.HeadroomWarning,
+		StandbyTakeover:  cfg.Tailer.StandbyTakeover,
 	}
 	set, err := app.LoadTransforms(cfg)
 	if err != nil {
@@ -151,6 +155,7 @@ func (c *collector) tailer(ctx context.Context) {
 		t.SavedAt = &at
 		t.AgeSeconds = max(c.opts.now().Sub(at).Seconds(), 0)
 	}
+	t.Lease = leaseStatus(cp, c.opts.now(), c.tgt.StandbyTakeover)
 }
 
 func (c *collector) oplog(ctx context.Context) {
@@ -500,6 +505,10 @@ func (c *collector) judge() {
 	section("tailer checkpoint", t.Error)
 	if t.Error == "" && !t.Found && r.NATS.Reachable {
 		add("tailer checkpoint: none in %s/%s (the tailer has not saved one yet)", t.Bucket, t.Key)
+	}
+	if l := t.Lease; l != nil && l.State == LeaseUnrenewed {
+		warn("tailer lease: %s has not written the checkpoint for %s, over tailer.standby_takeover %s: it is gone or stalled and no standby has taken over (is one running?)",
+			l.Holder, secs(t.AgeSeconds), c.tgt.StandbyTakeover)
 	}
 	o := r.Oplog
 	section("oplog", o.Error)

@@ -118,7 +118,59 @@ type TailerStatus struct {
 	AgeSeconds float64    `json:"age_seconds"`
 	// Events counts events published since the checkpoint was created.
 	Events uint64 `json:"events"`
-	Error  string `json:"error,omitempty"`
+	// Lease is who holds the checkpoint (the tailer's fence), since when,
+	// and the last change of holder; nil without a checkpoint.
+	Lease *TailerLease `json:"lease,omitempty"`
+	Error string       `json:"error,omitempty"`
+}
+
+// Tailer lease states (TailerLease.State).
+const (
+	// LeaseHeld: the holder wrote the checkpoint within
+	// tailer.standby_takeover.
+	LeaseHeld = "held"
+	// LeaseUnrenewed: the holder has not written it for longer than
+	// tailer.standby_takeover: it is gone or stalled, and no standby has
+	// taken over (yet).
+	LeaseUnrenewed = "unrenewed"
+	// LeaseReleased: the holder stopped gracefully; the next tailer takes
+	// it over at once.
+	LeaseReleased = "released"
+	// LeaseHandoff: a snapshot's hand-off wrote it; the next tailer to
+	// write owns it.
+	LeaseHandoff = "handoff"
+)
+
+// TailerLease is the checkpoint's holder (checkpoint format v3; holders
+// writing v1 or v2 leave HeldSince and LastTakeover unset).
+type TailerLease struct {
+	// Holder is the checkpoint's Owner ("<instance>:<pid>:<nonce>", a
+	// snapshot's "snapshot:<host>:<pid>", "" in a v1 checkpoint).
+	Holder string `json:"holder"`
+	// State is LeaseHeld, LeaseUnrenewed, LeaseReleased or LeaseHandoff.
+	State string `json:"state"`
+	// HeldSince is when Holder's tenure began (its clock); HeldForSeconds
+	// is the report's time minus it.
+	HeldSince      *time.Time `json:"held_since,omitempty"`
+	HeldForSeconds float64    `json:"held_for_seconds,omitempty"`
+	// Takeovers counts the changes of holder the checkpoint recorded.
+	Takeovers    uint64          `json:"takeovers"`
+	LastTakeover *TailerTakeover `json:"last_takeover,omitempty"`
+}
+
+// TailerTakeover is one change of the checkpoint's holder.
+type TailerTakeover struct {
+	At         time.Time `json:"at"`
+	AgoSeconds float64   `json:"ago_seconds"`
+	From       string    `json:"from"`
+	To         string    `json:"to"`
+	// Reason is "expired" (the previous holder left the checkpoint
+	// unchanged for tailer.standby_takeover) or "released" (it stopped
+	// gracefully).
+	Reason string `json:"reason"`
+	// QuietSeconds is how long the new holder saw the checkpoint unchanged
+	// before it claimed it (expired only).
+	QuietSeconds float64 `json:"quiet_seconds,omitempty"`
 }
 
 // OplogStatus is the checkpoint's place in MongoDB's oplog window.

@@ -60,6 +60,7 @@ func WriteText(w io.Writer, r *Report) error {
 		}
 		p("  events\t%d published since the checkpoint was created", t.Events)
 		p("  resume token\t%s", string(t.ResumeToken))
+		leaseText(p, t.Lease)
 	}
 
 	o := r.Oplog

@@ -16,9 +16,11 @@ import (
 )
 
 // CheckpointVersion is the persisted checkpoint format version written.
-// Version 2 added Owner, Handoff and Released; DecodeCheckpoint still
-// reads version 1 (no owner: written before the fence existed).
-const CheckpointVersion = 2
+// Version 2 added Owner, Handoff and Released; version 3 added the lease
+// history (HeldSince, LastTakeover, Takeovers). DecodeCheckpoint still
+// reads versions 1 (no owner: written before the fence existed) and 2 (no
+// lease history).
+const CheckpointVersion = 3
 
 // Checkpoint is the tailer's durable resume point: the resume token of the
 // last change JetStream acknowledged (or a post-batch token of an idle
@@ -57,6 +59,44 @@ type Checkpoint struct {
 	// stream starts after it only with startAfter (resumeAfter fails with
 	// InvalidResumeToken, 260). Absent (false) in every other checkpoint.
 	StartAfter bool `json:"start_after,omitempty"`
+	// HeldSince is when Owner's tenure began: the wall-clock time of the
+	// claim that made it the holder (its own clock). A holder's later
+	// writes carry it unchanged. Nil in versions 1 and 2 and in a
+	// snapshot's hand-off.
+	HeldSince *time.Time `json:"held_since,omitempty"`
+	// LastTakeover is the most recent change of holder from one tailer to
+	// another (nil: none recorded). Carried unchanged by every later write.
+	LastTakeover *Takeover `json:"last_takeover,omitempty"`
+	// Takeovers counts the changes of holder this checkpoint has recorded.
+	Takeovers uint64 `json:"takeovers,omitempty"`
+}
+
+// Takeover reasons.
+const (
+	// TakeoverExpired: the holder's checkpoint stayed unchanged for
+	// tailer.standby_takeover (a holder that died, hung or lost NATS).
+	TakeoverExpired = "expired"
+	// TakeoverReleased: the holder stopped gracefully and released it.
+	TakeoverReleased = "released"
+)
+
+// Takeover is one change of the checkpoint's holder, recorded by the
+// tailer that took it.
+type Takeover struct {
+	// At is when the new holder's claim was written (its clock).
+	At time.Time `json:"at"`
+	// From is the previous holder, To the new one (Owner identities).
+	From string `json:"from"`
+	To   string `json:"to"`
+	// Reason is TakeoverExpired or TakeoverReleased.
+	Reason string `json:"reason"`
+	// FromLastWrite is the previous holder's last write (UpdatedAt of the
+	// checkpoint taken over, the previous holder's clock).
+	FromLastWrite time.Time `json:"from_last_write"`
+	// QuietMillis is, for TakeoverExpired, how long the new holder saw the
+	// checkpoint unchanged before it claimed it (at least
+	// tailer.standby_takeover); 0 for a release.
+	QuietMillis int64 `json:"quiet_ms,omitempty"`
 }
 
 // ResumeToken decodes Token.
@@ -200,15 +240,15 @@ func EncodeCheckpoint(cp *Checkpoint) ([]byte, error) {
 	return b, nil
 }
 
-// DecodeCheckpoint parses and validates a stored checkpoint of version 1
-// or 2.
+// DecodeCheckpoint parses and validates a stored checkpoint of version 1,
+// 2 or 3.
 func DecodeCheckpoint(b []byte) (*Checkpoint, error) {
 	var cp Checkpoint
 	if err := json.Unmarshal(b, &cp); err != nil {
 		return nil, fmt.Errorf("decode checkpoint: %w", err)
 	}
-	if cp.V != 1 && cp.V != CheckpointVersion {
-		return nil, fmt.Errorf("checkpoint version %d is not 1 or %d", cp.V, CheckpointVersion)
+	if cp.V < 1 || cp.V > CheckpointVersion {
+		return nil, fmt.Errorf("checkpoint version %d is not 1 to %d", cp.V, CheckpointVersion)
 	}
 	if len(cp.Token) == 0 {
 		return nil, errors.New("checkpoint without token")

@@ -22,21 +22,26 @@ var update = flag.Bool("update", false, "rewrite golden files")
 
 const goldenToken = `{"_data":"8266F1A2B3000000032B022C0100296E5A100464A0C2E9D1B84E2A9E7B0C3D2F1A0B9C46645F696400646650B1C2D3E4F5A6B7C8D9E0F10004"}`
 
-// TestCheckpointGolden pins the persisted format: a change to the v2 bytes
+// TestCheckpointGolden pins the persisted format: a change to the v3 bytes
 // must be deliberate (go test ./pkg/tailer -run Golden -update) and bump
-// CheckpointVersion; v1 checkpoints (written before the fence) stay
-// readable.
+// CheckpointVersion; v1 checkpoints (written before the fence) and v2 ones
+// (before the lease history) stay readable.
 func TestCheckpointGolden(t *testing.T) {
 	at := time.Date(2026, 9, 23, 17, 17, 39, 0, time.UTC)
+	since := time.Date(2026, 9, 23, 16, 0, 0, 0, time.UTC)
+	tk := &tailer.Takeover{At: since, From: "host-b:99:cafe", To: "host-a:4242:beef", Reason: tailer.TakeoverExpired,
+		FromLastWrite: since.Add(-10 * time.Second), QuietMillis: 10042}
 	cases := []struct {
 		file string
 		cp   tailer.Checkpoint
 	}{
-		{"checkpoint_v2.json", tailer.Checkpoint{Token: []byte(goldenToken), ClusterTime: event.ClusterTime{T: 1727111859, I: 3},
-			Events: 42, UpdatedAt: at, Owner: "host-a:4242:beef"}},
-		{"checkpoint_v2_released.json", tailer.Checkpoint{Token: []byte(goldenToken), ClusterTime: event.ClusterTime{T: 1727111859, I: 3},
-			Events: 42, UpdatedAt: at, Owner: "host-a:4242:beef", Released: true}},
-		{"checkpoint_v2_handoff.json", tailer.Checkpoint{Token: []byte(goldenToken), ClusterTime: event.ClusterTime{T: 1727111859, I: 0},
+		{"checkpoint_v3.json", tailer.Checkpoint{Token: []byte(goldenToken), ClusterTime: event.ClusterTime{T: 1727111859, I: 3},
+			Events: 42, UpdatedAt: at, Owner: "host-a:4242:beef", HeldSince: &since, LastTakeover: tk, Takeovers: 7}},
+		{"checkpoint_v3_first.json", tailer.Checkpoint{Token: []byte(goldenToken), ClusterTime: event.ClusterTime{T: 1727111859, I: 3},
+			Events: 42, UpdatedAt: at, Owner: "host-a:4242:beef", HeldSince: &since}},
+		{"checkpoint_v3_released.json", tailer.Checkpoint{Token: []byte(goldenToken), ClusterTime: event.ClusterTime{T: 1727111859, I: 3},
+			Events: 42, UpdatedAt: at, Owner: "host-a:4242:beef", Released: true, HeldSince: &since, LastTakeover: tk, Takeovers: 7}},
+		{"checkpoint_v3_handoff.json", tailer.Checkpoint{Token: []byte(goldenToken), ClusterTime: event.ClusterTime{T: 1727111859, I: 0},
 			UpdatedAt: at, Owner: "snapshot:host-b:77", Handoff: true}},
 	}
 	for _, tc := range cases {
@@ -63,12 +68,39 @@ func TestCheckpointGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			tc.cp.V = tailer.CheckpointVersion
-			if back.V != 2 || string(back.Token) != goldenToken || back.Owner != tc.cp.Owner || back.Handoff != tc.cp.Handoff ||
-				back.Released != tc.cp.Released || back.Events != tc.cp.Events || !back.UpdatedAt.Equal(at) || back.ClusterTime != tc.cp.ClusterTime {
+			if back.V != 3 || string(back.Token) != goldenToken || back.Owner != tc.cp.Owner || back.Handoff != tc.cp.Handoff ||
+				back.Released != tc.cp.Released || back.Events != tc.cp.Events || !back.UpdatedAt.Equal(at) || back.ClusterTime != tc.cp.ClusterTime ||
+				back.Takeovers != tc.cp.Takeovers || (back.HeldSince == nil) != (tc.cp.HeldSince == nil) ||
+				(back.HeldSince != nil && !back.HeldSince.Equal(since)) || (back.LastTakeover == nil) != (tc.cp.LastTakeover == nil) ||
+				(back.LastTakeover != nil && (*back.LastTakeover != *tk)) {
 				t.Fatalf("round trip: %+v, want %+v", back, tc.cp)
 			}
 		})
 	}
+	t.Run("v2 is still read", func(t *testing.T) {
+		for _, f := range []struct {
+			file              string
+			owner             string
+			released, handoff bool
+		}{
+			{"checkpoint_v2.json", "host-a:4242:beef", false, false},
+			{"checkpoint_v2_released.json", "host-a:4242:beef", true, false},
+			{"checkpoint_v2_handoff.json", "snapshot:host-b:77", false, true},
+		} {
+			b, err := os.ReadFile(filepath.Join("testdata", f.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cp, err := tailer.DecodeCheckpoint(b)
+			if err != nil {
+				t.Fatalf("%s: %v", f.file, err)
+			}
+			if cp.V != 2 || string(cp.Token) != goldenToken || cp.Owner != f.owner || cp.Released != f.released || cp.Handoff != f.handoff ||
+				cp.HeldSince != nil || cp.LastTakeover != nil || cp.Takeovers != 0 || !cp.UpdatedAt.Equal(at) {
+				t.Fatalf("%s: %+v", f.file, cp)
+			}
+		}
+	})
 	t.Run("v1 is still read", func(t *testing.T) {
 		b, err := os.ReadFile(filepath.Join("testdata", "checkpoint_v1.json"))
 		if err != nil {
@@ -85,7 +117,7 @@ func TestCheckpointGolden(t *testing.T) {
 		if _, err := cp.ResumeToken(); err != nil {
 			t.Fatal(err)
 		}
-		// Written again, it is a v2 checkpoint.
+		// Written again, it is a current-version checkpoint.
 		out, err := tailer.EncodeCheckpoint(cp)
 		if err != nil {
 			t.Fatal(err)
@@ -95,7 +127,7 @@ func TestCheckpointGolden(t *testing.T) {
 		}
 	})
 	t.Run("unknown version and no token refused", func(t *testing.T) {
-		for _, b := range []string{`{"v":3,"token":{"_data":"82"}}`, `{"v":2}`, `not json`} {
+		for _, b := range []string{`{"v":4,"token":{"_data":"82"}}`, `{"v":0,"token":{"_data":"82"}}`, `{"v":2}`, `not json`} {
 			if _, err := tailer.DecodeCheckpoint([]byte(b)); err == nil {
 				t.Errorf("%s decoded", b)
 			}

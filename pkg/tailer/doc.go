@@ -22,6 +22,14 @@
 //     rewrites it every checkpoint interval, idle or not); a checkpoint
 //     rewritten by a snapshot's hand-off makes it restart from it instead
 //     (see fence.go).
+//   - The holder publishes only under a valid lease: leaseTTL (four fifths
+//     of the standby takeover) from the start of its last successful
+//     checkpoint write, on the monotonic clock. Past it, it publishes
+//     nothing until a revision-checked renewal succeeds; one that finds the
+//     checkpoint moved makes it stand by. Its lease ends before any standby
+//     may take over, without synchronised clocks (the argument is in
+//     fence.go); what a stalled holder still lands is a duplicate.
+//     Every message names its publisher in the Cdc-Tailer header.
 //   - A full change stream (discard policy new) refuses publishes: the
 //     tailer retries from its checkpoint with backoff, so nothing is
 //     skipped, and says so at error level once a minute.
@@ -30,8 +38,10 @@
 // publishes) with capped exponential backoff, restarting from the last
 // durable checkpoint.
 //
-// The checkpoint (Checkpoint, version 2; version 1 is still read) is a
-// JSON record in the bucket nats.checkpoint_bucket under tailer.<db>,
-// pinned by golden files in testdata/. A snapshot's hand-off writes it
-// with Owner HandoffOwner() and Handoff set.
+// The checkpoint (Checkpoint, version 3; versions 1 and 2 are still read)
+// is a JSON record in the bucket nats.checkpoint_bucket under tailer.<db>,
+// pinned by golden files in testdata/. It carries the lease history: since
+// when its holder holds it, the last takeover and how many there were
+// (`cdc status` shows them). A snapshot's hand-off writes it with Owner
+// HandoffOwner() and Handoff set (and no history).
 package tailer

@@ -25,10 +25,60 @@ import (
 //     moving. A standby reads it every checkpoint interval and takes over
 //     once the revision has not moved for StandbyTakeover; its claim is
 //     itself revision-checked, so a holder that wrote meanwhile wins.
-//   - A zombie holder (paused past the takeover) may publish a few events
-//     before its next write fails: they are copies of events the new holder
-//     publishes too, dropped by the Nats-Msg-Id dedup window or skipped by
-//     the sink's version guard.
+//
+// The lease (lease.go): the holder publishes only while it can prove it
+// still holds the checkpoint. Its lease runs from the start of its last
+// successful write (taken before the write is sent, not when its ack
+// arrives) for leaseTTL = StandbyTakeover minus a safety margin
+// (StandbyTakeover/leaseMarginDivisor), on the monotonic clock (Go's
+// time.Now carries a monotonic reading; Sub and Before use it). Before
+// each publish (every event, and again before a large event's pointer) it
+// checks the lease; past it, it publishes nothing until a
+// revision-checked renewal succeeds, and a renewal that finds the
+// checkpoint moved (*MovedError) makes it stand by.
+//
+// Why holder-deadline < standby-takeover holds without synchronised
+// clocks: let R be the revision a standby's successful claim is checked
+// against. R is the last revision written before the claim, so the
+// holder's last successful write W_h is R or earlier, and the holder's
+// lease started at the start of W_h, before R was committed. The standby
+// measures its quiet period from when it read R (at the earliest R's
+// commit, after W_h started; a read that fails restarts the period) and
+// claims at least StandbyTakeover after that read. So, in real time,
+//
+//	holder deadline = start(W_h) + leaseTTL
+//	               <= read(R) + StandbyTakeover - margin
+//	               <= claim time - margin.
+//
+// Only durations measured by one process's own monotonic clock enter
+// this: the holder's from its write's start, the standby's from its read.
+// Neither clock's wall time, offset or NTP steps matter; the margin
+// (StandbyTakeover/5: 2 s of the default 10 s) covers the two clocks'
+// rate difference (a few hundred ppm at worst: milliseconds over 10 s) and
+// the time between the holder's lease check and its message reaching the
+// server. A write whose reply is lost renews nothing (the holder only
+// counts writes it saw succeed), which only shortens its lease.
+//
+// What the lease cannot cover, and why it changes nothing: a holder that
+// stalls after its lease check and before its message leaves the process
+// (a GC pause at exactly that point, a socket buffer flushed when a
+// stalled network returns) can land a message after the new holder's
+// claim. Such a message is an event the tailer read from the change stream
+// after its durable checkpoint, which the new holder resumes from: the new
+// holder publishes the same event with the same Nats-Msg-Id (ids are
+// derived from resume tokens), so within nats.dedup_window one of the two
+// is dropped by JetStream, and past it the sink's version guard skips the
+// older version of a document. No holder ever writes the checkpoint
+// without the revision check, so a deposed holder cannot move the resume
+// point either. A snapshot's hand-off is not a takeover: the running
+// holder keeps its lease until its next write is refused, and restarts
+// from the hand-off (every event it publishes meanwhile is re-read and
+// deduplicated the same way).
+//
+// Before a session has a checkpoint (a first start from tailer.start_at)
+// there is nothing to fence with: it publishes unfenced until its first
+// write creates the checkpoint (revision-checked: of two first starters,
+// one create wins, the other stands by; both published the same ids).
 
 // clock is the tailer's time source; tests inject one.
 type clock interface {
@@ -52,6 +102,20 @@ type lease struct {
 	at time.Time
 	// standing is set while this tailer stands by (reported to Metrics).
 	standing bool
+	// until is when the lease runs out: the start of the last successful
+	// write plus leaseTTL, on the monotonic clock. Zero: no lease (never
+	// written, deposed, or released).
+	until time.Time
+	// tenure is the lease history every write carries (HeldSince,
+	// LastTakeover, Takeovers); holding is set from a successful claim
+	// until the lease is lost, released or a standby begins.
+	tenure  tenure
+	holding bool
+	// valid is what Metrics.Lease was last told.
+	valid bool
+	// quiet is how long standBy saw the checkpoint unchanged before it
+	// decided to take it over (0: it did not decide by expiry).
+	quiet time.Duration
 }
 
 // heldError means another tailer holds the checkpoint: Run stands by.
@@ -89,6 +153,7 @@ func (t *Tailer) acquire(ctx context.Context) (*Checkpoint, error) {
 	}
 	claim := *cp
 	claim.Handoff, claim.Released = false, false
+	tk := t.claimTenure(cp, &claim)
 	if err := t.write(ctx, &claim); err != nil {
 		return nil, err
 	}
@@ -96,6 +161,7 @@ func (t *Tailer) acquire(ctx context.Context) (*Checkpoint, error) {
 		t.lease.standing = false
 		t.metrics.Standby(false, "")
 	}
+	t.claimed(tk)
 	if cp.Handoff {
 		t.log.Info("resuming from a checkpoint written by a snapshot's hand-off", zap.String("key", t.key),
 			zap.String("by", cp.Owner), zap.Uint64("revision", rev), zap.String("token", string(cp.Token)))
@@ -108,8 +174,13 @@ func (t *Tailer) acquire(ctx context.Context) (*Checkpoint, error) {
 // moved by this tailer's own earlier write (a lost reply) is adopted. Any
 // other move is returned as a *MovedError.
 func (t *Tailer) write(ctx context.Context, cp *Checkpoint) error {
+	// The lease a successful write grants runs from before it is sent.
+	start := t.clock.Now()
 	cp.Owner = t.cfg.Owner
-	cp.UpdatedAt = t.clock.Now().UTC()
+	cp.UpdatedAt = start.UTC()
+	if cp.HeldSince == nil {
+		t.lease.tenure.apply(cp)
+	}
 	rev, err := t.store.Save(ctx, cp, t.lease.rev)
 	var moved *MovedError
 	if errors.As(err, &moved) {
@@ -123,9 +194,14 @@ func (t *Tailer) write(ctx context.Context, cp *Checkpoint) error {
 		}
 	}
 	if err != nil {
+		if errors.Is(err, ErrCheckpointMoved) {
+			t.lost()
+		}
 		return err
 	}
 	t.lease.rev, t.lease.cp, t.lease.at = rev, cp, t.clock.Now()
+	t.lease.tenure = tenureOf(cp)
+	t.renewed(start, cp.Released)
 	return nil
 }
 
@@ -164,6 +240,8 @@ func (t *Tailer) fenced(err error) (held *heldError, ok bool) {
 // error when ctx ends. Time in which the checkpoint could not be read does
 // not count as unchanged.
 func (t *Tailer) standBy(ctx context.Context, h *heldError) error {
+	t.lost()
+	t.lease.holding, t.lease.tenure = false, tenure{}
 	t.lease.standing = true
 	t.metrics.Standby(true, h.holder)
 	t.log.Warn(fmt.Sprintf("standing by: checkpoint %s is written by %s (revision %d)", t.key, h.holder, h.rev),
@@ -200,7 +278,7 @@ func (t *Tailer) standBy(ctx context.Context, h *heldError) error {
 				why = "its holder " + holderName(cp) + " released it"
 			}
 			t.log.Info("taking over the checkpoint: "+why, zap.String("key", t.key), zap.Uint64("revision", r), zap.String("self", t.cfg.Owner))
-			t.lease.rev = r
+			t.lease.rev, t.lease.quiet = r, 0
 			return nil
 		case r != rev:
 			if name := holderName(cp); name != holder {
@@ -213,7 +291,7 @@ func (t *Tailer) standBy(ctx context.Context, h *heldError) error {
 		case now.Sub(quiet) >= t.cfg.StandbyTakeover:
 			t.log.Warn(fmt.Sprintf("taking over: checkpoint %s has not changed for %s since revision %d by %s", t.key, now.Sub(quiet).Round(time.Millisecond), r, holder),
 				zap.String("key", t.key), zap.String("holder", holder), zap.Uint64("revision", r), zap.String("self", t.cfg.Owner))
-			t.lease.rev = r
+			t.lease.rev, t.lease.quiet = r, now.Sub(quiet)
 			return nil
 		}
 	}

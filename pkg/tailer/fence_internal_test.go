@@ -45,6 +45,9 @@ type memStore struct {
 	loads   int
 	onLoad  func(s *memStore, n int)
 	loadErr func(n int) error
+	// onSave runs before each Save (outside the lock); a non-nil error
+	// fails it.
+	onSave func() error
 }
 
 func (s *memStore) Load(context.Context) (*Checkpoint, uint64, error) {
@@ -71,6 +74,11 @@ func (s *memStore) Load(context.Context) (*Checkpoint, uint64, error) {
 }
 
 func (s *memStore) Save(_ context.Context, cp *Checkpoint, rev uint64) (uint64, error) {
+	if s.onSave != nil {
+		if err := s.onSave(); err != nil {
+			return 0, err
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if rev != s.rev || (rev == 0 && s.cp != nil) {

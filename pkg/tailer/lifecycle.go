@@ -224,7 +224,7 @@ func (e *LifecycleError) Error() string {
 // gathers the lifecycle events that follow at once (for the message) and
 // returns the *LifecycleError; the checkpoint stays before first.
 func (t *Tailer) lifecycle(ctx context.Context, st *state, cs *mongo.ChangeStream, first LifecycleEvent) error {
-	if err := t.releaseHeld(st); err != nil {
+	if err := t.releaseHeld(ctx, st); err != nil {
 		return err
 	}
 	if t.cfg.Covered != nil {

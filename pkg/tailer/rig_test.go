@@ -163,6 +163,11 @@ type counts struct {
 	// "since" (failing, not yet past failing_after) or "over".
 	failing      string
 	failingCause string
+	// lease is "held" or "-" per Lease report; takeovers are TookOver
+	// reports; lapses counts LeaseLapsed.
+	lease     []string
+	takeovers []tailer.Takeover
+	lapses    int
 }
 
 // recorder is a tailer.Metrics that remembers what it was told.
@@ -210,12 +215,28 @@ func (r *recorder) Failing(since time.Time, over bool, cause string) {
 	})
 }
 
+func (r *recorder) Lease(held bool, since time.Time) {
+	r.do(func(c *counts) {
+		if held {
+			c.lease = append(c.lease, "held")
+		} else {
+			c.lease = append(c.lease, "-")
+		}
+	})
+}
+func (r *recorder) TookOver(tk tailer.Takeover) {
+	r.do(func(c *counts) { c.takeovers = append(c.takeovers, tk) })
+}
+func (r *recorder) LeaseLapsed() { r.do(func(c *counts) { c.lapses++ }) }
+
 // counts returns a copy of what the recorder was told.
 func (r *recorder) counts() counts {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	c := r.c
 	c.standby = append([]string(nil), r.c.standby...)
+	c.lease = append([]string(nil), r.c.lease...)
+	c.takeovers = append([]tailer.Takeover(nil), r.c.takeovers...)
 	return c
 }
 

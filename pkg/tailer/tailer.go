@@ -62,12 +62,16 @@ type Config struct {
 	// StandbyTakeover is how long a checkpoint written by another tailer
 	// must stay unchanged before this one takes it over. It must exceed
 	// twice CheckpointInterval and MaxAwait (config validates it).
-	// 0 means DefaultStandbyTakeover.
+	// 0 means DefaultStandbyTakeover. The holder's own lease is shorter by
+	// a safety margin (lease.go, fence.go): it stops publishing before any
+	// standby may take over.
 	StandbyTakeover time.Duration
+	// Hooks are test hooks into the publish path (zero: none).
+	Hooks Hooks
 }
 
 // DefaultStandbyTakeover is Config.StandbyTakeover's default.
-const DefaultStandbyTakeover = 15 * time.Second
+const DefaultStandbyTakeover = 10 * time.Second
 
 // Metrics receives the tailer's counters; nil-safe no-op by default.
 type Metrics interface {
@@ -89,6 +93,16 @@ type Metrics interface {
 	// tailer works), whether that is past Config.FailingAfter, and the
 	// last error.
 	Failing(since time.Time, failing bool, cause string)
+	// Lease reports whether this tailer holds a valid lease on the
+	// checkpoint (true, with since when its tenure began) or not (false,
+	// zero: standing by, deposed, lapsed or released).
+	Lease(held bool, since time.Time)
+	// TookOver reports a takeover this tailer made (lease.go).
+	TookOver(tk Takeover)
+	// LeaseLapsed reports that this tailer's lease ran out before it was
+	// renewed: it publishes nothing until a revision-checked write
+	// succeeds.
+	LeaseLapsed()
 }
 
 type noMetrics struct{}
@@ -101,6 +115,9 @@ func (noMetrics) Alive()                            {}
 func (noMetrics) Standby(bool, string)              {}
 func (noMetrics) StreamFull(bool)                   {}
 func (noMetrics) Failing(time.Time, bool, string)   {}
+func (noMetrics) Lease(bool, time.Time)             {}
+func (noMetrics) TookOver(Takeover)                 {}
+func (noMetrics) LeaseLapsed()                      {}
 
 // Tailer publishes change events. Create with New; Run blocks. A Tailer
 // is not safe for concurrent use: one Run at a time.
@@ -380,7 +397,7 @@ func (t *Tailer) runOnce(ctx context.Context) (progressed bool, err error) {
 			// the post-batch token covers everything scanned, unless it
 			// is inside a split event whose fragments are still coming.
 			if len(st.fragments) == 0 {
-				if err := t.releaseHeld(st); err != nil {
+				if err := t.releaseHeld(ctx, st); err != nil {
 					return progressed, err
 				}
 				if tok := cs.ResumeToken(); tok != nil {
@@ -434,7 +451,7 @@ func (t *Tailer) handleChange(ctx context.Context, st *state, cs *mongo.ChangeSt
 		coll, _ := raw.Lookup("ns", "coll").StringValueOK()
 		t.log.Warn("change stream reported a change the tailer does not replicate", zap.String("operation", op),
 			zap.String("database", t.cfg.Database), zap.String("collection", coll))
-		if err := t.releaseHeld(st); err != nil {
+		if err := t.releaseHeld(ctx, st); err != nil {
 			return err
 		}
 		if tok, ok := raw.Lookup("_id").DocumentOK(); ok {
@@ -446,23 +463,30 @@ func (t *Tailer) handleChange(ctx context.Context, st *state, cs *mongo.ChangeSt
 		return &FatalError{Err: fmt.Errorf("tailer: %w", err)}
 	}
 	t.metrics.EventRead(ev.Source.Coll, ev.Op)
-	return t.publishAll(st, st.txns.Add(ev, txn, cloneRaw(raw.Lookup("_id").Document())))
+	return t.publishAll(ctx, st, st.txns.Add(ev, txn, cloneRaw(raw.Lookup("_id").Document())))
 }
 
 // releaseHeld publishes the held transaction event as its transaction's
 // last.
-func (t *Tailer) releaseHeld(st *state) error { return t.publishAll(st, st.txns.Flush()) }
+func (t *Tailer) releaseHeld(ctx context.Context, st *state) error {
+	return t.publishAll(ctx, st, st.txns.Flush())
+}
 
-func (t *Tailer) publishAll(st *state, evs []event.Sequenced) error {
+func (t *Tailer) publishAll(ctx context.Context, st *state, evs []event.Sequenced) error {
 	for _, s := range evs {
-		if err := t.publish(st, s.Event, s.Token); err != nil {
+		if err := t.publish(ctx, st, s.Event, s.Token); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (t *Tailer) publish(st *state, ev *event.Event, tok bson.Raw) error {
+// publish sends one event, once the lease check passed (lease.go),
+// stamped with this tailer's identity (HeaderTailer).
+func (t *Tailer) publish(ctx context.Context, st *state, ev *event.Event, tok bson.Raw) error {
+	if err := t.mayPublish(ctx, st); err != nil {
+		return err
+	}
 	msg, oversize, err := bus.EventMsg(t.cfg.Streams, ev, t.js.Conn().MaxPayload())
 	if err != nil {
 		return &FatalError{Err: err}
@@ -483,7 +507,14 @@ func (t *Tailer) publish(st *state, ev *event.Event, tok bson.Raw) error {
 		t.log.Info("change larger than the bus's max_payload: stored in the large-event object store, its pointer published",
 			zap.String("event_id", ev.ID), zap.String("collection", ev.Source.Coll), zap.Int("bytes", size),
 			zap.Int64("max_payload", t.js.Conn().MaxPayload()), zap.String("object", msg.Header.Get(bus.HeaderLargeObject)))
+		// Storing a large object can take seconds: check the lease again
+		// before its pointer goes out.
+		if err := t.checkLease(ctx, st); err != nil {
+			return err
+		}
 	}
+	// bus.EventMsg leaves headerRoom (1 KiB) of max_payload to headers.
+	msg.Header[HeaderTailer] = []string{t.cfg.Owner}
 	ack, err := t.js.PublishMsgAsync(msg, jetstream.WithExpectStream(t.cfg.Streams.Stream))
 	if err != nil {
 		return fmt.Errorf("publish %s: %w", ev.ID, err)
