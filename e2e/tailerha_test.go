@@ -193,35 +193,8 @@ func TestTwoTailersTakeover(t *testing.T) {
 	waitFor("tail-b stands by", 30*time.Second, func() bool { return standingBy(cur[1]) })
 	sinkProc = e.startCommand("sink", sinkCfg)
 
-	loadCtx, stopLoad := context.WithCancel(e.ctx)
+	stopLoad := startMixedLoad(e, seed)
 	defer stopLoad()
-	type loadResult struct {
-		ops, txns int
-		err       error
-	}
-	loadDone := make(chan loadResult, 1)
-	go func() {
-		l := newLoad(e, seed)
-		var r loadResult
-		defer func() { loadDone <- r }()
-		for loadCtx.Err() == nil {
-			if r.ops%40 == 39 && len(l.live["widgets"]) >= 2 {
-				if err := twoRunTxn(loadCtx, e, l); err != nil {
-					if loadCtx.Err() == nil {
-						r.err = fmt.Errorf("transaction %d: %w", r.txns, err)
-					}
-					return
-				}
-				r.txns++
-			} else if err := l.step(loadCtx); err != nil {
-				if loadCtx.Err() == nil {
-					r.err = fmt.Errorf("op %d: %w", r.ops, err)
-				}
-				return
-			}
-			r.ops++
-		}
-	}()
 	loadStart := time.Now()
 
 	const kills = 10
@@ -268,8 +241,7 @@ func TestTwoTailersTakeover(t *testing.T) {
 		waitFor(fmt.Sprintf("kill %d: restarted %s stands by", k+1, names[v]), 30*time.Second, func() bool { return standingBy(cur[v]) })
 	}
 	alive()
-	stopLoad()
-	r := <-loadDone
+	r := stopLoad()
 	must(t, r.err)
 	t.Logf("load: %d operations, %d transactions in %s", r.ops, r.txns, time.Since(loadStart).Round(time.Millisecond))
 	if r.ops < 500 || r.txns == 0 {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -125,35 +126,8 @@ func TestTwoRunInstances(t *testing.T) {
 
 	// The load: the harness's mixed single-document writes, and every so
 	// often a multi-document transaction.
-	loadCtx, stopLoad := context.WithCancel(e.ctx)
+	stopLoad := startMixedLoad(e, seed)
 	defer stopLoad()
-	type loadResult struct {
-		ops, txns int
-		err       error
-	}
-	loadDone := make(chan loadResult, 1)
-	go func() {
-		l := newLoad(e, seed)
-		var r loadResult
-		defer func() { loadDone <- r }()
-		for loadCtx.Err() == nil {
-			if r.ops%40 == 39 && len(l.live["widgets"]) >= 2 {
-				if err := twoRunTxn(loadCtx, e, l); err != nil {
-					if loadCtx.Err() == nil {
-						r.err = fmt.Errorf("transaction %d: %w", r.txns, err)
-					}
-					return
-				}
-				r.txns++
-			} else if err := l.step(loadCtx); err != nil {
-				if loadCtx.Err() == nil {
-					r.err = fmt.Errorf("op %d: %w", r.ops, err)
-				}
-				return
-			}
-			r.ops++
-		}
-	}()
 	loadStart := time.Now()
 
 	const kills = 4
@@ -192,8 +166,7 @@ func TestTwoRunInstances(t *testing.T) {
 		time.Sleep(rest)
 	}
 	alive()
-	stopLoad()
-	r := <-loadDone
+	r := stopLoad()
 	must(t, r.err)
 	t.Logf("load: %d operations, %d transactions in %s", r.ops, r.txns, time.Since(loadStart).Round(time.Millisecond))
 	if r.ops < 500 || r.txns == 0 {
@@ -317,4 +290,47 @@ func logLines(out string) []logLine {
 		ls = append(ls, logLine{msg: msg, fields: m, raw: raw})
 	}
 	return ls
+}
+
+// loadResult is what startMixedLoad's load did.
+type loadResult struct {
+	ops, txns int
+	err       error
+}
+
+// startMixedLoad runs the harness's mixed single-document writes, and
+// every 40th step a multi-document transaction (twoRunTxn), until the
+// returned stop is called; stop waits for it and says what it did (err: a
+// write that failed before stop). stop may be called more than once.
+func startMixedLoad(e *env, seed uint64) (stop func() loadResult) {
+	ctx, cancel := context.WithCancel(e.ctx)
+	done := make(chan loadResult, 1)
+	go func() {
+		l := newLoad(e, seed)
+		var r loadResult
+		defer func() { done <- r }()
+		for ctx.Err() == nil {
+			if r.ops%40 == 39 && len(l.live["widgets"]) >= 2 {
+				if err := twoRunTxn(ctx, e, l); err != nil {
+					if ctx.Err() == nil {
+						r.err = fmt.Errorf("transaction %d: %w", r.txns, err)
+					}
+					return
+				}
+				r.txns++
+			} else if err := l.step(ctx); err != nil {
+				if ctx.Err() == nil {
+					r.err = fmt.Errorf("op %d: %w", r.ops, err)
+				}
+				return
+			}
+			r.ops++
+		}
+	}()
+	var once sync.Once
+	var res loadResult
+	return func() loadResult {
+		once.Do(func() { cancel(); res = <-done })
+		return res
+	}
 }
