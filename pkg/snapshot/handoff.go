@@ -52,14 +52,20 @@ func (c *checkpoints) load(ctx context.Context) (*tailer.Checkpoint, uint64, err
 // fails with jetstream.ErrKeyExists if one appeared), else replacing
 // exactly revision rev (jetstream.ErrKeyRevisionMismatch if it moved). It
 // is marked as a hand-off (Handoff, Owner tailer.HandoffOwner()): a
-// running tailer restarts from it instead of standing by.
-func (c *checkpoints) put(ctx context.Context, tok bson.Raw, start event.ClusterTime, rev uint64) error {
+// running tailer restarts from it instead of standing by. prev, the
+// checkpoint it replaces (nil: none), passes on its lease history
+// (HeldSince, LastTakeover, Takeovers), so `cdc status` keeps it.
+func (c *checkpoints) put(ctx context.Context, tok bson.Raw, start event.ClusterTime, rev uint64, prev *tailer.Checkpoint) error {
 	js, err := bson.MarshalExtJSON(tok, true, false)
 	if err != nil {
 		return fmt.Errorf("encode resume token: %w", err)
 	}
-	b, err := tailer.EncodeCheckpoint(&tailer.Checkpoint{Token: json.RawMessage(js), ClusterTime: start, UpdatedAt: time.Now().UTC(),
-		Owner: tailer.HandoffOwner(), Handoff: true})
+	cp := &tailer.Checkpoint{Token: json.RawMessage(js), ClusterTime: start, UpdatedAt: time.Now().UTC(),
+		Owner: tailer.HandoffOwner(), Handoff: true}
+	if prev != nil {
+		cp.HeldSince, cp.LastTakeover, cp.Takeovers = prev.HeldSince, prev.LastTakeover, prev.Takeovers
+	}
+	b, err := tailer.EncodeCheckpoint(cp)
 	if err != nil {
 		return err
 	}
@@ -127,7 +133,7 @@ func (r *Runner) handoff(ctx context.Context, sess mongo.Session, first string) 
 			if err != nil {
 				return handoffPlan{}, err
 			}
-			if err := r.cps.put(ctx, tok, start, 0); errors.Is(err, jetstream.ErrKeyExists) {
+			if err := r.cps.put(ctx, tok, start, 0, nil); errors.Is(err, jetstream.ErrKeyExists) {
 				continue // a tailer started meanwhile: look again
 			} else if err != nil {
 				return handoffPlan{}, fmt.Errorf("create the tailer checkpoint: %w", err)
@@ -149,7 +155,7 @@ func (r *Runner) handoff(ctx context.Context, sess mongo.Session, first string) 
 			if err != nil {
 				return handoffPlan{}, err
 			}
-			if err := r.cps.put(ctx, tok, t, rev); errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			if err := r.cps.put(ctx, tok, t, rev, cp); errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 				continue
 			} else if err != nil {
 				return handoffPlan{}, fmt.Errorf("reset the tailer checkpoint: %w", err)
@@ -197,7 +203,7 @@ func (r *Runner) verifyHandoff(ctx context.Context, p *Progress) (string, error)
 		if err != nil {
 			return "", err
 		}
-		if err := r.cps.put(ctx, tok, t, 0); err != nil {
+		if err := r.cps.put(ctx, tok, t, 0, nil); err != nil {
 			return "", fmt.Errorf("%w: re-create the tailer checkpoint at %s: %v; %s", ErrHandoff, t, err, restart)
 		}
 		return fmt.Sprintf("the tailer checkpoint had been deleted: re-created it at the snapshot's start %s", t), nil
@@ -213,7 +219,7 @@ func (r *Runner) verifyHandoff(ctx context.Context, p *Progress) (string, error)
 		if err != nil {
 			return "", err
 		}
-		if err := r.cps.put(ctx, tok, t, rev); err != nil {
+		if err := r.cps.put(ctx, tok, t, rev, cp); err != nil {
 			return "", fmt.Errorf("%w: reset the tailer checkpoint to %s: %v", ErrHandoff, t, err)
 		}
 		return fmt.Sprintf("the tailer checkpoint had fallen off the oplog: reset it to the snapshot's start %s", t), nil

@@ -368,7 +368,9 @@ func TestSnapshotHandoffCases(t *testing.T) {
 		tok := cs.ResumeToken()
 		_ = cs.Close(w.ctx)
 		js, _ := bson.MarshalExtJSON(tok, true, false)
-		before := &tailer.Checkpoint{V: tailer.CheckpointVersion, Token: js}
+		held := time.Unix(1.7e9, 0).UTC()
+		// With a lease history, which a later hand-off must pass on.
+		before := &tailer.Checkpoint{V: tailer.CheckpointVersion, Token: js, HeldSince: &held, Takeovers: 3}
 		_, rev, err := store.Load(w.ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -408,6 +410,9 @@ func TestSnapshotHandoffCases(t *testing.T) {
 		}
 		if snapshot.CheckpointTime(cp).Compare(oldest) < 0 {
 			t.Fatalf("checkpoint %s still before the oldest entry %s", snapshot.CheckpointTime(cp), oldest)
+		}
+		if cp.Takeovers != 3 || cp.HeldSince == nil || !cp.Handoff {
+			t.Fatalf("reset checkpoint %+v: want a hand-off that kept the lease history (3 takeovers, held since)", cp)
 		}
 	})
 

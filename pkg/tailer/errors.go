@@ -8,6 +8,8 @@ import (
 	"go.mongodb.org/mongo-driver/mongo"
 
 	"github.com/amanat/cdc/pkg/config"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Server error codes and labels the tailer classifies change-stream errors
@@ -207,12 +209,31 @@ const (
 	classResumable
 	// classFatal: 10334, 260, 280, 286, 47.
 	classFatal
+	// classBus: NATS did not answer or acknowledge in time (a stream
+	// leader election, a node lost, a slow server): retried from the
+	// checkpoint like any retried error, named so the log says so.
+	classBus
 )
 
-// classifyServer classifies err by server error code and label.
+// busErrors are the nats.go sentinels of a bus that did not answer: no
+// stream leader (no responders / no response from stream), async
+// publishes not acknowledged in time or stalled behind them, a request
+// timed out, the connection closed or reconnecting.
+var busErrors = []error{
+	nats.ErrNoResponders, nats.ErrTimeout, nats.ErrConnectionClosed, nats.ErrConnectionReconnecting,
+	jetstream.ErrNoStreamResponse, jetstream.ErrTooManyStalledMsgs, jetstream.ErrAsyncPublishTimeout,
+}
+
+// classifyServer classifies err by server error code and label, and by
+// the NATS client's sentinels (classBus).
 func classifyServer(err error) (errorClass, int32) {
 	se, ok := serverCode(err)
 	if !ok {
+		for _, b := range busErrors {
+			if errors.Is(err, b) {
+				return classBus, 0
+			}
+		}
 		return classUnknown, 0
 	}
 	for _, c := range []int32{CodeBSONObjectTooLarge, CodeInvalidResumeToken, CodeChangeStreamFatalError, CodeChangeStreamHistoryLost, CodeNoMatchingDocument} {

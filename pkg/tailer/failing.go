@@ -59,6 +59,8 @@ func (c errorClass) String() string {
 		return "resumable"
 	case classFatal:
 		return "fatal"
+	case classBus:
+		return "nats"
 	}
 	return "unknown"
 }

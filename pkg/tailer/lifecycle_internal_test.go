@@ -1,6 +1,7 @@
 package tailer
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -9,6 +10,8 @@ import (
 	"go.mongodb.org/mongo-driver/mongo"
 
 	"github.com/amanat/cdc/pkg/event"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 func changeDoc(t *testing.T, d bson.D) bson.Raw {
@@ -124,6 +127,11 @@ func TestClassifyServer(t *testing.T) {
 		{"labelled resumable", mongo.CommandError{Code: 11602, Labels: []string{LabelResumable}}, classResumable, 0},
 		{"unknown server error", mongo.CommandError{Code: 2, Message: "BSONObjectTooLarge 10334"}, classUnknown, 0},
 		{"not a server error", errString("connection reset; code 286"), classUnknown, 0},
+		{"async publishes stalled", fmt.Errorf("publish: %w", jetstream.ErrTooManyStalledMsgs), classBus, 0},
+		{"no stream leader", fmt.Errorf("publish: %w", jetstream.ErrNoStreamResponse), classBus, 0},
+		{"no responders", fmt.Errorf("checkpoint: %w", nats.ErrNoResponders), classBus, 0},
+		{"ack timeout", fmt.Errorf("publish not acknowledged: %w", jetstream.ErrAsyncPublishTimeout), classBus, 0},
+		{"bus text without the sentinel", errString("nats: no responders available for request"), classUnknown, 0},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
