@@ -22,12 +22,17 @@
 #              $CDC_DATABASE (the change stream, snapshots, verify) and on
 #              local (the oplog window: status, headroom, replay oplog)
 #   CDC_DATABASE             the replicated database (default escrow)
+#   CDC_COLLECTIONS          replicated collections (space-separated) to
+#              create with changeStreamPreAndPostImages enabled, or collMod
+#              when they exist: tailer.full_document post_image (the
+#              default) refuses collections without it (docs/runbook.md)
 set -euo pipefail
 
 RS_NAME=${RS_NAME:-rs0}
 RS_HOST=${RS_HOST:-mongo:27017}
 MONGO_PORT=${MONGO_PORT:-27017}
 CDC_DATABASE=${CDC_DATABASE:-escrow}
+CDC_COLLECTIONS=${CDC_COLLECTIONS:-}
 
 auth=()
 if [[ -n ${MONGO_ROOT_PASSWORD_FILE:-} ]]; then
@@ -69,6 +74,18 @@ if (pw !== '') {
   if (admin.getUser('cdc') === null) {
     admin.createUser({ user: 'cdc', pwd: pw, roles: roles });
     print('created user cdc');
+  }
+}
+// Point-in-time images for every replicated collection (post_image mode).
+const target = db.getSiblingDB('$CDC_DATABASE');
+for (const c of '$CDC_COLLECTIONS'.split(' ').filter(Boolean)) {
+  const info = target.getCollectionInfos({ name: c })[0];
+  if (info === undefined) {
+    target.createCollection(c, { changeStreamPreAndPostImages: { enabled: true } });
+    print('created ' + c + ' with pre- and post-images');
+  } else if (!(info.options.changeStreamPreAndPostImages || {}).enabled) {
+    target.runCommand({ collMod: c, changeStreamPreAndPostImages: { enabled: true } });
+    print('enabled pre- and post-images on ' + c);
   }
 }
 quit(0);
