@@ -17,44 +17,31 @@ import (
 	"github.com/amanat/cdc/pkg/tailer"
 )
 
-// checkpoints reads and writes the tailer's checkpoint record directly
-// (package tailer owns its format; this file only uses its types).
-type checkpoints struct {
-	kv  jetstream.KeyValue
-	key string
-}
+// checkpoints is the tailer's checkpoint store (tailer.KVCheckpoints: the
+// one implementation of its revision-checked reads and writes), with the
+// snapshot's hand-off write.
+type checkpoints struct{ store *tailer.KVCheckpoints }
 
 func openCheckpoints(ctx context.Context, js jetstream.JetStream, bucket, db string) (*checkpoints, error) {
-	kv, err := js.KeyValue(ctx, bucket)
+	store, err := tailer.NewKVCheckpoints(ctx, js, bucket, tailer.CheckpointKey(db))
 	if err != nil {
-		return nil, fmt.Errorf("checkpoint bucket %s: %w", bucket, err)
+		return nil, err
 	}
-	return &checkpoints{kv: kv, key: tailer.CheckpointKey(db)}, nil
+	return &checkpoints{store: store}, nil
 }
 
 // load returns the checkpoint and its KV revision; nil, 0 when none.
 func (c *checkpoints) load(ctx context.Context) (*tailer.Checkpoint, uint64, error) {
-	e, err := c.kv.Get(ctx, c.key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, 0, nil
-	}
-	if err != nil {
-		return nil, 0, fmt.Errorf("load tailer checkpoint %s: %w", c.key, err)
-	}
-	cp, err := tailer.DecodeCheckpoint(e.Value())
-	if err != nil {
-		return nil, 0, fmt.Errorf("tailer checkpoint %s: %w", c.key, err)
-	}
-	return cp, e.Revision(), nil
+	return c.store.Load(ctx)
 }
 
-// put writes a checkpoint that resumes at start: created if rev is 0 (and
-// fails with jetstream.ErrKeyExists if one appeared), else replacing
-// exactly revision rev (jetstream.ErrKeyRevisionMismatch if it moved). It
-// is marked as a hand-off (Handoff, Owner tailer.HandoffOwner()): a
-// running tailer restarts from it instead of standing by. prev, the
-// checkpoint it replaces (nil: none), passes on its lease history
-// (HeldSince, LastTakeover, Takeovers), so `cdc status` keeps it.
+// put writes a checkpoint that resumes at start: created if rev is 0, else
+// replacing exactly revision rev; when the stored one is not at rev (one
+// appeared, or it moved) it fails with tailer.ErrCheckpointMoved. It is
+// marked as a hand-off (Handoff, Owner tailer.HandoffOwner()): a running
+// tailer restarts from it instead of standing by. prev, the checkpoint it
+// replaces (nil: none), passes on its lease history (HeldSince,
+// LastTakeover, Takeovers), so `cdc status` keeps it.
 func (c *checkpoints) put(ctx context.Context, tok bson.Raw, start event.ClusterTime, rev uint64, prev *tailer.Checkpoint) error {
 	js, err := bson.MarshalExtJSON(tok, true, false)
 	if err != nil {
@@ -65,15 +52,7 @@ func (c *checkpoints) put(ctx context.Context, tok bson.Raw, start event.Cluster
 	if prev != nil {
 		cp.HeldSince, cp.LastTakeover, cp.Takeovers = prev.HeldSince, prev.LastTakeover, prev.Takeovers
 	}
-	b, err := tailer.EncodeCheckpoint(cp)
-	if err != nil {
-		return err
-	}
-	if rev == 0 {
-		_, err = c.kv.Create(ctx, c.key, b)
-	} else {
-		_, err = c.kv.Update(ctx, c.key, b, rev)
-	}
+	_, err = c.store.Save(ctx, cp, rev)
 	return err
 }
 
@@ -133,7 +112,7 @@ func (r *Runner) handoff(ctx context.Context, sess mongo.Session, first string) 
 			if err != nil {
 				return handoffPlan{}, err
 			}
-			if err := r.cps.put(ctx, tok, start, 0, nil); errors.Is(err, jetstream.ErrKeyExists) {
+			if err := r.cps.put(ctx, tok, start, 0, nil); errors.Is(err, tailer.ErrCheckpointMoved) {
 				continue // a tailer started meanwhile: look again
 			} else if err != nil {
 				return handoffPlan{}, fmt.Errorf("create the tailer checkpoint: %w", err)
@@ -155,7 +134,7 @@ func (r *Runner) handoff(ctx context.Context, sess mongo.Session, first string) 
 			if err != nil {
 				return handoffPlan{}, err
 			}
-			if err := r.cps.put(ctx, tok, t, rev, cp); errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			if err := r.cps.put(ctx, tok, t, rev, cp); errors.Is(err, tailer.ErrCheckpointMoved) {
 				continue
 			} else if err != nil {
 				return handoffPlan{}, fmt.Errorf("reset the tailer checkpoint: %w", err)
