@@ -57,7 +57,22 @@ func StreamsConfig(cfg *config.Config) bus.StreamsConfig {
 		MaxAge:           cfg.NATS.MaxAge,
 		MaxBytes:         cfg.NATS.MaxBytes,
 		CheckpointBucket: cfg.NATS.CheckpointBucket,
+	}.WithLanes(BusLanes(cfg))
+}
+
+// BusLanes is cfg's sink.lanes for pkg/bus (nil: one lane). Validate has
+// refused a malformed value; CheckLanes checks it against the replicated
+// collections.
+func BusLanes(cfg *config.Config) []bus.Lane {
+	lanes, err := config.ParseLanes(cfg.Sink.Lanes)
+	if err != nil {
+		return nil
 	}
+	out := make([]bus.Lane, len(lanes))
+	for i, l := range lanes {
+		out[i] = bus.Lane{Name: l.Name, Collections: l.Collections}
+	}
+	return out
 }
 
 // LoadTransforms loads the mappings from cfg.Transforms.Dir, or the
@@ -228,6 +243,13 @@ func run(ctx context.Context, cfg config.Config, role config.Role, log *zap.Logg
 	if err != nil {
 		return err
 	}
+	lanes, err := config.ParseLanes(cfg.Sink.Lanes)
+	if err != nil {
+		return &config.FieldError{Field: "sink.lanes", Reason: err.Error()}
+	}
+	if err := config.CheckLanes(lanes, colls); err != nil {
+		return err
+	}
 	b, err := OpenBus(ctx, &cfg, "cdc", cfg.Tailer.MaxInFlight, log)
 	if err != nil {
 		return err
@@ -253,15 +275,23 @@ func run(ctx context.Context, cfg config.Config, role config.Role, log *zap.Logg
 		if err := transform.CheckCatalog(ctx, pool, set); err != nil {
 			return fmt.Errorf("refusing to start the sink: %w", err)
 		}
-		sk := sink.New(b.JS, pool, set, sink.Config{
+		scfg := sink.Config{
 			Consumer: cfg.Sink.Consumer, BatchSize: cfg.Sink.BatchSize, BatchWait: cfg.Sink.BatchWait,
 			AckWait: cfg.Sink.AckWait, Streams: b.Streams, Unparked: cfg.Sink.UnparkedCollections,
 			Owner: cfg.Sink.Instance, MaxWaiting: cfg.Sink.MaxWaiting, TxnSpillAfter: cfg.Sink.TxnSpillAfter,
 			TxnTimeout: cfg.Sink.TxnTimeout, FailingAfter: cfg.Sink.FailingAfter,
-		}, log.Named("sink"), met.ForSink(health), opts.SinkHooks)
+		}
 		health.Check("postgres", func(ctx context.Context) error { return pool.Ping(ctx) })
 		health.Expect("sink", 30*time.Second)
-		g.Go(func() error { return sk.Run(gctx) })
+		if b.Streams.Laned() {
+			// Lanes: one Sink per lane assigned to this instance
+			// (pkg/sink/lanes.go); instances share the lanes.
+			lr := sink.NewLaneRunner(b.JS, pool, set, scfg, log.Named("sink"), met.ForSink(health), opts.SinkHooks)
+			g.Go(func() error { return lr.Run(gctx) })
+		} else {
+			sk := sink.New(b.JS, pool, set, scfg, log.Named("sink"), met.ForSink(health), opts.SinkHooks)
+			g.Go(func() error { return sk.Run(gctx) })
+		}
 	}
 	if role&config.RoleTailer != 0 {
 		client, err := ConnectMongo(ctx, cfg.Mongo.URI)

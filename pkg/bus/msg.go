@@ -21,7 +21,19 @@ const headerRoom = 1024
 // the envelope in the large-event object store and returns the small
 // pointer message to publish instead (EncodeEventMsg does both). Readers
 // decode every change-stream message through EventBytes/DecodeEventMsg.
+//
+// With lanes configured, EventMsg puts ev in its collection's lane; a
+// publisher of transactions uses a LaneRouter and LaneEventMsg instead.
 func EventMsg(c StreamsConfig, ev *event.Event, maxPayload int64) (msg *nats.Msg, oversize bool, err error) {
+	lane, err := c.LaneOf(ev.Source.Coll)
+	if err != nil {
+		return nil, false, err
+	}
+	return LaneEventMsg(c, lane, ev, maxPayload)
+}
+
+// LaneEventMsg is EventMsg with the lane given (lanes.go: LaneRouter).
+func LaneEventMsg(c StreamsConfig, lane string, ev *event.Event, maxPayload int64) (msg *nats.Msg, oversize bool, err error) {
 	data, err := ev.Marshal()
 	if err != nil {
 		return nil, false, err
@@ -29,7 +41,7 @@ func EventMsg(c StreamsConfig, ev *event.Event, maxPayload int64) (msg *nats.Msg
 	oversize = maxPayload > 0 && int64(len(data)) > maxPayload-headerRoom
 	// Header keys are already canonical: no Set (which canonicalises
 	// them again on every event).
-	msg = &nats.Msg{Subject: subject(c, ev.Source.DB, ev.Source.Coll), Data: data, Header: nats.Header{
+	msg = &nats.Msg{Subject: subject(c, lane, ev.Source.DB, ev.Source.Coll), Data: data, Header: nats.Header{
 		jetstream.MsgIDHeader: {ev.ID},
 		"Content-Type":        {event.ContentType},
 	}}
@@ -37,14 +49,14 @@ func EventMsg(c StreamsConfig, ev *event.Event, maxPayload int64) (msg *nats.Msg
 }
 
 // subjects caches escaped subjects: a few collections, millions of events.
-var subjects sync.Map // [3]string{prefix, db, coll} -> string
+var subjects sync.Map // [4]string{prefix, lane, db, coll} -> string
 
-func subject(c StreamsConfig, db, coll string) string {
-	k := [3]string{c.SubjectPrefix, db, coll}
+func subject(c StreamsConfig, lane, db, coll string) string {
+	k := [4]string{c.SubjectPrefix, lane, db, coll}
 	if s, ok := subjects.Load(k); ok {
 		return s.(string)
 	}
-	s := c.Subject(db, coll)
+	s := c.LaneSubject(lane, db, coll)
 	subjects.Store(k, s)
 	return s
 }

@@ -24,6 +24,11 @@ type StreamsConfig struct {
 	MaxBytes int64
 	// CheckpointBucket is the KV bucket for tailer checkpoints.
 	CheckpointBucket string
+	// Lanes split the change stream into one stream per lane (lanes.go);
+	// empty: the one stream Stream. Set with WithLanes.
+	Lanes []Lane
+	// laneOf maps a collection to its lane (built by WithLanes).
+	laneOf map[string]string
 }
 
 // Subject is the subject of a change event of db.coll. Tokens are escaped
@@ -51,35 +56,16 @@ func escapeToken(s string) string {
 	return b.String()
 }
 
-// Ensure declares (creates or updates) the change stream, the dead-letter
+// Ensure declares (creates or updates) the change stream (one per lane
+// when lanes are configured), the dead-letter
 // stream, the checkpoint bucket and the large-event object store
 // (LargeBucket, see large.go). It is idempotent.
 func Ensure(ctx context.Context, js jetstream.JetStream, c StreamsConfig) error {
-	maxBytes := c.MaxBytes
-	if maxBytes == 0 {
-		maxBytes = -1
+	// The change stream, or one per lane (lanes.go).
+	if err := ensureChangeStreams(ctx, js, c); err != nil {
+		return err
 	}
 	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        c.Stream,
-		Description: "CDC change events (MongoDB change stream -> Postgres sink)",
-		Subjects:    []string{c.SubjectPrefix + ".>"},
-		Storage:     jetstream.FileStorage,
-		Retention:   jetstream.LimitsPolicy,
-		// A full stream refuses new events (the tailer retries from its
-		// checkpoint; MongoDB's oplog is the buffer) instead of discarding
-		// the oldest, which the sink may not have applied. Age still
-		// removes messages whatever the policy: the sink stops on any gap.
-		Discard:    jetstream.DiscardNew,
-		MaxAge:     c.MaxAge,
-		MaxBytes:   maxBytes,
-		Duplicates: c.DedupWindow,
-		Replicas:   c.Replicas,
-		MaxMsgSize: -1,
-	})
-	if err != nil {
-		return fmt.Errorf("declare stream %s: %w", c.Stream, err)
-	}
-	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        c.DLQStream,
 		Description: "CDC dead letters: events the sink could not apply, with the reason",
 		Subjects:    []string{c.SubjectPrefix + "_dlq.>"},

@@ -272,6 +272,9 @@ type SinkConfig struct {
 	// FailingAfter is how long batches may fail with retryable errors
 	// before the sink turns unready and logs at error level. Default 1m.
 	FailingAfter time.Duration `koanf:"failing_after"`
+	// Lanes split the sink's work into lanes, "name:coll1+coll2" each
+	// (lanes.go, ParseLanes). Default [] (one lane).
+	Lanes []string `koanf:"lanes"`
 }
 
 // TransformsConfig selects the mappings.
@@ -374,6 +377,7 @@ func Default() Config {
 			TxnSpillAfter: 5 * time.Second,
 			TxnTimeout:    10 * time.Minute,
 			FailingAfter:  time.Minute,
+			Lanes:         []string{},
 		},
 		Log:  LogConfig{Level: "info", Format: "json"},
 		HTTP: HTTPConfig{Addr: "127.0.0.1:9464"},
@@ -514,6 +518,9 @@ func (c *Config) Validate(role Role) error {
 		add("nats.url", "is required for a sink running on its own: point it at the tailer's embedded server or at the NATS cluster (an embedded server in the sink would be a second, empty one)")
 	}
 	if role&(RoleTailer|RoleSink) != 0 {
+		if _, err := ParseLanes(c.Sink.Lanes); err != nil { // the tailer publishes by lane too
+			add("sink.lanes", "%v", err)
+		}
 		n := c.NATS
 		if n.Stream == "" || strings.ContainsAny(n.Stream, ". *>") {
 			add("nats.stream", "must be a non-empty name without '.', ' ', '*' or '>'")

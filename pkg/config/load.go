@@ -31,7 +31,7 @@ var envAliases = map[string]string{
 
 // listKeys are the list-valued keys: their environment value is a
 // comma-separated list.
-var listKeys = map[string]bool{"snapshot.allowed_targets": true}
+var listKeys = map[string]bool{"snapshot.allowed_targets": true, "sink.lanes": true}
 
 // Load reads the YAML file at path (optional when empty) and the
 // environment given by environ (os.Environ when nil), on top of Default(),

@@ -23,11 +23,15 @@ type Publisher struct {
 	// acknowledgements failed (default 5). Re-publishing is safe: the
 	// ids are the same.
 	Attempts int
+	// lanes routes events to their sink lane (bus.LaneRouter): events
+	// are published in change-stream order, a transaction whole to the
+	// lane of its first event, as the tailer does.
+	lanes *bus.LaneRouter
 }
 
 // NewPublisher returns a Publisher. It does no I/O.
 func NewPublisher(js jetstream.JetStream, streams bus.StreamsConfig) *Publisher {
-	return &Publisher{js: js, streams: streams, Attempts: 5}
+	return &Publisher{js: js, streams: streams, Attempts: 5, lanes: bus.NewLaneRouter(streams)}
 }
 
 // Published counts the acknowledgements of a batch.
@@ -45,7 +49,11 @@ type Published struct {
 // (bus.EncodeEventMsg): an envelope over max_payload is put in the
 // large-event object store and the message is its pointer.
 func (p *Publisher) Msg(ctx context.Context, ev *event.Event) (*nats.Msg, error) {
-	return bus.EncodeEventMsg(ctx, p.js, p.streams, ev)
+	lane, err := p.lanes.Route(ev)
+	if err != nil {
+		return nil, err
+	}
+	return bus.EncodeLaneEventMsg(ctx, p.js, p.streams, lane, ev)
 }
 
 // PublishBatch publishes evs asynchronously and waits until JetStream
@@ -87,7 +95,7 @@ func (p *Publisher) publishOnce(ctx context.Context, msgs []*nats.Msg) (Publishe
 		// The message is re-sent on retry: publish a copy, the client
 		// may keep a reference to the one it sent.
 		cp := &nats.Msg{Subject: m.Subject, Data: m.Data, Header: m.Header}
-		f, err := p.js.PublishMsgAsync(cp, jetstream.WithExpectStream(p.streams.Stream))
+		f, err := p.js.PublishMsgAsync(cp, jetstream.WithExpectStream(p.streams.StreamOf(m.Subject)))
 		if err != nil {
 			return res, fmt.Errorf("publish %s: %w", m.Header.Get(jetstream.MsgIDHeader), err)
 		}

@@ -37,6 +37,36 @@
 // ends. A zombie whose epoch was superseded fails inside its own
 // transaction and stands by.
 //
+// # Lanes
+//
+// With sink.lanes configured the work is split into lanes (lanes.go,
+// members.go): each lane is a group of collections with its own stream
+// (bus.StreamsConfig.LaneStream, subjects <prefix>.<lane>.>, so delivered
+// sequences stay contiguous per lane and the gap check above holds per
+// lane), its own durable consumer, position row and fence
+// (LaneConsumer). Without lanes nothing changes: one stream, one consumer,
+// the names of before. Several instances share the lanes: each puts its
+// key in a JetStream KV bucket (MembersBucket, TTL MemberTTLFactor
+// heartbeats) and runs a Sink for each lane the rendezvous hash (Assign)
+// gives it over the live members; a lane no longer assigned is stopped
+// gracefully (its fence released); a dead holder's lane is taken once its
+// advisory lock is free. Membership only decides who tries: two instances
+// that briefly disagree both start the lane's Sink, and the fence lets one
+// apply it.
+//
+// A Mongo transaction is applied whole: every publisher routes all its
+// events to the lane of its first event (bus.LaneRouter), where the
+// assembler collects and commits it in one Postgres transaction. A
+// document of another lane that the transaction touched therefore gets
+// that event through the transaction's lane, while its other events come
+// through its own lane, in no fixed order relative to it. Per-document
+// order still holds because the version guard below is one row per
+// document in cdc.doc_versions, shared by all lanes and locked FOR UPDATE
+// by the applying transaction: whichever lane applies a newer version
+// first, the older one is skipped when it comes. A child whose parent is
+// in another lane and not applied yet is handled by its reference policy
+// (wait: set aside and retried until the parent's lane applies it).
+//
 // # Effectively once
 //
 // cdc.doc_versions keeps, per document, the position (cluster time, index

@@ -279,6 +279,11 @@ type state struct {
 	// rounds counts answered TryNext calls: a session that read from its
 	// stream and then saved is healthy.
 	rounds int
+	// lanes routes each event to its sink lane (bus.LaneRouter: a
+	// transaction whole to its first event's lane). A session starts at a
+	// transaction boundary (no checkpoint inside one), so it sees every
+	// transaction's first event.
+	lanes *bus.LaneRouter
 }
 
 func (t *Tailer) runOnce(ctx context.Context) (progressed bool, err error) {
@@ -487,7 +492,14 @@ func (t *Tailer) publish(ctx context.Context, st *state, ev *event.Event, tok bs
 	if err := t.mayPublish(ctx, st); err != nil {
 		return err
 	}
-	msg, oversize, err := bus.EventMsg(t.cfg.Streams, ev, t.js.Conn().MaxPayload())
+	if st.lanes == nil {
+		st.lanes = bus.NewLaneRouter(t.cfg.Streams)
+	}
+	lane, err := st.lanes.Route(ev)
+	if err != nil {
+		return &FatalError{Err: err}
+	}
+	msg, oversize, err := bus.LaneEventMsg(t.cfg.Streams, lane, ev, t.js.Conn().MaxPayload())
 	if err != nil {
 		return &FatalError{Err: err}
 	}
@@ -515,7 +527,7 @@ func (t *Tailer) publish(ctx context.Context, st *state, ev *event.Event, tok bs
 	}
 	// bus.EventMsg leaves headerRoom (1 KiB) of max_payload to headers.
 	msg.Header[HeaderTailer] = []string{t.cfg.Owner}
-	ack, err := t.js.PublishMsgAsync(msg, jetstream.WithExpectStream(t.cfg.Streams.Stream))
+	ack, err := t.js.PublishMsgAsync(msg, jetstream.WithExpectStream(t.cfg.Streams.LaneStream(lane)))
 	if err != nil {
 		return fmt.Errorf("publish %s: %w", ev.ID, err)
 	}
