@@ -36,6 +36,7 @@ type Metrics struct {
 	headroom        prometheus.Gauge
 	waiting         prometheus.Gauge
 	sinkState       *sinkState
+	sinkLanes       *sinkLanes
 	tailerState     *tailerState
 	now             func() time.Time
 }
@@ -101,6 +102,7 @@ func New() *Metrics {
 	m.waiting = f(prometheus.NewGauge(prometheus.GaugeOpts{Name: "cdc_sink_waiting_events",
 		Help: "Events set aside for a parent that has not arrived (policy wait)."})).(prometheus.Gauge)
 	m.sinkState = newSinkState(m.Registry)
+	m.sinkLanes = newSinkLanes(m.Registry)
 	m.tailerState = newTailerState(m.Registry)
 	return m
 }

@@ -67,12 +67,6 @@ func NewLaneRunner(js jetstream.JetStream, pool *pgxpool.Pool, set *transform.Se
 	return &LaneRunner{js: js, pool: pool, set: set, cfg: cfg, lanes: cfg.Streams.LaneNames(), log: log, metrics: m, hooks: hooks}
 }
 
-// laneMetrics keeps a lane's standby from reporting the instance as
-// standby while it applies other lanes: the runner reports the role.
-type laneMetrics struct{ Metrics }
-
-func (laneMetrics) SetRole(string, string) {}
-
 type laneRun struct {
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -170,6 +164,7 @@ func (r *LaneRunner) Run(ctx context.Context) error {
 			role = "active"
 		}
 		r.metrics.SetRole(role, r.cfg.Owner)
+		r.reportLanes(running) // lanemetrics.go
 		select {
 		case <-ctx.Done():
 			return nil
@@ -207,7 +202,7 @@ func (r *LaneRunner) startLane(ctx context.Context, lane string, failed chan<- e
 	lctx, cancel := context.WithCancel(ctx)
 	lr := &laneRun{cancel: cancel, done: make(chan struct{})}
 	cfg := LaneConfig(r.cfg, lane)
-	s := New(r.js, r.pool, r.set, cfg, r.log.With(zap.String("lane", lane)), laneMetrics{r.metrics}, r.hooks)
+	s := New(r.js, r.pool, r.set, cfg, r.log.With(zap.String("lane", lane)), laneMetrics{r.metrics, lane}, r.hooks)
 	r.log.Info("lane assigned to this instance: starting it (it takes the lane once the previous holder's fence is free)",
 		zap.String("lane", lane), zap.String("consumer", cfg.Consumer), zap.String("stream", cfg.Streams.Stream))
 	go func() {

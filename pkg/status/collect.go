@@ -29,6 +29,8 @@ type Target struct {
 	CheckpointBucket string
 	// Consumer is the sink's durable consumer and cdc.sink_positions key.
 	Consumer string
+	// Lanes are sink.lanes (nil: none; the report has no lanes section).
+	Lanes []config.LaneConfig
 	// Mappings are the replicated collections' transforms (for the
 	// counts); MappingsErr says why they could not be loaded.
 	Mappings    []*transform.Mapping
@@ -52,6 +54,9 @@ func TargetFromConfig(cfg *config.Config) Target {
 		HeadroomWarning:  cfg.Oplog.HeadroomWarning,
 		StandbyTakeover:  cfg.Tailer.StandbyTakeover,
 	}
+	// Validate refused a malformed sink.lanes; a report of a config that
+	// skipped it shows no lanes rather than failing.
+	t.Lanes, _ = config.ParseLanes(cfg.Sink.Lanes)
 	set, err := app.LoadTransforms(cfg)
 	if err != nil {
 		t.MappingsErr = err
@@ -86,6 +91,7 @@ func Collect(ctx context.Context, src *Sources, tgt Target, opts Options) *Repor
 	c.oplog(ctx)
 	c.streams(ctx)
 	c.sink(ctx)
+	c.lanes(ctx) // lanes.go
 	c.deferred(ctx)
 	c.lag()
 	c.deadLetters(ctx)
@@ -197,6 +203,13 @@ func (c *collector) streams(ctx context.Context) {
 	}
 	ctx, cancel := c.ctx(ctx)
 	defer cancel()
+	if c.laned() {
+		// The default stream is not declared with lanes (pkg/bus
+		// ensureChangeStreams): each lane has its stream and consumer.
+		s.Error, cons.Error = perLane, perLane
+		c.streamInfo(ctx, d)
+		return
+	}
 	stream := c.streamInfo(ctx, s)
 	c.streamInfo(ctx, d)
 	if stream == nil {
@@ -249,21 +262,30 @@ func (c *collector) streamInfo(ctx context.Context, st *StreamStatus) jetstream.
 }
 
 func (c *collector) sink(ctx context.Context) {
-	s := &c.r.Sink
-	s.Consumer = c.tgt.Consumer
+	if c.laned() {
+		c.r.Sink = SinkStatus{Consumer: c.tgt.Consumer, Error: perLane}
+		return
+	}
+	c.r.Sink = c.position(ctx, c.tgt.Consumer)
+}
+
+// position reads the position row and fence of consumer (the sink's, or
+// a lane's).
+func (c *collector) position(ctx context.Context, consumer string) SinkStatus {
+	s := SinkStatus{Consumer: consumer}
 	if c.src.pg == nil {
 		s.Error = "PostgreSQL unreachable"
-		return
+		return s
 	}
 	qctx, cancel := c.ctx(ctx)
 	p, ok, err := state.ReadPosition(qctx, c.src.pg, s.Consumer)
 	cancel()
 	if err != nil {
 		s.Error = oneLine(err)
-		return
+		return s
 	}
 	if !ok {
-		return
+		return s
 	}
 	s.Found = true
 	s.StreamSeq = p.Seq
@@ -291,6 +313,7 @@ func (c *collector) sink(ctx context.Context) {
 		f.Held = &held
 	}
 	s.Fence = f
+	return s
 }
 
 // streamIdentity is a stream's creation time as the sink position records
@@ -307,28 +330,40 @@ func (c *collector) deferred(ctx context.Context) {
 	}
 	ctx, cancel := c.ctx(ctx)
 	defer cancel()
-	st, err := state.ReadDeferredStats(ctx, c.src.pg, c.tgt.Consumer)
-	if err != nil {
-		d.Error = oneLine(err)
-		return
-	}
-	d.Waiting, d.TxnParts, d.Bytes = st.Waiting, st.TxnParts, st.Bytes
-	if !st.Oldest.IsZero() {
-		oldest := st.Oldest.UTC()
-		d.Oldest = &oldest
-		d.OldestAgeSeconds = max(c.opts.now().Sub(oldest).Seconds(), 0)
+	// With lanes, the sum over the lanes' consumers (the oldest of all).
+	for _, consumer := range c.consumers() {
+		st, err := state.ReadDeferredStats(ctx, c.src.pg, consumer)
+		if err != nil {
+			*d = DeferredStatus{Error: oneLine(err)}
+			return
+		}
+		d.Waiting, d.TxnParts, d.Bytes = d.Waiting+st.Waiting, d.TxnParts+st.TxnParts, d.Bytes+st.Bytes
+		if !st.Oldest.IsZero() && (d.Oldest == nil || st.Oldest.Before(*d.Oldest)) {
+			oldest := st.Oldest.UTC()
+			d.Oldest = &oldest
+			d.OldestAgeSeconds = max(c.opts.now().Sub(oldest).Seconds(), 0)
+		}
 	}
 }
 
 func (c *collector) lag() {
-	l, st, sk := &c.r.Lag, &c.r.Stream, &c.r.Sink
+	if c.laned() {
+		c.r.Lag = c.lanesLag()
+		return
+	}
+	c.r.Lag = lagOf(c.r.Stream, c.r.Sink, c.opts.now())
+}
+
+// lagOf is the lag of the position sk on the stream st at now.
+func lagOf(st StreamStatus, sk SinkStatus, now time.Time) LagStatus {
+	var l LagStatus
 	switch {
 	case st.Error != "":
 		l.Error = "stream state unknown"
-		return
+		return l
 	case sk.Error != "":
 		l.Error = "sink position unknown"
-		return
+		return l
 	}
 	// Before the sink's first commit the floor is 0: every event in the
 	// stream is pending.
@@ -336,8 +371,9 @@ func (c *collector) lag() {
 		l.Events = st.LastSeq - sk.StreamSeq
 	}
 	if l.Events > 0 && sk.ClusterTime != nil {
-		l.Seconds = max(c.opts.now().Sub(sk.ClusterTime.Time).Seconds(), 0)
+		l.Seconds = max(now.Sub(sk.ClusterTime.Time).Seconds(), 0)
 	}
+	return l
 }
 
 func (c *collector) deadLetters(ctx context.Context) {
@@ -495,7 +531,7 @@ func (c *collector) judge() {
 	}
 	// Section errors not explained by an unreachable system.
 	reachErr := map[string]bool{"NATS unreachable": true, "PostgreSQL unreachable": true, "MongoDB unreachable": true,
-		"stream state unknown": true, "sink position unknown": true}
+		"stream state unknown": true, "sink position unknown": true, perLane: true}
 	section := func(name, err string) {
 		if err != "" && !reachErr[err] {
 			add("%s: %s", name, err)
@@ -527,27 +563,14 @@ func (c *collector) judge() {
 	}
 	sk, st := r.Sink, r.Stream
 	section("sink position", sk.Error)
-	if sk.Error == "" && st.Error == "" {
-		switch {
-		case streamRecreated(sk, st):
-			// The sequence comparisons below mean nothing across streams.
-			add("sink position: stream re-created: the position belongs to another stream; see `cdc position adopt` (position: sequence %d of stream %s created %s; stream %s now: created %s)",
-				sk.StreamSeq, sk.Stream, sk.StreamCreated.Format(microTime), st.Name, st.Created.Format(microTime))
-		case !sk.Found && st.LastSeq > 0:
-			add("sink position: none for consumer %s while the stream holds %d events (the sink has not committed yet)", sk.Consumer, st.Messages)
-		case sk.Found && sk.StreamSeq > st.LastSeq:
-			add("sink position: applied floor %d is past the stream's last sequence %d (was the stream %s recreated?)", sk.StreamSeq, st.LastSeq, st.Name)
-		case sk.Found && st.Messages > 0 && st.FirstSeq > sk.StreamSeq+1:
-			add("sink position: the stream no longer holds sequences %d..%d the sink has not applied (retention removed them); replay the gap from MongoDB",
-				sk.StreamSeq+1, st.FirstSeq-1)
-		}
-	}
+	judgePosition(add, "sink position", sk, st)
 	if sk.Fence != nil {
 		// No holder recorded (a fresh install) and no live holder (the
 		// daemon is down, or a sink stands by) are both states, not
 		// problems; only a failed read is.
 		section("sink fence", sk.Fence.Error)
 	}
+	c.judgeLanes(add, warn, section) // lanes.go
 	df := r.Deferred
 	section("deferred events", df.Error)
 	if df.Error == "" && df.Oldest != nil && df.OldestAgeSeconds > DeferredWarnAge.Seconds() {
@@ -576,4 +599,24 @@ func (c *collector) judge() {
 		r.Warnings = []string{}
 	}
 	r.Healthy = len(r.Problems) == 0
+}
+
+// judgePosition adds the problems of position sk on stream st (both
+// read), naming it label ("sink position", or a lane's).
+func judgePosition(add func(string, ...any), label string, sk SinkStatus, st StreamStatus) {
+	if sk.Error == "" && st.Error == "" {
+		switch {
+		case streamRecreated(sk, st):
+			// The sequence comparisons below mean nothing across streams.
+			add(label+": stream re-created: the position belongs to another stream; see `cdc position adopt` (position: sequence %d of stream %s created %s; stream %s now: created %s)",
+				sk.StreamSeq, sk.Stream, sk.StreamCreated.Format(microTime), st.Name, st.Created.Format(microTime))
+		case !sk.Found && st.LastSeq > 0:
+			add(label+": none for consumer %s while the stream holds %d events (the sink has not committed yet)", sk.Consumer, st.Messages)
+		case sk.Found && sk.StreamSeq > st.LastSeq:
+			add(label+": applied floor %d is past the stream's last sequence %d (was the stream %s recreated?)", sk.StreamSeq, st.LastSeq, st.Name)
+		case sk.Found && st.Messages > 0 && st.FirstSeq > sk.StreamSeq+1:
+			add(label+": the stream no longer holds sequences %d..%d the sink has not applied (retention removed them); replay the gap from MongoDB",
+				sk.StreamSeq+1, st.FirstSeq-1)
+		}
+	}
 }

@@ -54,4 +54,19 @@
 // The same definitions back the cdc_replication_lag_seconds and
 // cdc_replication_lag_events metrics (there, events are the consumer's
 // pending plus unacknowledged messages).
+//
+// # Lanes
+//
+// With sink.lanes configured (lanes.go) the default stream is not
+// declared, so the stream, consumer and sink sections say "per lane" and
+// the lanes section (JSON "lanes", absent without lanes) has, per lane,
+// its stream <nats.stream>_<lane> and last sequence, its position row
+// <sink.consumer>_<lane> with the fence (owner, epoch, since, lock held),
+// its lag as above, and the member the rendezvous assignment gives it;
+// and the live members of the members bucket with the lanes each is
+// given. lag sums the lanes' events and takes the largest of their
+// seconds; deferred sums the lanes' consumers. Each lane's position is
+// judged as the sink's is; a lane no live member is given warns. The
+// per-lane metrics are cdc_sink_lane_assigned, cdc_sink_lane_active,
+// cdc_sink_lane_lag_events and cdc_sink_lane_last_applied_cluster_time_seconds.
 package status

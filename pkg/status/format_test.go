@@ -6,6 +6,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -61,6 +62,36 @@ func sampleReport() *status.Report {
 	}
 }
 
+// sampleLanedReport is sampleReport with sink.lanes configured: the
+// stream, consumer and sink sections say "per lane", and the lanes section
+// shows two lanes (one applied and held, one with no position yet), two
+// live members and the assignment.
+func sampleLanedReport() *status.Report {
+	r := sampleReport()
+	at := r.Time
+	fenced := at.Add(-10 * time.Minute)
+	created := time.Date(2026, 2, 1, 9, 30, 0, 123456000, time.UTC)
+	perLane := "per lane with sink.lanes configured (see the lanes section)"
+	r.Stream = status.StreamStatus{Name: "CDC", Error: perLane}
+	r.Consumer = status.ConsumerStatus{Name: "cdc-sink", Error: perLane}
+	r.Sink = status.SinkStatus{Consumer: "cdc-sink", Error: perLane}
+	r.Lag = status.LagStatus{Events: 30, Seconds: 20}
+	r.Lanes = &status.LanesStatus{MembersBucket: "CDC_sink_members",
+		Members: []status.LaneMember{{Owner: "cdc-1:4242:9f3a", Lanes: []string{"ledger"}}, {Owner: "cdc-2:777:0b1c", Lanes: []string{"payments"}}},
+		Items: []status.LaneStatus{
+			{Name: "ledger", Collections: []string{"accounts", "ledger_entries"}, Stream: "CDC_ledger", FirstSeq: 1, LastSeq: 5030, StreamCreated: &created, Messages: 5030,
+				AssignedTo: "cdc-1:4242:9f3a",
+				Position: status.SinkStatus{Consumer: "cdc-sink_ledger", Found: true, StreamSeq: 5000,
+					ClusterTime: &status.ClusterTime{T: 1772366380, I: 9, Time: time.Unix(1772366380, 0).UTC()}, AppliedAt: &fenced,
+					Stream: "CDC_ledger", StreamCreated: &created,
+					Fence: &status.FenceStatus{Owner: "cdc-1:4242:9f3a", Epoch: 4, Since: &fenced, Held: ptr(true)}},
+				Lag: status.LagStatus{Events: 30, Seconds: 20}},
+			{Name: "payments", Collections: []string{"payments"}, Stream: "CDC_payments", AssignedTo: "cdc-2:777:0b1c",
+				Position: status.SinkStatus{Consumer: "cdc-sink_payments"}},
+		}}
+	return r
+}
+
 // TestFormatsGolden pins the JSON form (scripts depend on its field
 // names; a change needs a ReportVersion bump) and the text form.
 func TestFormatsGolden(t *testing.T) {
@@ -70,10 +101,18 @@ func TestFormatsGolden(t *testing.T) {
 	}{
 		{"report.json.golden", func(b *bytes.Buffer, r *status.Report) error { return status.WriteJSON(b, r) }},
 		{"report.txt.golden", func(b *bytes.Buffer, r *status.Report) error { return status.WriteText(b, r) }},
+		{"report_lanes.json.golden", func(b *bytes.Buffer, r *status.Report) error { return status.WriteJSON(b, r) }},
+		{"report_lanes.txt.golden", func(b *bytes.Buffer, r *status.Report) error { return status.WriteText(b, r) }},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
+			// Without lanes the report is as before lanes existed (no
+			// lanes field, no lanes section).
+			sample := sampleReport
+			if strings.HasPrefix(tc.file, "report_lanes") {
+				sample = sampleLanedReport
+			}
 			var buf bytes.Buffer
-			if err := tc.write(&buf, sampleReport()); err != nil {
+			if err := tc.write(&buf, sample()); err != nil {
 				t.Fatal(err)
 			}
 			path := filepath.Join("testdata", tc.file)
@@ -95,8 +134,15 @@ func TestFormatsGolden(t *testing.T) {
 
 // TestJSONRoundTrip: the JSON form decodes back into the same report.
 func TestJSONRoundTrip(t *testing.T) {
+	for _, sample := range []func() *status.Report{sampleReport, sampleLanedReport} {
+		roundTrip(t, sample())
+	}
+}
+
+func roundTrip(t *testing.T, r *status.Report) {
+	t.Helper()
 	var buf bytes.Buffer
-	if err := status.WriteJSON(&buf, sampleReport()); err != nil {
+	if err := status.WriteJSON(&buf, r); err != nil {
 		t.Fatal(err)
 	}
 	var back status.Report

@@ -32,12 +32,15 @@ type Report struct {
 	Postgres System     `json:"postgres"`
 	Mongo    System     `json:"mongo"`
 
-	Tailer      TailerStatus      `json:"tailer"`
-	Oplog       OplogStatus       `json:"oplog"`
-	Stream      StreamStatus      `json:"stream"`
-	DLQStream   StreamStatus      `json:"dlq_stream"`
-	Consumer    ConsumerStatus    `json:"consumer"`
-	Sink        SinkStatus        `json:"sink"`
+	Tailer    TailerStatus   `json:"tailer"`
+	Oplog     OplogStatus    `json:"oplog"`
+	Stream    StreamStatus   `json:"stream"`
+	DLQStream StreamStatus   `json:"dlq_stream"`
+	Consumer  ConsumerStatus `json:"consumer"`
+	Sink      SinkStatus     `json:"sink"`
+	// Lanes is set when sink.lanes is configured (then Stream, Consumer
+	// and Sink say "per lane" and Lag and Deferred sum the lanes').
+	Lanes       *LanesStatus      `json:"lanes,omitempty"`
 	Deferred    DeferredStatus    `json:"deferred"`
 	Lag         LagStatus         `json:"lag"`
 	DeadLetters DeadLetterStatus  `json:"dead_letters"`
@@ -340,4 +343,52 @@ type CollectionCount struct {
 	// Mongo is countDocuments of the source collection.
 	Mongo *int64 `json:"mongo"`
 	Error string `json:"error,omitempty"`
+}
+
+// LanesStatus is the sink lanes (sink.lanes): each lane's stream,
+// position and fence, and the live sink instances with the lanes the
+// members' assignment gives each. nil (absent from the JSON) without
+// lanes.
+type LanesStatus struct {
+	// MembersBucket is the KV bucket of the live sink instances
+	// (pkg/sink.MembersBucket).
+	MembersBucket string `json:"members_bucket"`
+	// Members are the live instances (their keys have not expired),
+	// sorted by owner; MembersError says why they could not be read.
+	Members      []LaneMember `json:"members"`
+	MembersError string       `json:"members_error,omitempty"`
+	Items        []LaneStatus `json:"items"`
+}
+
+// LaneMember is one live sink instance.
+type LaneMember struct {
+	// Owner is the instance (host:pid:nonce), as its fences record it.
+	Owner string `json:"owner"`
+	// Lanes are the lanes the rendezvous assignment over the live members
+	// gives it (it runs their sinks; it applies those whose fence it
+	// holds).
+	Lanes []string `json:"lanes"`
+}
+
+// LaneStatus is one lane.
+type LaneStatus struct {
+	Name        string   `json:"name"`
+	Collections []string `json:"collections"`
+	// Stream is the lane's stream (<nats.stream>_<lane>); LastSeq its last
+	// sequence; StreamError why it could not be read.
+	Stream   string `json:"stream"`
+	FirstSeq uint64 `json:"first_seq"`
+	LastSeq  uint64 `json:"last_seq"`
+	Messages uint64 `json:"messages"`
+	// StreamCreated is the lane stream's identity (see
+	// StreamStatus.Created).
+	StreamCreated *time.Time `json:"stream_created,omitempty"`
+	StreamError   string     `json:"stream_error,omitempty"`
+	// AssignedTo is the live member the assignment gives the lane ("":
+	// no live member).
+	AssignedTo string `json:"assigned_to"`
+	// Position is the lane's row in cdc.sink_positions (consumer
+	// <sink.consumer>_<lane>) and its fence: owner, epoch, since, held.
+	Position SinkStatus `json:"position"`
+	Lag      LagStatus  `json:"lag"`
 }

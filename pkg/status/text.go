@@ -140,6 +140,8 @@ func WriteText(w io.Writer, r *Report) error {
 		}
 	}
 
+	lanesText(p, r.Lanes) // lanes.go
+
 	df := r.Deferred
 	p("")
 	p("Deferred events (passed by the position, not applied yet)")
