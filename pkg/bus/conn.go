@@ -74,7 +74,13 @@ func Connect(ctx context.Context, url, name string, maxPending int, log *zap.Log
 		case <-time.After(backoff(attempt)):
 		}
 	}
-	jsOpts := []jetstream.JetStreamOpt{}
+	// An async publish whose acknowledgement never comes (the request or
+	// its reply lost with a cluster node that died) would otherwise never
+	// resolve: nats.go has no ack timeout unless one is set, and the
+	// tailer would wait on it for ever. With it, the future fails with
+	// jetstream.ErrAsyncPublishTimeout and the tailer resumes from its
+	// checkpoint (duplicates are dropped by Nats-Msg-Id).
+	jsOpts := []jetstream.JetStreamOpt{jetstream.WithPublishAsyncTimeout(PublishAckTimeout)}
 	if maxPending > 0 {
 		jsOpts = append(jsOpts, jetstream.WithPublishAsyncMaxPending(maxPending))
 	}
@@ -85,6 +91,12 @@ func Connect(ctx context.Context, url, name string, maxPending int, log *zap.Log
 	}
 	return nc, js, nil
 }
+
+// PublishAckTimeout bounds the wait for an async publish's
+// acknowledgement: longer than a JetStream leader election (nats-server's
+// Raft election timer is 4-9 s) and a slow disk, short enough that a lost
+// acknowledgement is noticed.
+const PublishAckTimeout = 30 * time.Second
 
 func backoff(attempt int) time.Duration {
 	d := 100 * time.Millisecond << min(attempt, 5)
