@@ -80,16 +80,23 @@ func Connect(ctx context.Context, url, name string, maxPending int, log *zap.Log
 	// tailer would wait on it for ever. With it, the future fails with
 	// jetstream.ErrAsyncPublishTimeout and the tailer resumes from its
 	// checkpoint (duplicates are dropped by Nats-Msg-Id).
-	jsOpts := []jetstream.JetStreamOpt{jetstream.WithPublishAsyncTimeout(PublishAckTimeout)}
-	if maxPending > 0 {
-		jsOpts = append(jsOpts, jetstream.WithPublishAsyncMaxPending(maxPending))
-	}
-	js, err := jetstream.New(nc, jsOpts...)
+	js, err := jetstream.New(nc, jetStreamOptions(maxPending, PublishAckTimeout)...)
 	if err != nil {
 		nc.Close()
 		return nil, nil, fmt.Errorf("jetstream: %w", err)
 	}
 	return nc, js, nil
+}
+
+// jetStreamOptions are the JetStream context's options: async publishes
+// time out after ackTimeout, at most maxPending in flight (0: the
+// library's default).
+func jetStreamOptions(maxPending int, ackTimeout time.Duration) []jetstream.JetStreamOpt {
+	opts := []jetstream.JetStreamOpt{jetstream.WithPublishAsyncTimeout(ackTimeout)}
+	if maxPending > 0 {
+		opts = append(opts, jetstream.WithPublishAsyncMaxPending(maxPending))
+	}
+	return opts
 }
 
 // PublishAckTimeout bounds the wait for an async publish's
