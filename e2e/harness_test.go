@@ -269,9 +269,15 @@ func freePort(t testing.TB) int {
 // runApp runs the replicator in-process until the returned stop is called;
 // stop returns app.Run's error.
 func (e *env) runApp(cfg config.Config, opts app.Options) (stop func() error) {
+	return e.runAppRole(cfg, config.RoleAll, opts)
+}
+
+// runAppRole is runApp for the parts of role only (config.RoleSink: a
+// sink instance).
+func (e *env) runAppRole(cfg config.Config, role config.Role, opts app.Options) (stop func() error) {
 	ctx, cancel := context.WithCancel(e.ctx)
 	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx, cfg, config.RoleAll, e.log, opts) }()
+	go func() { done <- app.Run(ctx, cfg, role, e.log, opts) }()
 	var once sync.Once
 	var err error
 	stop = func() error {

@@ -82,7 +82,7 @@ func BenchmarkSinkInstances(b *testing.B) {
 	}
 	js := e.js()
 	tailStart := time.Now()
-	stopTail := e.benchRunApp(base, config.RoleTailer, app.Options{})
+	stopTail := e.runAppRole(base, config.RoleTailer, app.Options{})
 	benchWaitFor(b, "the tailer published the backlog", 10*time.Minute, func() (bool, string) {
 		got := benchLaneMessages(e.ctx, b, js, base)
 		return got >= n, fmt.Sprintf("%d of %d published", got, n)
@@ -129,7 +129,7 @@ func BenchmarkSinkInstances(b *testing.B) {
 				for k := range stops {
 					c := cfg
 					c.Sink.Instance = fmt.Sprintf("bench-%d-%d-%d", instances, i, k)
-					stops[k] = e.benchRunApp(c, config.RoleSink, app.Options{SinkHooks: hooks})
+					stops[k] = e.runAppRole(c, config.RoleSink, app.Options{SinkHooks: hooks})
 				}
 				benchWaitFor(b, "lanes settled on their assigned instances", 2*time.Minute, func() (bool, string) {
 					return benchSettled(e.ctx, js, pool, cfg, instances)
@@ -177,29 +177,6 @@ func BenchmarkSinkInstances(b *testing.B) {
 			b.ReportMetric(machine/float64(b.N), "machine-cores")
 		})
 	}
-}
-
-// benchRunApp runs the replicator's role in-process until the returned
-// stop is called (runApp with a role and options).
-func (e *env) benchRunApp(cfg config.Config, role config.Role, opts app.Options) (stop func() error) {
-	ctx, cancel := context.WithCancel(e.ctx)
-	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx, cfg, role, e.log, opts) }()
-	var once sync.Once
-	var err error
-	stop = func() error {
-		once.Do(func() {
-			cancel()
-			select {
-			case err = <-done:
-			case <-time.After(60 * time.Second):
-				err = fmt.Errorf("replicator did not stop within 60s")
-			}
-		})
-		return err
-	}
-	e.t.Cleanup(func() { _ = stop() })
-	return stop
 }
 
 // benchWaitFor polls cond every 20 ms until it holds, failing after timeout
