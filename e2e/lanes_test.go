@@ -21,6 +21,7 @@ import (
 	"go.mongodb.org/mongo-driver/bson/primitive"
 	"go.mongodb.org/mongo-driver/mongo"
 
+	"github.com/amanat/cdc/pkg/config"
 	"github.com/amanat/cdc/pkg/sink"
 	"github.com/amanat/cdc/pkg/state"
 )
@@ -32,9 +33,12 @@ import (
 // them back from Postgres.
 var laneExtraColls = []string{"sprockets", "levers", "valves", "pulleys"}
 
-// laneSpecs is sink.lanes: one lane per collection, so a transaction over
-// several collections spans lanes.
-var laneSpecs = []string{"w:widgets", "g:gadgets", "s:sprockets", "l:levers", "v:valves", "p:pulleys"}
+// laneSpecs is sink.lanes, six lanes: widgets split by document id into
+// w_0 and w_1 (the harness updates and deletes its widgets repeatedly, so
+// per-document order across a split group is checked by exactness), one
+// lane each for gadgets, sprockets and levers, and valves with pulleys;
+// a transaction over several collections spans lanes.
+var laneSpecs = []string{"w/2:widgets", "g:gadgets", "s:sprockets", "l:levers", "vp:valves+pulleys"}
 
 // laneXTxnColls are the collections of the load's cross-lane marker
 // transactions: each inserts one document with the same label
@@ -82,9 +86,16 @@ func TestLanesRebalanceProcesses(t *testing.T) {
 		cfg.Log.Format = "json"
 		return e.writeConfig(cfg)
 	}
-	lanes := make([]string, len(laneSpecs))
-	for i, s := range laneSpecs {
-		lanes[i], _, _ = strings.Cut(s, ":")
+	laneCfgs, err := config.ParseLanes(laneSpecs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lanes []string
+	for _, l := range laneCfgs {
+		lanes = append(lanes, l.Name)
+	}
+	if len(lanes) != 6 {
+		t.Fatalf("laneSpecs make %d lanes, want six: %q", len(lanes), lanes)
 	}
 
 	procs := map[string]*process{} // running, by instance name

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -70,9 +71,56 @@ func BusLanes(cfg *config.Config) []bus.Lane {
 	}
 	out := make([]bus.Lane, len(lanes))
 	for i, l := range lanes {
-		out[i] = bus.Lane{Name: l.Name, Collections: l.Collections}
+		out[i] = bus.Lane{Name: l.Name, Collections: l.Collections, Group: l.Group, Part: l.Part, Parts: l.Parts}
 	}
 	return out
+}
+
+// CheckLanes checks cfg's sink.lanes against the replicated collections
+// (config.CheckLanes) and the mappings' references: a child and its
+// parent in different lanes, or both in a group split by document id,
+// are applied in no fixed order relative to each other, so the reference
+// must tolerate a parent that comes later (transform.Reference
+// ToleratesOrder: policy wait or null). Otherwise the two collections
+// belong in one unsplit lane, and the error says so.
+func CheckLanes(cfg *config.Config, set *transform.Set, replicated []string) error {
+	lanes, err := config.ParseLanes(cfg.Sink.Lanes)
+	if err != nil {
+		return &config.FieldError{Field: "sink.lanes", Reason: err.Error()}
+	}
+	if err := config.CheckLanes(lanes, replicated); err != nil {
+		return err
+	}
+	if len(lanes) == 0 {
+		return nil
+	}
+	group := map[string]config.LaneConfig{}
+	for _, l := range lanes {
+		group[l.Collections[0]] = l
+		for _, c := range l.Collections {
+			group[c] = l
+		}
+	}
+	var problems []string
+	for _, r := range set.References() {
+		from, ok1 := group[r.Collection]
+		to, ok2 := group[r.Parent]
+		if !ok1 || !ok2 || r.ToleratesOrder() {
+			continue // a sub-document's id, or a parent kept elsewhere
+		}
+		switch {
+		case from.Group != to.Group:
+			problems = append(problems, fmt.Sprintf("%s.%s (collection %s, lane %s) references %s (lane %s) with policy %s: a parent in another lane may be applied after its child; put both in one lane, or use policy wait or null",
+				r.Table, r.Column, r.Collection, from.Group, r.Parent, to.Group, r.Missing))
+		case from.Parts > 1:
+			problems = append(problems, fmt.Sprintf("%s.%s (collection %s) references %s with policy %s inside lane %s, which is split by document id (%d lanes): a parent may be applied after its child; do not split the lane, or use policy wait or null",
+				r.Table, r.Column, r.Collection, r.Parent, r.Missing, from.Group, from.Parts))
+		}
+	}
+	if len(problems) > 0 {
+		return &config.FieldError{Field: "sink.lanes", Reason: strings.Join(problems, "; ")}
+	}
+	return nil
 }
 
 // LoadTransforms loads the mappings from cfg.Transforms.Dir, or the
@@ -243,11 +291,7 @@ func run(ctx context.Context, cfg config.Config, role config.Role, log *zap.Logg
 	if err != nil {
 		return err
 	}
-	lanes, err := config.ParseLanes(cfg.Sink.Lanes)
-	if err != nil {
-		return &config.FieldError{Field: "sink.lanes", Reason: err.Error()}
-	}
-	if err := config.CheckLanes(lanes, colls); err != nil {
+	if err := CheckLanes(&cfg, set, colls); err != nil {
 		return err
 	}
 	b, err := OpenBus(ctx, &cfg, "cdc", cfg.Tailer.MaxInFlight, log)
@@ -287,6 +331,7 @@ func run(ctx context.Context, cfg config.Config, role config.Role, log *zap.Logg
 			// Lanes: one Sink per lane assigned to this instance
 			// (pkg/sink/lanes.go); instances share the lanes.
 			lr := sink.NewLaneRunner(b.JS, pool, set, scfg, log.Named("sink"), met.ForSink(health), opts.SinkHooks)
+			lr.Heartbeat = cfg.Sink.MemberHeartbeat
 			g.Go(func() error { return lr.Run(gctx) })
 		} else {
 			sk := sink.New(b.JS, pool, set, scfg, log.Named("sink"), met.ForSink(health), opts.SinkHooks)

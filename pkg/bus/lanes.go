@@ -6,6 +6,10 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/cespare/xxhash/v2"
+
+	"go.mongodb.org/mongo-driver/bson"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -21,9 +25,45 @@ import (
 // fence in Postgres. Without lanes (the default) there is one stream,
 // StreamsConfig.Stream on <SubjectPrefix>.>, exactly as before lanes
 // existed: existing deployments need no migration.
+//
+// A lane may be one part of a group split by a hash of the document id
+// (Parts > 1, sink.lanes "name/N:..."): the group's collections are in all
+// its parts, and an event outside a transaction goes to part
+// PartOf(_id, Parts), so one document's changes always share a lane.
 type Lane struct {
 	Name        string
 	Collections []string
+	// Group names the split group ("" or Name when unsplit); Part is
+	// this lane's index in it, Parts the group's size (0 or 1: unsplit).
+	Group       string
+	Part, Parts int
+}
+
+// laneGroup is where a collection's events go: one lane, or Parts lanes
+// chosen by the document id's hash (names indexed by part).
+type laneGroup struct {
+	names []string
+}
+
+// PartOf is the part of a split lane group that the document with _id id
+// belongs to: xxHash64 (github.com/cespare/xxhash/v2, already in the
+// build through the Prometheus client; FNV-1a's low bits spread
+// ObjectIds that differ only in their timestamp badly) over the _id's
+// BSON type byte and value bytes, modulo parts. It depends only on the _id as MongoDB stores it, so
+// every publisher (tailer, replay, snapshot) and every version of this
+// program routes a document to the same part; the _id's type is part of
+// the hash, so ObjectId(X) and the string X are different documents here
+// as they are in MongoDB. Changing it, or a group's size, re-routes
+// documents: the layout check (EnsureLaneLayout) requires the old lanes
+// drained first.
+func PartOf(id bson.RawValue, parts int) int {
+	if parts <= 1 {
+		return 0
+	}
+	h := xxhash.New()
+	_, _ = h.Write([]byte{byte(id.Type)}) // a Digest's Write never fails
+	_, _ = h.Write(id.Value)
+	return int(h.Sum64() % uint64(parts))
 }
 
 // laneName is what a lane name may be: one subject token, and a valid
@@ -41,10 +81,22 @@ func (c StreamsConfig) WithLanes(lanes []Lane) StreamsConfig {
 	c.Lanes = lanes
 	c.laneOf = nil
 	if len(lanes) > 0 {
-		c.laneOf = map[string]string{}
+		c.laneOf = map[string]*laneGroup{}
 		for _, l := range lanes {
 			for _, coll := range l.Collections {
-				c.laneOf[coll] = l.Name
+				g := c.laneOf[coll]
+				if g == nil {
+					g = &laneGroup{}
+					c.laneOf[coll] = g
+				}
+				if l.Parts > 1 {
+					for len(g.names) < l.Parts {
+						g.names = append(g.names, "")
+					}
+					g.names[l.Part] = l.Name
+				} else {
+					g.names = []string{l.Name}
+				}
 			}
 		}
 	}
@@ -67,18 +119,39 @@ func (c StreamsConfig) LaneNames() []string {
 	return out
 }
 
-// LaneOf is the lane of collection coll outside a transaction ("" without
-// lanes). A collection in no lane is an error: config validation makes
-// every replicated collection belong to exactly one.
-func (c StreamsConfig) LaneOf(coll string) (string, error) {
+// LaneOf is the lane of ev outside a transaction ("" without lanes): its
+// collection's lane, or in a split group the part its document id hashes
+// to (PartOf). A collection in no lane is an error: config validation
+// makes every replicated collection belong to exactly one group.
+func (c StreamsConfig) LaneOf(ev *event.Event) (string, error) {
 	if !c.Laned() {
 		return "", nil
 	}
-	l, ok := c.laneOf[coll]
+	g, ok := c.laneOf[ev.Source.Coll]
 	if !ok {
-		return "", fmt.Errorf("collection %q is in no sink lane (sink.lanes)", coll)
+		return "", fmt.Errorf("collection %q is in no sink lane (sink.lanes)", ev.Source.Coll)
 	}
-	return l, nil
+	if len(g.names) == 1 {
+		return g.names[0], nil
+	}
+	id, err := ev.Key.LookupErr("_id")
+	if err != nil {
+		return "", fmt.Errorf("%w: event %s: key has no _id to choose its lane", event.ErrMalformed, ev.ID)
+	}
+	return g.names[PartOf(id, len(g.names))], nil
+}
+
+// LanesOf lists the lanes that carry collection coll's events: one, or
+// every part of its split group; nil when coll is in no lane. Without
+// lanes: the default lane "".
+func (c StreamsConfig) LanesOf(coll string) []string {
+	if !c.Laned() {
+		return []string{""}
+	}
+	if g, ok := c.laneOf[coll]; ok {
+		return g.names
+	}
+	return nil
 }
 
 // LaneStream is the stream of lane ("": the default stream).
@@ -135,14 +208,14 @@ func (r *LaneRouter) Route(ev *event.Event) (string, error) {
 		if t.Index > 0 && id == r.txn {
 			return r.txnLane, nil
 		}
-		l, err := r.c.LaneOf(ev.Source.Coll)
+		l, err := r.c.LaneOf(ev)
 		if err != nil {
 			return "", err
 		}
 		r.txn, r.txnLane = id, l
 		return l, nil
 	}
-	return r.c.LaneOf(ev.Source.Coll)
+	return r.c.LaneOf(ev)
 }
 
 // EncodeLaneEventMsg is EncodeEventMsg for lane: the message's subject is
@@ -162,17 +235,30 @@ func EncodeLaneEventMsg(ctx context.Context, js jetstream.JetStream, c StreamsCo
 // that moves to lanes drains and deletes it first).
 func ensureChangeStreams(ctx context.Context, js jetstream.JetStream, c StreamsConfig) error {
 	if !c.Laned() {
-		return ensureChangeStream(ctx, js, c, c.Stream, c.SubjectPrefix+".>")
+		return ensureChangeStream(ctx, js, c, c.Stream, c.SubjectPrefix+".>", nil)
 	}
+	// The layout may change only once the old one's events are applied
+	// (layout.go).
+	retired, err := checkLayoutAtDeclare(ctx, js, c)
+	if err != nil {
+		return err
+	}
+	layout := c.Layout()
 	for _, l := range c.Lanes {
-		if err := ensureChangeStream(ctx, js, c, c.LaneStream(l.Name), c.SubjectPrefix+"."+l.Name+".>"); err != nil {
+		md := map[string]string{MetaLaneLayout: layout, MetaLane: l.Name}
+		if err := ensureChangeStream(ctx, js, c, c.LaneStream(l.Name), c.SubjectPrefix+"."+l.Name+".>", md); err != nil {
+			return err
+		}
+	}
+	for _, s := range retired {
+		if err := restamp(ctx, js, s, layout); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func ensureChangeStream(ctx context.Context, js jetstream.JetStream, c StreamsConfig, name, subject string) error {
+func ensureChangeStream(ctx context.Context, js jetstream.JetStream, c StreamsConfig, name, subject string, metadata map[string]string) error {
 	maxBytes := c.MaxBytes
 	if maxBytes == 0 {
 		maxBytes = -1
@@ -193,6 +279,7 @@ func ensureChangeStream(ctx context.Context, js jetstream.JetStream, c StreamsCo
 		Duplicates: c.DedupWindow,
 		Replicas:   c.Replicas,
 		MaxMsgSize: -1,
+		Metadata:   metadata,
 	})
 	if err != nil {
 		return fmt.Errorf("declare stream %s: %w", name, err)

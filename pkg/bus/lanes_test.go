@@ -1,9 +1,15 @@
 package bus
 
 import (
+	"errors"
+	"fmt"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/amanat/cdc/pkg/event"
+	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/bson/primitive"
 )
 
 func TestLaneRouting(t *testing.T) {
@@ -70,5 +76,112 @@ func TestNoLanesUnchanged(t *testing.T) {
 	}
 	if got := c.LaneNames(); len(got) != 1 || got[0] != "" {
 		t.Fatalf("LaneNames without lanes = %q", got)
+	}
+}
+
+func TestSplitLaneRouting(t *testing.T) {
+	const parts = 4
+	var lanes []Lane
+	for p := range parts {
+		lanes = append(lanes, Lane{Name: fmt.Sprintf("pay_%d", p), Collections: []string{"payments"}, Group: "pay", Part: p, Parts: parts})
+	}
+	lanes = append(lanes, Lane{Name: "users", Collections: []string{"users"}})
+	c := StreamsConfig{Stream: "CDC", SubjectPrefix: "cdc"}.WithLanes(lanes)
+	if got := c.LanesOf("payments"); !slices.Equal(got, []string{"pay_0", "pay_1", "pay_2", "pay_3"}) {
+		t.Fatalf("LanesOf(payments) = %q", got)
+	}
+	if got := c.LanesOf("users"); !slices.Equal(got, []string{"users"}) {
+		t.Fatalf("LanesOf(users) = %q", got)
+	}
+	if got := c.LanesOf("nope"); got != nil {
+		t.Fatalf("LanesOf(nope) = %q, want nil", got)
+	}
+	key := func(v any) bson.Raw {
+		b, err := bson.Marshal(bson.D{{Key: "_id", Value: v}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	ev := func(coll string, id any, txn *event.Txn) *event.Event {
+		return &event.Event{ID: "e", Key: key(id), Source: event.Source{DB: "escrow", Coll: coll, Txn: txn}}
+	}
+	// One document always routes to one part, and the parts share the load.
+	r := NewLaneRouter(c)
+	count := map[string]int{}
+	for i := range 4000 {
+		oid := primitive.NewObjectIDFromTimestamp(time.Unix(int64(1_700_000_000+i), 0))
+		first, err := r.Route(ev("payments", oid, nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 3 {
+			again, _ := r.Route(ev("payments", oid, nil))
+			if again != first {
+				t.Fatalf("document %s routed to %s then %s", oid.Hex(), first, again)
+			}
+		}
+		count[first]++
+	}
+	for p := range parts {
+		if n := count[fmt.Sprintf("pay_%d", p)]; n < 800 || n > 1200 {
+			t.Fatalf("part %d got %d of 4000 documents (%v): the hash does not spread", p, n, count)
+		}
+	}
+	// The _id's type is part of the hash: ObjectId(X) and "X" are
+	// distinct documents (checked over many X so that one accidental
+	// equality cannot pass or fail it).
+	same := 0
+	for i := range 400 {
+		oid := primitive.NewObjectIDFromTimestamp(time.Unix(int64(1_600_000_000+i), 0))
+		a, _ := c.LaneOf(ev("payments", oid, nil))
+		b, _ := c.LaneOf(ev("payments", oid.Hex(), nil))
+		if a == b {
+			same++
+		}
+	}
+	if same > 160 {
+		t.Fatalf("ObjectId(X) and \"X\" share a part %d times of 400: the type is not hashed", same)
+	}
+	// A transaction goes whole to its first event's lane, split or not.
+	oid := primitive.NewObjectID()
+	txn := func(ix int) *event.Txn { return &event.Txn{LSID: "bb", Number: 9, Index: ix} }
+	first, _ := r.Route(ev("payments", oid, txn(0)))
+	for ix := 1; ix < 20; ix++ {
+		if l, _ := r.Route(ev("payments", primitive.NewObjectID(), txn(ix))); l != first {
+			t.Fatalf("transaction event %d routed to %s, first to %s", ix, l, first)
+		}
+	}
+	if l, _ := r.Route(ev("users", "u1", txn(20))); l != first {
+		t.Fatalf("transaction's users event routed to %s, first to %s", l, first)
+	}
+	// A key without _id cannot choose a part.
+	bad := &event.Event{ID: "x", Key: key(1)[:0:0], Source: event.Source{DB: "escrow", Coll: "payments"}}
+	bad.Key, _ = bson.Marshal(bson.D{{Key: "other", Value: 1}})
+	if _, err := c.LaneOf(bad); !errors.Is(err, event.ErrMalformed) {
+		t.Fatalf("key without _id: err %v, want ErrMalformed", err)
+	}
+}
+
+// TestPartOfGolden pins PartOf's values: documents already routed must
+// keep their lane across versions of this program.
+func TestPartOfGolden(t *testing.T) {
+	oid, _ := primitive.ObjectIDFromHex("65f1a2b3c4d5e6f708192a3b")
+	tests := []struct {
+		id    bson.RawValue
+		parts int
+		want  int
+	}{
+		{bson.RawValue{Type: bson.TypeObjectID, Value: oid[:]}, 8, 1},
+		{bson.RawValue{Type: bson.TypeObjectID, Value: oid[:]}, 5, 1},
+		{bson.RawValue{Type: bson.TypeString, Value: []byte("\x03\x00\x00\x00ab\x00")}, 8, 7},
+		{bson.RawValue{Type: bson.TypeString, Value: []byte("\x03\x00\x00\x00ab\x00")}, 3, 2},
+		{bson.RawValue{Type: bson.TypeInt32, Value: []byte{7, 0, 0, 0}}, 8, 2},
+		{bson.RawValue{Type: bson.TypeInt32, Value: []byte{7, 0, 0, 0}}, 1, 0},
+	}
+	for _, tc := range tests {
+		if got := PartOf(tc.id, tc.parts); got != tc.want {
+			t.Errorf("PartOf(%s %x, %d) = %d, want %d", tc.id.Type, tc.id.Value, tc.parts, got, tc.want)
+		}
 	}
 }

@@ -25,7 +25,7 @@ const headerRoom = 1024
 // With lanes configured, EventMsg puts ev in its collection's lane; a
 // publisher of transactions uses a LaneRouter and LaneEventMsg instead.
 func EventMsg(c StreamsConfig, ev *event.Event, maxPayload int64) (msg *nats.Msg, oversize bool, err error) {
-	lane, err := c.LaneOf(ev.Source.Coll)
+	lane, err := c.LaneOf(ev)
 	if err != nil {
 		return nil, false, err
 	}

@@ -28,7 +28,7 @@ type StreamsConfig struct {
 	// empty: the one stream Stream. Set with WithLanes.
 	Lanes []Lane
 	// laneOf maps a collection to its lane (built by WithLanes).
-	laneOf map[string]string
+	laneOf map[string]*laneGroup
 }
 
 // Subject is the subject of a change event of db.coll. Tokens are escaped

@@ -272,9 +272,14 @@ type SinkConfig struct {
 	// FailingAfter is how long batches may fail with retryable errors
 	// before the sink turns unready and logs at error level. Default 1m.
 	FailingAfter time.Duration `koanf:"failing_after"`
-	// Lanes split the sink's work into lanes, "name:coll1+coll2" each
-	// (lanes.go, ParseLanes). Default [] (one lane).
+	// Lanes split the sink's work into lanes, "name:coll1+coll2" each, or
+	// "name/N:coll1+coll2" for N lanes split by document id (lanes.go,
+	// ParseLanes). Default [] (one lane).
 	Lanes []string `koanf:"lanes"`
+	// MemberHeartbeat is how often a sink instance with lanes renews its
+	// key in the members bucket; a key expires after three missed beats
+	// and the instance's lanes move. Default 2s; 250ms to 1m.
+	MemberHeartbeat time.Duration `koanf:"member_heartbeat"`
 }
 
 // TransformsConfig selects the mappings.
@@ -378,6 +383,8 @@ func Default() Config {
 			TxnTimeout:    10 * time.Minute,
 			FailingAfter:  time.Minute,
 			Lanes:         []string{},
+
+			MemberHeartbeat: 2 * time.Second,
 		},
 		Log:  LogConfig{Level: "info", Format: "json"},
 		HTTP: HTTPConfig{Addr: "127.0.0.1:9464"},
@@ -512,6 +519,9 @@ func (c *Config) Validate(role Role) error {
 		}
 		if c.Sink.FailingAfter <= 0 {
 			add("sink.failing_after", "must be positive, got %s", c.Sink.FailingAfter)
+		}
+		if c.Sink.MemberHeartbeat < 250*time.Millisecond || c.Sink.MemberHeartbeat > time.Minute {
+			add("sink.member_heartbeat", "must be from 250ms to 1m, got %s", c.Sink.MemberHeartbeat)
 		}
 	}
 	if role == RoleSink && c.NATS.URL == "" {

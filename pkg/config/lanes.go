@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -15,13 +16,26 @@ import (
 type LaneConfig struct {
 	Name        string
 	Collections []string
+	// Group, Part and Parts describe a lane split by a hash of the
+	// document id ("name/N:collections", ParseLanes): the group's N lanes
+	// are <group>_0 ... <group>_<N-1>, and this is part Part. Unsplit:
+	// Group is Name, Parts 1.
+	Group       string
+	Part, Parts int
 }
+
+// MaxLaneParts bounds N in "name/N:collections".
+const MaxLaneParts = 64
 
 // laneName keeps a lane name one subject token and a valid part of a
 // stream, consumer and KV key (pkg/bus.ValidLaneName is the same rule).
 var laneName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`)
 
-// ParseLanes reads sink.lanes: each entry is "name:coll1+coll2+...". It is
+// ParseLanes reads sink.lanes: each entry is "name:coll1+coll2+..." or
+// "name/N:coll1+coll2+..." (a lane split by a hash of the document id into
+// N lanes name_0 ... name_<N-1>: a document's changes outside
+// transactions always go to one of them, so its order holds; a
+// transaction goes whole to the lane of its first event). It is
 // a list of strings rather than of maps so that it has an environment
 // variable like every other key (CDC_SINK__LANES="ledger:accounts+ledger_entries,payments:payments").
 // Empty: one lane, exactly the stream, consumer and subjects of a
@@ -34,19 +48,15 @@ func ParseLanes(specs []string) ([]LaneConfig, error) {
 	names := map[string]bool{}
 	owner := map[string]string{}
 	for i, spec := range specs {
-		name, list, ok := strings.Cut(strings.TrimSpace(spec), ":")
-		name = strings.TrimSpace(name)
+		head, list, ok := strings.Cut(strings.TrimSpace(spec), ":")
 		if !ok {
-			return nil, fmt.Errorf("entry %d %q: want name:collection+collection", i, spec)
+			return nil, fmt.Errorf("entry %d %q: want name:collection+collection (or name/N:... to split by document id)", i, spec)
 		}
-		if !laneName.MatchString(name) {
-			return nil, fmt.Errorf("entry %d: lane name %q must be 1-32 of a-z, 0-9, '_', '-', starting with a letter or digit", i, name)
+		name, parts, err := laneHead(strings.TrimSpace(head))
+		if err != nil {
+			return nil, fmt.Errorf("entry %d: %w", i, err)
 		}
-		if names[name] {
-			return nil, fmt.Errorf("entry %d: lane %q is named twice", i, name)
-		}
-		names[name] = true
-		l := LaneConfig{Name: name}
+		var colls []string
 		for _, c := range strings.Split(list, "+") {
 			c = strings.TrimSpace(c)
 			if c == "" {
@@ -56,14 +66,44 @@ func ParseLanes(specs []string) ([]LaneConfig, error) {
 				return nil, fmt.Errorf("entry %d: collection %q is in lanes %q and %q; a collection belongs to exactly one lane", i, c, prev, name)
 			}
 			owner[c] = name
-			l.Collections = append(l.Collections, c)
+			colls = append(colls, c)
 		}
-		if len(l.Collections) == 0 {
+		if len(colls) == 0 {
 			return nil, fmt.Errorf("entry %d: lane %q has no collections", i, name)
 		}
-		out = append(out, l)
+		for p := range parts {
+			l := LaneConfig{Name: name, Collections: colls, Group: name, Part: p, Parts: parts}
+			if parts > 1 {
+				l.Name = fmt.Sprintf("%s_%d", name, p)
+			}
+			if !laneName.MatchString(l.Name) {
+				return nil, fmt.Errorf("entry %d: lane name %q is longer than 32", i, l.Name)
+			}
+			if names[l.Name] {
+				return nil, fmt.Errorf("entry %d: lane %q is named twice", i, l.Name)
+			}
+			names[l.Name] = true
+			out = append(out, l)
+		}
 	}
 	return out, nil
+}
+
+// laneHead reads "name" or "name/N".
+func laneHead(head string) (name string, parts int, err error) {
+	name, n, split := strings.Cut(head, "/")
+	name = strings.TrimSpace(name)
+	if !laneName.MatchString(name) {
+		return "", 0, fmt.Errorf("lane name %q must be 1-32 of a-z, 0-9, '_', '-', starting with a letter or digit", name)
+	}
+	if !split {
+		return name, 1, nil
+	}
+	parts, err = strconv.Atoi(strings.TrimSpace(n))
+	if err != nil || parts < 2 || parts > MaxLaneParts {
+		return "", 0, fmt.Errorf("lane %q: split %q must be a number of lanes from 2 to %d", name, n, MaxLaneParts)
+	}
+	return name, parts, nil
 }
 
 // CheckLanes checks lanes against the replicated collections: each is in

@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 
@@ -22,6 +23,13 @@ func TestParseLanes(t *testing.T) {
 		{[]string{"a:payments", "a:users"}, "named twice", 0},
 		{[]string{"a:payments", "b:payments"}, "exactly one lane", 0},
 		{[]string{"a:"}, "no collections", 0},
+		// Split by document id: name/N expands to N lanes name_0..name_N-1.
+		{[]string{"pay/4:payments", "users:users"}, "", 5},
+		{[]string{"pay/1:payments"}, "from 2 to 64", 0},
+		{[]string{"pay/65:payments"}, "from 2 to 64", 0},
+		{[]string{"pay/x:payments"}, "from 2 to 64", 0},
+		{[]string{"pay/2:payments", "pay_1:users"}, `lane "pay_1" is named twice`, 0},
+		{[]string{"abcdefghijklmnopqrstuvwxyz012345/10:payments"}, "longer than 32", 0},
 	}
 	for _, tc := range tests {
 		lanes, err := config.ParseLanes(tc.specs)
@@ -33,6 +41,25 @@ func TestParseLanes(t *testing.T) {
 		case tc.want == "" && len(lanes) != tc.lanes:
 			t.Errorf("%q: %d lanes, want %d", tc.specs, len(lanes), tc.lanes)
 		}
+	}
+}
+
+func TestParseSplitLanes(t *testing.T) {
+	lanes, err := config.ParseLanes([]string{"pay/3:payments+fundsLedger", "users:users"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []config.LaneConfig{
+		{Name: "pay_0", Collections: []string{"payments", "fundsLedger"}, Group: "pay", Part: 0, Parts: 3},
+		{Name: "pay_1", Collections: []string{"payments", "fundsLedger"}, Group: "pay", Part: 1, Parts: 3},
+		{Name: "pay_2", Collections: []string{"payments", "fundsLedger"}, Group: "pay", Part: 2, Parts: 3},
+		{Name: "users", Collections: []string{"users"}, Group: "users", Part: 0, Parts: 1},
+	}
+	if !reflect.DeepEqual(lanes, want) {
+		t.Fatalf("ParseLanes = %+v\nwant %+v", lanes, want)
+	}
+	if err := config.CheckLanes(lanes, []string{"payments", "fundsLedger", "users"}); err != nil {
+		t.Fatalf("CheckLanes of a split group: %v", err)
 	}
 }
 

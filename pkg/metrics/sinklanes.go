@@ -1,6 +1,8 @@
 package metrics
 
 import (
+	"sync"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/amanat/cdc/pkg/event"
@@ -14,6 +16,12 @@ type sinkLanes struct {
 	active      *prometheus.GaugeVec
 	lagEvents   *prometheus.GaugeVec
 	lastApplied *prometheus.GaugeVec
+	// takeovers counts this instance's acquisitions of a lane's fence
+	// (a lane Sink turning active); mu guards wasActive, the last role
+	// reported per lane.
+	takeovers *prometheus.CounterVec
+	mu        sync.Mutex
+	wasActive map[string]bool
 }
 
 // LaneNames are the metrics of sink lanes (in Names too): they have
@@ -26,6 +34,7 @@ var sinkLaneNames = []string{
 	"cdc_sink_lane_active",
 	"cdc_sink_lane_lag_events",
 	"cdc_sink_lane_last_applied_cluster_time_seconds",
+	"cdc_sink_lane_takeovers_total",
 }
 
 func init() { Names = append(Names, sinkLaneNames...) }
@@ -41,7 +50,10 @@ func newSinkLanes(reg prometheus.Registerer) *sinkLanes {
 		lastApplied: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "cdc_sink_lane_last_applied_cluster_time_seconds",
 			Help: "Cluster time (seconds) of the newest event the lane's sink applied (reported by the instance applying the lane)."}, []string{"lane"}),
 	}
-	reg.MustRegister(l.assigned, l.active, l.lagEvents, l.lastApplied)
+	l.takeovers = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cdc_sink_lane_takeovers_total",
+		Help: "Times this instance took a lane's fence and began applying it (a start, a rebalance, a dead holder's lane). Summed over instances per lane it counts the lane's changes of holder: CDCSinkLaneFlapping."}, []string{"lane"})
+	l.wasActive = map[string]bool{}
+	reg.MustRegister(l.assigned, l.active, l.lagEvents, l.lastApplied, l.takeovers)
 	return l
 }
 
@@ -54,7 +66,15 @@ func (s sinkMetrics) SetLaneAssigned(lane string, assigned bool) {
 
 // SetLaneRole implements sink.LaneMetrics.
 func (s sinkMetrics) SetLaneRole(lane, role, _ string) {
-	s.m.sinkLanes.active.WithLabelValues(lane).Set(b2f(role == "active"))
+	l := s.m.sinkLanes
+	active := role == "active"
+	l.active.WithLabelValues(lane).Set(b2f(active))
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if active && !l.wasActive[lane] {
+		l.takeovers.WithLabelValues(lane).Inc()
+	}
+	l.wasActive[lane] = active
 }
 
 // SetLaneLag implements sink.LaneMetrics.

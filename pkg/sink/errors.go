@@ -9,6 +9,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/amanat/cdc/pkg/bus"
+
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/amanat/cdc/pkg/state"
@@ -50,7 +52,8 @@ func Classify(err error) Class {
 	if _, ok := transform.AsRejection(err); ok {
 		return Poison
 	}
-	if errors.Is(err, transform.ErrSchemaMismatch) || errors.Is(err, ErrStreamChanged) || errors.Is(err, ErrStreamGap) {
+	if errors.Is(err, transform.ErrSchemaMismatch) || errors.Is(err, ErrStreamChanged) || errors.Is(err, ErrStreamGap) ||
+		errors.Is(err, bus.ErrLaneLayout) {
 		return Fatal
 	}
 	var fe *FatalError

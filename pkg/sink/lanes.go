@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/amanat/cdc/pkg/bus"
+
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
@@ -117,6 +119,9 @@ func (r *LaneRunner) Run(ctx context.Context) error {
 		if err != nil {
 			r.log.Warn("sink membership round failed", zap.Error(err))
 		}
+		if err := r.checkLayout(ctx); err != nil {
+			return err
+		}
 		if time.Since(lastBeat) >= MemberTTLFactor*hb {
 			// The others no longer see this instance: they take its
 			// lanes; let them (the fence would stop this one anyway).
@@ -173,6 +178,24 @@ func (r *LaneRunner) Run(ctx context.Context) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// checkLayout compares the lane layout stamped on the streams with this
+// instance's (bus.CheckLaneLayout) and returns the *bus.LaneLayoutError
+// when they differ: another process declared other lanes, and applying
+// by this layout would read lanes the tailer no longer feeds. Failing to
+// read the stamp is logged and retried next round.
+func (r *LaneRunner) checkLayout(ctx context.Context) error {
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	err := bus.CheckLaneLayout(cctx, r.js, r.cfg.Streams)
+	if errors.Is(err, bus.ErrLaneLayout) {
+		return err
+	}
+	if err != nil && ctx.Err() == nil {
+		r.log.Warn("could not read the lane layout stamped on the streams", zap.Error(err))
+	}
+	return nil
 }
 
 // round renews the membership and lists the live members (including this

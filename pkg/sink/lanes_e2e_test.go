@@ -2,6 +2,7 @@ package sink_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -189,5 +190,48 @@ func TestLanesRebalanceAndKill(t *testing.T) {
 		if got := e.count(`SELECT stream_seq FROM cdc.sink_positions WHERE consumer = $1`, sink.LaneConsumer("cdc-sink", lane)); uint64(got) != info.State.LastSeq {
 			t.Fatalf("lane %s position %d, stream last %d", lane, got, info.State.LastSeq)
 		}
+	}
+}
+
+// TestLaneRunnerStopsOnLayoutChange: a sink instance running with one
+// sink.lanes stops with *bus.LaneLayoutError once another process has
+// declared a different layout over the (drained) streams; it never goes
+// on applying lanes the tailer no longer feeds.
+func TestLaneRunnerStopsOnLayoutChange(t *testing.T) {
+	e := newEnv(t)
+	if err := e.js.DeleteStream(e.ctx, e.streams.Stream); err != nil {
+		t.Fatal(err)
+	}
+	old := e.streams.WithLanes([]bus.Lane{
+		{Name: "users", Collections: []string{"users"}},
+		{Name: "points", Collections: []string{"pointTransactions"}},
+	})
+	e.streams = old
+	e.declare()
+	a := e.startLanes("a")
+	e.waitFor("both lanes held", 20*time.Second, func() (bool, string) {
+		return len(a.lanes()) == 2, fmt.Sprintf("lanes %q", a.lanes())
+	})
+	// Another process, with users split by document id, declares its
+	// lanes: the streams are empty, so the change is allowed.
+	next := old.WithLanes([]bus.Lane{
+		{Name: "users_0", Collections: []string{"users"}, Group: "users", Part: 0, Parts: 2},
+		{Name: "users_1", Collections: []string{"users"}, Group: "users", Part: 1, Parts: 2},
+		{Name: "points", Collections: []string{"pointTransactions"}},
+	})
+	if err := bus.Ensure(e.ctx, e.js, next); err != nil {
+		t.Fatalf("declare the new layout over drained streams: %v", err)
+	}
+	select {
+	case <-a.done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the instance with the old layout kept running")
+	}
+	var le *bus.LaneLayoutError
+	if !errors.As(a.err, &le) || le.Want != old.Layout() || le.Have != next.Layout() {
+		t.Fatalf("runner stopped with %v, want a *bus.LaneLayoutError from %q to %q", a.err, old.Layout(), next.Layout())
+	}
+	if sink.Classify(a.err) != sink.Fatal {
+		t.Fatalf("Classify(%v) = %v, want fatal", a.err, sink.Classify(a.err))
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/amanat/cdc/pkg/bus"
+
 	"go.mongodb.org/mongo-driver/mongo"
 
 	"github.com/amanat/cdc/pkg/config"
@@ -185,7 +187,7 @@ func IsFatal(err error) bool {
 		ie *ImagesError
 	)
 	return errors.As(err, &f) || errors.As(err, &se) || errors.As(err, &le) || errors.As(err, &te) || errors.As(err, &ie) ||
-		errors.Is(err, ErrHistoryLost) || errors.Is(err, context.Canceled)
+		errors.Is(err, ErrHistoryLost) || errors.Is(err, context.Canceled) || errors.Is(err, bus.ErrLaneLayout)
 }
 
 // serverCode returns the code of a server error in err's chain.

@@ -2,6 +2,7 @@ package tailer
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -66,6 +67,9 @@ type Config struct {
 	// a safety margin (lease.go, fence.go): it stops publishing before any
 	// standby may take over.
 	StandbyTakeover time.Duration
+	// LayoutCheck is how often, with lanes, the lane layout stamped on the
+	// streams is compared with Streams' (0: DefaultLayoutCheck).
+	LayoutCheck time.Duration
 	// Hooks are test hooks into the publish path (zero: none).
 	Hooks Hooks
 }
@@ -284,7 +288,17 @@ type state struct {
 	// transaction boundary (no checkpoint inside one), so it sees every
 	// transaction's first event.
 	lanes *bus.LaneRouter
+	// layoutChecked is when the lane layout stamped on the streams was
+	// last compared with this tailer's (bus.CheckLaneLayout).
+	layoutChecked time.Time
 }
+
+// DefaultLayoutCheck is how often a running tailer with lanes compares the
+// lane layout stamped on the streams with its own (Config.LayoutCheck): a
+// sink started with another sink.lanes while the streams were drained
+// restamps them, and this tailer must stop rather than route events to
+// lanes nobody reads.
+const DefaultLayoutCheck = 10 * time.Second
 
 func (t *Tailer) runOnce(ctx context.Context) (progressed bool, err error) {
 	if t.src == nil {
@@ -418,6 +432,12 @@ func (t *Tailer) runOnce(ctx context.Context) (progressed bool, err error) {
 		if t.clock.Now().Sub(st.lastSave) >= t.cfg.CheckpointInterval {
 			if err := t.save(ctx, st, false); err != nil {
 				return progressed, err
+			}
+		}
+		if t.cfg.Streams.Laned() && t.clock.Now().Sub(st.layoutChecked) >= cmp.Or(t.cfg.LayoutCheck, DefaultLayoutCheck) {
+			st.layoutChecked = t.clock.Now()
+			if err := bus.CheckLaneLayout(ctx, t.js, t.cfg.Streams); err != nil {
+				return progressed, err // fatal when the layouts differ (IsFatal), else retried
 			}
 		}
 	}

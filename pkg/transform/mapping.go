@@ -551,3 +551,35 @@ func (c *ColumnSpec) parseDefault(s string) (any, error) {
 	}
 	return nil, fmt.Errorf("type %s takes no default", c.Type)
 }
+
+// Reference is one reference column of a mapping: Table.Column of
+// Collection's rows holds the id of a document of Parent.
+type Reference struct {
+	Collection, Table, Column, Parent string
+	Missing                           MissingPolicy
+}
+
+// ToleratesOrder reports whether the reference copes with its parent
+// arriving after the child (or through another sink lane, in no fixed
+// order): wait sets the child aside until the parent is applied, null
+// stores NULL and fills the column in when it is. Reject dead-letters the
+// child and mint writes an id whose foreign key the parent's row must
+// already satisfy, so both need the parent applied first: in one stream
+// the source order guarantees it, across lanes nothing does.
+func (r Reference) ToleratesOrder() bool {
+	return r.Missing == MissingWait || r.Missing == MissingNull
+}
+
+// References lists every reference column of the set's mappings (children
+// included), in collection order.
+func (s *Set) References() []Reference {
+	var out []Reference
+	for _, m := range s.Mappings() {
+		m.eachColumn(func(table string, c *ColumnSpec) {
+			if c.Type == TypeRef {
+				out = append(out, Reference{Collection: m.Collection, Table: table, Column: c.Column, Parent: c.Ref.Collection, Missing: c.Ref.Missing})
+			}
+		})
+	}
+	return out
+}
