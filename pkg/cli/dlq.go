@@ -38,7 +38,13 @@ still not whole among the open entries is refused and changes nothing.
 drop closes entries without applying them, reopen makes dropped or retried
 entries open again; both need --reason. The first class, field and reason
 of an entry are never overwritten: show and history list every attempt.
-retry, drop and reopen accept --dry-run and are safe to run twice.`,
+retry, drop and reopen accept --dry-run and are safe to run twice.
+
+Each entry names the message it was, as STREAM:SEQ (JSON: stream and
+stream_seq): with sink lanes every lane's stream <nats.stream>_<lane>
+numbers its messages from 1, so a sequence alone is ambiguous. An entry
+recorded before streams were recorded belongs to the default stream
+(nats.stream), which list and show name.`,
 	}
 	var (
 		f      dlq.Filter
@@ -48,6 +54,9 @@ retry, drop and reopen accept --dry-run and are safe to run twice.`,
 		asJSON bool
 		dryRun bool
 		reason string
+		// defaultStream is nats.stream: the stream of entries recorded
+		// before streams were (stream NULL).
+		defaultStream string
 	)
 	addFilter := func(c *cobra.Command) {
 		c.Flags().StringSliceVar(&ids, "id", nil, "dead letter ids (repeatable or comma-separated)")
@@ -78,6 +87,7 @@ retry, drop and reopen accept --dry-run and are safe to run twice.`,
 		if err != nil {
 			return err
 		}
+		defaultStream = cfg.NATS.Stream
 		pool, err := app.ConnectPostgres(cmd.Context(), cfg.Postgres.URL, 2)
 		if err != nil {
 			return err
@@ -106,6 +116,9 @@ retry, drop and reopen accept --dry-run and are safe to run twice.`,
 				if err != nil {
 					return err
 				}
+				for i := range es {
+					nameStream(&es[i], defaultStream)
+				}
 				if asJSON {
 					if es == nil {
 						es = []dlq.Entry{}
@@ -113,10 +126,10 @@ retry, drop and reopen accept --dry-run and are safe to run twice.`,
 					return json.NewEncoder(g.stdout).Encode(es)
 				}
 				w := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(w, "ID\tCLASS\tSTATUS\tCOLLECTION\tDOCUMENT\tSEQ\tTXN\tATTEMPTS\tLAST SEEN\tFIELD\tREASON")
+				fmt.Fprintln(w, "ID\tCLASS\tSTATUS\tCOLLECTION\tDOCUMENT\tSTREAM:SEQ\tTXN\tATTEMPTS\tLAST SEEN\tFIELD\tREASON")
 				for _, e := range es {
-					fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%d\t%s\t%d\t%s\t%s\t%s\n", e.ID, e.Class, e.Status, e.Collection, e.DocKey,
-						e.StreamSeq, txnCell(e), e.Attempts, e.LastSeen.UTC().Format("2006-01-02 15:04:05Z"), e.Field, clip(e.Reason, 80))
+					fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", e.ID, e.Class, e.Status, e.Collection, e.DocKey,
+						seqCell(e), txnCell(e), e.Attempts, e.LastSeen.UTC().Format("2006-01-02 15:04:05Z"), e.Field, clip(e.Reason, 80))
 				}
 				if err := w.Flush(); err != nil {
 					return err
@@ -144,6 +157,7 @@ retry, drop and reopen accept --dry-run and are safe to run twice.`,
 				if err != nil {
 					return err
 				}
+				nameStream(&d.Entry, defaultStream)
 				enc := json.NewEncoder(g.stdout)
 				enc.SetIndent("", "  ")
 				return enc.Encode(d)
@@ -317,6 +331,24 @@ func joinIDs(ids []int64) string {
 		s[i] = strconv.FormatInt(id, 10)
 	}
 	return strings.Join(s, ", ")
+}
+
+// nameStream fills in the stream of an entry recorded before dead letters
+// named theirs (stream NULL): the default stream, the only one there was
+// without lanes. An entry without a sequence names none.
+func nameStream(e *dlq.Entry, defaultStream string) {
+	if e.Stream == "" && e.StreamSeq > 0 {
+		e.Stream = defaultStream
+	}
+}
+
+// seqCell is the message an entry was, STREAM:SEQ ("-" when the entry
+// has no sequence).
+func seqCell(e dlq.Entry) string {
+	if e.StreamSeq <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%s:%d", e.Stream, e.StreamSeq)
 }
 
 // txnCell abbreviates an entry's place in its transaction for the table

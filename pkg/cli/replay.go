@@ -163,12 +163,13 @@ func newReplayStreamCmd(g *globals) *cobra.Command {
 		op             operatorFlags
 		fromSeq, toSeq uint64
 		since          string
+		lane           string
 		colls          []string
 		force          bool
 		batchSize      int
 	)
 	cmd := &cobra.Command{
-		Use:   "stream --from-seq N [--to-seq M] | --since <time>",
+		Use:   "stream [--lane L] --from-seq N [--to-seq M] | --since <time>",
 		Short: "Re-apply events JetStream still retains to PostgreSQL (e.g. after a restore from backup)",
 		Long: `Re-apply the events of the change stream from --from-seq (or stored since
 --since, RFC 3339) through --to-seq (default: the last at the start) directly
@@ -181,7 +182,15 @@ position are untouched, and it may run while the sink runs.
 Events the version guard finds applied are skipped: after restoring PostgreSQL
 from a backup, the events after the backup are applied and the rest skipped.
 Rows deleted behind the replicator's back are reported as errors; --force
-forgets their versions inside the transaction that re-applies their events.`,
+forgets their versions inside the transaction that re-applies their events.
+
+With sink lanes (sink.lanes) every lane has a stream of its own,
+<nats.stream>_<lane>, numbering its messages from 1: --from-seq and --to-seq
+then need --lane, and replay that lane's stream only. --since without --lane
+replays every lane, one after another, as one replay: events that waited for
+a parent are retried once every lane was read (the parent may be in another
+lane). With --collections, every lane is still read for those collections'
+events (a Mongo transaction's events are all in the lane of its first event).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -211,6 +220,14 @@ forgets their versions inside the transaction that re-applies their events.`,
 					return err
 				}
 			}
+			scfg := replay.StreamConfig{
+				Streams: app.StreamsConfig(&s.cfg), Lane: lane, Database: s.cfg.Mongo.Database, Collections: todo,
+				FromSeq: fromSeq, Since: sinceT, ToSeq: toSeq, BatchSize: batchSize, Force: force,
+				Unparked: s.cfg.Sink.UnparkedCollections, DryRun: op.dryRun,
+			}
+			if _, err := replay.StreamLanes(scfg); err != nil {
+				return &usageError{err}
+			}
 			rep := &replay.Report{Command: "replay stream", DryRun: op.dryRun}
 			if err := op.guard(&s.cfg, rep); err != nil {
 				return err
@@ -228,20 +245,18 @@ forgets their versions inside the transaction that re-applies their events.`,
 				return err
 			}
 			defer b.Close()
-			if batchSize <= 0 {
-				batchSize = s.cfg.Snapshot.BatchSize
+			if scfg.BatchSize <= 0 {
+				scfg.BatchSize = s.cfg.Snapshot.BatchSize
 			}
-			out, err := replay.Stream(ctx, b.JS, pool, s.set, replay.StreamConfig{
-				Streams: b.Streams, Database: s.cfg.Mongo.Database, Collections: todo,
-				FromSeq: fromSeq, Since: sinceT, ToSeq: toSeq, BatchSize: batchSize, Force: force,
-				Unparked: s.cfg.Sink.UnparkedCollections, DryRun: op.dryRun,
-			}, log.Named("replay"))
+			scfg.Streams = b.Streams
+			out, err := replay.Stream(ctx, b.JS, pool, s.set, scfg, log.Named("replay"))
 			out.Notes = append(rep.Notes, out.Notes...)
 			return g.finish(out, err)
 		},
 	}
 	op.add(cmd)
-	cmd.Flags().Uint64Var(&fromSeq, "from-seq", 0, "first stream sequence to re-apply")
+	cmd.Flags().StringVar(&lane, "lane", "", "with sink.lanes: replay only this lane's stream (required with --from-seq and --to-seq)")
+	cmd.Flags().Uint64Var(&fromSeq, "from-seq", 0, "first stream sequence to re-apply (of the --lane's stream with lanes)")
 	cmd.Flags().Uint64Var(&toSeq, "to-seq", 0, "last stream sequence (default: the stream's last at the start)")
 	cmd.Flags().StringVar(&since, "since", "", "re-apply the messages stored since this RFC 3339 time (instead of --from-seq)")
 	cmd.Flags().StringSliceVar(&colls, "collections", nil, "only these collections (default: all)")

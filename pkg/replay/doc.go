@@ -9,6 +9,9 @@
 //   - Stream: a JetStream sequence or time range re-applied to Postgres
 //     through an ordered (ephemeral) consumer and a sink Applier without a
 //     consumer name, so the live consumer's position is never touched.
+//     With sink lanes each lane has its own stream and sequences: a
+//     sequence range names its lane (StreamConfig.Lane), a time range
+//     without one replays every lane as one replay (StreamLanes).
 //   - IDs: documents re-read from MongoDB (a list, a file, or the
 //     application's pg_dualwrite_gaps table) and published as refresh
 //     events at a majority cluster time taken before the read (never the

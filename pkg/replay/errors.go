@@ -12,3 +12,7 @@ var ErrIncomplete = errors.New("incomplete transaction in range")
 
 // ErrBadRange: the requested range is empty or inverted.
 var ErrBadRange = errors.New("bad range")
+
+// ErrUnknownLane: the lane named is not a configured sink lane (or no
+// lanes are configured).
+var ErrUnknownLane = errors.New("unknown lane")

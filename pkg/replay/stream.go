@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -19,8 +21,13 @@ import (
 
 // StreamConfig configures a stream replay.
 type StreamConfig struct {
-	// Streams names the stream and its subjects.
+	// Streams names the stream and its subjects, and the sink lanes.
 	Streams bus.StreamsConfig
+	// Lane is the sink lane whose stream to replay
+	// (Streams.LaneStream(Lane)). "" without lanes: the default stream;
+	// "" with lanes: every lane, which only Since can express (a sequence
+	// belongs to one lane's stream).
+	Lane string
 	// Database and Collections select subjects; no Collections: all.
 	Database    string
 	Collections []string
@@ -44,6 +51,8 @@ type StreamConfig struct {
 
 // StreamRangeError: the requested start is no longer in the stream.
 type StreamRangeError struct {
+	// Stream is the stream replayed.
+	Stream string
 	// From is the requested sequence, or 0 when Since was requested.
 	From, First uint64
 	Since       time.Time
@@ -55,12 +64,81 @@ func (e *StreamRangeError) Error() string {
 	if e.From == 0 {
 		what = "messages from " + e.Since.UTC().Format(time.RFC3339)
 	}
-	return fmt.Sprintf("%v: JetStream no longer holds %s; the first message it retains is %d (stored %s). "+
+	return fmt.Sprintf("%v: JetStream stream %s no longer holds %s; the first message it retains is %d (stored %s). "+
 		"Replay from there, and recover the part before it from the oplog (cdc replay oplog) or with a snapshot",
-		ErrBadRange, what, e.First, e.FirstTime.UTC().Format(time.RFC3339))
+		ErrBadRange, e.Stream, what, e.First, e.FirstTime.UTC().Format(time.RFC3339))
 }
 
 func (e *StreamRangeError) Unwrap() error { return ErrBadRange }
+
+// LaneRequiredError: a sequence range was given with sink lanes
+// configured but no lane. Every lane has a stream of its own that numbers
+// its messages from 1, so a sequence means nothing without the stream it
+// belongs to.
+type LaneRequiredError struct {
+	// Lanes are the configured lanes, Streams their streams (by index).
+	Lanes, Streams []string
+}
+
+func (e *LaneRequiredError) Error() string {
+	ls := make([]string, len(e.Lanes))
+	for i, l := range e.Lanes {
+		ls[i] = fmt.Sprintf("%s (stream %s)", l, e.Streams[i])
+	}
+	return fmt.Sprintf("%v: sink lanes are configured and each lane's stream numbers its messages itself, so --from-seq and --to-seq "+
+		"need --lane, one of: %s; or replay every lane with --since", ErrBadRange, strings.Join(ls, ", "))
+}
+
+func (e *LaneRequiredError) Unwrap() error { return ErrBadRange }
+
+// UnknownLaneError: the lane asked for is not a configured sink lane.
+type UnknownLaneError struct {
+	Lane string
+	// Lanes are the configured lanes (none: no lanes are configured).
+	Lanes []string
+}
+
+func (e *UnknownLaneError) Error() string {
+	if len(e.Lanes) == 0 {
+		return fmt.Sprintf("%v: --lane %q: no sink lanes are configured (sink.lanes), there is one stream: omit --lane", ErrUnknownLane, e.Lane)
+	}
+	return fmt.Sprintf("%v: --lane %q is not a configured sink lane; the lanes are: %s", ErrUnknownLane, e.Lane, strings.Join(e.Lanes, ", "))
+}
+
+func (e *UnknownLaneError) Unwrap() error { return ErrUnknownLane }
+
+// StreamLanes checks cfg's lane choice and returns the lanes whose
+// streams a replay reads, in order: "" (the default stream) without
+// lanes, cfg.Lane, or with lanes and no Lane every lane (Since only:
+// *LaneRequiredError for a sequence range). An unknown lane is
+// *UnknownLaneError. Every lane is read even when Collections are given:
+// the events of a Mongo transaction are in the lane of its first event,
+// whichever collection they are of (bus.LaneRouter), so any lane's stream
+// may hold some of a collection's events.
+func StreamLanes(cfg StreamConfig) ([]string, error) {
+	c := cfg.Streams
+	if !c.Laned() {
+		if cfg.Lane != "" {
+			return nil, &UnknownLaneError{Lane: cfg.Lane}
+		}
+		return []string{""}, nil
+	}
+	names := c.LaneNames()
+	if cfg.Lane != "" {
+		if !slices.Contains(names, cfg.Lane) {
+			return nil, &UnknownLaneError{Lane: cfg.Lane, Lanes: names}
+		}
+		return []string{cfg.Lane}, nil
+	}
+	if cfg.Since.IsZero() || cfg.FromSeq > 0 || cfg.ToSeq > 0 {
+		streams := make([]string, len(names))
+		for i, l := range names {
+			streams[i] = c.LaneStream(l)
+		}
+		return nil, &LaneRequiredError{Lanes: names, Streams: streams}
+	}
+	return names, nil
+}
 
 // Stream re-applies the events the stream retains in the configured range
 // to Postgres through an ordered (ephemeral) consumer and an Applier that
@@ -68,61 +146,110 @@ func (e *StreamRangeError) Unwrap() error { return ErrBadRange }
 // position in cdc.sink_positions are never touched. Events the version
 // guard finds applied are skipped; lost rows are restored with Force and
 // reported as errors without it.
+//
+// With sink lanes it reads the lanes StreamLanes names one after another,
+// each through its own stream and an Applier of that stream (its dead
+// letters name it), into one replay: the events that waited for a parent
+// are retried after every lane was read (a parent may come from another
+// lane), and the lost-row check runs once over everything.
 func Stream(ctx context.Context, js jetstream.JetStream, pool *pgxpool.Pool, set *transform.Set, cfg StreamConfig, log *zap.Logger) (*Report, error) {
 	rep := &Report{Command: "replay stream", DryRun: cfg.DryRun}
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = 1000
 	}
-	st, err := js.Stream(ctx, cfg.Streams.Stream)
+	lanes, err := StreamLanes(cfg)
 	if err != nil {
-		return rep, fmt.Errorf("stream %s: %w", cfg.Streams.Stream, err)
+		return rep, err
+	}
+	r := &streamReplay{js: js, pool: pool, set: set, cfg: cfg, log: log, rep: rep,
+		touched: map[DocRef]bool{}, before: map[DocRef]event.Position{}}
+	read := false
+	for _, lane := range lanes {
+		ok, err := r.lane(ctx, lane)
+		if err != nil {
+			return rep, err
+		}
+		read = read || ok
+	}
+	if !read {
+		return rep, nil
+	}
+	if err := r.retryWaiting(ctx); err != nil {
+		rep.Errors++
+		return rep, err
+	}
+	return rep, r.finish(ctx)
+}
+
+// lane replays lane's stream ("" the default stream) into r; ok is false
+// when it had nothing to read.
+func (r *streamReplay) lane(ctx context.Context, lane string) (ok bool, err error) {
+	cfg, rep := r.cfg, r.rep
+	name := cfg.Streams.LaneStream(lane)
+	st, err := r.js.Stream(ctx, name)
+	if err != nil {
+		return false, fmt.Errorf("stream %s: %w", name, err)
 	}
 	info, err := st.Info(ctx)
 	if err != nil {
-		return rep, fmt.Errorf("stream %s info: %w", cfg.Streams.Stream, err)
+		return false, fmt.Errorf("stream %s info: %w", name, err)
 	}
 	state := info.State
 	if state.Msgs == 0 {
-		rep.Note("stream %s is empty: nothing to replay", cfg.Streams.Stream)
-		return rep, nil
+		rep.Note("stream %s is empty: nothing to replay", name)
+		return false, nil
+	}
+	var filters []string
+	for _, c := range cfg.Collections {
+		filters = append(filters, cfg.Streams.LaneSubject(lane, cfg.Database, c))
+	}
+	if lane != "" && cfg.Lane == "" && len(filters) > 0 {
+		// Every lane is read for the selected collections' events in
+		// transactions routed to it; one that holds none is skipped (an
+		// ordered consumer would wait for a message to end on).
+		n, err := subjectMessages(ctx, st, filters)
+		if err != nil {
+			return false, fmt.Errorf("stream %s info: %w", name, err)
+		}
+		if n == 0 {
+			rep.Note("stream %s holds no events of the selected collections: nothing to replay", name)
+			return false, nil
+		}
 	}
 	to := cfg.ToSeq
 	switch {
 	case to == 0:
 		to = state.LastSeq
 	case to > state.LastSeq:
-		return rep, fmt.Errorf("%w: --to-seq %d is after the stream's last sequence %d", ErrBadRange, to, state.LastSeq)
+		return false, fmt.Errorf("%w: --to-seq %d is after the last sequence %d of stream %s", ErrBadRange, to, state.LastSeq, name)
 	}
-	occ := jetstream.OrderedConsumerConfig{InactiveThreshold: time.Minute, NamePrefix: "cdc_replay"}
-	for _, c := range cfg.Collections {
-		occ.FilterSubjects = append(occ.FilterSubjects, cfg.Streams.Subject(cfg.Database, c))
-	}
+	occ := jetstream.OrderedConsumerConfig{InactiveThreshold: time.Minute, NamePrefix: "cdc_replay", FilterSubjects: filters}
 	if cfg.Since.IsZero() {
 		switch {
 		case cfg.FromSeq == 0:
-			return rep, fmt.Errorf("%w: give --from-seq or --since", ErrBadRange)
+			return false, fmt.Errorf("%w: give --from-seq or --since", ErrBadRange)
 		case cfg.FromSeq < state.FirstSeq:
-			return rep, &StreamRangeError{From: cfg.FromSeq, First: state.FirstSeq, FirstTime: state.FirstTime}
+			return false, &StreamRangeError{Stream: name, From: cfg.FromSeq, First: state.FirstSeq, FirstTime: state.FirstTime}
 		case cfg.FromSeq > to:
-			return rep, fmt.Errorf("%w: --from-seq %d is after the last sequence of the range %d", ErrBadRange, cfg.FromSeq, to)
+			return false, fmt.Errorf("%w: --from-seq %d is after the last sequence of the range %d", ErrBadRange, cfg.FromSeq, to)
 		}
 		occ.DeliverPolicy, occ.OptStartSeq = jetstream.DeliverByStartSequencePolicy, cfg.FromSeq
-		rep.Note("range: stream %s sequences %d..%d", cfg.Streams.Stream, cfg.FromSeq, to)
+		rep.Note("range: stream %s sequences %d..%d", name, cfg.FromSeq, to)
 	} else {
 		if cfg.Since.Before(state.FirstTime) && state.FirstSeq > 1 {
 			// Messages were removed (age, size): some after Since may be gone.
-			return rep, &StreamRangeError{Since: cfg.Since, First: state.FirstSeq, FirstTime: state.FirstTime}
+			return false, &StreamRangeError{Stream: name, Since: cfg.Since, First: state.FirstSeq, FirstTime: state.FirstTime}
 		}
 		since := cfg.Since
 		occ.DeliverPolicy, occ.OptStartTime = jetstream.DeliverByStartTimePolicy, &since
-		rep.Note("range: stream %s messages stored since %s, up to sequence %d", cfg.Streams.Stream, since.UTC().Format(time.RFC3339), to)
+		rep.Note("range: stream %s messages stored since %s, up to sequence %d", name, since.UTC().Format(time.RFC3339), to)
 	}
 	cons, err := st.OrderedConsumer(ctx, occ)
 	if err != nil {
-		return rep, fmt.Errorf("ordered consumer on %s: %w", cfg.Streams.Stream, err)
+		return false, fmt.Errorf("ordered consumer on %s: %w", name, err)
 	}
-	r := &streamReplay{js: js, pool: pool, set: set, cfg: cfg, log: log, rep: rep,
-		applier: sink.NewApplier(pool, set, "", cfg.Streams.Stream), touched: map[DocRef]bool{}, before: map[DocRef]event.Position{}}
+	r.stream, r.qualify = name, lane != ""
+	r.applier = sink.NewApplier(r.pool, r.set, "", name)
 	r.applier.SetUnparked(cfg.Unparked)
 	err = r.consume(ctx, cons, to)
 	if ci := cons.CachedInfo(); ci != nil {
@@ -131,18 +258,37 @@ func Stream(ctx context.Context, js jetstream.JetStream, pool *pgxpool.Pool, set
 	}
 	if err != nil {
 		rep.Errors++
-		return rep, err
+		return true, err
 	}
-	return rep, r.finish(ctx)
+	return true, nil
+}
+
+// subjectMessages counts the messages st holds on subjects.
+func subjectMessages(ctx context.Context, st jetstream.Stream, subjects []string) (uint64, error) {
+	var n uint64
+	for _, s := range subjects {
+		info, err := st.Info(ctx, jetstream.WithSubjectFilter(s))
+		if err != nil {
+			return 0, err
+		}
+		for _, c := range info.State.Subjects {
+			n += c
+		}
+	}
+	return n, nil
 }
 
 type streamReplay struct {
-	js      jetstream.JetStream
-	pool    *pgxpool.Pool
-	set     *transform.Set
-	cfg     StreamConfig
-	log     *zap.Logger
-	rep     *Report
+	js   jetstream.JetStream
+	pool *pgxpool.Pool
+	set  *transform.Set
+	cfg  StreamConfig
+	log  *zap.Logger
+	rep  *Report
+	// stream is the stream being read and applier applies its messages
+	// (its dead letters name the stream); qualify: notes name it (lanes).
+	stream  string
+	qualify bool
 	applier *sink.Applier
 	// touched are the documents the replay carried events of.
 	touched map[DocRef]bool
@@ -152,11 +298,29 @@ type streamReplay struct {
 	pending []sink.Raw
 	refs    []DocRef
 	open    map[string]bool
-	// retry holds batches with events that waited for a parent (policy
-	// wait): they are applied again once the rest is, since the parent may
-	// come later in the range.
-	retry     []sink.Raw
-	retryRefs []DocRef
+	// retry holds, per stream read, the batches with events that waited
+	// for a parent (policy wait): they are applied again once every
+	// stream is read, since the parent may come later in the range or
+	// from another lane.
+	retry []*waiting
+}
+
+// waiting are the batches of one stream with events that waited for a
+// parent, and the applier of that stream.
+type waiting struct {
+	stream  string
+	applier *sink.Applier
+	msgs    []sink.Raw
+	refs    []DocRef
+}
+
+// at names the stream in a note about sequences when lanes make a
+// sequence ambiguous ("" without lanes).
+func (r *streamReplay) at(stream string) string {
+	if !r.qualify {
+		return ""
+	}
+	return "stream " + stream + " "
 }
 
 func (r *streamReplay) consume(ctx context.Context, cons jetstream.Consumer, to uint64) error {
@@ -206,10 +370,7 @@ func (r *streamReplay) consume(ctx context.Context, cons jetstream.Consumer, to 
 			}
 		}
 		if end || n == 0 {
-			if err := r.flush(ctx); err != nil {
-				return err
-			}
-			return r.retryWaiting(ctx)
+			return r.flush(ctx)
 		}
 	}
 }
@@ -250,14 +411,18 @@ func (r *streamReplay) flush(ctx context.Context) error {
 	if r.cfg.DryRun {
 		return r.plan(ctx, msgs, refs)
 	}
-	res, err := r.apply(ctx, msgs, refs)
+	res, err := r.apply(ctx, r.applier, r.stream, msgs, refs)
 	if err != nil {
 		return err
 	}
 	r.count(res, msgs)
 	if res.Waiting > 0 {
-		r.retry = append(r.retry, msgs...)
-		r.retryRefs = append(r.retryRefs, refs...)
+		if n := len(r.retry); n == 0 || r.retry[n-1].stream != r.stream {
+			r.retry = append(r.retry, &waiting{stream: r.stream, applier: r.applier})
+		}
+		w := r.retry[len(r.retry)-1]
+		w.msgs = append(w.msgs, msgs...)
+		w.refs = append(w.refs, refs...)
 	}
 	return nil
 }
@@ -269,7 +434,7 @@ func (r *streamReplay) count(res sink.Result, msgs []sink.Raw) {
 	r.rep.DeadLettered += int64(res.DeadLettered)
 	if res.DeadLettered > 0 {
 		r.rep.Errors += int64(res.DeadLettered)
-		r.rep.Note("sequences %d..%d: %d events dead-lettered (cdc dlq list)", msgs[0].Seq, msgs[len(msgs)-1].Seq, res.DeadLettered)
+		r.rep.Note("%ssequences %d..%d: %d events dead-lettered (cdc dlq list)", r.at(r.stream), msgs[0].Seq, msgs[len(msgs)-1].Seq, res.DeadLettered)
 	}
 	if res.Incomplete > 0 {
 		r.rep.Errors += int64(res.Incomplete)
@@ -278,34 +443,47 @@ func (r *streamReplay) count(res sink.Result, msgs []sink.Raw) {
 }
 
 // retryWaiting re-applies the batches that had events waiting for a
-// parent, until none waits or a round makes no progress; what still waits
-// is an error.
+// parent, after every stream was read, until none waits or a round makes
+// no progress; what still waits is an error. A round applies each
+// stream's batches in one transaction with that stream's applier (a dead
+// letter names the stream its sequence belongs to), in the order the
+// streams were read; a parent applied by one stream's retry lets the
+// next round apply its children from another.
 func (r *streamReplay) retryWaiting(ctx context.Context) error {
 	last := -1
 	for len(r.retry) > 0 {
-		res, err := r.apply(ctx, r.retry, r.retryRefs)
-		if err != nil {
-			return err
+		still, left := 0, r.retry[:0]
+		for _, w := range r.retry {
+			res, err := r.apply(ctx, w.applier, w.stream, w.msgs, w.refs)
+			if err != nil {
+				return err
+			}
+			r.rep.Applied += int64(res.Applied)
+			r.rep.DeadLettered += int64(res.DeadLettered)
+			r.rep.Errors += int64(res.DeadLettered)
+			if res.Waiting > 0 {
+				still += res.Waiting
+				left = append(left, w)
+			}
 		}
-		r.rep.Applied += int64(res.Applied)
-		r.rep.DeadLettered += int64(res.DeadLettered)
-		r.rep.Errors += int64(res.DeadLettered)
-		if res.Waiting == 0 {
+		r.retry = left
+		if still == 0 {
 			return nil
 		}
-		if res.Waiting == last {
-			r.rep.Errors += int64(res.Waiting)
-			r.rep.Note("%d events wait for a parent row that is not in Postgres and did not come in the range (policy wait): not applied", res.Waiting)
+		if still == last {
+			r.rep.Errors += int64(still)
+			r.rep.Note("%d events wait for a parent row that is not in Postgres and did not come in the range (policy wait): not applied", still)
 			return nil
 		}
-		last = res.Waiting
+		last = still
 	}
 	return nil
 }
 
-// apply applies msgs in one transaction (Force: forgetting the lost rows
-// among refs first, in it), retrying what can be retried.
-func (r *streamReplay) apply(ctx context.Context, msgs []sink.Raw, refs []DocRef) (sink.Result, error) {
+// apply applies msgs, messages of stream, in one transaction through a
+// (Force: forgetting the lost rows among refs first, in it), retrying
+// what can be retried.
+func (r *streamReplay) apply(ctx context.Context, a *sink.Applier, stream string, msgs []sink.Raw, refs []DocRef) (sink.Result, error) {
 	var forgotten []Lost
 	var before func(pgx.Tx) error
 	if r.cfg.Force {
@@ -318,7 +496,7 @@ func (r *streamReplay) apply(ctx context.Context, msgs []sink.Raw, refs []DocRef
 	var res sink.Result
 	var err error
 	for attempt := 0; ; attempt++ {
-		res, err = r.applier.ApplyRawWith(ctx, r.set, msgs, before)
+		res, err = a.ApplyRawWith(ctx, r.set, msgs, before)
 		if err == nil || sink.Classify(err) == sink.Fatal || attempt >= 5 || ctx.Err() != nil {
 			break
 		}
@@ -331,7 +509,7 @@ func (r *streamReplay) apply(ctx context.Context, msgs []sink.Raw, refs []DocRef
 	}
 	if err != nil {
 		r.rep.Errors += int64(len(msgs))
-		return res, fmt.Errorf("apply sequences %d..%d: %w", msgs[0].Seq, msgs[len(msgs)-1].Seq, err)
+		return res, fmt.Errorf("apply %ssequences %d..%d: %w", r.at(stream), msgs[0].Seq, msgs[len(msgs)-1].Seq, err)
 	}
 	for _, l := range forgotten {
 		if _, seen := r.before[l.DocRef]; !seen {
@@ -351,7 +529,7 @@ func (r *streamReplay) plan(ctx context.Context, msgs []sink.Raw, refs []DocRef)
 	for _, m := range msgs {
 		if m.Err != nil {
 			r.rep.Errors++
-			r.rep.Note("sequence %d: %v", m.Seq, m.Err)
+			r.rep.Note("%ssequence %d: %v", r.at(r.stream), m.Seq, m.Err)
 			continue
 		}
 		ev, err := event.Unmarshal(m.Data)

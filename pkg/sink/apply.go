@@ -206,7 +206,7 @@ func (a *Applier) apply(ctx context.Context, b Batch, opt applyOpts) (Result, er
 		}
 	}
 	res.merge(r)
-	if err := deadLetters(ctx, tx, bad); err != nil {
+	if err := deadLetters(ctx, tx, a.stream, bad); err != nil {
 		return res, err
 	}
 	for _, u := range bad {

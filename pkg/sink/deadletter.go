@@ -170,8 +170,13 @@ func (a *Applier) park(held map[docRef]event.Position, u *unit) bool {
 	return false
 }
 
-// deadLetter records every event of the units in bad with its reason.
-func deadLetters(ctx context.Context, tx pgx.Tx, bad []*unit) error {
+// deadLetters records every event of the units in bad with its reason
+// and its sequence in stream, the applier's stream: with sink lanes each
+// lane's stream numbers its messages itself, so a sequence alone does not
+// say which message it was. stream "" (a dead-letter retry, which reads
+// no stream) records none; an entry recorded again keeps the stream and
+// sequence it first had (state.RecordDeadLetters).
+func deadLetters(ctx context.Context, tx pgx.Tx, stream string, bad []*unit) error {
 	var dls []state.NewDeadLetter
 	for _, u := range bad {
 		cause := u.rejected()
@@ -194,7 +199,7 @@ func deadLetters(ctx context.Context, tx pgx.Tx, bad []*unit) error {
 			if coll == "" {
 				coll = "?"
 			}
-			dls = append(dls, state.NewDeadLetter{EventID: it.ev.ID, Collection: coll, DocKey: it.docKey, StreamSeq: it.seq,
+			dls = append(dls, state.NewDeadLetter{EventID: it.ev.ID, Collection: coll, DocKey: it.docKey, StreamSeq: it.seq, Stream: stream,
 				Class: cls, Field: field, Value: value, Reason: prefix + reason, Event: evJSON,
 				Txn: it.ev.Source.Txn, Position: it.ev.Position()})
 		}

@@ -79,6 +79,18 @@ func (e *env) kill(li *laneInstance) {
 	}
 }
 
+// useLanes replaces the env's single stream by lanes (their subjects
+// overlap the default stream's, which is deleted) and declares them.
+func (e *env) useLanes(lanes ...bus.Lane) *bus.LaneRouter {
+	e.t.Helper()
+	if err := e.js.DeleteStream(e.ctx, e.streams.Stream); err != nil {
+		e.t.Fatal(err)
+	}
+	e.streams = e.streams.WithLanes(lanes)
+	e.declare()
+	return bus.NewLaneRouter(e.streams)
+}
+
 func (e *env) publishLaned(r *bus.LaneRouter, evs ...*event.Event) {
 	e.t.Helper()
 	for _, ev := range evs {
@@ -102,15 +114,9 @@ func (e *env) publishLaned(r *bus.LaneRouter, evs ...*event.Event) {
 // spanning both lanes' collections applies whole.
 func TestLanesRebalanceAndKill(t *testing.T) {
 	e := newEnv(t)
-	if err := e.js.DeleteStream(e.ctx, e.streams.Stream); err != nil { // lane streams' subjects overlap the default's
-		t.Fatal(err)
-	}
-	e.streams = e.streams.WithLanes([]bus.Lane{
-		{Name: "users", Collections: []string{"users"}},
-		{Name: "points", Collections: []string{"pointTransactions"}},
-	})
-	e.declare()
-	router := bus.NewLaneRouter(e.streams)
+	router := e.useLanes(
+		bus.Lane{Name: "users", Collections: []string{"users"}},
+		bus.Lane{Name: "points", Collections: []string{"pointTransactions"}})
 
 	a, b, c := e.startLanes("a"), e.startLanes("b"), e.startLanes("c")
 	all := []*laneInstance{a, b, c}
@@ -199,15 +205,10 @@ func TestLanesRebalanceAndKill(t *testing.T) {
 // on applying lanes the tailer no longer feeds.
 func TestLaneRunnerStopsOnLayoutChange(t *testing.T) {
 	e := newEnv(t)
-	if err := e.js.DeleteStream(e.ctx, e.streams.Stream); err != nil {
-		t.Fatal(err)
-	}
-	old := e.streams.WithLanes([]bus.Lane{
-		{Name: "users", Collections: []string{"users"}},
-		{Name: "points", Collections: []string{"pointTransactions"}},
-	})
-	e.streams = old
-	e.declare()
+	e.useLanes(
+		bus.Lane{Name: "users", Collections: []string{"users"}},
+		bus.Lane{Name: "points", Collections: []string{"pointTransactions"}})
+	old := e.streams
 	a := e.startLanes("a")
 	e.waitFor("both lanes held", 20*time.Second, func() (bool, string) {
 		return len(a.lanes()) == 2, fmt.Sprintf("lanes %q", a.lanes())

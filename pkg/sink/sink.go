@@ -828,6 +828,7 @@ func (s *Sink) publishDeadLetters(ctx context.Context, dls []DeadLetter) {
 		msg.Header.Set("Cdc-Error-Class", string(dl.Class))
 		msg.Header.Set("Cdc-Doc-Key", dl.DocKey)
 		msg.Header.Set("Cdc-Stream-Seq", strconv.FormatUint(dl.StreamSeq, 10))
+		msg.Header.Set("Cdc-Stream", s.cfg.Streams.Stream) // the lane's stream with lanes: its sequences are its own
 		reason := dl.Reason
 		if len(reason) > 1024 {
 			reason = reason[:1024]

@@ -63,13 +63,17 @@ type DeadLetter struct {
 	EventID    string `json:"event_id"`
 	Collection string `json:"collection"`
 	DocKey     string `json:"doc_key"`
-	StreamSeq  int64  `json:"stream_seq"`
-	Class      Class  `json:"error_class"`
-	Field      string `json:"field,omitempty"`
-	Value      string `json:"value,omitempty"`
-	Reason     string `json:"reason"`
-	Attempts   int    `json:"attempts"`
-	Status     Status `json:"status"`
+	// Stream is the stream StreamSeq is a sequence of; "" (stream NULL)
+	// is the default stream, nats.stream (an entry recorded before
+	// streams were, when there were no lanes), or none (StreamSeq 0).
+	Stream    string `json:"stream,omitempty"`
+	StreamSeq int64  `json:"stream_seq"`
+	Class     Class  `json:"error_class"`
+	Field     string `json:"field,omitempty"`
+	Value     string `json:"value,omitempty"`
+	Reason    string `json:"reason"`
+	Attempts  int    `json:"attempts"`
+	Status    Status `json:"status"`
 	// StatusReason is why the status last changed (an operator's reason);
 	// StatusAt when (nil: never changed since first recorded).
 	StatusReason string     `json:"status_reason,omitempty"`
@@ -160,7 +164,7 @@ func (f DeadLetterFilter) where() (string, []any) {
 
 const dlColumns = `d.id, d.event_id, d.collection, d.doc_key, coalesce(d.stream_seq, 0), d.error_class, coalesce(d.field, ''),
 	coalesce(d.value, ''), d.reason, d.attempts, d.status, coalesce(d.status_reason, ''), d.status_at, d.first_seen, d.last_seen,
-	coalesce(d.txn_id, ''), d.txn_index, coalesce(d.txn_last, false), d.cluster_time`
+	coalesce(d.txn_id, ''), d.txn_index, coalesce(d.txn_last, false), d.cluster_time, coalesce(d.stream, '')`
 
 // sourceOrder orders entries by source position; an entry recorded
 // before positions were kept sorts first (as OpenDeadLetterPositions
@@ -180,7 +184,7 @@ func scanDeadLetters(rows pgx.Rows, withEvent bool, named *[]bool) ([]DeadLetter
 		var ct *int64
 		var isNamed bool
 		dst := []any{&d.ID, &d.EventID, &d.Collection, &d.DocKey, &d.StreamSeq, &class, &d.Field, &d.Value, &d.Reason,
-			&d.Attempts, &status, &d.StatusReason, &d.StatusAt, &d.FirstSeen, &d.LastSeen, &d.TxnID, &txnIndex, &d.TxnLast, &ct}
+			&d.Attempts, &status, &d.StatusReason, &d.StatusAt, &d.FirstSeen, &d.LastSeen, &d.TxnID, &txnIndex, &d.TxnLast, &ct, &d.Stream}
 		if withEvent {
 			dst = append(dst, &d.Event)
 		}

@@ -582,3 +582,66 @@ func count(d *dlDB, sql string) int {
 	}
 	return n
 }
+
+// TestDeadLetterStream: an entry records the stream its sequence belongs
+// to (with lanes every lane's stream numbers its messages from 1); the
+// stream and the sequence stay a pair when the entry is recorded again
+// (a retry, which reads no stream; a redelivery); an entry recorded
+// without a stream (before streams were) reads as "" (the default stream)
+// and keeps its NULL when a later recording names one.
+func TestDeadLetterStream(t *testing.T) {
+	t.Parallel()
+	d := newDLDB(t)
+	laned := dl("in-lane", "payments", "p1", 100, 0, 0, false)
+	laned.Stream = "CDC_payments"
+	other := dl("other-lane", "users", "u1", 100, 0, 0, false) // the same sequence in another lane's stream
+	other.Stream = "CDC_users"
+	old := dl("before-streams", "widgets", "w1", 7, 0, 0, false)
+	noSeq := dl("no-seq", "widgets", "w2", 0, 0, 0, false)
+	noSeq.Stream = "CDC_widgets"
+	d.record(laned, other, old, noSeq)
+
+	retried := laned
+	retried.Stream, retried.StreamSeq = "", 555 // dlq retry: no stream, the entry's sequence
+	redelivered := old
+	redelivered.Stream, redelivered.StreamSeq = "CDC_widgets", 42
+	late := noSeq
+	late.StreamSeq = 9
+	d.record(retried, redelivered, late)
+
+	for _, tc := range []struct {
+		ev     string
+		stream string
+		seq    int64
+	}{
+		{"in-lane", "CDC_payments", 100},
+		{"other-lane", "CDC_users", 100},
+		{"before-streams", "", 7},
+		{"no-seq", "CDC_widgets", 9},
+	} {
+		e, err := state.GetDeadLetter(d.ctx, d.pool, d.id(tc.ev))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Stream != tc.stream || e.StreamSeq != tc.seq {
+			t.Errorf("%s: stream %q sequence %d, want %q %d", tc.ev, e.Stream, e.StreamSeq, tc.stream, tc.seq)
+		}
+	}
+	if n := count(d, `SELECT count(*) FROM cdc.dead_letters WHERE stream_seq IS NULL AND stream IS NOT NULL`); n != 0 {
+		t.Fatalf("%d entries name a stream without a sequence", n)
+	}
+	es, err := state.ListDeadLetters(d.ctx, d.pool, state.DeadLetterFilter{IDs: d.ids("in-lane", "before-streams")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(es) != 2 {
+		t.Fatalf("listed %d entries, want 2", len(es))
+	}
+	b, err := json.Marshal(es)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"stream":"CDC_payments","stream_seq":100`) || strings.Count(string(b), `"stream":`) != 1 {
+		t.Fatalf("listed JSON: %s", b)
+	}
+}

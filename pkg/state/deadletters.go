@@ -65,10 +65,14 @@ type NewDeadLetter struct {
 	Collection string
 	DocKey     string
 	StreamSeq  uint64
-	Class      Class
-	Field      string
-	Value      string
-	Reason     string
+	// Stream is the stream StreamSeq is a sequence of: with sink lanes
+	// each lane's stream numbers its messages itself. "" records NULL (the
+	// default stream); without a StreamSeq it is not recorded.
+	Stream string
+	Class  Class
+	Field  string
+	Value  string
+	Reason string
 	// Event is the envelope as canonical Extended JSON.
 	Event []byte
 	// Txn places the event in its Mongo transaction (nil outside one).
@@ -81,7 +85,10 @@ type NewDeadLetter struct {
 // class, field and reason are never overwritten afterwards; an event that
 // already has one (a retry that failed again, a redelivery) is re-opened
 // with attempts+1, and the new class and reason go to its history. Either
-// way one row is appended to cdc.dead_letter_attempts.
+// way one row is appended to cdc.dead_letter_attempts. A re-opened entry
+// keeps its stream and stream sequence as a pair: a retry (which reads no
+// stream) or a redelivery never pairs the first sequence with another
+// stream.
 func RecordDeadLetters(ctx context.Context, tx BatchDB, dls []NewDeadLetter) error {
 	if len(dls) == 0 {
 		return nil
@@ -97,8 +104,9 @@ func RecordDeadLetters(ctx context.Context, tx BatchDB, dls []NewDeadLetter) err
 		}
 		seq := int64(d.StreamSeq)
 		var seqArg *int64
+		stream := ""
 		if seq > 0 {
-			seqArg = &seq
+			seqArg, stream = &seq, d.Stream
 		}
 		var ct *int64
 		if d.Position.ClusterTime != (event.ClusterTime{}) {
@@ -108,18 +116,19 @@ func RecordDeadLetters(ctx context.Context, tx BatchDB, dls []NewDeadLetter) err
 		b.Queue(`
 			WITH up AS (
 				INSERT INTO cdc.dead_letters AS d (event_id, collection, doc_key, stream_seq, error_class, field, value, reason, event,
-					txn_id, txn_index, txn_last, cluster_time)
-				VALUES ($1, $2, $3, $4, $5, NULLIF($6, ''), NULLIF($7, ''), $8, $9, $10, $11, $12, $13)
+					txn_id, txn_index, txn_last, cluster_time, stream)
+				VALUES ($1, $2, $3, $4, $5, NULLIF($6, ''), NULLIF($7, ''), $8, $9, $10, $11, $12, $13, NULLIF($14, ''))
 				ON CONFLICT (event_id) DO UPDATE
 				SET attempts = d.attempts + 1, last_seen = now(), status = 'open', status_at = now(), status_reason = NULL,
-				    stream_seq = coalesce(d.stream_seq, EXCLUDED.stream_seq), txn_id = coalesce(d.txn_id, EXCLUDED.txn_id),
+				    stream_seq = coalesce(d.stream_seq, EXCLUDED.stream_seq),
+				    stream = CASE WHEN d.stream_seq IS NULL THEN EXCLUDED.stream ELSE d.stream END, txn_id = coalesce(d.txn_id, EXCLUDED.txn_id),
 				    txn_index = coalesce(d.txn_index, EXCLUDED.txn_index), txn_last = coalesce(d.txn_last, EXCLUDED.txn_last),
 				    cluster_time = coalesce(d.cluster_time, EXCLUDED.cluster_time)
 				RETURNING id, (xmax = 0) AS inserted)
 			INSERT INTO cdc.dead_letter_attempts (dead_letter_id, action, outcome, error_class, field, value, reason)
 			SELECT id, CASE WHEN inserted THEN 'dead_lettered' ELSE 'retried' END, 'dead_lettered', $5, NULLIF($6, ''), NULLIF($7, ''), $8
 			FROM up`,
-			d.EventID, d.Collection, textSafe(d.DocKey), seqArg, string(d.Class), textSafe(d.Field), textSafe(d.Value), textSafe(d.Reason), d.Event, txnID, txnIndex, txnLast, ct)
+			d.EventID, d.Collection, textSafe(d.DocKey), seqArg, string(d.Class), textSafe(d.Field), textSafe(d.Value), textSafe(d.Reason), d.Event, txnID, txnIndex, txnLast, ct, stream)
 	}
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("record %d dead letters: %w", len(dls), err)
