@@ -69,11 +69,7 @@ func BusLanes(cfg *config.Config) []bus.Lane {
 	if err != nil {
 		return nil
 	}
-	out := make([]bus.Lane, len(lanes))
-	for i, l := range lanes {
-		out[i] = bus.Lane{Name: l.Name, Collections: l.Collections, Group: l.Group, Part: l.Part, Parts: l.Parts}
-	}
-	return out
+	return bus.LanesFromConfig(lanes)
 }
 
 // CheckLanes checks cfg's sink.lanes against the replicated collections

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/amanat/cdc/pkg/config"
 	"github.com/amanat/cdc/pkg/event"
 )
 
@@ -300,4 +301,16 @@ func (c StreamsConfig) StreamOf(subject string) string {
 	}
 	lane, _, _ := strings.Cut(rest, ".")
 	return c.LaneStream(lane)
+}
+
+// LanesFromConfig is sink.lanes (config.ParseLanes) as Lanes.
+func LanesFromConfig(lanes []config.LaneConfig) []Lane {
+	if len(lanes) == 0 {
+		return nil
+	}
+	out := make([]Lane, len(lanes))
+	for i, l := range lanes {
+		out[i] = Lane{Name: l.Name, Collections: l.Collections, Group: l.Group, Part: l.Part, Parts: l.Parts}
+	}
+	return out
 }

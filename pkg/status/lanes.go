@@ -39,9 +39,9 @@ func (c *collector) lanes(ctx context.Context) {
 	if !c.laned() {
 		return
 	}
-	ls := &LanesStatus{MembersBucket: sink.MembersBucket(c.tgt.Stream), Members: []LaneMember{}, Items: []LaneStatus{}}
+	streams := bus.StreamsConfig{Stream: c.tgt.Stream}.WithLanes(bus.LanesFromConfig(c.tgt.Lanes))
+	ls := &LanesStatus{MembersBucket: sink.MembersBucket(c.tgt.Stream), Members: []LaneMember{}, Items: []LaneStatus{}, Layout: streams.Layout()}
 	c.r.Lanes = ls
-	streams := bus.StreamsConfig{Stream: c.tgt.Stream}
 	names := make([]string, len(c.tgt.Lanes))
 	for i, l := range c.tgt.Lanes {
 		names[i] = l.Name
@@ -51,7 +51,9 @@ func (c *collector) lanes(ctx context.Context) {
 			st.Error = "NATS unreachable"
 		} else {
 			sctx, cancel := c.ctx(ctx)
-			c.streamInfo(sctx, &st)
+			if s := c.streamInfo(sctx, &st); s != nil {
+				it.StreamLayout = s.CachedInfo().Config.Metadata[bus.MetaLaneLayout]
+			}
 			cancel()
 		}
 		it.FirstSeq, it.LastSeq, it.Messages, it.StreamCreated, it.StreamError = st.FirstSeq, st.LastSeq, st.Messages, st.Created, st.Error
@@ -131,6 +133,10 @@ func (c *collector) judgeLanes(add, warn func(string, ...any), section func(name
 		label := "lane " + it.Name
 		section(label+" stream", it.StreamError)
 		section(label+" sink position", it.Position.Error)
+		if it.StreamLayout != "" && it.StreamLayout != ls.Layout {
+			add("%s: stream %s carries the lane layout %q, this configuration has %q: tailer and sinks must share sink.lanes (docs/runbook.md, \"Scaling the sink out with lanes\")",
+				label, it.Stream, it.StreamLayout, ls.Layout)
+		}
 		st := StreamStatus{Name: it.Stream, FirstSeq: it.FirstSeq, LastSeq: it.LastSeq, Messages: it.Messages, Created: it.StreamCreated, Error: it.StreamError}
 		judgePosition(add, label+" sink position", it.Position, st)
 		if f := it.Position.Fence; f != nil {

@@ -66,6 +66,14 @@ func TestJudgeLanes(t *testing.T) {
 		{name: "members unreadable", edit: func(r *Report) {
 			r.Lanes.MembersError = "members bucket: timeout"
 		}, problems: []string{"sink members: members bucket: timeout"}},
+		{name: "streams carry this layout", edit: func(r *Report) {
+			r.Lanes.Layout = "a:x;b:y"
+			r.Lanes.Items[0].StreamLayout, r.Lanes.Items[1].StreamLayout = "a:x;b:y", "a:x;b:y"
+		}},
+		{name: "a stream carries another layout", edit: func(r *Report) {
+			r.Lanes.Layout = "a:x;b:y"
+			r.Lanes.Items[0].StreamLayout, r.Lanes.Items[1].StreamLayout = "a:x;b:y", "a/2:x;b:y"
+		}, problems: []string{`lane b: stream CDC_b carries the lane layout "a/2:x;b:y", this configuration has "a:x;b:y"`}},
 		{name: "lane fence unreadable", edit: func(r *Report) {
 			r.Lanes.Items[1].Position.Fence.Error = "permission denied"
 		}, problems: []string{"lane b fence: permission denied"}},

@@ -358,6 +358,9 @@ type LanesStatus struct {
 	Members      []LaneMember `json:"members"`
 	MembersError string       `json:"members_error,omitempty"`
 	Items        []LaneStatus `json:"items"`
+	// Layout is this configuration's sink.lanes in canonical form
+	// (bus.StreamsConfig.Layout), which every lane stream should carry.
+	Layout string `json:"layout"`
 }
 
 // LaneMember is one live sink instance.
@@ -384,6 +387,9 @@ type LaneStatus struct {
 	// StreamStatus.Created).
 	StreamCreated *time.Time `json:"stream_created,omitempty"`
 	StreamError   string     `json:"stream_error,omitempty"`
+	// StreamLayout is the lane layout stamped on the stream by the last
+	// process that declared it ("" before any did).
+	StreamLayout string `json:"stream_layout,omitempty"`
 	// AssignedTo is the live member the assignment gives the lane ("":
 	// no live member).
 	AssignedTo string `json:"assigned_to"`
