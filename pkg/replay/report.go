@@ -28,6 +28,10 @@ type Report struct {
 	// DeadLettered counts events Postgres refused (replay stream); they
 	// are in cdc.dead_letters with the reason.
 	DeadLettered int64
+	// Violations counts the dead-lettered events that broke an invariant
+	// of their mapping (a ledger entry that differs from its stored row):
+	// tampering with the source or the target, for an operator to judge.
+	Violations int64
 	// Errors counts failures: anything not done that should have been.
 	Errors int64
 	// Collections breaks Read down per collection.
@@ -72,6 +76,9 @@ func (r *Report) Write(w io.Writer) error {
 	if r.Applied > 0 || r.Command == "replay stream" {
 		fmt.Fprintf(&b, "  applied       %d\n", r.Applied)
 		fmt.Fprintf(&b, "  dead-lettered %d\n", r.DeadLettered)
+	}
+	if r.Violations > 0 {
+		fmt.Fprintf(&b, "  violations    %d (class violation in cdc dlq list)\n", r.Violations)
 	}
 	fmt.Fprintf(&b, "  skipped       %d\n", r.Skipped)
 	fmt.Fprintf(&b, "  errors        %d\n", r.Errors)

@@ -432,6 +432,7 @@ func (r *streamReplay) count(res sink.Result, msgs []sink.Raw) {
 	r.rep.Applied += int64(res.Applied)
 	r.rep.Skipped += int64(res.Skipped)
 	r.rep.DeadLettered += int64(res.DeadLettered)
+	r.rep.Violations += int64(res.Violations)
 	if res.DeadLettered > 0 {
 		r.rep.Errors += int64(res.DeadLettered)
 		r.rep.Note("%ssequences %d..%d: %d events dead-lettered (cdc dlq list)", r.at(r.stream), msgs[0].Seq, msgs[len(msgs)-1].Seq, res.DeadLettered)
@@ -460,6 +461,7 @@ func (r *streamReplay) retryWaiting(ctx context.Context) error {
 			}
 			r.rep.Applied += int64(res.Applied)
 			r.rep.DeadLettered += int64(res.DeadLettered)
+			r.rep.Violations += int64(res.Violations)
 			r.rep.Errors += int64(res.DeadLettered)
 			if res.Waiting > 0 {
 				still += res.Waiting

@@ -2,6 +2,7 @@ package sink
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -217,6 +218,10 @@ func (a *Applier) apply(ctx context.Context, b Batch, opt applyOpts) (Result, er
 				res.count(it, OutcomeParked)
 			} else {
 				res.count(it, OutcomeDeadLettered)
+			}
+			var ve *violationError
+			if errors.As(it.reject, &ve) {
+				res.Violations++
 			}
 		}
 	}

@@ -78,6 +78,16 @@ type violationError struct{ msg string }
 
 func (e *violationError) Error() string { return e.msg }
 
+// divergenceError is an append-only row found in Postgres with other
+// values than its document's event carries (appendOnlySQL). Unlike the
+// violations decided from the event alone it is found by the write, so it
+// is poison there (Classify): the apply path isolates the unit and
+// dead-letters it with class violation.
+type divergenceError struct{ violationError }
+
+// Unwrap lets classify find the violation.
+func (e *divergenceError) Unwrap() error { return &e.violationError }
+
 // incompleteError marks the events of a Mongo transaction whose other
 // events did not all arrive within the sink's transaction timeout.
 type incompleteError struct {

@@ -60,6 +60,10 @@ func Classify(err error) Class {
 	if errors.As(err, &fe) {
 		return Fatal
 	}
+	var de *divergenceError
+	if errors.As(err, &de) {
+		return Poison
+	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		return classifySQLState(pgErr.Code)

@@ -23,6 +23,10 @@ type Result struct {
 	Applied      int
 	Skipped      int // at or behind the stored version, or no-ops
 	DeadLettered int
+	// Violations counts the dead-lettered events that broke an invariant
+	// of their mapping (class violation: an append-only document updated,
+	// deleted, or refreshed with other values than its stored row).
+	Violations int
 	// Incomplete counts events of transactions ApplyRaw did not get whole.
 	Incomplete int
 	// Waiting counts events set aside for a parent that has not arrived.
@@ -92,6 +96,7 @@ func (r *Result) merge(o Result) {
 	r.Applied += o.Applied
 	r.Skipped += o.Skipped
 	r.DeadLettered += o.DeadLettered
+	r.Violations += o.Violations
 	if o.RefillError != "" {
 		r.RefillError = o.RefillError
 	}

@@ -206,7 +206,10 @@ func (a *Applier) queueWrites(ctx context.Context, tx pgx.Tx, b *pgx.Batch, winn
 			}
 		}
 		if len(w.upserts) > 0 {
-			b.Queue(upsertSQL(m, table, cols, types), columns(w.upserts, len(cols))...)
+			q := b.Queue(upsertSQL(m, table, cols, types), columns(w.upserts, len(cols))...)
+			if m.AppendOnly && len(cols) > 1 {
+				q.Query(divergent(m))
+			}
 		}
 		for _, cw := range w.children {
 			if err := a.queueChildren(ctx, tx, b, cw); err != nil {
@@ -280,6 +283,9 @@ func upsertSQL(m *transform.Mapping, table string, cols []string, types map[stri
 	for i := range cols {
 		aliases[i] = fmt.Sprintf("c%d", i)
 	}
+	if m.AppendOnly && len(cols) > 1 {
+		return appendOnlySQL(table, quoted, casts, params, aliases)
+	}
 	conflict := "DO NOTHING"
 	if !m.AppendOnly && len(sets) > 0 {
 		conflict = "DO UPDATE SET " + strings.Join(sets, ", ")
@@ -287,6 +293,52 @@ func upsertSQL(m *transform.Mapping, table string, cols []string, types map[stri
 	return fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM unnest(%s) AS u(%s) ON CONFLICT (%s) %s",
 		table, strings.Join(quoted, ", "), strings.Join(casts, ", "), strings.Join(params, ", "),
 		strings.Join(aliases, ", "), quoted[0], conflict)
+}
+
+// appendOnlySQL inserts an append-only mapping's rows (an existing row is
+// never changed: ON CONFLICT DO NOTHING) and returns the ids of the rows
+// that already existed with other values. The statement's own query sees
+// the table as it was before the statement, so the rows it compares are
+// exactly those that were there already: a snapshot or refresh of a
+// ledger document that Mongo now holds differently (the ledger was
+// changed behind the application's back, or the row was) is then a
+// violation, not a silent "applied" (divergent, below). Values compare
+// with the column types' equality (1.50 = 1.5 in numeric; jsonb ignores
+// key order), so only a different value diverges.
+func appendOnlySQL(table string, quoted, casts, params, aliases []string) string {
+	typed := make([]string, len(quoted))
+	var tCols, uCols []string
+	for i, c := range casts {
+		typed[i] = fmt.Sprintf("%s AS %s", c, quoted[i])
+		if i > 0 {
+			tCols = append(tCols, "t."+quoted[i])
+			uCols = append(uCols, "n."+quoted[i])
+		}
+	}
+	return fmt.Sprintf(`WITH n AS (SELECT %s FROM unnest(%s) AS u(%s)),
+ins AS (INSERT INTO %s (%s) SELECT %s FROM n ON CONFLICT (%s) DO NOTHING)
+SELECT n.%s::text FROM n JOIN %s t ON t.%s = n.%s WHERE (%s) IS DISTINCT FROM (%s)`,
+		strings.Join(typed, ", "), strings.Join(params, ", "), strings.Join(aliases, ", "),
+		table, strings.Join(quoted, ", "), strings.Join(quoted, ", "), quoted[0],
+		quoted[0], table, quoted[0], quoted[0], strings.Join(tCols, ", "), strings.Join(uCols, ", "))
+}
+
+// divergent reads appendOnlySQL's answer: any row id returned is a
+// *divergenceError (poison, dead-lettered as a violation by the apply
+// path's isolation, which applies the batch again unit by unit).
+func divergent(m *transform.Mapping) func(pgx.Rows) error {
+	return func(rows pgx.Rows) error {
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return fmt.Errorf("append-only insert into %s: %w", m.Table, err)
+		}
+		if len(ids) > 0 {
+			return &divergenceError{violationError{msg: fmt.Sprintf(
+				"append-only violation: %s row %s exists with other values than this %s document now has in MongoDB; the row is kept as it was (a ledger entry is never rewritten): compare the two and correct the source or `cdc dlq drop --reason`",
+				m.Table, strings.Join(ids, ", "), m.Collection)}}
+		}
+		return nil
+	}
 }
 
 // columns turns row-major text values into one []*string per column.
