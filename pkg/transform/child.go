@@ -1,6 +1,7 @@
 package transform
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -149,8 +150,12 @@ func (ch *ChildSpec) set(m *Mapping, doc bson.Raw) (ChildSet, error) {
 	rejectWhole := func(v bson.RawValue, err error) error {
 		return &Rejection{Collection: m.Collection, Field: ch.Field, Column: ch.Table, Value: valueText(v), Reason: err.Error()}
 	}
-	v, err := lookup(doc, ch.path)
+	v, err := lookup(doc, ch.path, "", true)
 	if err != nil {
+		var dup *duplicateField
+		if errors.As(err, &dup) {
+			return set, m.rejectDuplicate(dup, ch.Table, func(string) string { return "" })
+		}
 		return set, rejectWhole(v, err)
 	}
 	if v.Type == 0 || v.Type == bsontype.Null || v.Type == bsontype.Undefined {
@@ -215,9 +220,16 @@ func (ch *ChildSpec) set(m *Mapping, doc bson.Raw) (ChildSet, error) {
 	return set, nil
 }
 
-// row converts one element (or the sub-document) to a child row.
+// row converts one element (or the sub-document) to a child row. An
+// element document is checked for duplicate keys first, whole (its
+// columns' lookups then skip its level).
 func (ch *ChildSpec) row(m *Mapping, sc *scope) (ChildRow, error) {
 	row := ChildRow{Values: make([]any, len(ch.Columns))}
+	if d, ok := sc.elem.DocumentOK(); ok {
+		if dup := checkLevel(d, sc.prefix); dup != nil {
+			return row, m.rejectDuplicate(dup, ch.Table, ch.columnReading(sc.prefix))
+		}
+	}
 	for i := range ch.Columns {
 		c := &ch.Columns[i]
 		val, ref, v, err := c.resolve(sc, i)
@@ -231,6 +243,20 @@ func (ch *ChildSpec) row(m *Mapping, sc *scope) (ChildRow, error) {
 		row.Values[i] = val
 	}
 	return row, nil
+}
+
+// columnReading returns a function naming the child table's column that
+// reads a duplicated key of the element at prefix ("" when none does).
+func (ch *ChildSpec) columnReading(prefix string) func(field string) string {
+	return func(field string) string {
+		key := strings.TrimPrefix(field, prefix+".")
+		for i := range ch.Columns {
+			if c := &ch.Columns[i]; c.kind == fieldPath && c.path[0] == key || c.kind == fieldFunc && c.Field == key {
+				return ch.Table + "." + c.Column
+			}
+		}
+		return ""
+	}
 }
 
 // key renders the given columns (all when cols is nil) of a row for

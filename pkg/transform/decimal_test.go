@@ -54,7 +54,8 @@ func TestToDecimal(t *testing.T) {
 		{"smallest exponent", dec(t, "1E-6176"), money, ""},
 		{"negative zero is zero", dec(t, "-0"), money, "0"},
 		{"double 0.1 is its shortest form", 0.1, money, "0.1"},
-		{"double 1e21 in plain digits", 1e21, transform.DecimalSpec{Precision: 78, Scale: 0}, "1000000000000000000000"},
+		{"double 1e21 beyond 2^53 in an integer column", 1e21, transform.DecimalSpec{Precision: 78, Scale: 0}, ""},
+		{"double 1e21 in plain digits when shortest is allowed", 1e21, transform.DecimalSpec{Precision: 78, Scale: 0, Doubles: transform.DoublesShortest}, "1000000000000000000000"},
 		{"double 1e21 too wide for money", 1e21, money, ""},
 		{"double 5e-324 beyond scale", 5e-324, money, ""},
 		{"double NaN", math.NaN(), money, ""},
@@ -88,11 +89,13 @@ func TestToDecimal(t *testing.T) {
 		{"negative 34 digits", dec(t, "-0.000000000000000001"), money, "-0.000000000000000001"},
 		// Doubles go through their shortest round-trip decimal, never
 		// through float arithmetic afterwards.
-		{"double 0.1+0.2 keeps its own shortest form", pointOnePlusPointTwo(), money, "0.30000000000000004"},
+		{"double 0.1+0.2 has 17 digits: rejected", pointOnePlusPointTwo(), money, ""},
+		{"double 0.1+0.2 keeps its own shortest form when allowed", pointOnePlusPointTwo(), transform.DecimalSpec{Precision: 38, Scale: 18, Doubles: transform.DoublesShortest}, "0.30000000000000004"},
 		{"double 1e-7 in plain digits", 1e-7, money, "0.0000001"},
-		{"double 2^53", 9007199254740992.0, money, "9007199254740992"},
+		{"double 2^53 in an integer column", 9007199254740992.0, transform.DecimalSpec{Precision: 78, Scale: 0}, "9007199254740992"},
+		{"double 2^53 has 16 digits: rejected by money", 9007199254740992.0, money, ""},
 		{"double max too wide for money", math.MaxFloat64, money, ""},
-		{"double max in plain digits unconstrained", math.MaxFloat64, transform.DecimalSpec{}, "179769313486231570000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"},
+		{"double max in plain digits unconstrained, shortest allowed", math.MaxFloat64, transform.DecimalSpec{Doubles: transform.DoublesShortest}, "179769313486231570000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"},
 		{"double 5e-324 in plain digits unconstrained", 5e-324, transform.DecimalSpec{}, "0." + strings.Repeat("0", 323) + "5"},
 		{"double -0 is zero", math.Copysign(0, -1), money, "0"},
 		{"double +Inf", math.Inf(1), money, ""},
@@ -152,7 +155,10 @@ func FuzzToDecimal128Bits(f *testing.F) {
 		f.Add(h, l)
 	}
 	f.Add(uint64(0x7E00000000000000), uint64(0))
-	f.Add(uint64(0x6C10000000000000), uint64(0)) // large-coefficient form
+	f.Add(uint64(0x6C10000000000000), uint64(0))                  // large-coefficient form
+	f.Add(uint64(0x301DFFFFFFFFFFFF), uint64(math.MaxUint64))     // 2^113-1 E-18 (issue 14)
+	f.Add(uint64(0x3041ED09BEAD87C0), uint64(0x378D8E6400000000)) // 10^34
+	f.Add(uint64(0x3041ED09BEAD87C0), uint64(0x378D8E63FFFFFFFF)) // 10^34-1
 	f.Fuzz(func(t *testing.T, h, l uint64) {
 		checkDecimal128(t, primitive.NewDecimal128(h, l))
 	})
@@ -172,6 +178,9 @@ func checkDecimal128(t *testing.T, d primitive.Decimal128) {
 	bi, exp, err := d.BigInt()
 	if err != nil {
 		t.Fatalf("%s accepted but BigInt fails: %v", d, err)
+	}
+	if h, _ := d.GetBytes(); h>>61&3 == 3 || new(big.Int).Abs(bi).Cmp(new(big.Int).Exp(big.NewInt(10), big.NewInt(34), nil)) >= 0 {
+		t.Fatalf("non-canonical %s (coefficient %v) accepted as %q", d, bi, text)
 	}
 	want := new(big.Rat).SetInt(bi)
 	scale := new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(abs(exp))), nil)
@@ -209,18 +218,27 @@ func abs(n int) int {
 
 // FuzzToDecimalDouble: a double is accepted exactly as its shortest
 // round-trip decimal (parsing the text gives back the same double), in
-// plain notation, or rejected; never anything else.
+// plain notation, or rejected; never anything else. With the default
+// policy an accepted double is certainly the source's: in an integer
+// column an integer of at most 2^53, elsewhere at most 15 significant
+// digits; an unconstrained column that allows the shortest form accepts
+// every finite double.
 func FuzzToDecimalDouble(f *testing.F) {
-	for _, v := range []float64{0.1, 1e21, 5e-324, math.Copysign(0, -1), math.MaxFloat64, 0.30000000000000004, 123456789.12345678, math.NaN(), math.Inf(-1)} {
+	for _, v := range []float64{0.1, 1e21, 5e-324, math.Copysign(0, -1), math.MaxFloat64, 0.30000000000000004, 123456789.12345678, math.NaN(), math.Inf(-1),
+		1 << 53, 1<<53 + 2, 123456789012345, 1234567890123456, 1234567.891} {
 		f.Add(v)
 	}
 	f.Fuzz(func(t *testing.T, v float64) {
 		raw, _ := bson.Marshal(bson.D{{Key: "v", Value: v}})
-		for _, spec := range []transform.DecimalSpec{{}, {Precision: 38, Scale: 18}, {Precision: 78, Scale: 0}} {
+		shortestAny := transform.DecimalSpec{Doubles: transform.DoublesShortest}
+		for _, spec := range []transform.DecimalSpec{{}, shortestAny, {Precision: 38, Scale: 18}, {Precision: 78, Scale: 0},
+			{Precision: 20, Scale: 2, Doubles: transform.DoublesShortest}, {Precision: 78, Scale: 0, Doubles: transform.DoublesShortest}} {
 			_, text, err := transform.ToDecimal(bson.Raw(raw).Lookup("v"), spec)
+			short := strconv.FormatFloat(v, 'g', -1, 64)
+			digits := len(strings.Trim(strings.ReplaceAll(strings.Split(strings.TrimLeft(short, "-0."), "e")[0], ".", ""), "0"))
 			if err != nil {
-				if spec == (transform.DecimalSpec{}) && !math.IsNaN(v) && !math.IsInf(v, 0) {
-					t.Fatalf("%v rejected by an unconstrained column: %v", v, err)
+				if spec == shortestAny && !math.IsNaN(v) && !math.IsInf(v, 0) {
+					t.Fatalf("%v rejected by an unconstrained column that allows the shortest form: %v", v, err)
 				}
 				continue
 			}
@@ -231,8 +249,18 @@ func FuzzToDecimalDouble(f *testing.F) {
 			if err != nil || back != v {
 				t.Fatalf("%v -> %q -> %v (%v): not the same double", v, text, back, err)
 			}
-			if short := strconv.FormatFloat(v, 'g', -1, 64); len(strings.Trim(strings.ReplaceAll(strings.TrimLeft(text, "-0."), ".", ""), "0")) > len(strings.Trim(strings.ReplaceAll(strings.Split(strings.TrimLeft(short, "-0."), "e")[0], ".", ""), "0")) {
+			if len(strings.Trim(strings.ReplaceAll(strings.TrimLeft(text, "-0."), ".", ""), "0")) > digits {
 				t.Fatalf("%v -> %q has more significant digits than its shortest form %s", v, text, short)
+			}
+			if spec.Doubles == transform.DoublesShortest {
+				continue
+			}
+			if spec.Precision > 0 && spec.Scale == 0 {
+				if v != math.Trunc(v) || math.Abs(v) > 1<<53 {
+					t.Fatalf("%v accepted by numeric(%d,0): not an integer of at most 2^53", v, spec.Precision)
+				}
+			} else if digits > 15 {
+				t.Fatalf("%v (%s, %d digits) accepted by %+v: more than 15 significant digits", v, short, digits, spec)
 			}
 		}
 	})

@@ -13,7 +13,12 @@
 // Conversions are exact: money goes through shopspring/decimal as
 // plain-notation text, never float64; a value a column cannot hold exactly
 // is a *Rejection naming the field (array indexes included) and the reason,
-// never coerced. Row never panics on a well-formed BSON document.
+// never coerced. Nor is a digit the source did not have stored: a double or
+// an exponent-form string reaches a numeric column only when exact at its
+// scale (DoublePolicy). A document its readers would read differently is
+// refused: a non-canonical Decimal128 (canonicalDecimal128) and a field
+// name twice in a level the mapping reads (dupkeys.go). Row never panics
+// on a well-formed BSON document.
 //
 // A Row carries the parent row's Values, its References and one ChildSet
 // per child table (arrays and sub-documents of the document), which the

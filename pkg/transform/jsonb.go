@@ -32,6 +32,10 @@ func (e *nestedRejection) Error() string { return e.reason }
 //   - a NUL character in a string: jsonb refuses the escape \u0000 (SQLSTATE
 //     22P05, PostgreSQL docs 8.14 "JSON Types"), and text columns refuse NUL
 //     bytes likewise. (BSON keys are NUL-terminated: they cannot hold one.)
+//   - a key twice in one sub-document: jsonb keeps the last copy while a
+//     column reading the same path takes the first (dupkeys.go);
+//   - a non-canonical Decimal128: the encoder would write the number the
+//     driver reads from its bits, which is not the value (canonicalDecimal128).
 //
 // The six characters of a literal `\u0000` in a string are an ordinary
 // string: they are encoded as `\\u0000`, which jsonb accepts.
@@ -72,11 +76,27 @@ func checkJSONStrings(v bson.RawValue, path string) error {
 	case bson.TypeDBPointer:
 		ns, _ := v.DBPointer()
 		return checkJSONString(ns, path, "DBPointer namespace")
+	case bson.TypeDecimal128:
+		d := v.Decimal128()
+		if d.IsNaN() || d.IsInf() != 0 {
+			return nil
+		}
+		if err := canonicalDecimal128(d); err != nil {
+			return &nestedRejection{path: path, value: valueText(v), reason: err.Error()}
+		}
 	case bson.TypeEmbeddedDocument, bson.TypeArray:
 		doc := bson.Raw(v.Value)
 		elems, err := doc.Elements()
 		if err != nil {
 			return &nestedRejection{path: path, value: "<invalid BSON>", reason: "the document is not valid BSON"}
+		}
+		// Array keys are not rendered (elements are written in order), so
+		// only a sub-document's duplicates change what jsonb stores.
+		if v.Type == bson.TypeEmbeddedDocument {
+			if dup := checkLevel(doc, path); dup != nil {
+				dup.relative = true
+				return dup
+			}
 		}
 		for i, e := range elems {
 			key := e.Key()

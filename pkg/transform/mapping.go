@@ -123,6 +123,12 @@ type ColumnSpec struct {
 	// value from the document (or the child element); its result is then
 	// converted by Type like any field value.
 	Func string `yaml:"func"`
+	// Doubles is how a numeric(P,S) column takes a double or an
+	// exponent-form string: exact (the default: only when its digits are
+	// certainly the source's at the column's scale) or shortest (its
+	// shortest round-trip form, for data known to be doubles; never for
+	// money). See DoublePolicy.
+	Doubles DoublePolicy `yaml:"doubles"`
 
 	decimal      DecimalSpec
 	path         []string
@@ -429,6 +435,19 @@ func (c *ColumnSpec) compile(inChild, inArray bool) error {
 		c.decimal = DecimalSpec{Precision: p, Scale: s}
 		c.Type = TypeNumeric
 	}
+	switch c.Doubles {
+	case "":
+		if c.Type == TypeNumeric {
+			c.Doubles = DoublesExact
+		}
+	case DoublesExact, DoublesShortest:
+		if c.Type != TypeNumeric {
+			return fmt.Errorf("doubles is only for numeric(P,S) columns (integer columns take a double only when it is an exact integer up to 2^53)")
+		}
+	default:
+		return fmt.Errorf("doubles must be exact or shortest, got %q", c.Doubles)
+	}
+	c.decimal.Doubles = c.Doubles
 	switch c.Type {
 	case TypeText, TypeBool, TypeSmallint, TypeInt, TypeBigint, TypeFloat8, TypeTimestamptz, TypeJSONB, TypeTextArray, TypeObjectID, TypeNumeric:
 	case TypeRef:

@@ -52,6 +52,9 @@ type Row struct {
 func (m *Mapping) Row(doc bson.Raw) (*Row, error) {
 	row := &Row{Values: make([]any, len(m.Columns))}
 	top := &scope{root: doc, index: -1}
+	if dup := top.indexFields(); dup != nil {
+		return nil, m.rejectDuplicate(dup, m.Table, m.columnReading)
+	}
 	for i := range m.Columns {
 		c := &m.Columns[i]
 		val, ref, v, err := c.resolve(top, i)
@@ -127,19 +130,34 @@ func (sc *scope) scopeDoc() (bson.Raw, error) {
 	return d, nil
 }
 
-func lookup(doc bson.Raw, path []string) (bson.RawValue, error) {
-	v, err := doc.LookupErr(path...)
-	if err == nil {
-		return v, nil
+// lookup reads path below doc, whose own path in the document is base (""
+// for the root); Type 0 when a component is absent. Each document or
+// array it opens on the way is checked for duplicate keys (checkLevel),
+// doc itself too unless checked says its level was checked already.
+func lookup(doc bson.Raw, path []string, base string, checked bool) (bson.RawValue, error) {
+	cur := doc
+	for i, key := range path {
+		if !checked || i > 0 {
+			if dup := checkLevel(cur, base); dup != nil {
+				return bson.RawValue{}, dup
+			}
+		}
+		v, err := cur.LookupErr(key)
+		if errors.Is(err, bsoncore.ErrElementNotFound) {
+			return bson.RawValue{}, nil
+		}
+		if err != nil {
+			return bson.RawValue{}, reason(fmt.Sprintf("cannot read the field: %v", err))
+		}
+		if i == len(path)-1 {
+			return v, nil
+		}
+		if v.Type != bson.TypeEmbeddedDocument && v.Type != bson.TypeArray {
+			return bson.RawValue{}, reason(fmt.Sprintf("%s is a %s, so the path cannot continue into it", key, typeName(v.Type)))
+		}
+		cur, base = bson.Raw(v.Value), join(base, key)
 	}
-	if errors.Is(err, bsoncore.ErrElementNotFound) {
-		return bson.RawValue{}, nil
-	}
-	var depth bsoncore.InvalidDepthTraversalError
-	if errors.As(err, &depth) {
-		return bson.RawValue{}, reason(fmt.Sprintf("%s is a %s, so the path cannot continue into it", depth.Key, typeName(depth.Type)))
-	}
-	return bson.RawValue{}, reason(fmt.Sprintf("cannot read the field: %v", err))
+	return bson.RawValue{}, nil
 }
 
 // source returns the raw value of c in sc (Type 0 when absent).
@@ -150,7 +168,7 @@ func (c *ColumnSpec) source(sc *scope) (bson.RawValue, error) {
 	case fieldIndex:
 		return bson.RawValue{Type: bsontype.Int32, Value: bsoncore.AppendInt32(nil, int32(sc.index))}, nil
 	case fieldRoot:
-		return lookup(sc.root, c.path)
+		return lookup(sc.root, c.path, "", true)
 	case fieldFunc:
 		d, err := sc.scopeDoc()
 		if err != nil {
@@ -169,22 +187,33 @@ func (c *ColumnSpec) source(sc *scope) (bson.RawValue, error) {
 	if !sc.child && sc.elem.Type == 0 {
 		return sc.lookupTop(d, c.path)
 	}
-	return lookup(d, c.path)
+	return lookup(d, c.path, sc.prefix, true)
 }
 
-// lookupTop is lookup on the top-level document through the field index.
+// indexFields indexes the top-level fields of the document, so a mapping
+// of n columns reads it once, not n times, and returns the first key that
+// appears more than once (a rejection: see dupkeys.go). A malformed
+// document is left unindexed for lookup to report.
+func (sc *scope) indexFields() *duplicateField {
+	elems, err := sc.root.Elements()
+	if err != nil {
+		return nil
+	}
+	sc.fields = make(map[string]bson.RawValue, len(elems))
+	for _, e := range elems {
+		if _, dup := sc.fields[e.Key()]; dup {
+			return duplicateOf(sc.root, e.Key(), "")
+		}
+		sc.fields[e.Key()] = e.Value()
+	}
+	return nil
+}
+
+// lookupTop is lookup on the top-level document through the field index
+// (indexFields has checked the top level for duplicates).
 func (sc *scope) lookupTop(d bson.Raw, path []string) (bson.RawValue, error) {
 	if sc.fields == nil {
-		elems, err := d.Elements()
-		if err != nil {
-			return lookup(d, path) // let lookup report the malformed document
-		}
-		sc.fields = make(map[string]bson.RawValue, len(elems))
-		for _, e := range elems {
-			if _, dup := sc.fields[e.Key()]; !dup { // the first wins, as in LookupErr
-				sc.fields[e.Key()] = e.Value()
-			}
-		}
+		return lookup(d, path, "", true) // malformed: let lookup report it
 	}
 	v, ok := sc.fields[path[0]]
 	if !ok {
@@ -196,7 +225,7 @@ func (sc *scope) lookupTop(d bson.Raw, path []string) (bson.RawValue, error) {
 	if v.Type != bsontype.EmbeddedDocument && v.Type != bsontype.Array {
 		return bson.RawValue{}, reason(fmt.Sprintf("%s is a %s, so the path cannot continue into it", path[0], typeName(v.Type)))
 	}
-	return lookup(bson.Raw(v.Value), path[1:])
+	return lookup(bson.Raw(v.Value), path[1:], path[0], false)
 }
 
 // resolve computes column c (index col) in sc: a value, or a reference for
@@ -239,6 +268,15 @@ func (c *ColumnSpec) resolve(sc *scope, col int) (val any, ref *Ref, v bson.RawV
 }
 
 func (m *Mapping) reject(c *ColumnSpec, sc *scope, v bson.RawValue, err error) *Rejection {
+	var dup *duplicateField
+	if errors.As(err, &dup) {
+		field := dup.field
+		if dup.relative {
+			field = join(sc.fieldName(c), field)
+		}
+		return &Rejection{Collection: m.Collection, Field: field, Column: sc.columnName(c),
+			Value: duplicateValue(dup.count, dup.first, dup.last), Reason: duplicateReason(field, dup.count)}
+	}
 	field, value := sc.fieldName(c), ""
 	// A string or key inside a jsonb value: name its path and quote it
 	// (the whole value could hold the very bytes a text column refuses).
@@ -251,6 +289,34 @@ func (m *Mapping) reject(c *ColumnSpec, sc *scope, v bson.RawValue, err error) *
 	return &Rejection{Collection: m.Collection, Field: field, Column: sc.columnName(c), Value: value, Reason: err.Error()}
 }
 
+// rejectDuplicate is the rejection of a duplicated key found at the top
+// of a document or a child element: column names the column that reads
+// the key (columnOf), else fallback (the table).
+func (m *Mapping) rejectDuplicate(dup *duplicateField, fallback string, columnOf func(key string) string) *Rejection {
+	column := fallback
+	if c := columnOf(dup.field); c != "" {
+		column = c
+	}
+	return &Rejection{Collection: m.Collection, Field: dup.field, Column: column,
+		Value: duplicateValue(dup.count, dup.first, dup.last), Reason: dup.Error()}
+}
+
+// columnReading names the top-level column or child table that reads the
+// top-level field key ("" when none does).
+func (m *Mapping) columnReading(key string) string {
+	for i := range m.Columns {
+		if c := &m.Columns[i]; len(c.path) > 0 && c.path[0] == key || c.kind == fieldFunc && c.Field == key {
+			return c.Column
+		}
+	}
+	for i := range m.Children {
+		if ch := &m.Children[i]; ch.path[0] == key {
+			return ch.Table
+		}
+	}
+	return ""
+}
+
 // maxValueText bounds the value quoted in a rejection.
 const maxValueText = 200
 
@@ -260,6 +326,15 @@ func valueText(v bson.RawValue) string {
 	switch v.Type {
 	case 0:
 		return "<missing>"
+	case bson.TypeDecimal128:
+		// The driver renders a non-canonical Decimal128 as the number
+		// its BigInt reads (not the value): name the bits instead.
+		d, ok := v.Decimal128OK()
+		if !ok || d.IsNaN() || d.IsInf() != 0 || canonicalDecimal128(d) == nil {
+			break
+		}
+		high, low := d.GetBytes()
+		return "Decimal128 with " + decimal128Bits(high, low)
 	case bsontype.String:
 		s, _ := v.StringValueOK()
 		if len(s) > maxValueText {
@@ -322,11 +397,7 @@ func (c *ColumnSpec) convert(v bson.RawValue) (any, error) {
 		}
 		return n, nil
 	case TypeNumeric:
-		d, negZero, err := rawDecimal(v)
-		if err != nil {
-			return nil, err
-		}
-		d, text, err := fitDecimal(d, c.decimal)
+		d, negZero, text, err := toDecimal(v, c.decimal)
 		if err != nil {
 			return nil, err
 		}
@@ -435,7 +506,7 @@ func exactInt(v bson.RawValue) (n int64, negZero bool, err error) {
 		}
 		return int64(f), f == 0 && math.Signbit(f), nil
 	case bsontype.Decimal128:
-		d, negZero, err := rawDecimal(v)
+		d, negZero, _, err := rawDecimal(v)
 		if err != nil {
 			return 0, false, err
 		}
