@@ -279,6 +279,7 @@ func run(ctx context.Context, cfg config.Config, role config.Role, log *zap.Logg
 	if err := cfg.Validate(role); err != nil {
 		return err
 	}
+	budget := applyMemoryLimit(&cfg, log)
 	set, err := LoadTransforms(&cfg)
 	if err != nil {
 		return err
@@ -320,6 +321,7 @@ func run(ctx context.Context, cfg config.Config, role config.Role, log *zap.Logg
 			AckWait: cfg.Sink.AckWait, Streams: b.Streams, Unparked: cfg.Sink.UnparkedCollections,
 			Owner: cfg.Sink.Instance, MaxWaiting: cfg.Sink.MaxWaiting, TxnSpillAfter: cfg.Sink.TxnSpillAfter,
 			TxnTimeout: cfg.Sink.TxnTimeout, FailingAfter: cfg.Sink.FailingAfter,
+			FetchBytes: budget.SinkFetchBytes,
 		}
 		health.Check("postgres", func(ctx context.Context) error { return pool.Ping(ctx) })
 		health.Expect("sink", 30*time.Second)
@@ -348,6 +350,7 @@ func run(ctx context.Context, cfg config.Config, role config.Role, log *zap.Logg
 		tl := tailer.New(client, b.JS, store, tailer.Config{
 			Database: cfg.Mongo.Database, Collections: colls, Start: start,
 			BatchSize: cfg.Tailer.BatchSize, MaxAwait: cfg.Tailer.MaxAwait, MaxInFlight: cfg.Tailer.MaxInFlight,
+			MaxInFlightBytes:   budget.TailerInFlightBytes,
 			CheckpointInterval: cfg.Tailer.CheckpointInterval, PreImages: cfg.Tailer.PreImages, Streams: b.Streams,
 			Owner: tailer.NewOwner(cfg.Tailer.Instance), StandbyTakeover: cfg.Tailer.StandbyTakeover,
 			FullDocument: tailer.FullDocumentMode(cfg.Tailer.FullDocument), FailingAfter: cfg.Tailer.FailingAfter,
@@ -381,7 +384,7 @@ func run(ctx context.Context, cfg config.Config, role config.Role, log *zap.Logg
 	if cfg.HTTP.Addr != "" {
 		g.Go(func() error {
 			return metrics.Serve(gctx, metrics.ServeConfig{Addr: cfg.HTTP.Addr, WebConfigFile: cfg.HTTP.WebConfigFile},
-				metrics.Handler(met, health), log, opts.HTTPReady)
+				metrics.Handler(met, health, metrics.WithProfiling(cfg.HTTP.Pprof)), log, opts.HTTPReady)
 		})
 	}
 	log.Info("replicator running", zap.Strings("collections", colls), zap.String("database", cfg.Mongo.Database))

@@ -45,6 +45,13 @@ type Config struct {
 	// DataDir is where local state lives (the embedded NATS store).
 	// Default "./data".
 	DataDir string `koanf:"data_dir"`
+	// MemoryLimit bounds the process's memory (Go heap, the embedded NATS
+	// server's caches, buffers): it becomes the Go runtime's soft memory
+	// limit (runtime/debug.SetMemoryLimit) unless GOMEMLIMIT is set, and
+	// the in-flight byte budgets of the tailer and the sink are derived
+	// from it (MemoryBudget). Sizes such as "256MiB" or "1GB"; "0" turns
+	// the limit off. Default "256MiB".
+	MemoryLimit string `koanf:"memory_limit"`
 }
 
 // MongoConfig is the change-stream source.
@@ -104,10 +111,12 @@ type NATSConfig struct {
 	// Replicas of each stream: 1 single node, 3 on a cluster. Default 1.
 	Replicas int `koanf:"replicas"`
 	// DedupWindow is how long JetStream remembers Nats-Msg-Id values.
-	// It must cover the tailer's checkpoint interval plus a restart; the
-	// server keeps ~275 bytes per id, so a long window at a high rate costs
-	// memory. Copies older than the window are skipped by the sink's
-	// version guard. Default 2m.
+	// It must cover the tailer's checkpoint interval plus a restart or a
+	// standby's takeover (tailer.standby_takeover, 10s by default); the
+	// server keeps ~100-275 bytes per id for the whole window (a heap
+	// profile of an embedded server showed 16 MB for ~100,000 ids), so a
+	// long window at a high rate costs memory. Copies older than the
+	// window are skipped by the sink's version guard. Default 20s.
 	DedupWindow time.Duration `koanf:"dedup_window"`
 	// MaxAge is how long events stay in the stream: 0 (no age limit) or
 	// at least 24h. Age removes messages whether or not the sink applied
@@ -313,6 +322,11 @@ type HTTPConfig struct {
 	// certificates and passwords rotate without a restart. Empty: plain
 	// HTTP with no authentication. Default "".
 	WebConfigFile string `koanf:"web_config_file"`
+	// Pprof serves the Go runtime's profiles under /debug/pprof/ on Addr
+	// (heap, CPU, goroutines: what a memory or CPU investigation needs).
+	// They reveal internals (command line, stacks): keep Addr loopback or
+	// behind WebConfigFile's authentication when on. Default false.
+	Pprof bool `koanf:"pprof"`
 }
 
 // SnapshotConfig configures the operator commands that load or re-load
@@ -357,7 +371,7 @@ func Default() Config {
 			SubjectPrefix:    "cdc",
 			DLQStream:        "CDC_DLQ",
 			Replicas:         1,
-			DedupWindow:      2 * time.Minute,
+			DedupWindow:      20 * time.Second,
 			MaxAge:           720 * time.Hour,
 			MaxBytes:         -1,
 			CheckpointBucket: "cdc_checkpoints",
@@ -394,8 +408,9 @@ func Default() Config {
 			ProgressBucket: "cdc_snapshots",
 			TailerWait:     5 * time.Minute,
 		},
-		Oplog:   OplogConfig{HeadroomWarning: 6 * time.Hour},
-		DataDir: "./data",
+		Oplog:       OplogConfig{HeadroomWarning: 6 * time.Hour},
+		DataDir:     "./data",
+		MemoryLimit: "256MiB",
 	}
 }
 
@@ -439,6 +454,9 @@ func (c *Config) Validate(role Role) error {
 	var errs ValidationError
 	add := func(field, format string, args ...any) {
 		errs = append(errs, &FieldError{Field: field, Reason: fmt.Sprintf(format, args...)})
+	}
+	if _, err := c.MemoryBytes(); err != nil {
+		add("memory_limit", "%v", err)
 	}
 	if role&RoleTailer != 0 {
 		if c.Mongo.URI == "" {

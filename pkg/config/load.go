@@ -27,6 +27,7 @@ var envAliases = map[string]string{
 	"CDC_PG_URL":         "postgres.url",
 	"CDC_NATS_URL":       "nats.url",
 	"CDC_DATA_DIR":       "data_dir",
+	"CDC_MEMORY_LIMIT":   "memory_limit",
 }
 
 // listKeys are the list-valued keys: their environment value is a

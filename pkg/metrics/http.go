@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync"
 	"time"
 
@@ -182,9 +183,31 @@ func (h *Health) Ready(ctx context.Context) Report {
 	return rep
 }
 
-// Handler serves /metrics, /healthz and /readyz.
-func Handler(m *Metrics, h *Health) http.Handler {
+// HandlerOption changes what Handler serves.
+type HandlerOption func(*handlerOptions)
+
+type handlerOptions struct{ pprof bool }
+
+// WithProfiling serves /debug/pprof/ when on (http.pprof).
+func WithProfiling(on bool) HandlerOption { return func(o *handlerOptions) { o.pprof = on } }
+
+// Handler serves /metrics, /healthz and /readyz, and with the option
+// WithProfiling the Go runtime's profiles under /debug/pprof/
+// (net/http/pprof: heap, allocs, goroutine, profile, trace), the evidence
+// for where memory and CPU go (docs/benchmark.md).
+func Handler(m *Metrics, h *Health, opts ...HandlerOption) http.Handler {
+	var o handlerOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	mux := http.NewServeMux()
+	if o.pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")

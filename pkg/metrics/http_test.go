@@ -371,3 +371,14 @@ func TestReasonClass(t *testing.T) {
 		})
 	}
 }
+
+func TestProfilingOnlyWhenAsked(t *testing.T) {
+	m, h := New(), NewHealth()
+	for _, on := range []bool{false, true} {
+		rec := httptest.NewRecorder()
+		Handler(m, h, WithProfiling(on)).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/debug/pprof/heap?debug=1", nil))
+		if got, want := rec.Code == http.StatusOK, on; got != want {
+			t.Fatalf("http.pprof %v: /debug/pprof/heap answered %d", on, rec.Code)
+		}
+	}
+}

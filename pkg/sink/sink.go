@@ -28,6 +28,10 @@ type Config struct {
 	// BatchSize is the most events per Postgres transaction (a Mongo
 	// transaction larger than that still commits whole).
 	BatchSize int
+	// FetchBytes bounds what the pull consumer buffers ahead of the apply
+	// loop (besides 2×BatchSize messages); 0: no byte bound. From
+	// memory_limit (config.Budget).
+	FetchBytes int64
 	// BatchWait is how long a partial batch waits for more events.
 	BatchWait time.Duration
 	// AckWait is the consumer's redelivery timeout.
@@ -373,7 +377,17 @@ func (s *Sink) consume(ctx context.Context, cons jetstream.Consumer, pos state.P
 	s.metrics.SetDeferred(stats)
 	s.committed.Store(pos.Seq)
 
-	it, err := cons.Messages(jetstream.PullMaxMessages(2 * s.cfg.BatchSize))
+	var pull jetstream.PullMessagesOpt = jetstream.PullMaxMessages(2 * s.cfg.BatchSize)
+	if s.cfg.FetchBytes > 0 {
+		// A pull request whose max_bytes is below the next message's
+		// size is answered 409 "Message Size Exceeds MaxBytes" and
+		// delivers nothing, so the budget is never below two messages of
+		// the largest size the server accepts (larger events are in the
+		// object store, their pointers small).
+		limit := max(s.cfg.FetchBytes, 2*s.js.Conn().MaxPayload())
+		pull = jetstream.PullMaxMessagesWithBytesLimit(2*s.cfg.BatchSize, int(limit))
+	}
+	it, err := cons.Messages(pull)
 	if err != nil {
 		return fmt.Errorf("pull %s: %w", s.cfg.Consumer, err)
 	}

@@ -36,6 +36,10 @@ type Config struct {
 	MaxAwait time.Duration
 	// MaxInFlight bounds unacknowledged publishes.
 	MaxInFlight int
+	// MaxInFlightBytes bounds the bytes of unacknowledged publishes (the
+	// nats client keeps each message until its acknowledgement); 0: no
+	// bound besides MaxInFlight. From memory_limit (config.Budget).
+	MaxInFlightBytes int64
 	// CheckpointInterval is how often the checkpoint is saved.
 	CheckpointInterval time.Duration
 	// PreImages requests fullDocumentBeforeChange: whenAvailable; the
@@ -255,13 +259,17 @@ type pending struct {
 	// startAfter marks an invalidate's token: a stream resumes after it
 	// only with startAfter.
 	startAfter bool
+	// size approximates the published message's bytes (MaxInFlightBytes).
+	size int64
 }
 
 // state is one change-stream session's bookkeeping.
 type state struct {
-	queue    []pending
-	durable  *point // newest position whose items are all acked
-	lastSave time.Time
+	queue []pending
+	// queueBytes is the sum of the queue's sizes.
+	queueBytes int64
+	durable    *point // newest position whose items are all acked
+	lastSave   time.Time
 	// lost is set once a write found the checkpoint moved: this session
 	// writes no more.
 	lost bool
@@ -551,7 +559,9 @@ func (t *Tailer) publish(ctx context.Context, st *state, ev *event.Event, tok bs
 	if err != nil {
 		return fmt.Errorf("publish %s: %w", ev.ID, err)
 	}
-	st.queue = append(st.queue, pending{ack: ack, token: tok, ct: ev.Source.ClusterTime, coll: ev.Source.Coll, isEvt: true})
+	size := int64(len(msg.Data) + len(msg.Subject) + 256) // the headers are small and bounded
+	st.queue = append(st.queue, pending{ack: ack, token: tok, ct: ev.Source.ClusterTime, coll: ev.Source.Coll, isEvt: true, size: size})
+	st.queueBytes += size
 	return nil
 }
 
@@ -568,7 +578,8 @@ func (t *Tailer) drain(ctx context.Context, st *state, all bool) error {
 	for len(st.queue) > 0 {
 		head := st.queue[0]
 		if head.ack != nil {
-			mustWait := all || len(st.queue) > t.cfg.MaxInFlight
+			mustWait := all || len(st.queue) > t.cfg.MaxInFlight ||
+				(t.cfg.MaxInFlightBytes > 0 && st.queueBytes > t.cfg.MaxInFlightBytes)
 			if mustWait {
 				select {
 				case <-head.ack.Ok():
@@ -593,6 +604,7 @@ func (t *Tailer) drain(ctx context.Context, st *state, all bool) error {
 			t.metrics.EventPublished(head.coll)
 		}
 		st.queue = st.queue[1:]
+		st.queueBytes -= head.size
 		if head.token != nil {
 			ct := head.ct
 			if !head.isEvt && st.durable != nil {
