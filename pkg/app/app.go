@@ -308,7 +308,15 @@ func run(ctx context.Context, cfg config.Config, role config.Role, log *zap.Logg
 	g, gctx := errgroup.WithContext(ctx)
 	if role&config.RoleSink != 0 {
 		warnUnverifiedPostgres(log, cfg.Postgres.URL) // pgtls.go
-		pool, err := ConnectPostgres(ctx, cfg.Postgres.URL, cfg.Postgres.MaxConns)
+		// Lanes apply concurrently, one transaction each: give every lane
+		// a connection (plus one for the sink's own queries) even when
+		// postgres.max_conns is lower, or lanes would wait for each other.
+		conns := max(cfg.Postgres.MaxConns, int32(len(b.Streams.Lanes))+1)
+		if conns > cfg.Postgres.MaxConns {
+			log.Info("postgres pool raised to one connection per sink lane", zap.Int32("max_conns", conns),
+				zap.Int32("configured", cfg.Postgres.MaxConns), zap.Int("lanes", len(b.Streams.Lanes)))
+		}
+		pool, err := ConnectPostgres(ctx, cfg.Postgres.URL, conns)
 		if err != nil {
 			return err
 		}
@@ -380,6 +388,11 @@ func run(ctx context.Context, cfg config.Config, role config.Role, log *zap.Logg
 			Observe: func(e oplog.Estimate) { met.SetHeadroom(e.Headroom) },
 		}
 		g.Go(func() error { return mon.Run(gctx) })
+	}
+	if role&config.RoleSink != 0 {
+		if err := startVerifier(ctx, gctx, g, &cfg, set, colls, met, log); err != nil { // verify.go
+			return err
+		}
 	}
 	if cfg.HTTP.Addr != "" {
 		g.Go(func() error {

@@ -42,6 +42,8 @@ type Config struct {
 	Snapshot SnapshotConfig `koanf:"snapshot"`
 	// Oplog configures the oplog-window (headroom) checks.
 	Oplog OplogConfig `koanf:"oplog"`
+	// Verify configures verification inside the daemon (verify.go).
+	Verify VerifyConfig `koanf:"verify"`
 	// DataDir is where local state lives (the embedded NATS store).
 	// Default "./data".
 	DataDir string `koanf:"data_dir"`
@@ -81,7 +83,8 @@ type PostgresConfig struct {
 	// URLFile names a file whose content is URL. Setting both is an
 	// error. Default "".
 	URLFile string `koanf:"url_file"`
-	// MaxConns caps the sink's connection pool. Default 4.
+	// MaxConns caps the sink's connection pool. Default 4; with sink
+	// lanes the pool has at least one connection per lane plus one.
 	MaxConns int32 `koanf:"max_conns"`
 }
 
@@ -409,6 +412,7 @@ func Default() Config {
 			TailerWait:     5 * time.Minute,
 		},
 		Oplog:       OplogConfig{HeadroomWarning: 6 * time.Hour},
+		Verify:      VerifyConfig{Continuous: ContinuousVerifyConfig{Recheck: 30 * time.Second}},
 		DataDir:     "./data",
 		MemoryLimit: "256MiB",
 	}
@@ -578,6 +582,7 @@ func (c *Config) Validate(role Role) error {
 		errs = append(errs, c.validateNATSAuth()...)
 	}
 	errs = append(errs, c.validateOperator()...)
+	errs = append(errs, c.validateVerify(role)...) // verify.go
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
