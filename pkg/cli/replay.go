@@ -284,10 +284,22 @@ applied; a document that no longer exists is published as a delete at that
 time. Rows deleted from PostgreSQL behind the replicator's back are restored
 (their stale versions are forgotten first).
 
-Ids are the documents' legacy ids as id_map stores them: 24 hex digits for an
-ObjectId, the string for a string _id, canonical Extended JSON otherwise.
---ids-file reads one per line ("-" for stdin; blank lines and # comments are
-ignored).
+Ids are document keys, as id_map (legacy_object_id) and cdc dlq list print
+them; a key names one _id by its type and value:
+  65f1a2b3c4d5e6f708192a3b      24 hex digits (any case): that ObjectId
+  "65f1a2b3c4d5e6f708192a3b"    JSON-quoted: that string (needed for a string
+                                of 24 hex digits, one beginning with { or ",
+                                and the strings true, false and null)
+  user-42                       any other text: that string
+  {"$numberLong":"7"}           a number, in canonical Extended JSON; any
+                                numeric form ({"$numberInt":"7"},
+                                {"$numberDouble":"7.0"}) names the same
+                                document, since MongoDB compares _ids by value
+  {"$date":{"$numberLong":"1700000000000"}}  any other type: canonical
+                                Extended JSON
+--ids is read as comma-separated values with CSV quoting, so a key holding a
+comma or a double quote goes in --ids-file, which reads one key per line,
+verbatim ("-" for stdin; blank lines and # comments are ignored).
 
 --from-gaps-table reads the open rows (resolved_at IS NULL) of the
 application's pg_dualwrite_gaps table, refreshes their documents, and sets

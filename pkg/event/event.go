@@ -205,10 +205,10 @@ func (e *Event) Document() (bson.Raw, error) { return e.Doc, nil }
 // KeyDocument returns Key.
 func (e *Event) KeyDocument() (bson.Raw, error) { return e.Key, nil }
 
-// DocKey returns the string form of the document's _id used for id_map
-// (legacy_object_id) and the version guard: the 24 hex digits of an
-// ObjectId, the string itself for a string id, and canonical Extended JSON
-// for anything else.
+// DocKey returns the document key of the event's _id (see KeyString): the
+// identity id_map (legacy_object_id), the version guard
+// (cdc.doc_versions), dead letters, deferred events and dangling
+// references know the document by.
 func (e *Event) DocKey() (string, error) {
 	key, err := e.KeyDocument()
 	if err != nil {
@@ -219,20 +219,4 @@ func (e *Event) DocKey() (string, error) {
 		return "", fmt.Errorf("%w: event %s: key has no _id", ErrMalformed, e.ID)
 	}
 	return KeyString(id), nil
-}
-
-// KeyString is the string form of an _id value (see DocKey).
-func KeyString(v bson.RawValue) string {
-	switch v.Type {
-	case bson.TypeObjectID:
-		return v.ObjectID().Hex()
-	case bson.TypeString:
-		return v.StringValue()
-	}
-	b, err := bson.MarshalExtJSON(bson.D{{Key: "v", Value: v}}, true, false)
-	if err != nil {
-		return v.String()
-	}
-	// {"v":X} -> X
-	return string(b[5 : len(b)-1])
 }

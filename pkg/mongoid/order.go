@@ -1,5 +1,7 @@
-// Package mongoid holds MongoDB's ordering of _id values by type, for the
-// scans (snapshot, verify) that walk a collection in _id order in chunks.
+// Package mongoid holds what MongoDB means by _id values: their ordering
+// by type, for the scans (snapshot, verify) that walk a collection in _id
+// order in chunks, and the equality of numeric _ids by value
+// (NumberKey), for the document keys (event.KeyString).
 package mongoid
 
 import (

@@ -1,12 +1,7 @@
 package replay
 
 import (
-	"encoding/hex"
-	"fmt"
-	"strings"
-
 	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
 	"go.mongodb.org/mongo-driver/x/bsonx/bsoncore"
 
 	"github.com/amanat/cdc/pkg/event"
@@ -64,26 +59,17 @@ func DocEvent(op event.Op, db, coll string, id bson.RawValue, doc bson.Raw, at e
 	return ev
 }
 
-// KeyCandidates returns the _id values a key string (event.KeyString form,
-// as id_map.legacy_object_id and pg_dualwrite_gaps store it) may stand
-// for: 24 hex digits are an ObjectId or that string; canonical Extended
-// JSON ({"$numberLong": "7"}, ...) is that value; anything else is the
-// string itself.
+// KeyCandidates returns the _id values to look a document key up by in
+// MongoDB (a key as id_map.legacy_object_id, the dead letters and
+// pg_dualwrite_gaps store it, or as an operator gives it; see
+// event.ParseKey): since keys are typed, one value. 24 hex digits are that
+// ObjectId (a string _id of 24 hex digits has a quoted key); a numeric key
+// finds the document of that value whatever its numeric type (MongoDB's
+// query equality compares numbers by value, as its _id index does).
 func KeyCandidates(key string) ([]bson.RawValue, error) {
-	str := bson.RawValue{Type: bson.TypeString, Value: bsoncore.AppendString(nil, key)}
-	if len(key) == 24 {
-		if b, err := hex.DecodeString(key); err == nil {
-			var oid primitive.ObjectID
-			copy(oid[:], b)
-			return []bson.RawValue{{Type: bson.TypeObjectID, Value: oid[:]}, str}, nil
-		}
+	v, err := event.ParseKey(key)
+	if err != nil {
+		return nil, err // names the key
 	}
-	if strings.HasPrefix(key, "{") {
-		var d bson.Raw
-		if err := bson.UnmarshalExtJSON([]byte(`{"v":`+key+`}`), true, &d); err != nil {
-			return nil, fmt.Errorf("key %q: not an ObjectId, and not canonical Extended JSON: %v", key, err)
-		}
-		return []bson.RawValue{d.Lookup("v"), str}, nil
-	}
-	return []bson.RawValue{str}, nil
+	return []bson.RawValue{v}, nil
 }

@@ -51,7 +51,11 @@ func NewRefresher(client *mongo.Client, js jetstream.JetStream, pool *pgxpool.Po
 	return &Refresher{client: client, js: js, pool: pool, set: set, cfg: cfg, log: log, pub: NewPublisher(js, cfg.Streams)}
 }
 
-// IDs refreshes the documents keys (event.KeyString form) of coll.
+// IDs refreshes the documents of coll named by keys: document keys as
+// id_map and the dead letters print them, or as an operator writes them
+// (event.ParseKey: 24 hex digits are an ObjectId, "..." a string,
+// {"$numberLong":"7"} or any numeric Extended JSON the number, any other
+// text that string).
 func (r *Refresher) IDs(ctx context.Context, coll string, keys []string) (*Report, error) {
 	rep := &Report{Command: "replay ids", DryRun: r.cfg.DryRun}
 	_, err := r.Refresh(ctx, coll, keys, rep)
@@ -69,7 +73,10 @@ func (r *Refresher) Refresh(ctx context.Context, coll string, keys []string, rep
 	if !ok {
 		return nil, fmt.Errorf("replay ids: collection %q has no transform (mapped: %v)", coll, r.set.Collections())
 	}
-	keys = slices.Compact(slices.Sorted(slices.Values(keys)))
+	keys, err := canonicalKeys(keys)
+	if err != nil {
+		return nil, fmt.Errorf("replay ids %s: %w", coll, err)
+	}
 	refs := make([]DocRef, len(keys))
 	for i, k := range keys {
 		refs[i] = DocRef{Collection: coll, Key: k}
@@ -180,13 +187,7 @@ func (r *Refresher) readChunk(ctx context.Context, sess mongo.Session, c *mongo.
 		for cur.Next(sc) {
 			doc := append(bson.Raw(nil), cur.Current...)
 			id := doc.Lookup("_id")
-			key := event.KeyString(id)
-			// A 24-hex key may match an ObjectId and a string _id:
-			// the ObjectId is the document id_map names.
-			if prev, dup := found[key]; dup && prev.Lookup("_id").Type == bson.TypeObjectID {
-				continue
-			}
-			found[key] = doc
+			found[event.KeyString(id)] = doc
 		}
 		return cur.Err()
 	})
@@ -209,4 +210,22 @@ func (r *Refresher) readChunk(ctx context.Context, sess mongo.Session, c *mongo.
 		evs = append(evs, DocEvent(event.OpDelete, r.cfg.Database, m.Collection, first[k], nil, at))
 	}
 	return evs, missing, nil
+}
+
+// canonicalKeys returns keys in the form the bookkeeping tables store
+// (event.CanonicalKey: an upper-case ObjectId in lower case,
+// {"$numberInt":"7"} as {"$numberLong":"7"}), sorted and without
+// duplicates, so that the version guard, the lost-row checks and the
+// match with the documents read all use one key per document. A key that
+// names no _id is an error.
+func canonicalKeys(keys []string) ([]string, error) {
+	out := make([]string, 0, len(keys))
+	for _, k := range keys {
+		c, err := event.CanonicalKey(k)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return slices.Compact(slices.Sorted(slices.Values(out))), nil
 }

@@ -86,10 +86,11 @@ func TestParseClusterTime(t *testing.T) {
 }
 
 // TestKeyCandidates: every _id the sink keys by event.KeyString is found
-// again from its key string.
+// again from its key string, as one value (keys are typed: a 24-hex key
+// is the ObjectId, the string of those digits has a quoted key).
 func TestKeyCandidates(t *testing.T) {
 	oid, _ := primitive.ObjectIDFromHex("65a1b2c3d4e5f60718293a4b")
-	for _, v := range []any{oid, "plain-string", "65a1b2c3d4e5f60718293a4b", int64(42), int32(7), 3.5,
+	for _, v := range []any{oid, "plain-string", "65a1b2c3d4e5f60718293a4b", `{"$numberInt":"7"}`, int64(42), int32(7), 3.5,
 		primitive.NewDateTimeFromTime(primitive.NewObjectID().Timestamp()), bson.D{{Key: "a", Value: 1}}} {
 		raw, err := bson.Marshal(bson.D{{Key: "_id", Value: v}})
 		if err != nil {
@@ -101,19 +102,21 @@ func TestKeyCandidates(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%v (%s): %v", v, key, err)
 		}
-		found := false
-		for _, c := range cands {
-			found = found || (c.Type == id.Type && string(c.Value) == string(id.Value))
+		if len(cands) != 1 || event.KeyString(cands[0]) != key {
+			t.Fatalf("%T %v: key %q gives candidates %v, want one value of that key", v, v, key, cands)
 		}
-		if !found {
-			t.Errorf("%T %v: key %q gives candidates %v", v, v, key, cands)
+		if c := cands[0]; id.Type != bson.TypeInt32 && id.Type != bson.TypeDouble && (c.Type != id.Type || string(c.Value) != string(id.Value)) {
+			t.Fatalf("%T %v: key %q gives %s %v", v, v, key, c.Type, c)
 		}
 	}
-	if c, _ := replay.KeyCandidates("65a1b2c3d4e5f60718293a4b"); len(c) != 2 || c[0].Type != bson.TypeObjectID || c[1].Type != bson.TypeString {
-		t.Fatalf("24 hex digits: %v", c)
+	if c, _ := replay.KeyCandidates("65a1b2c3d4e5f60718293a4b"); len(c) != 1 || c[0].Type != bson.TypeObjectID {
+		t.Fatalf("24 hex digits: %v, want the ObjectId alone", c)
 	}
-	if _, err := replay.KeyCandidates(`{"$numberLong": }`); err == nil {
-		t.Fatal("malformed Extended JSON accepted")
+	if c, _ := replay.KeyCandidates(`"65a1b2c3d4e5f60718293a4b"`); len(c) != 1 || c[0].Type != bson.TypeString {
+		t.Fatalf("quoted 24 hex digits: %v, want the string alone", c)
+	}
+	if _, err := replay.KeyCandidates(`{"$numberLong": }`); !errors.Is(err, event.ErrBadKey) {
+		t.Fatalf("malformed Extended JSON: %v, want ErrBadKey", err)
 	}
 }
 
