@@ -8,8 +8,6 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 
-	"go.mongodb.org/mongo-driver/bson"
-
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -46,25 +44,22 @@ type laneGroup struct {
 	names []string
 }
 
-// PartOf is the part of a split lane group that the document with _id id
-// belongs to: xxHash64 (github.com/cespare/xxhash/v2, already in the
-// build through the Prometheus client; FNV-1a's low bits spread
-// ObjectIds that differ only in their timestamp badly) over the _id's
-// BSON type byte and value bytes, modulo parts. It depends only on the _id as MongoDB stores it, so
-// every publisher (tailer, replay, snapshot) and every version of this
-// program routes a document to the same part; the _id's type is part of
-// the hash, so ObjectId(X) and the string X are different documents here
-// as they are in MongoDB. Changing it, or a group's size, re-routes
-// documents: the layout check (EnsureLaneLayout) requires the old lanes
-// drained first.
-func PartOf(id bson.RawValue, parts int) int {
+// PartOf is the part of a split lane group that the document whose key is
+// key (event.DocKey: the _id as MongoDB identifies it, typed, so
+// ObjectId(X) and the string "X" differ while int32 7 and NumberLong(7),
+// one document to MongoDB, are one key) belongs to: xxHash64
+// (github.com/cespare/xxhash/v2, already in the build through the
+// Prometheus client; FNV-1a's low bits spread ObjectIds that differ only
+// in their timestamp badly) of the key, modulo parts. It depends only on
+// the document, so every publisher (tailer, replay, snapshot) and every
+// version of this program routes a document to the same part. Changing
+// it, or a group's size, re-routes documents: the layout check
+// (checkLayoutAtDeclare) requires the old lanes drained first.
+func PartOf(key string, parts int) int {
 	if parts <= 1 {
 		return 0
 	}
-	h := xxhash.New()
-	_, _ = h.Write([]byte{byte(id.Type)}) // a Digest's Write never fails
-	_, _ = h.Write(id.Value)
-	return int(h.Sum64() % uint64(parts))
+	return int(xxhash.Sum64String(key) % uint64(parts))
 }
 
 // laneName is what a lane name may be: one subject token, and a valid
@@ -135,11 +130,11 @@ func (c StreamsConfig) LaneOf(ev *event.Event) (string, error) {
 	if len(g.names) == 1 {
 		return g.names[0], nil
 	}
-	id, err := ev.Key.LookupErr("_id")
+	key, err := ev.DocKey()
 	if err != nil {
-		return "", fmt.Errorf("%w: event %s: key has no _id to choose its lane", event.ErrMalformed, ev.ID)
+		return "", fmt.Errorf("choose the lane of event %s: %w", ev.ID, err)
 	}
-	return g.names[PartOf(id, len(g.names))], nil
+	return g.names[PartOf(key, len(g.names))], nil
 }
 
 // LanesOf lists the lanes that carry collection coll's events: one, or

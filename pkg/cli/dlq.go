@@ -15,6 +15,7 @@ import (
 	"github.com/amanat/cdc/pkg/app"
 	"github.com/amanat/cdc/pkg/config"
 	"github.com/amanat/cdc/pkg/dlq"
+	"github.com/amanat/cdc/pkg/event"
 	"github.com/amanat/cdc/pkg/state"
 )
 
@@ -61,11 +62,18 @@ recorded before streams were recorded belongs to the default stream
 	addFilter := func(c *cobra.Command) {
 		c.Flags().StringSliceVar(&ids, "id", nil, "dead letter ids (repeatable or comma-separated)")
 		c.Flags().StringVar(&f.Collection, "collection", "", "only this collection")
-		c.Flags().StringVar(&f.DocKey, "doc", "", "only this document id (24 hex digits for an ObjectId)")
+		c.Flags().StringVar(&f.DocKey, "doc", "", "only this document id: 24 hex digits for an ObjectId, \"...\" for a string, Extended JSON for a number (the form replay ids reads)")
 		c.Flags().StringVar(&f.TxnID, "txn", "", "only this Mongo transaction (txn_id: lsid:txnNumber)")
 		c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	}
 	parseIDs := func() error {
+		if f.DocKey != "" {
+			key, err := event.CanonicalKey(f.DocKey)
+			if err != nil {
+				return &usageError{fmt.Errorf("--doc: %w", err)}
+			}
+			f.DocKey = key
+		}
 		for _, s := range ids {
 			n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
 			if err != nil {

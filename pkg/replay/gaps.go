@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sort"
 	"time"
+
+	"github.com/amanat/cdc/pkg/event"
 )
 
 // Gaps refreshes the documents of the open rows of the application's
@@ -35,11 +37,23 @@ func (r *Refresher) Gaps(ctx context.Context, applyTimeout time.Duration) (*Repo
 	for rows.Next() {
 		var id int64
 		var ref DocRef
-		if err := rows.Scan(&id, &ref.Collection, &ref.Key); err != nil {
+		var raw string
+		if err := rows.Scan(&id, &ref.Collection, &raw); err != nil {
 			rows.Close()
 			return rep, fmt.Errorf("read pg_dualwrite_gaps: %w", err)
 		}
 		total++
+		// The application logs keys in its own form (an upper-case hex
+		// ObjectId, Extended JSON of a number): read them as operator
+		// input and key them as the sink does, or the refresh would be
+		// applied and the gap row never resolved.
+		key, err := event.CanonicalKey(raw)
+		if err != nil {
+			rep.Errors++
+			rep.Note("pg_dualwrite_gaps row %d: %v: left open", id, err)
+			continue
+		}
+		ref.Key = key
 		if _, ok := gapIDs[ref]; !ok {
 			if _, seen := byColl[ref.Collection]; !seen {
 				colls = append(colls, ref.Collection)
