@@ -52,7 +52,10 @@ type Config struct {
 	// limit (runtime/debug.SetMemoryLimit) unless GOMEMLIMIT is set, and
 	// the in-flight byte budgets of the tailer and the sink are derived
 	// from it (MemoryBudget). Sizes such as "256MiB" or "1GB"; "0" turns
-	// the limit off. Default "256MiB".
+	// the limit off. Default "200MiB": a 1,000,000-event backlog drained
+	// with the embedded server peaked at 221 MB RSS under 192MiB, 285 MB
+	// under 256MiB and 438 MB without a limit; the live heap stayed under
+	// ~90 MB, the rest was garbage the collector had no reason to reclaim.
 	MemoryLimit string `koanf:"memory_limit"`
 }
 
@@ -414,7 +417,7 @@ func Default() Config {
 		Oplog:       OplogConfig{HeadroomWarning: 6 * time.Hour},
 		Verify:      VerifyConfig{Continuous: ContinuousVerifyConfig{Recheck: 30 * time.Second}},
 		DataDir:     "./data",
-		MemoryLimit: "256MiB",
+		MemoryLimit: "200MiB",
 	}
 }
 
