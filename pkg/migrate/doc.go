@@ -15,6 +15,13 @@
 // whose name matches a schema (a role called "cdc", say) must not redirect
 // application tables into it.
 //
+// Up adopts a database that already has the application's own tables
+// (created outside these migrations, which would fail on them with their
+// plain CREATE TABLE): it adds only what the migrations would have made and
+// the tables lack, records those migrations as applied, and runs the later
+// ones; or it refuses, naming every difference, where that would lose money
+// or guess (adopt.go, UpAdopting, PlanUp; docs/adopt.md).
+//
 // Errors are wrapped with %w and say which migration failed; connection
 // strings appear in messages and logs only through RedactURL.
 package migrate

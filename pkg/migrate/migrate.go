@@ -44,6 +44,9 @@ type Result struct {
 	Duration  time.Duration
 	// Empty is true when the migration had no statements for this direction.
 	Empty bool
+	// Adopted is true when the migration was recorded as applied without
+	// running: an adoption's steps made what it creates (see UpAdopting).
+	Adopted bool
 }
 
 // MigrationStatus is the state of one migration shipped in this binary.
@@ -58,23 +61,31 @@ type MigrationStatus struct {
 // unless the file says NO TRANSACTION, and returns those it applied (none
 // when the schema is current). On failure the error is a *MigrationError;
 // migrations applied before the failing one stay applied. log may be nil.
+//
+// A database that already has the application's tables is adopted first
+// (UpAdopting with default options: no mapping check, no widening), or
+// refused with an *AdoptRefusedError.
 func Up(ctx context.Context, pgURL string, log *zap.Logger) ([]Result, error) {
-	return run(ctx, pgURL, log, "up", func(p *goose.Provider) ([]*goose.MigrationResult, error) {
-		return p.Up(ctx)
-	})
+	_, res, err := UpAdopting(ctx, pgURL, log, AdoptOptions{})
+	return res, err
 }
 
-// UpTo applies pending migrations up to and including version.
+// UpTo applies pending migrations up to and including version. It does
+// not adopt existing tables (Up does): it is for tests and for operators
+// stepping through a fresh database.
 func UpTo(ctx context.Context, pgURL string, version int64, log *zap.Logger) ([]Result, error) {
-	return run(ctx, pgURL, log, "up", func(p *goose.Provider) ([]*goose.MigrationResult, error) {
+	return run(ctx, pgURL, log, "up", 0, func(p *goose.Provider) ([]*goose.MigrationResult, error) {
 		return p.UpTo(ctx, version)
 	})
 }
 
 // Down rolls back the most recently applied migration. It is meant for tests
 // and for an operator undoing a release; the replicator never calls it.
+//
+// A migration an adoption recorded is never rolled back (ErrAdoptedDown):
+// its Down would drop the application's own tables.
 func Down(ctx context.Context, pgURL string, log *zap.Logger) ([]Result, error) {
-	return run(ctx, pgURL, log, "down", func(p *goose.Provider) ([]*goose.MigrationResult, error) {
+	return run(ctx, pgURL, log, "down", -1, func(p *goose.Provider) ([]*goose.MigrationResult, error) {
 		r, err := p.Down(ctx)
 		if errors.Is(err, goose.ErrNoNextVersion) {
 			return nil, nil
@@ -87,9 +98,10 @@ func Down(ctx context.Context, pgURL string, log *zap.Logger) ([]Result, error) 
 }
 
 // DownTo rolls back applied migrations newer than version (0: all of them).
-// Like Down, for tests and operators.
+// Like Down, for tests and operators, and like Down it refuses
+// (ErrAdoptedDown) to roll back a migration an adoption recorded.
 func DownTo(ctx context.Context, pgURL string, version int64, log *zap.Logger) ([]Result, error) {
-	return run(ctx, pgURL, log, "down", func(p *goose.Provider) ([]*goose.MigrationResult, error) {
+	return run(ctx, pgURL, log, "down", version, func(p *goose.Provider) ([]*goose.MigrationResult, error) {
 		return p.DownTo(ctx, version)
 	})
 }
@@ -186,7 +198,9 @@ func Latest() (int64, error) {
 	return latest, nil
 }
 
-func run(ctx context.Context, pgURL string, log *zap.Logger, direction string, fn func(*goose.Provider) ([]*goose.MigrationResult, error)) ([]Result, error) {
+// run runs fn under goose's lock; downTo is the target of a down
+// direction (-1: the latest migration), checked by checkDown.
+func run(ctx context.Context, pgURL string, log *zap.Logger, direction string, downTo int64, fn func(*goose.Provider) ([]*goose.MigrationResult, error)) ([]Result, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
@@ -195,6 +209,11 @@ func run(ctx context.Context, pgURL string, log *zap.Logger, direction string, f
 		return nil, err
 	}
 	defer db.Close()
+	if direction == "down" {
+		if err := checkDown(ctx, db, downTo); err != nil {
+			return nil, err
+		}
+	}
 	if err := ensureSchema(ctx, db); err != nil {
 		return nil, fmt.Errorf("migrate: %s: %w", RedactURL(pgURL), err)
 	}
