@@ -389,6 +389,11 @@ func run(ctx context.Context, cfg config.Config, role config.Role, log *zap.Logg
 		}
 		g.Go(func() error { return mon.Run(gctx) })
 	}
+	if role&config.RoleSink != 0 {
+		if err := startVerifier(ctx, gctx, g, &cfg, set, colls, met, log); err != nil { // verify.go
+			return err
+		}
+	}
 	if cfg.HTTP.Addr != "" {
 		g.Go(func() error {
 			return metrics.Serve(gctx, metrics.ServeConfig{Addr: cfg.HTTP.Addr, WebConfigFile: cfg.HTTP.WebConfigFile},

@@ -95,6 +95,7 @@ func Collect(ctx context.Context, src *Sources, tgt Target, opts Options) *Repor
 	c.deferred(ctx)
 	c.lag()
 	c.deadLetters(ctx)
+	c.verify(ctx) // verify.go
 	c.collections(ctx)
 	c.judge()
 	return r
@@ -585,6 +586,7 @@ func (c *collector) judge() {
 	if d.Open > 0 {
 		add("dead letters: %d open (cdc dlq list)", d.Open)
 	}
+	c.judgeVerify(warn, section) // verify.go
 	cs := r.Collections
 	section("collections", cs.Error)
 	section("collections (postgres)", cs.PostgresError)

@@ -45,6 +45,9 @@ type Report struct {
 	Lag         LagStatus         `json:"lag"`
 	DeadLetters DeadLetterStatus  `json:"dead_letters"`
 	Collections CollectionsStatus `json:"collections"`
+	// Verify is the continuous verifier's last mismatch (verify.go); nil
+	// while none was recorded.
+	Verify *VerifyStatus `json:"verify,omitempty"`
 }
 
 // NATS modes: how status reached the stored JetStream state.

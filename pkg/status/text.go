@@ -185,6 +185,8 @@ func WriteText(w io.Writer, r *Report) error {
 		p("  total\t\t%d", d.Open)
 	}
 
+	verifyText(p, r.Verify) // verify.go
+
 	cs := r.Collections
 	p("")
 	p("Collections")

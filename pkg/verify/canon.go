@@ -47,6 +47,15 @@ const (
 	kRef                 // uuid reference, resolved through id_map
 )
 
+func (k kind) String() string {
+	names := [...]string{kText: "text", kBool: "bool", kInt: "integer", kNumeric: "numeric", kFloat: "float8",
+		kTime: "timestamptz", kJSON: "jsonb", kArray: "text[]", kRef: "reference"}
+	if int(k) < len(names) {
+		return names[k]
+	}
+	return fmt.Sprintf("kind(%d)", int(k))
+}
+
 func kindOf(t transform.ColumnType) (kind, error) {
 	switch t {
 	case transform.TypeText, transform.TypeEnum, transform.TypeObjectID:
@@ -139,7 +148,7 @@ func (k kind) stored(d any) cval {
 		}
 		switch k {
 		case kNumeric:
-			return cval{s: decimalText(x.String)}
+			return cval{s: pgNumericText(x.String)}
 		case kJSON, kArray:
 			return cval{s: canonJSON(x.String)}
 		}
@@ -182,14 +191,14 @@ func (k kind) expected(v any) cval {
 }
 
 // decimalText is the canonical form of a decimal: shortest plain notation
-// (no trailing fractional zeros, no exponent). Text that is not a decimal
-// (Postgres' NaN) is kept, marked.
+// (no trailing fractional zeros, no exponent), read by decode.go's
+// decimalString, not by the sink's decimal library. Text that is not a
+// decimal is kept, marked.
 func decimalText(s string) string {
-	d, err := decimal.NewFromString(s)
-	if err != nil {
-		return "not-a-decimal:" + s
+	if d, ok := decimalString(s); ok {
+		return d
 	}
-	return d.String()
+	return "<not a decimal: " + s + ">"
 }
 
 // parseDecimal reads a canonical or Postgres decimal.
@@ -205,10 +214,16 @@ func floatText(f float64) string {
 	return strconv.FormatFloat(f, 'g', -1, 64)
 }
 
+// canonTime is the canonical form of a timestamp: UTC, to the
+// microsecond.
+const canonTime = "2006-01-02T15:04:05.000000Z"
+
 // timeText is a timestamp in UTC to the microsecond, the precision
-// Postgres keeps (the sink writes microseconds, truncated).
+// Postgres keeps (the sink writes microseconds, truncated). A BSON date
+// is milliseconds, so its text ends in 000: a Postgres value that differs
+// below the millisecond differs here too.
 func timeText(t time.Time) string {
-	return t.UTC().Truncate(time.Microsecond).Format("2006-01-02T15:04:05.000000Z")
+	return t.UTC().Truncate(time.Microsecond).Format(canonTime)
 }
 
 // canonJSON renders JSON text canonically: object keys sorted, numbers as

@@ -6,6 +6,8 @@ import (
 
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/bson/primitive"
+
+	"github.com/amanat/cdc/pkg/event"
 )
 
 func TestCanonicalValues(t *testing.T) {
@@ -80,19 +82,24 @@ func TestCanonicalTimeAndNull(t *testing.T) {
 
 func TestKeyIDs(t *testing.T) {
 	oid := primitive.NewObjectID()
-	ids := keyIDs(oid.Hex())
-	if len(ids) != 2 || ids[0] != oid.Hex() || ids[1] != oid {
-		t.Fatalf("keyIDs(%s) = %v", oid.Hex(), ids)
+	raw := func(v any) bson.RawValue {
+		typ, b, err := bson.MarshalValue(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return bson.RawValue{Type: typ, Value: b}
 	}
-	ids = keyIDs(`{"$numberInt":"7"}`)
-	if len(ids) != 2 {
-		t.Fatalf("keyIDs of an int key = %v", ids)
-	}
-	if v, ok := ids[1].(bson.RawValue); !ok || v.Int32() != 7 {
-		t.Fatalf("keyIDs of an int key = %v", ids)
-	}
-	if ids := keyIDs("plain-string"); len(ids) != 1 || ids[0] != "plain-string" {
-		t.Fatalf("keyIDs of a string key = %v", ids)
+	// Typed keys name one value: the one whose key they are.
+	for _, v := range []any{oid, "plain-string", oid.Hex(), int32(7), int64(1) << 40, `{"$numberInt":"7"}`, true} {
+		key := event.KeyString(raw(v))
+		ids := keyIDs(key)
+		if len(ids) != 1 {
+			t.Fatalf("keyIDs(%s) = %v, want one value", key, ids)
+		}
+		got, ok := ids[0].(bson.RawValue)
+		if !ok || event.KeyString(got) != key {
+			t.Fatalf("keyIDs(%s) = %v, whose key is not %s", key, ids, key)
+		}
 	}
 }
 

@@ -24,6 +24,16 @@ type collRun struct {
 	toMgo *Check
 	diff  *Check
 	money *Check
+	// continuous: a round of the continuous verifier (continuous.go): no
+	// sums, and a document still unsettled at the deadline, or explained
+	// by an open dead letter, is set aside (counted in unsettled and
+	// explained), not reported.
+	continuous           bool
+	unsettled, explained int64
+	// onFinal, when set, hears of every document as soon as it is found
+	// different for good (the continuous verifier schedules its re-check
+	// then, not when the whole chunk has settled).
+	onFinal func(d *docState, probs []problem)
 }
 
 func (v *Verifier) newCollRun(plan *mappingPlan) *collRun {
@@ -298,6 +308,20 @@ func (r *collRun) settle(ctx context.Context, pending []*docState) error {
 			}
 		}
 		pending = append(next, reread...)
+		if r.continuous {
+			// A document that changed while it was compared is in flight:
+			// the next pass compares it (waiting for it would stall the
+			// walk on every busy document).
+			kept := pending[:0]
+			for _, d := range pending {
+				if d.changed {
+					r.unsettled++
+					continue
+				}
+				kept = append(kept, d)
+			}
+			pending = kept
+		}
 	}
 	return nil
 }
@@ -317,7 +341,9 @@ func (r *collRun) reread(ctx context.Context, docs []*docState) error {
 		byKey[event.KeyString(raw.Lookup("_id"))] = raw
 	}
 	for _, d := range docs {
-		d.set(r.plan, byKey[d.key], lo, hi)
+		raw := byKey[d.key]
+		d.changed = d.changed || !bytesEqual(d.raw, raw)
+		d.set(r.plan, raw, lo, hi)
 	}
 	return nil
 }
@@ -403,6 +429,11 @@ func (r *collRun) round(ctx context.Context, pending []*docState, deadline *time
 				switch {
 				case !ok:
 					next = append(next, d)
+				case deadLettered && r.continuous:
+					// Explained, and alerted on as a dead letter already.
+					r.explained++
+					done = append(done, d)
+					continue
 				case deadLettered:
 					// The sink caught up and holds the document behind an
 					// open dead letter: that explains the difference.
@@ -419,6 +450,11 @@ func (r *collRun) round(ctx context.Context, pending []*docState, deadline *time
 					reread = append(reread, d)
 				}
 			}
+			if now.After(*deadline) && r.continuous {
+				r.unsettled++
+				next, reread = dropDoc(next, d), dropDoc(reread, d)
+				continue
+			}
 			if now.After(*deadline) {
 				for i := range m.probs {
 					m.probs[i].ex.Detail += fmt.Sprintf(" (not settled within --recheck-wait %s: the sink's position %s had not passed the read at %s, or the document kept changing)",
@@ -432,6 +468,9 @@ func (r *collRun) round(ctx context.Context, pending []*docState, deadline *time
 	for _, m := range final {
 		for _, p := range m.probs {
 			r.checkOf(p.check).mismatch(p.ex)
+		}
+		if r.onFinal != nil {
+			r.onFinal(m.d, m.probs)
 		}
 		done = append(done, m.d)
 	}
@@ -473,10 +512,15 @@ func (r *collRun) roundInfo(ctx context.Context, q queryer, pending []*docState,
 		}
 	}
 	want := map[string][]string{}
-	addWant := func(refs []transform.Ref) {
+	addWant := func(tp *tablePlan, refs []transform.Ref, own []ownVal) {
 		for _, ref := range refs {
 			if ref.Missing == transform.MissingNull {
 				want[ref.Collection] = append(want[ref.Collection], ref.LegacyID)
+			}
+		}
+		for i, o := range own {
+			if c := tp.cols[i]; c.kind == kRef && o.ref != "" && c.spec.Ref.Missing == transform.MissingNull {
+				want[c.spec.Ref.Collection] = append(want[c.spec.Ref.Collection], o.ref)
 			}
 		}
 	}
@@ -493,10 +537,18 @@ func (r *collRun) roundInfo(ctx context.Context, q queryer, pending []*docState,
 			}
 		}
 		if d.row != nil {
-			addWant(d.row.Refs)
-			for _, cs := range d.row.Children {
-				for _, cr := range cs.Rows {
-					addWant(cr.Refs)
+			own := d.own
+			if own == nil {
+				own = &ownRow{}
+			}
+			addWant(&r.plan.top, d.row.Refs, own.top)
+			for ci, cs := range d.row.Children {
+				for j, cr := range cs.Rows {
+					var o []ownVal
+					if ci < len(own.children) && j < len(own.children[ci]) {
+						o = own.children[ci][j]
+					}
+					addWant(&r.plan.children[ci].tablePlan, cr.Refs, o)
 				}
 			}
 			keys = append(keys, d.key)
@@ -523,6 +575,14 @@ func (r *collRun) roundInfo(ctx context.Context, q queryer, pending []*docState,
 // transformed documents, the Postgres side computed by Postgres over their
 // rows in the same snapshot the comparison used.
 func (r *collRun) settled(ctx context.Context, q queryer, done []*docState, rows map[string]*pgRow, info *roundInfo) error {
+	if r.continuous {
+		for _, d := range done {
+			if d.data && d.raw != nil {
+				r.diff.Counts["compared"]++
+			}
+		}
+		return nil
+	}
 	var ids []string
 	for _, d := range done {
 		if d.data && d.raw != nil {
@@ -537,15 +597,19 @@ func (r *collRun) settled(ctx context.Context, q queryer, done []*docState, rows
 		if d.row == nil {
 			continue
 		}
-		if err := r.sums.addMongo(&r.plan.top, r.expectedValues(&r.plan.top, d.row.Values, d.row.Refs, info)); err != nil {
-			return err
+		own := d.own
+		if own == nil {
+			own = &ownRow{}
 		}
+		r.sums.addMongo(&r.plan.top, r.expectedValues(&r.plan.top, d.row.Values, d.row.Refs, own.top, info))
 		for ci := range r.plan.children {
 			ch := &r.plan.children[ci]
-			for _, cr := range d.row.Children[ci].Rows {
-				if err := r.sums.addMongo(&ch.tablePlan, r.expectedValues(&ch.tablePlan, cr.Values, cr.Refs, info)); err != nil {
-					return err
+			for j, cr := range d.row.Children[ci].Rows {
+				var o []ownVal
+				if ci < len(own.children) && j < len(own.children[ci]) {
+					o = own.children[ci][j]
 				}
+				r.sums.addMongo(&ch.tablePlan, r.expectedValues(&ch.tablePlan, cr.Values, cr.Refs, o, info))
 			}
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"hash/fnv"
 	"sort"
 	"strings"
+	"time"
 
 	"go.mongodb.org/mongo-driver/bson"
 
@@ -21,11 +22,17 @@ type docState struct {
 	lo, hi event.ClusterTime
 	row    *transform.Row // nil when raw is nil or rejected
 	rejErr error          // the transform's rejection
+	// own is verify's own reading of the independent columns (nil with
+	// row).
+	own *ownRow
 	// data: compare values (else only presence, in sample mode).
 	data bool
 	// candidate is the fingerprint of a mismatch already seen once after
 	// the sink passed the read; seeing it again confirms it.
 	candidate string
+	// changed: a re-read found another Mongo document than the one read
+	// before (or none).
+	changed bool
 }
 
 // set records a (re-)read of the document.
@@ -41,9 +48,12 @@ func (d *docState) set(plan *mappingPlan, raw bson.Raw, lo, hi event.ClusterTime
 		d.candidate = ""
 	}
 	d.raw, d.lo, d.hi = raw, lo, hi
-	d.row, d.rejErr = nil, nil
+	d.row, d.rejErr, d.own = nil, nil, nil
 	if raw != nil && d.data {
-		d.row, d.rejErr = plan.m.Row(raw)
+		d.row, d.rejErr = plan.row(plan.m, raw)
+		if d.row != nil {
+			d.own = plan.ownRow(raw, d.row)
+		}
 	}
 }
 
@@ -97,6 +107,10 @@ func (r *collRun) compare(d *docState, row *pgRow, info *roundInfo) []problem {
 		return nil
 	}
 	var out []problem
+	if k := ownKey(d.raw); k != "" && k != d.key {
+		out = append(out, problem{checkIDMapToPG, Example{ID: d.key, Mongo: k, Detail: fmt.Sprintf(
+			"the document's key %q is not its ObjectId's lower-case hex %s, the form its id_map entry must have", d.key, k)}})
+	}
 	switch {
 	case plan.uuidID && (row == nil || row.newID == ""):
 		out = append(out, problem{checkIDMapToPG, Example{ID: d.key, Table: "id_map", Detail: "live Mongo document has no id_map entry"}})
@@ -117,7 +131,11 @@ func (r *collRun) compare(d *docState, row *pgRow, info *roundInfo) []problem {
 		return out
 	}
 	var diffs []Example
-	expVals := r.expectedValues(&plan.top, d.row.Values, d.row.Refs, info)
+	own := d.own
+	if own == nil {
+		own = &ownRow{}
+	}
+	expVals := r.expectedValues(&plan.top, d.row.Values, d.row.Refs, own.top, info)
 	for i, c := range plan.top.cols {
 		want, got := expVals[i], row.vals[i]
 		if c.kind == kRef {
@@ -125,16 +143,24 @@ func (r *collRun) compare(d *docState, row *pgRow, info *roundInfo) []problem {
 		}
 		if want != got {
 			diffs = append(diffs, Example{ID: d.key, PGID: pgID, Table: plan.top.table, Column: c.name,
-				Mongo: clip(want.String()), Postgres: clip(got.String())})
+				Mongo: clip(want.String()), Postgres: clip(got.String()), Detail: valueHint(c, want, got)})
 			continue
 		}
 		// A reference stored NULL under policy null must be recorded.
-		if c.kind == kRef && want.null && plan.nullRefs {
-			if ref, ok := refAt(d.row.Refs, i); ok && ref.Missing == transform.MissingNull {
-				if rec, ok := info.dangling[d.key+"/"+c.name]; !ok || rec != ref.LegacyID {
-					diffs = append(diffs, Example{ID: d.key, PGID: pgID, Table: plan.top.table, Column: c.name, Mongo: ref.LegacyID, Postgres: "NULL",
-						Detail: "NULL reference to a missing parent without its cdc.dangling_refs record"})
-				}
+		if c.kind == kRef && want.null && c.spec.Ref.Missing == transform.MissingNull {
+			legacy := ""
+			if ref, ok := refAt(d.row.Refs, i); ok {
+				legacy = ref.LegacyID
+			}
+			if i < len(own.top) && own.top[i].set {
+				legacy = own.top[i].ref
+			}
+			if legacy == "" {
+				continue
+			}
+			if rec, ok := info.dangling[d.key+"/"+c.name]; !ok || rec != legacy {
+				diffs = append(diffs, Example{ID: d.key, PGID: pgID, Table: plan.top.table, Column: c.name, Mongo: legacy, Postgres: "NULL",
+					Detail: "NULL reference to a missing parent without its cdc.dangling_refs record"})
 			}
 		}
 	}
@@ -144,7 +170,12 @@ func (r *collRun) compare(d *docState, row *pgRow, info *roundInfo) []problem {
 		if row.children != nil {
 			stored = row.children[ci]
 		}
-		if ex, ok := r.compareChildren(d, pgID, ch, d.row.Children[ci], stored, info); !ok {
+		var ownRows [][]ownVal
+		ownErr := ""
+		if ci < len(own.children) {
+			ownRows, ownErr = own.children[ci], own.childErr[ci]
+		}
+		if ex, ok := r.compareChildren(d, pgID, ch, d.row.Children[ci], ownRows, ownErr, stored, info); !ok {
 			diffs = append(diffs, ex)
 		}
 	}
@@ -174,10 +205,11 @@ func refAt(refs []transform.Ref, col int) (transform.Ref, bool) {
 	return transform.Ref{}, false
 }
 
-// expectedValues is the canonical row the sink must have written for
-// transformed values and references: a reference is its parent's legacy
+// expectedValues is the canonical row the sink must have written: the
+// values verify decoded itself (own, where set) and otherwise the
+// transformed values and references. A reference is its parent's legacy
 // id, or NULL under policy null while the parent has no row.
-func (r *collRun) expectedValues(tp *tablePlan, vals []any, refs []transform.Ref, info *roundInfo) []cval {
+func (r *collRun) expectedValues(tp *tablePlan, vals []any, refs []transform.Ref, own []ownVal, info *roundInfo) []cval {
 	out := make([]cval, len(tp.cols))
 	for i, c := range tp.cols {
 		out[i] = c.kind.expected(vals[i])
@@ -189,7 +221,45 @@ func (r *collRun) expectedValues(tp *tablePlan, vals []any, refs []transform.Ref
 		}
 		out[ref.Col] = cval{s: ref.LegacyID}
 	}
+	for i, o := range own {
+		if !o.set {
+			continue
+		}
+		c := tp.cols[i]
+		switch {
+		case c.kind == kRef && o.ref != "":
+			if c.spec.Ref.Missing == transform.MissingNull && !info.present[c.spec.Ref.Collection+"/"+o.ref] {
+				out[i] = null
+			} else {
+				out[i] = cval{s: o.ref}
+			}
+		default:
+			out[i] = o.v
+		}
+	}
 	return out
+}
+
+// valueHint explains a difference where the values say more than
+// "values differ": a time off by whole hours (a time zone), or below the
+// millisecond a BSON date has.
+func valueHint(c colPlan, want, got cval) string {
+	if c.kind != kTime || want.null || got.null {
+		return ""
+	}
+	w, err1 := time.Parse(canonTime, want.s)
+	g, err2 := time.Parse(canonTime, got.s)
+	if err1 != nil || err2 != nil {
+		return ""
+	}
+	diff := g.Sub(w)
+	switch {
+	case diff%time.Hour == 0 || diff%(30*time.Minute) == 0:
+		return fmt.Sprintf("values differ: Postgres is off by %s (a time zone applied to a UTC time?)", diff)
+	case diff.Abs() < time.Millisecond || g.Sub(g.Truncate(time.Millisecond)) != 0:
+		return fmt.Sprintf("values differ: Postgres is off by %s, below the millisecond a BSON date has", diff)
+	}
+	return ""
 }
 
 // storedRef resolves a stored uuid to the legacy id it stands for in the
@@ -208,8 +278,15 @@ func (r *collRun) storedRef(c colPlan, v cval, info *roundInfo) cval {
 	return cval{s: e.legacy}
 }
 
-// compareChildren compares a child set as a multiset of rows.
-func (r *collRun) compareChildren(d *docState, pgID string, ch *childPlan, want transform.ChildSet, stored [][]cval, info *roundInfo) (Example, bool) {
+// compareChildren compares a child set as a multiset of rows. own are
+// verify's own values of the transform's rows (nil: none; ownErr says why
+// the document's elements could not be aligned with them, itself a
+// difference).
+func (r *collRun) compareChildren(d *docState, pgID string, ch *childPlan, want transform.ChildSet, own [][]ownVal, ownErr string, stored [][]cval, info *roundInfo) (Example, bool) {
+	if ownErr != "" {
+		return Example{ID: d.key, PGID: pgID, Table: ch.table, Column: ch.spec.Field,
+			Detail: fmt.Sprintf("child set %s: %s", ch.table, ownErr)}, false
+	}
 	render := func(vals []cval) string {
 		parts := make([]string, len(vals))
 		for i, v := range vals {
@@ -218,8 +295,12 @@ func (r *collRun) compareChildren(d *docState, pgID string, ch *childPlan, want 
 		return "{" + strings.Join(parts, ", ") + "}"
 	}
 	counts := map[string]int{}
-	for _, cr := range want.Rows {
-		counts[render(r.expectedValues(&ch.tablePlan, cr.Values, cr.Refs, info))]++
+	for j, cr := range want.Rows {
+		var o []ownVal
+		if j < len(own) {
+			o = own[j]
+		}
+		counts[render(r.expectedValues(&ch.tablePlan, cr.Values, cr.Refs, o, info))]++
 	}
 	for _, vals := range stored {
 		res := make([]cval, len(vals))

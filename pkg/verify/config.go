@@ -20,9 +20,9 @@ type Config struct {
 	Consumer string
 	// Sample, when positive, compares a strided sample of about Sample
 	// documents per collection (with a random offset) instead of every
-	// document; counts, id_map coverage, FK and ledger checks still cover
-	// everything, and money_sums covers the sampled documents. Default 0
-	// (every document).
+	// document; counts, id_map coverage, FK, stray id_map, enum and
+	// ledger checks still cover everything, and money_sums covers the
+	// sampled documents. Default 0 (every document).
 	Sample int
 	// ChunkSize is how many documents are read and compared at a time; it
 	// bounds memory. Default 1000.

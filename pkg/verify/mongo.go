@@ -146,10 +146,15 @@ func find(ctx context.Context, c *mongo.Collection, filter bson.D, limit int, id
 	return out, cur.Err()
 }
 
-// keyIDs returns the _id values a document key (event.KeyString) can
-// stand for: a 24-hex key is an ObjectId or that string; other keys are a
-// string or the canonical Extended JSON of another type.
+// keyIDs returns the _id values to find the document of a key by: the
+// value the key names (event.ParseKey, the inverse of event.KeyString:
+// keys are typed, so that is one value), or, for a key that names none
+// (written before keys were typed, or by hand), that string and what it
+// could otherwise spell (an ObjectId, Extended JSON).
 func keyIDs(key string) []any {
+	if v, err := event.ParseKey(key); err == nil {
+		return []any{v}
+	}
 	out := []any{key}
 	if oid, err := primitive.ObjectIDFromHex(key); err == nil && len(key) == 24 && strings.ToLower(key) == key {
 		out = append(out, oid)

@@ -3,6 +3,8 @@ package verify
 import (
 	"fmt"
 
+	"go.mongodb.org/mongo-driver/bson"
+
 	"github.com/amanat/cdc/pkg/transform"
 )
 
@@ -39,6 +41,11 @@ type mappingPlan struct {
 	children []childPlan
 	// nullRefs: the mapping has top-level references with policy null.
 	nullRefs bool
+	// row is the transform verify runs for the structure of the rows
+	// (Mapping.Row, the sink's code); a test replaces it with a broken
+	// converter to prove the values verify decodes itself do not depend
+	// on it.
+	row func(*transform.Mapping, bson.Raw) (*transform.Row, error)
 }
 
 func newTablePlan(table string, specs []transform.ColumnSpec) (tablePlan, error) {
@@ -61,7 +68,7 @@ func newTablePlan(table string, specs []transform.ColumnSpec) (tablePlan, error)
 }
 
 func newMappingPlan(m *transform.Mapping) (*mappingPlan, error) {
-	p := &mappingPlan{m: m, idCol: m.ID.Column, uuidID: m.ID.Type != "text"}
+	p := &mappingPlan{m: m, idCol: m.ID.Column, uuidID: m.ID.Type != "text", row: (*transform.Mapping).Row}
 	if m.Delete == "soft" {
 		p.soft = m.SoftDeleteColumn
 	}

@@ -128,14 +128,31 @@ func (v *Verifier) run(ctx context.Context, colls []string) error {
 		plan := v.plans[c]
 		r := v.newCollRun(plan)
 		fk := newCheck(checkFK, c, v.cfg.Examples)
+		stray := newCheck(checkStray, c, v.cfg.Examples)
+		enums := newCheck(checkEnums, c, v.cfg.Examples)
 		v.report.Checks = append(v.report.Checks, r.checks()...)
-		v.report.Checks = append(v.report.Checks, fk)
+		v.report.Checks = append(v.report.Checks, fk, stray, enums)
 		start := time.Now()
 		err := r.run(ctx)
 		if err == nil {
 			err = v.fkCheck(ctx, plan, fk)
 		} else {
 			fk.fail(fmt.Errorf("not run: %w", err))
+		}
+		for _, x := range []struct {
+			ch  *Check
+			run func(context.Context, *mappingPlan, *Check) error
+		}{{stray, v.strayCheck}, {enums, v.enumCheck}} {
+			if err != nil && (IsUnreachable(err) || ctx.Err() != nil) {
+				x.ch.fail(fmt.Errorf("not run: %w", err))
+				continue
+			}
+			if xerr := x.run(ctx, plan, x.ch); xerr != nil {
+				x.ch.fail(xerr)
+				if err == nil {
+					err = xerr
+				}
+			}
 		}
 		v.log.Info("verified collection", zap.String("collection", c), zap.Duration("took", time.Since(start)), zap.Error(err))
 		if err != nil {
