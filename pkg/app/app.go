@@ -407,3 +407,17 @@ func run(ctx context.Context, cfg config.Config, role config.Role, log *zap.Logg
 	}
 	return err
 }
+
+// LaneConsumers lists every sink lane's consumer (position row) of cfg, or
+// nil without lanes: what verify needs to know how far the sink applied.
+func LaneConsumers(cfg *config.Config) []string {
+	sc := StreamsConfig(cfg)
+	if !sc.Laned() {
+		return nil
+	}
+	var out []string
+	for _, l := range sc.LaneNames() {
+		out = append(out, sink.LaneConsumer(cfg.Sink.Consumer, l))
+	}
+	return out
+}

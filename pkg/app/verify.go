@@ -39,7 +39,8 @@ func startVerifier(ctx, gctx context.Context, g *errgroup.Group, cfg *config.Con
 		return err
 	}
 	cv, err := verify.NewContinuous(client, pool, set, verify.ContinuousConfig{
-		Database: cfg.Mongo.Database, Collections: colls, Consumer: cfg.Sink.Consumer, Rate: vc.Rate, Recheck: vc.Recheck,
+		Database: cfg.Mongo.Database, Collections: colls, Consumer: cfg.Sink.Consumer, LaneConsumers: LaneConsumers(cfg),
+		Rate: vc.Rate, Recheck: vc.Recheck,
 	}, vm, log.Named("verify"))
 	if err != nil {
 		pool.Close()

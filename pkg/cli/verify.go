@@ -35,12 +35,19 @@ its rows in PostgreSQL and runs, per collection:
   count              countDocuments against the table's rows
   idmap_mongo_to_pg  every _id has an id_map entry and its row
   idmap_pg_to_mongo  every row traces through id_map to a live document
-  document_diff      every document (or --sample N of them) through the same
-                     transform as the sink, compared column by column with its
-                     row, child tables included
+  document_diff      every document (or --sample N of them) compared column by
+                     column with its row, child tables included; money, ids and
+                     times are decoded by verify itself (Decimal128 from its
+                     bits, ObjectIds, dates to the millisecond in UTC) and
+                     compared with Postgres's text, never through the sink's
+                     conversion, so a converter bug is a difference
   money_sums         per numeric column, in total and per status: Mongo side
                      summed exactly in Go, Postgres side sum(col)::text
   fk_integrity       every reference points at an existing row
+  idmap_stray        no id_map entry without a live document, a tombstone
+                     or a recorded version
+  enum_completeness  every value of an enum field in Mongo has a mapping and a
+                     Postgres label
 
 and, when payments and fundsLedger are verified, the ledger reconciliation
 (ledger_*: settled payments have their entries, no double release or refund,
@@ -49,7 +56,7 @@ its payment).
 
 It only reads. While the replicator runs, a difference is reported only if
 it persists once the sink has caught up with the Mongo read (up to
---recheck-wait). Exit code 0 only when every check ran and passed; any
+--recheck-wait; with sink.lanes, once every lane has). Exit code 0 only when every check ran and passed; any
 difference, any error and any unreachable database exit 1 and say which.
 --json prints the machine-readable report (format version 1) on stdout.`,
 		Args: cobra.NoArgs,
@@ -74,7 +81,8 @@ difference, any error and any unreachable database exit 1 and say which.
 			}
 			vcfg := verify.Config{
 				Database: cfg.Mongo.Database, Collections: todo, Replicated: replicated, Consumer: cfg.Sink.Consumer,
-				Sample: sample, ChunkSize: chunkSize, RecheckWait: recheckWait, Examples: examples, QueryTimeout: queryTimeout,
+				LaneConsumers: app.LaneConsumers(&cfg),
+				Sample:        sample, ChunkSize: chunkSize, RecheckWait: recheckWait, Examples: examples, QueryTimeout: queryTimeout,
 			}
 			if err := vcfg.Validate(); err != nil {
 				return &usageError{err}

@@ -18,6 +18,9 @@ type Config struct {
 	// Consumer names the sink's row in cdc.sink_positions. Default
 	// "cdc-sink".
 	Consumer string
+	// LaneConsumers, with sink lanes, are every lane's consumer (the
+	// settled position is then the oldest of theirs); nil without lanes.
+	LaneConsumers []string
 	// Sample, when positive, compares a strided sample of about Sample
 	// documents per collection (with a random offset) instead of every
 	// document; counts, id_map coverage, FK, stray id_map, enum and

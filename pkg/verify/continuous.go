@@ -81,6 +81,8 @@ type ContinuousConfig struct {
 	// Consumer names the sink's row in cdc.sink_positions. Default
 	// "cdc-sink".
 	Consumer string
+	// LaneConsumers are every lane's consumer with sink lanes (Config).
+	LaneConsumers []string
 	// Rate is the most documents compared per second. Required (> 0).
 	Rate int
 	// Recheck is how long a mismatch waits before it is compared again,
@@ -164,7 +166,7 @@ func NewContinuous(client *mongo.Client, pool *pgxpool.Pool, set *transform.Set,
 	colls := slices.Clone(cfg.Collections)
 	slices.Sort(colls)
 	v, err := New(client, pool, set, Config{
-		Database: cfg.Database, Collections: colls, Consumer: cfg.Consumer, ChunkSize: cfg.ChunkSize,
+		Database: cfg.Database, Collections: colls, Consumer: cfg.Consumer, LaneConsumers: cfg.LaneConsumers, ChunkSize: cfg.ChunkSize,
 		RecheckWait: cfg.Recheck, Examples: 3 * cfg.ChunkSize, QueryTimeout: cfg.QueryTimeout,
 	}, log, nil)
 	if err != nil {

@@ -19,7 +19,9 @@ import (
 type pgSide struct {
 	pool     *pgxpool.Pool
 	consumer string
-	timeout  time.Duration
+	// consumers are the lanes' consumers with sink lanes (nil: consumer).
+	consumers []string
+	timeout   time.Duration
 }
 
 // snapshot opens a read-only repeatable-read transaction.
@@ -37,21 +39,38 @@ type queryer = state.DB
 // appliedPosition is the newest cluster time (packed) the sink has
 // consumed: the larger of its recorded position and the newest
 // dead-lettered event (a dead-lettered event is consumed without moving
-// the position). 0 when the sink has consumed nothing.
+// the position). 0 when the sink has consumed nothing. With sink lanes
+// (consumers lists every lane's consumer) it is the oldest of the lanes'
+// positions that exist: a change is settled only once every lane that
+// may carry it has passed it (a Mongo transaction's events all go through
+// the lane of its first event, whatever their collection). A lane that
+// has applied nothing yet has no row and does not hold the others back;
+// an idle lane does, until it applies again (docs/runbook.md).
 func (p *pgSide) appliedPosition(ctx context.Context, q queryer) (int64, error) {
-	var pos int64
-	sp, ok, err := state.ReadPosition(ctx, q, p.consumer)
-	if err != nil {
-		return 0, pgErr("read the sink position", err)
+	consumers := p.consumers
+	if len(consumers) == 0 {
+		consumers = []string{p.consumer}
 	}
-	if ok {
-		pos = sp.ClusterTime.Pack()
+	var pos int64
+	found := false
+	for _, c := range consumers {
+		sp, ok, err := state.ReadPosition(ctx, q, c)
+		if err != nil {
+			return 0, pgErr("read the sink position", err)
+		}
+		if !ok {
+			continue
+		}
+		if v := sp.ClusterTime.Pack(); !found || v < pos {
+			pos = v
+		}
+		found = true
 	}
 	dl, ok, err := state.NewestDeadLetterTime(ctx, q)
 	if err != nil {
 		return 0, pgErr("read the sink position", err)
 	}
-	if ok {
+	if ok && (len(consumers) == 1 || !found) {
 		pos = max(pos, dl.Pack())
 	}
 	return pos, nil

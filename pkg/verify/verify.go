@@ -49,7 +49,7 @@ func New(client *mongo.Client, pool *pgxpool.Pool, set *transform.Set, cfg Confi
 		progress = NopProgress{}
 	}
 	v := &Verifier{set: set, cfg: cfg, log: log, progress: progress, plans: map[string]*mappingPlan{},
-		pg: &pgSide{pool: pool, consumer: cfg.Consumer, timeout: cfg.QueryTimeout}}
+		pg: &pgSide{pool: pool, consumer: cfg.Consumer, consumers: cfg.LaneConsumers, timeout: cfg.QueryTimeout}}
 	for _, m := range set.Mappings() {
 		p, err := newMappingPlan(m)
 		if err != nil {
