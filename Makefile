@@ -49,6 +49,19 @@ test-soak: ## the end-to-end suite five times over (crash, outage and load tests
 bench: ## benchmarks only (BENCH=regexp BENCHTIME=2s)
 	$(GO) test -count=1 -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -benchmem -timeout $(BENCH_TIMEOUT) ./...
 
+# The money-core benchmark (issue 13; docs/benchmark.md): the whole
+# pipeline over the money-core workload (a 1,000,000-event backlog) with
+# its ceilings measured in the same run, lag at 2,000 events/s, RSS and
+# CPU per stage. One iteration is the whole run (-benchtime 1x); it prints
+# the table and writes bench-out/moneycore.{json,txt,png}. The CDC_BENCH_*
+# variables size it (CDC_BENCH_BACKLOG=100000 for a quick run).
+BENCH_E2E_TIMEOUT ?= 60m
+
+.PHONY: bench-e2e
+bench-e2e: ## money-core benchmark vs its ceilings -> bench-out/ (CDC_BENCH_BACKLOG=1000000 ...)
+	@mkdir -p bench-out
+	CDC_BENCH_OUT=$(CURDIR)/bench-out $(GO) test -count=1 -run '^$$' -bench '^BenchmarkMoneyCore$$' -benchtime 1x -timeout $(BENCH_E2E_TIMEOUT) ./e2e/
+
 lint: fmt-check vet ## gofmt check and go vet
 
 fmt-check: ## fail if any Go file is not gofmt-formatted
@@ -100,5 +113,5 @@ clean: ## remove build output and local state (bin/, data/)
 	rm -rf bin data coverage*
 
 help: ## list the targets
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
+	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | \
 	awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
