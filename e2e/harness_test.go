@@ -20,6 +20,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -661,4 +662,41 @@ func (e *env) createCollections(names ...string) {
 			e.t.Fatalf("create collection %s with pre- and post-images: %v", c, err)
 		}
 	}
+}
+
+// pacedLoad is a load run at a fixed rate by startPacedLoad.
+type pacedLoad struct {
+	// ops counts the operations done so far; start is when it began.
+	ops   atomic.Int64
+	start time.Time
+	// done receives nil once ctx ends, or the load's first error.
+	done chan error
+}
+
+// startPacedLoad runs l at perSecond operations per second, in 10 ms
+// steps, until ctx ends.
+func startPacedLoad(ctx context.Context, l *load, perSecond int) *pacedLoad {
+	pl := &pacedLoad{start: time.Now(), done: make(chan error, 1)}
+	go func() {
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				pl.done <- nil
+				return
+			case <-tick.C:
+			}
+			due := int64(time.Since(pl.start).Seconds()*float64(perSecond)) - pl.ops.Load()
+			if err := l.run(ctx, int(due)); err != nil {
+				if ctx.Err() != nil {
+					err = nil
+				}
+				pl.done <- err
+				return
+			}
+			pl.ops.Add(due)
+		}
+	}()
+	return pl
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -61,31 +60,8 @@ func TestContinuousVerifyDuringLoad(t *testing.T) {
 	const perSecond = 500
 	ctx, stop := context.WithTimeout(e.ctx, 2*time.Minute)
 	defer stop()
-	var ops atomic.Int64
-	loadErr := make(chan error, 1)
-	loadStart := time.Now()
-	go func() {
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				loadErr <- nil
-				return
-			case <-tick.C:
-			}
-			due := int64(time.Since(loadStart).Seconds()*perSecond) - ops.Load()
-			if err := l.run(ctx, int(due)); err != nil {
-				if ctx.Err() != nil {
-					loadErr <- nil
-				} else {
-					loadErr <- err
-				}
-				return
-			}
-			ops.Add(due)
-		}
-	}()
+	pl := startPacedLoad(ctx, l, perSecond)
+	ops, loadErr, loadStart := &pl.ops, pl.done, pl.start
 	docs := func() int {
 		return e.count(e.ctx, `SELECT (SELECT count(*) FROM widgets) + (SELECT count(*) FROM gadgets)`)
 	}

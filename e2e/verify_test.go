@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"os/exec"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -616,31 +615,8 @@ func TestVerifyDuringLiveLoad(t *testing.T) {
 	const perSecond = 2000
 	ctx, stop := context.WithTimeout(e.ctx, 20*time.Second)
 	defer stop()
-	var ops atomic.Int64
-	loadErr := make(chan error, 1)
-	loadStart := time.Now()
-	go func() {
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				loadErr <- nil
-				return
-			case <-tick.C:
-			}
-			due := int64(time.Since(loadStart).Seconds()*perSecond) - ops.Load()
-			if err := l.run(ctx, int(due)); err != nil {
-				if ctx.Err() != nil {
-					loadErr <- nil
-				} else {
-					loadErr <- err
-				}
-				return
-			}
-			ops.Add(due)
-		}
-	}()
+	pl := startPacedLoad(ctx, l, perSecond)
+	ops, loadErr, loadStart := &pl.ops, pl.done, pl.start
 	time.Sleep(time.Second)
 
 	// Clean runs, full and sampled: nothing in flight may be reported.

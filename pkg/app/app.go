@@ -92,7 +92,6 @@ func CheckLanes(cfg *config.Config, set *transform.Set, replicated []string) err
 	}
 	group := map[string]config.LaneConfig{}
 	for _, l := range lanes {
-		group[l.Collections[0]] = l
 		for _, c := range l.Collections {
 			group[c] = l
 		}

@@ -214,15 +214,11 @@ func CheckLaneLayout(ctx context.Context, js jetstream.JetStream, c StreamsConfi
 		return nil
 	}
 	name := c.LaneStream(c.Lanes[0].Name)
-	st, err := js.Stream(ctx, name)
+	st, err := js.Stream(ctx, name) // one STREAM.INFO request: CachedInfo is fresh
 	if err != nil {
 		return fmt.Errorf("lane stream %s: %w", name, err)
 	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		return fmt.Errorf("lane stream %s info: %w", name, err)
-	}
-	if have := info.Config.Metadata[MetaLaneLayout]; have != c.Layout() {
+	if have := st.CachedInfo().Config.Metadata[MetaLaneLayout]; have != c.Layout() {
 		return &LaneLayoutError{Want: c.Layout(), Have: have, Stream: name}
 	}
 	return nil

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/bson/bsontype"
@@ -20,12 +19,8 @@ import (
 	"github.com/amanat/cdc/pkg/bus"
 	"github.com/amanat/cdc/pkg/bus/bustest"
 	"github.com/amanat/cdc/pkg/event"
-	"github.com/amanat/cdc/pkg/migrate"
 	"github.com/amanat/cdc/pkg/mongotest"
-	"github.com/amanat/cdc/pkg/pgtest"
 	"github.com/amanat/cdc/pkg/replay"
-	"github.com/amanat/cdc/pkg/transform"
-	"github.com/amanat/cdc/transforms"
 )
 
 // TestReplayIDsTypedKeys (issue 14, item 2): replay ids names each
@@ -55,19 +50,7 @@ func TestReplayIDsTypedKeys(t *testing.T) {
 			t.Fatalf("insert _id %T %v: %v", id, id, err)
 		}
 	}
-	url := pgtest.NewDatabase(t)
-	if _, err := migrate.Up(ctx, url, nil); err != nil {
-		t.Fatal(err)
-	}
-	pool, err := pgxpool.New(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	set, err := transform.Load(transforms.Builtin, ".")
-	if err != nil {
-		t.Fatal(err)
-	}
+	pool, set := migratedTarget(ctx, t)
 	_, js := bustest.Start(t)
 	streams := bus.StreamsConfig{Stream: "CDC", SubjectPrefix: "cdc", DLQStream: "CDC_DLQ", Replicas: 1,
 		DedupWindow: 2 * time.Minute, MaxAge: 24 * time.Hour, MaxBytes: -1, CheckpointBucket: "cdc_checkpoints"}

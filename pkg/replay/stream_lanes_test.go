@@ -55,10 +55,10 @@ var splitLanes = []bus.Lane{
 	{Name: "users", Collections: []string{"users"}},
 }
 
-func newStreamEnv(t *testing.T, lanes []bus.Lane) *streamEnv {
+// migratedTarget is a fresh migrated Postgres database and the built-in
+// transforms.
+func migratedTarget(ctx context.Context, t *testing.T) (*pgxpool.Pool, *transform.Set) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	t.Cleanup(cancel)
 	url := pgtest.NewDatabase(t)
 	if _, err := migrate.Up(ctx, url, nil); err != nil {
 		t.Fatal(err)
@@ -72,6 +72,14 @@ func newStreamEnv(t *testing.T, lanes []bus.Lane) *streamEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return pool, set
+}
+
+func newStreamEnv(t *testing.T, lanes []bus.Lane) *streamEnv {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancel)
+	pool, set := migratedTarget(ctx, t)
 	nc, js := bustest.Start(t)
 	streams := bus.StreamsConfig{Stream: "CDC", SubjectPrefix: "cdc", DLQStream: "CDC_DLQ", Replicas: 1,
 		DedupWindow: 2 * time.Minute, MaxAge: 24 * time.Hour, MaxBytes: -1, CheckpointBucket: "cdc_checkpoints"}.WithLanes(lanes)
