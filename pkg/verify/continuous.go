@@ -401,9 +401,10 @@ func (c *Continuous) recheck(ctx context.Context) (int, error) {
 	return len(due), nil
 }
 
-// record counts one confirmed mismatch and stores it for `cdc status`.
+// record stores one confirmed mismatch for `cdc status`, then counts it:
+// whoever sees the counter move (an alert, a test) finds the row already
+// written. It is counted even when the row cannot be written.
 func (c *Continuous) record(ctx context.Context, coll, check string, ex Example) error {
-	c.met.Mismatch(coll, check)
 	c.log.Warn("continuous verification: mismatch confirmed after re-check", zap.String("collection", coll), zap.String("key", ex.ID),
 		zap.String("check", check), zap.String("table", ex.Table), zap.String("column", ex.Column),
 		zap.String("mongo", ex.Mongo), zap.String("postgres", ex.Postgres), zap.String("detail", ex.Detail))
@@ -411,5 +412,6 @@ func (c *Continuous) record(ctx context.Context, coll, check string, ex Example)
 	defer cancel()
 	err := state.RecordVerifyMismatch(qctx, c.pool, state.VerifyMismatch{Collection: coll, DocKey: ex.ID, Check: check,
 		Table: ex.Table, Column: ex.Column, Mongo: ex.Mongo, Postgres: ex.Postgres, Detail: ex.Detail})
+	c.met.Mismatch(coll, check)
 	return pgErr("record a verify mismatch", err)
 }
