@@ -28,8 +28,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
@@ -254,7 +254,7 @@ func mongoEnv(base *env, db string, collections []string) *env {
 		tb.Cleanup(func() { _ = srv.Close() })
 		e.srv, e.uri = srv, srv.URI()
 	}
-	client, err := mongo.Connect(e.ctx, options.Client().ApplyURI(e.uri))
+	client, err := mongo.Connect(options.Client().ApplyURI(e.uri))
 	if err != nil {
 		tb.Fatalf("mongo connect %s: %v", e.uri, err)
 	}

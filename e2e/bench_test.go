@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"fmt"
+	"github.com/amanat/cdc/pkg/app"
+	"go.mongodb.org/mongo-driver/v2/bson"
 	"os"
 	"path/filepath"
 	"sort"
@@ -9,10 +11,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"go.mongodb.org/mongo-driver/bson/primitive"
-
-	"github.com/amanat/cdc/pkg/app"
 )
 
 // BenchmarkEndToEndBacklog: a backlog of events written to Mongo before
@@ -33,7 +31,7 @@ func BenchmarkEndToEndBacklog(b *testing.B) {
 		for off := 0; off < n; off += 1000 {
 			docs := make([]any, 1000)
 			for j := range docs {
-				docs[j] = l.doc("widgets", primitive.NewObjectID(), 1)
+				docs[j] = l.doc("widgets", bson.NewObjectID(), 1)
 			}
 			if _, err := c.InsertMany(e.ctx, docs); err != nil {
 				b.Fatal(err)
@@ -81,8 +79,8 @@ func BenchmarkLagAtSteadyRate(b *testing.B) {
 			<-tick.C
 			docs := make([]any, rate/100)
 			for j := range docs {
-				d := l.doc("widgets", primitive.NewObjectID(), 1)
-				d[7].Value = primitive.NewDateTimeFromTime(time.Now()) // updatedAt: write time
+				d := l.doc("widgets", bson.NewObjectID(), 1)
+				d[7].Value = bson.NewDateTimeFromTime(time.Now()) // updatedAt: write time
 				docs[j] = d
 			}
 			if _, err := c.InsertMany(e.ctx, docs); err != nil {
@@ -140,7 +138,7 @@ func BenchmarkBacklogMillionRSS(b *testing.B) {
 		for off := 0; off < n; off += 5000 {
 			docs := make([]any, 5000)
 			for j := range docs {
-				docs[j] = l.doc("gadgets", primitive.NewObjectID(), 1)
+				docs[j] = l.doc("gadgets", bson.NewObjectID(), 1)
 			}
 			if _, err := c.InsertMany(e.ctx, docs); err != nil {
 				b.Fatal(err)

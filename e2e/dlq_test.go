@@ -10,6 +10,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,9 +19,7 @@ import (
 	"strings"
 	"testing"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/amanat/cdc/pkg/app"
 	"github.com/amanat/cdc/pkg/dlq"
@@ -73,17 +72,17 @@ func (e *env) cdcJSON(cfgPath string, want int, v any, args ...string) cliRun {
 }
 
 // inTxn runs fn in one Mongo multi-document transaction.
-func (e *env) inTxn(fn func(sc mongo.SessionContext) error) {
+func (e *env) inTxn(fn func(sc context.Context) error) {
 	e.t.Helper()
 	sess, err := e.client.StartSession()
 	must(e.t, err)
 	defer sess.EndSession(e.ctx)
-	_, err = sess.WithTransaction(e.ctx, func(sc mongo.SessionContext) (any, error) { return nil, fn(sc) })
+	_, err = sess.WithTransaction(e.ctx, func(sc context.Context) (any, error) { return nil, fn(sc) })
 	must(e.t, err)
 }
 
 // dlOf is the only dead letter of (coll, key).
-func (e *env) dlOf(coll string, key primitive.ObjectID) dlq.Entry {
+func (e *env) dlOf(coll string, key bson.ObjectID) dlq.Entry {
 	e.t.Helper()
 	es, err := dlq.List(e.ctx, e.pool, dlq.Filter{Collection: coll, DocKey: key.Hex()})
 	must(e.t, err)
@@ -123,7 +122,7 @@ func (e *env) historyRows() int {
 
 // rowXmin is the xmin of the row of (coll, key) in table ("" when there
 // is none): rows written by one Postgres transaction share it.
-func (e *env) rowXmin(table, coll string, key primitive.ObjectID) string {
+func (e *env) rowXmin(table, coll string, key bson.ObjectID) string {
 	e.t.Helper()
 	var x string
 	err := e.pool.QueryRow(e.ctx, fmt.Sprintf(`SELECT t.xmin::text FROM %s t JOIN id_map m ON m.new_id = t.id
@@ -148,12 +147,12 @@ func TestDLQRetryDropReopenWholeTransactions(t *testing.T) {
 	cfgPath := e.writeConfig(cfg)
 	l := newLoad(e, 51)
 	widgets, gadgets := e.coll("widgets"), e.coll("gadgets")
-	a, b, c, d, x, y := primitive.NewObjectID(), primitive.NewObjectID(), primitive.NewObjectID(), primitive.NewObjectID(), primitive.NewObjectID(), primitive.NewObjectID()
+	a, b, c, d, x, y := bson.NewObjectID(), bson.NewObjectID(), bson.NewObjectID(), bson.NewObjectID(), bson.NewObjectID(), bson.NewObjectID()
 
 	// Transaction 1: widget a refused by a CHECK that will be fixed, with
 	// widget b and gadget c. Widget d alone and transaction 2 (widget x,
 	// gadget y) are refused by a CHECK that stays.
-	e.inTxn(func(sc mongo.SessionContext) error {
+	e.inTxn(func(sc context.Context) error {
 		if _, err := widgets.InsertOne(sc, mcSet(l.doc("widgets", a, 1), "qty", int64(-5))); err != nil {
 			return err
 		}
@@ -164,7 +163,7 @@ func TestDLQRetryDropReopenWholeTransactions(t *testing.T) {
 		return err
 	})
 	e.mcInsert("widgets", mcSet(l.doc("widgets", d, 1), "name", "forbidden"))
-	e.inTxn(func(sc mongo.SessionContext) error {
+	e.inTxn(func(sc context.Context) error {
 		if _, err := widgets.InsertOne(sc, mcSet(l.doc("widgets", x, 1), "name", "forbidden")); err != nil {
 			return err
 		}
@@ -403,7 +402,7 @@ func TestDLQLedgerRetryKeepsOriginalClass(t *testing.T) {
 	cfg := e.config(e.nats.url(), e.dir)
 	cfg.Transforms.Dir = ""
 	cfgPath := e.writeConfig(cfg)
-	user, ledger := primitive.NewObjectID(), primitive.NewObjectID()
+	user, ledger := bson.NewObjectID(), bson.NewObjectID()
 	doc := mcSet(e.example("fundsLedger", "hold"), "_id", ledger)
 	doc = mcSet(mcSet(doc, "purchaseRequestId", nil), "paymentId", nil)
 	doc = mcSet(mcSet(doc, "userId", user), "idempotencyKey", "dlq-ledger-"+ledger.Hex())
@@ -480,4 +479,4 @@ func TestDLQLedgerRetryKeepsOriginalClass(t *testing.T) {
 	}
 }
 
-func mustOID(t testing.TB, hex string) primitive.ObjectID { return mcOID(t, hex) }
+func mustOID(t testing.TB, hex string) bson.ObjectID { return mcOID(t, hex) }

@@ -26,10 +26,9 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/shopspring/decimal"
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
@@ -156,7 +155,7 @@ func newBaseEnv(t testing.TB, prefix string, collections []string) *env {
 		e.srv = mongotest.Start(t)
 		e.uri = e.srv.URI()
 	}
-	client, err := mongo.Connect(ctx, options.Client().ApplyURI(e.uri))
+	client, err := mongo.Connect(options.Client().ApplyURI(e.uri))
 	if err != nil {
 		t.Fatalf("mongo connect %s: %v", e.uri, err)
 	}
@@ -321,12 +320,12 @@ func (e *env) dropMongoConnections() {
 type load struct {
 	e    *env
 	rng  *rand.Rand
-	live map[string][]primitive.ObjectID
+	live map[string][]bson.ObjectID
 	ops  int
 }
 
 func newLoad(e *env, seed uint64) *load {
-	return &load{e: e, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), live: map[string][]primitive.ObjectID{}}
+	return &load{e: e, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), live: map[string][]bson.ObjectID{}}
 }
 
 func (l *load) run(ctx context.Context, n int) error {
@@ -349,7 +348,7 @@ func (l *load) step(ctx context.Context) error {
 	l.ops++
 	switch {
 	case r < 40 || len(ids) < 5:
-		id := primitive.NewObjectID()
+		id := bson.NewObjectID()
 		if _, err := retryWrite(ctx, func() (any, error) { return c.InsertOne(ctx, l.doc(coll, id, 1)) }); err != nil {
 			return err
 		}
@@ -359,7 +358,7 @@ func (l *load) step(ctx context.Context) error {
 		set := bson.D{}
 		if coll == "widgets" {
 			set = append(set, bson.E{Key: "qty", Value: l.rng.Int64N(1000)}, bson.E{Key: "price", Value: l.decimal()},
-				bson.E{Key: "updatedAt", Value: primitive.NewDateTimeFromTime(time.Now())})
+				bson.E{Key: "updatedAt", Value: bson.NewDateTimeFromTime(time.Now())})
 		} else {
 			set = append(set, bson.E{Key: "specs.weight", Value: l.decimal6()}, bson.E{Key: "active", Value: l.rng.IntN(2) == 0})
 		}
@@ -413,7 +412,7 @@ func retryWrite(ctx context.Context, f func() (any, error)) (any, error) {
 	return nil, err
 }
 
-func (l *load) doc(coll string, id primitive.ObjectID, v int64) bson.D {
+func (l *load) doc(coll string, id bson.ObjectID, v int64) bson.D {
 	if coll == "widgets" {
 		return bson.D{
 			{Key: "_id", Value: id},
@@ -423,7 +422,7 @@ func (l *load) doc(coll string, id primitive.ObjectID, v int64) bson.D {
 			{Key: "tags", Value: bson.A{"a", fmt.Sprintf("t%d", l.rng.IntN(10)), "ünï"}},
 			{Key: "meta", Value: bson.D{{Key: "source", Value: "e2e"}, {Key: "n", Value: l.rng.IntN(100)}, {Key: "amount", Value: l.decimal()}}},
 			{Key: "v", Value: v},
-			{Key: "updatedAt", Value: primitive.NewDateTimeFromTime(time.Now())},
+			{Key: "updatedAt", Value: bson.NewDateTimeFromTime(time.Now())},
 		}
 	}
 	return bson.D{
@@ -436,17 +435,17 @@ func (l *load) doc(coll string, id primitive.ObjectID, v int64) bson.D {
 }
 
 // decimal is a Decimal128 with up to 18 fractional digits: exact money.
-func (l *load) decimal() primitive.Decimal128 {
+func (l *load) decimal() bson.Decimal128 {
 	s := fmt.Sprintf("%d.%018d", l.rng.Int64N(1e12), l.rng.Int64N(1e18))
-	d, err := primitive.ParseDecimal128(s)
+	d, err := bson.ParseDecimal128(s)
 	if err != nil {
 		panic(err)
 	}
 	return d
 }
 
-func (l *load) decimal6() primitive.Decimal128 {
-	d, err := primitive.ParseDecimal128(fmt.Sprintf("%d.%06d", l.rng.Int64N(1e9), l.rng.Int64N(1e6)))
+func (l *load) decimal6() bson.Decimal128 {
+	d, err := bson.ParseDecimal128(fmt.Sprintf("%d.%06d", l.rng.Int64N(1e9), l.rng.Int64N(1e6)))
 	if err != nil {
 		panic(err)
 	}

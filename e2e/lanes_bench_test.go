@@ -11,16 +11,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/nats-io/nats.go/jetstream"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-
 	"github.com/amanat/cdc/pkg/app"
 	"github.com/amanat/cdc/pkg/config"
 	"github.com/amanat/cdc/pkg/migrate"
 	"github.com/amanat/cdc/pkg/pgtest"
 	"github.com/amanat/cdc/pkg/sink"
 	"github.com/amanat/cdc/pkg/state"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 // benchLanes are the six lanes of BenchmarkSinkInstances, one collection
@@ -73,7 +72,7 @@ func BenchmarkSinkInstances(b *testing.B) {
 	for off := 0; off < n; off += 1000 {
 		docs := make([]any, 1000)
 		for j := range docs {
-			docs[j] = l.doc("gadgets", primitive.NewObjectID(), 1)
+			docs[j] = l.doc("gadgets", bson.NewObjectID(), 1)
 		}
 		c := colls[(off/1000)%benchLanes]
 		if _, err := e.client.Database(e.dbName).Collection(c).InsertMany(e.ctx, docs); err != nil {

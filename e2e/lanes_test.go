@@ -17,9 +17,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/shopspring/decimal"
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/amanat/cdc/pkg/config"
 	"github.com/amanat/cdc/pkg/sink"
@@ -382,7 +380,7 @@ func laneAssignment(lanes, members []string) map[string]string {
 // laneLoadResult is what startLaneLoad's load did.
 type laneLoadResult struct {
 	ops, txns, hotUpdates int
-	hot                   primitive.ObjectID
+	hot                   bson.ObjectID
 	err                   error
 }
 
@@ -398,7 +396,7 @@ func startLaneLoad(e *env, seed uint64) (stop func() laneLoadResult) {
 	var r laneLoadResult
 	var hotErr error
 	var hotStop atomic.Bool
-	r.hot = primitive.NewObjectID()
+	r.hot = bson.NewObjectID()
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { // the hot document
@@ -472,7 +470,7 @@ func laneStep(ctx context.Context, e *env, l *load) error {
 	r := l.rng.IntN(100)
 	switch {
 	case r < 45 || len(ids) < 5:
-		id := primitive.NewObjectID()
+		id := bson.NewObjectID()
 		if _, err := retryWrite(ctx, func() (any, error) { return c.InsertOne(ctx, l.doc("gadgets", id, 1)) }); err != nil {
 			return err
 		}
@@ -502,14 +500,14 @@ func laneXTxn(ctx context.Context, e *env, l *load, n int) error {
 	db := e.client.Database(e.dbName)
 	docs := make([]bson.D, len(laneXTxnColls))
 	for i := range docs {
-		docs[i] = mcSet(l.doc("gadgets", primitive.NewObjectID(), 1), "label", fmt.Sprintf("xtxn-%d", n))
+		docs[i] = mcSet(l.doc("gadgets", bson.NewObjectID(), 1), "label", fmt.Sprintf("xtxn-%d", n))
 	}
 	sess, err := e.client.StartSession()
 	if err != nil {
 		return err
 	}
 	defer sess.EndSession(context.WithoutCancel(ctx))
-	_, err = sess.WithTransaction(ctx, func(sc mongo.SessionContext) (any, error) {
+	_, err = sess.WithTransaction(ctx, func(sc context.Context) (any, error) {
 		for i, coll := range laneXTxnColls {
 			if _, err := db.Collection(coll).InsertOne(sc, docs[i]); err != nil {
 				return nil, err

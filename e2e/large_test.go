@@ -4,10 +4,8 @@ import (
 	"strings"
 	"testing"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-
 	"github.com/amanat/cdc/pkg/app"
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 // TestTwentyMegabyteChangeEvent (issue 10, acceptance 3): an update of a
@@ -27,7 +25,7 @@ func TestTwentyMegabyteChangeEvent(t *testing.T) {
 	e.runApp(cfg, app.Options{})
 
 	pts := bson.D{{Key: "available", Value: 0}, {Key: "used", Value: 0}, {Key: "total", Value: 0}}
-	big, after := primitive.NewObjectID(), primitive.NewObjectID()
+	big, after := bson.NewObjectID(), bson.NewObjectID()
 	e.mcInsert("users", bson.D{{Key: "_id", Value: big}, {Key: "email", Value: "big@example.com"},
 		{Key: "avatarUrl", Value: strings.Repeat("a", 10<<20)}, {Key: "points", Value: pts}})
 	e.mcUpdate("users", big.Hex(), bson.D{{Key: "$set", Value: bson.D{{Key: "avatarUrl", Value: strings.Repeat("b", 10<<20)}}}})

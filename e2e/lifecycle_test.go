@@ -9,9 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-	"go.mongodb.org/mongo-driver/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/amanat/cdc/pkg/app"
 	"github.com/amanat/cdc/pkg/config"
@@ -40,12 +39,12 @@ func newLcEnv(t *testing.T) *lcEnv {
 }
 
 // insertWidgets writes n widgets (version 1) and returns their ids.
-func (l *lcEnv) insertWidgets(coll string, n int) []primitive.ObjectID {
+func (l *lcEnv) insertWidgets(coll string, n int) []bson.ObjectID {
 	l.t.Helper()
-	ids := make([]primitive.ObjectID, n)
+	ids := make([]bson.ObjectID, n)
 	docs := make([]any, n)
 	for i := range ids {
-		ids[i] = primitive.NewObjectID()
+		ids[i] = bson.NewObjectID()
 		docs[i] = l.load.doc("widgets", ids[i], 1)
 	}
 	_, err := l.client.Database(l.dbName).Collection(coll).InsertMany(l.ctx, docs)

@@ -5,8 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 // TestMoneyCoreNullFillIn: a reference stored NULL under policy null
@@ -18,7 +17,7 @@ func TestMoneyCoreNullFillIn(t *testing.T) {
 	e.startMoney()
 	t.Run("null policy: the reference is filled in when the parent arrives", func(t *testing.T) {
 		e.t = t
-		child, parent := primitive.NewObjectID(), primitive.NewObjectID()
+		child, parent := bson.NewObjectID(), bson.NewObjectID()
 		pts := bson.D{{Key: "available", Value: 0}, {Key: "used", Value: 0}, {Key: "total", Value: 0}}
 		e.mcInsert("users", bson.D{{Key: "_id", Value: child}, {Key: "referredBy", Value: parent}, {Key: "points", Value: pts}})
 		e.mcExpectRow("users", "users", child.Hex(), map[string]string{"referred_by_id": "NULL"})
@@ -31,13 +30,13 @@ func TestMoneyCoreNullFillIn(t *testing.T) {
 
 	t.Run("null policy inside a child table", func(t *testing.T) {
 		e.t = t
-		buyer, seller, pr := primitive.NewObjectID(), primitive.NewObjectID(), primitive.NewObjectID()
+		buyer, seller, pr := bson.NewObjectID(), bson.NewObjectID(), bson.NewObjectID()
 		pts := bson.D{{Key: "available", Value: 0}, {Key: "used", Value: 0}, {Key: "total", Value: 0}}
 		e.mcInsert("users", bson.D{{Key: "_id", Value: buyer}, {Key: "points", Value: pts}})
 		e.mcInsert("purchaseRequests", bson.D{{Key: "_id", Value: pr}, {Key: "buyerId", Value: buyer}, {Key: "title", Value: "t"}, {Key: "status", Value: "shipped"},
-			{Key: "deliveryInfo", Value: bson.D{{Key: "_id", Value: primitive.NewObjectID()}, {Key: "attempts", Value: bson.A{
-				bson.D{{Key: "_id", Value: primitive.NewObjectID()}, {Key: "attemptNumber", Value: 1}, {Key: "status", Value: "failed"},
-					{Key: "attemptedAt", Value: primitive.NewDateTimeFromTime(time.Now())}, {Key: "sellerId", Value: seller}}}}}}})
+			{Key: "deliveryInfo", Value: bson.D{{Key: "_id", Value: bson.NewObjectID()}, {Key: "attempts", Value: bson.A{
+				bson.D{{Key: "_id", Value: bson.NewObjectID()}, {Key: "attemptNumber", Value: 1}, {Key: "status", Value: "failed"},
+					{Key: "attemptedAt", Value: bson.NewDateTimeFromTime(time.Now())}, {Key: "sellerId", Value: seller}}}}}}})
 		e.mcEventually("attempt stored with a NULL seller and the reference recorded", func() string {
 			id := e.mcUUID("purchaseRequests", pr.Hex())
 			return mcJoin(
@@ -62,7 +61,7 @@ func TestMoneyCoreTenMegabyteDocument(t *testing.T) {
 	e := newMoneyEnv(t)
 	e.startMoney()
 	pts := bson.D{{Key: "available", Value: 0}, {Key: "used", Value: 0}, {Key: "total", Value: 0}}
-	big, after := primitive.NewObjectID(), primitive.NewObjectID()
+	big, after := bson.NewObjectID(), bson.NewObjectID()
 	e.mcInsert("users", bson.D{{Key: "_id", Value: big}, {Key: "email", Value: "big@example.com"},
 		{Key: "profile", Value: bson.D{{Key: "bio", Value: strings.Repeat("x", 10<<20)}}}, {Key: "points", Value: pts}})
 	e.mcInsert("users", bson.D{{Key: "_id", Value: after}, {Key: "email", Value: "after@example.com"}, {Key: "points", Value: pts}})

@@ -10,6 +10,7 @@ package e2e
 // on.
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -20,9 +21,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/amanat/cdc/pkg/app"
 	"github.com/amanat/cdc/pkg/transform"
@@ -80,11 +80,21 @@ func (e *env) example(coll, name string) bson.D {
 	return d
 }
 
-func mcOID(t testing.TB, hex string) primitive.ObjectID {
+func mcOID(t testing.TB, hex string) bson.ObjectID {
 	t.Helper()
-	id, err := primitive.ObjectIDFromHex(hex)
+	id, err := bson.ObjectIDFromHex(hex)
 	must(t, err)
 	return id
+}
+
+// mcGet returns the value of key in d, nil when absent.
+func mcGet(d bson.D, key string) any {
+	for _, el := range d {
+		if el.Key == key {
+			return el.Value
+		}
+	}
+	return nil
 }
 
 // mcSet returns a copy of d with key set to v (appended when absent); a nil
@@ -316,14 +326,14 @@ func (e *env) mcCount(sql string, args ...any) int {
 func TestMoneyCoreEndToEnd(t *testing.T) {
 	e := newMoneyEnv(t)
 	e.startMoney()
-	var rnd = primitive.NewObjectID().Hex // a legacy id nothing has
+	var rnd = bson.NewObjectID().Hex // a legacy id nothing has
 
 	t.Run("users", func(t *testing.T) {
 		e.t = t
 		// The referrer first: referredBy resolves through id_map.
 		e.mcInsert("users", bson.D{{Key: "_id", Value: mcOID(t, mcReferrer)}, {Key: "email", Value: "ref@example.com"},
 			{Key: "points", Value: bson.D{{Key: "available", Value: int32(0)}, {Key: "used", Value: int32(0)}, {Key: "total", Value: int32(0)}}},
-			{Key: "createdAt", Value: primitive.NewDateTimeFromTime(time.Date(2024, 3, 1, 0, 0, 0, 0, time.UTC))}})
+			{Key: "createdAt", Value: bson.NewDateTimeFromTime(time.Date(2024, 3, 1, 0, 0, 0, 0, time.UTC))}})
 		e.mcInsert("users", e.example("users", "full"))
 		e.mcInsert("users", e.example("users", "minimal"))
 		e.mcExpectRow("users", "users", mcReferrer, map[string]string{"email": "ref@example.com", "created_at": "2024-03-01T00:00:00+00:00"})
@@ -338,7 +348,7 @@ func TestMoneyCoreEndToEnd(t *testing.T) {
 		e.mcUpdate("users", mcBuyer, bson.D{{Key: "$set", Value: bson.D{{Key: "firstName", Value: "Айгерим"}, {Key: "points.available", Value: dec128(t, "100.000000000000000001")}}}})
 		e.mcExpectRow("users", "users", mcBuyer, map[string]string{"first_name": "Айгерим", "points_available": "100.000000000000000001"})
 
-		tmp := primitive.NewObjectID().Hex()
+		tmp := bson.NewObjectID().Hex()
 		e.mcInsert("users", bson.D{{Key: "_id", Value: mcOID(t, tmp)}, {Key: "points", Value: bson.D{{Key: "available", Value: 1}, {Key: "used", Value: 0}, {Key: "total", Value: 1}}}})
 		e.mcExpectRow("users", "users", tmp, map[string]string{"points_total": "1.000000000000000000"})
 		e.mcDelete("users", tmp)
@@ -356,7 +366,7 @@ func TestMoneyCoreEndToEnd(t *testing.T) {
 		}
 		e.mcUpdate("categories", mcCatChild, bson.D{{Key: "$set", Value: bson.D{{Key: "name", Value: "Smartphones"}, {Key: "sortOrder", Value: int32(5)}}}})
 		e.mcExpectRow("categories", "categories", mcCatChild, map[string]string{"name": "Smartphones", "sort_order": "5"})
-		tmp := primitive.NewObjectID().Hex()
+		tmp := bson.NewObjectID().Hex()
 		e.mcInsert("categories", bson.D{{Key: "_id", Value: mcOID(t, tmp)}, {Key: "name", Value: "Temporary"}, {Key: "parentId", Value: mcCatRoot}})
 		e.mcExpectRow("categories", "categories", tmp, map[string]string{"parent_id": mcRef("categories", mcCatRoot)})
 		e.mcDelete("categories", tmp)
@@ -492,7 +502,7 @@ func TestMoneyCoreEndToEnd(t *testing.T) {
 
 	t.Run("reject policy: ledger entry booking a payment that does not exist", func(t *testing.T) {
 		e.t = t
-		id := primitive.NewObjectID().Hex()
+		id := bson.NewObjectID().Hex()
 		missing := rnd()
 		d := mcSet(e.example("fundsLedger", "hold"), "_id", mcOID(t, id))
 		d = mcSet(d, "paymentId", mcOID(t, missing))
@@ -504,7 +514,7 @@ func TestMoneyCoreEndToEnd(t *testing.T) {
 
 	t.Run("null policy: unknown referrer", func(t *testing.T) {
 		e.t = t
-		id, missing := primitive.NewObjectID().Hex(), rnd()
+		id, missing := bson.NewObjectID().Hex(), rnd()
 		e.mcInsert("users", bson.D{{Key: "_id", Value: mcOID(t, id)}, {Key: "referredBy", Value: mcOID(t, missing)},
 			{Key: "points", Value: bson.D{{Key: "available", Value: 0}, {Key: "used", Value: 0}, {Key: "total", Value: 0}}}})
 		e.mcExpectRow("users", "users", id, map[string]string{"referred_by_id": "NULL"})
@@ -567,9 +577,9 @@ func TestMoneyCoreEndToEnd(t *testing.T) {
 
 	t.Run("bad documents do not stop their neighbours", func(t *testing.T) {
 		e.t = t
-		good := primitive.NewObjectID().Hex()
-		e.mcInsert("payments", mcSet(e.example("payments", "too_precise_amount"), "_id", mcOID(t, primitive.NewObjectID().Hex())))
-		e.mcInsert("categories", bson.D{{Key: "_id", Value: primitive.NewObjectID()}, {Key: "name", Value: bson.D{{Key: "$numberDecimal", Value: "5"}}}})
+		good := bson.NewObjectID().Hex()
+		e.mcInsert("payments", mcSet(e.example("payments", "too_precise_amount"), "_id", mcOID(t, bson.NewObjectID().Hex())))
+		e.mcInsert("categories", bson.D{{Key: "_id", Value: bson.NewObjectID()}, {Key: "name", Value: bson.D{{Key: "$numberDecimal", Value: "5"}}}})
 		e.mcInsert("users", bson.D{{Key: "_id", Value: mcOID(t, good)}, {Key: "email", Value: "after-the-bad-ones@example.com\u2028\t\x01"},
 			{Key: "points", Value: bson.D{{Key: "available", Value: 1.5}, {Key: "used", Value: 0}, {Key: "total", Value: 1.5}}}})
 		e.mcExpectRow("users", "users", good, map[string]string{"email": "after-the-bad-ones@example.com\u2028\t\x01", "points_available": "1.500000000000000000"})
@@ -584,9 +594,9 @@ func TestMoneyCoreEndToEnd(t *testing.T) {
 	})
 }
 
-func dec128(t *testing.T, s string) primitive.Decimal128 {
+func dec128(t *testing.T, s string) bson.Decimal128 {
 	t.Helper()
-	d, err := primitive.ParseDecimal128(s)
+	d, err := bson.ParseDecimal128(s)
 	must(t, err)
 	return d
 }
@@ -641,7 +651,7 @@ func TestMoneyCoreChildTablesAndWaiting(t *testing.T) {
 		// A new version replaces every set: fewer specifications, no
 		// address, one more attempt (the first two keep their ids), no
 		// seller delivery info.
-		a3 := primitive.NewObjectID()
+		a3 := bson.NewObjectID()
 		e.mcUpdate("purchaseRequests", mcRequest, bson.D{
 			{Key: "$set", Value: bson.D{{Key: "specifications", Value: bson.A{bson.D{{Key: "name", Value: "Storage"}, {Key: "value", Value: "512GB"}}}}}},
 			{Key: "$unset", Value: bson.D{{Key: "deliveryInfo.address", Value: ""}, {Key: "sellerDeliveryInfo", Value: ""}}},
@@ -686,7 +696,7 @@ func TestMoneyCoreChildTablesAndWaiting(t *testing.T) {
 				map[string]string{"destination_id": mcRef("derivedDestinations", mcDest), "amount": "1099990000", "gas_price": "31000000000", "status": "confirmed"})
 		})
 		first := e.mcUUID("derivedDestinations.sweeps", s1)
-		s2 := primitive.NewObjectID()
+		s2 := bson.NewObjectID()
 		e.mcUpdate("derivedDestinations", mcDest, bson.D{{Key: "$push", Value: bson.D{{Key: "sweeps", Value: bson.D{{Key: "_id", Value: s2},
 			{Key: "amount", Value: "115792089237316195423570985008687907853269984665640564039457584007913129639935"}, {Key: "status", Value: "pending"}}}}}})
 		e.mcEventually("second sweep, first keeps its id", func() string {
@@ -706,7 +716,7 @@ func TestMoneyCoreChildTablesAndWaiting(t *testing.T) {
 	t.Run("trezor derived addresses", func(t *testing.T) {
 		e.t = t
 		acc := e.example("trezorAccounts", "full")
-		addrs := acc.Map()["addresses"].(bson.A)
+		addrs := mcGet(acc, "addresses").(bson.A)
 		first := addrs[0].(bson.D)
 		first = mcSet(first, "paymentId", nil)
 		acc = mcSet(acc, "addresses", bson.A{first, addrs[1]})
@@ -729,7 +739,7 @@ func TestMoneyCoreChildTablesAndWaiting(t *testing.T) {
 
 	t.Run("parent after child: wait", func(t *testing.T) {
 		e.t = t
-		user, pt := primitive.NewObjectID(), primitive.NewObjectID()
+		user, pt := bson.NewObjectID(), bson.NewObjectID()
 		e.mcInsert("pointTransactions", mcSet(mcSet(mcSet(mcSet(e.example("pointTransactions", "referral"), "_id", pt), "userId", user), "referredUser", nil), "order", nil))
 		time.Sleep(2 * time.Second) // the sink sees the child alone
 		e.mcInsert("users", bson.D{{Key: "_id", Value: user}, {Key: "points", Value: bson.D{{Key: "available", Value: 10}, {Key: "used", Value: 0}, {Key: "total", Value: 10}}}})
@@ -741,11 +751,11 @@ func TestMoneyCoreChildTablesAndWaiting(t *testing.T) {
 
 	t.Run("child before parent in one Mongo transaction", func(t *testing.T) {
 		e.t = t
-		pr, so := primitive.NewObjectID(), primitive.NewObjectID()
+		pr, so := bson.NewObjectID(), bson.NewObjectID()
 		sess, err := e.client.StartSession()
 		must(t, err)
 		defer sess.EndSession(e.ctx)
-		_, err = sess.WithTransaction(e.ctx, func(sc mongo.SessionContext) (any, error) {
+		_, err = sess.WithTransaction(e.ctx, func(sc context.Context) (any, error) {
 			offer := mcSet(mcSet(mcSet(e.example("sellerOffers", "full"), "_id", so), "purchaseRequestId", pr), "templateId", nil)
 			if _, err := e.coll("sellerOffers").InsertOne(sc, offer); err != nil {
 				return nil, err

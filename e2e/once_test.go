@@ -11,10 +11,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/amanat/cdc/pkg/app"
 	"github.com/amanat/cdc/pkg/config"
@@ -175,12 +173,12 @@ func (e *env) publishRaw(js jetstream.JetStream, ev *event.Event) {
 	must(e.t, err)
 }
 
-func gadgetEvent(e *env, op event.Op, id primitive.ObjectID, t, i uint32, v int64) *event.Event {
+func gadgetEvent(e *env, op event.Op, id bson.ObjectID, t, i uint32, v int64) *event.Event {
 	key, _ := bson.Marshal(bson.D{{Key: "_id", Value: id}})
 	ev := &event.Event{V: 1, ID: fmt.Sprintf("t:%s:%d.%d", id.Hex(), t, i), Op: op, Key: key,
 		Source: event.Source{DB: e.dbName, Coll: "gadgets", ClusterTime: event.ClusterTime{T: t, I: i}}}
 	if op != event.OpDelete {
-		w, _ := primitive.ParseDecimal128("1.5")
+		w, _ := bson.ParseDecimal128("1.5")
 		ev.Doc, _ = bson.Marshal(bson.D{{Key: "_id", Value: id}, {Key: "label", Value: fmt.Sprintf("v%d", v)},
 			{Key: "specs", Value: bson.D{{Key: "weight", Value: w}}}, {Key: "active", Value: true}, {Key: "v", Value: v}})
 	}
@@ -195,7 +193,7 @@ func TestOutOfOrderNeverGoesBackwards(t *testing.T) {
 	cfg := e.config(n.url(), e.dir)
 	stop := e.runApp(cfg, app.Options{})
 	js := e.js()
-	a, b := primitive.NewObjectID(), primitive.NewObjectID()
+	a, b := bson.NewObjectID(), bson.NewObjectID()
 	e.publishRaw(js, gadgetEvent(e, event.OpInsert, a, 100, 5, 2))  // newer first
 	e.publishRaw(js, gadgetEvent(e, event.OpReplace, a, 100, 3, 1)) // then older
 	e.publishRaw(js, gadgetEvent(e, event.OpInsert, b, 100, 1, 1))
@@ -241,21 +239,21 @@ func TestMongoTransactionsCommitWhole(t *testing.T) {
 	cfg.Tailer.BatchSize = 2 // a 5-event transaction spans three getMore batches
 	l := newLoad(e, 13)
 	db := e.client.Database(e.dbName)
-	seed := func() (ids []primitive.ObjectID) {
+	seed := func() (ids []bson.ObjectID) {
 		for i := 0; i < 3; i++ {
-			id := primitive.NewObjectID()
+			id := bson.NewObjectID()
 			_, err := db.Collection("widgets").InsertOne(e.ctx, l.doc("widgets", id, 1))
 			must(t, err)
 			ids = append(ids, id)
 		}
 		return ids
 	}
-	txn := func(ws []primitive.ObjectID) []primitive.ObjectID {
+	txn := func(ws []bson.ObjectID) []bson.ObjectID {
 		sess, err := e.client.StartSession()
 		must(t, err)
 		defer sess.EndSession(e.ctx)
-		g1, g2 := primitive.NewObjectID(), primitive.NewObjectID()
-		_, err = sess.WithTransaction(e.ctx, func(sc mongo.SessionContext) (any, error) {
+		g1, g2 := bson.NewObjectID(), bson.NewObjectID()
+		_, err = sess.WithTransaction(e.ctx, func(sc context.Context) (any, error) {
 			// payment update, two ledger inserts, points update, offer update
 			if _, err := db.Collection("widgets").UpdateByID(sc, ws[0], bson.D{{Key: "$set", Value: bson.D{{Key: "qty", Value: int64(1)}}}, {Key: "$inc", Value: bson.D{{Key: "v", Value: 1}}}}); err != nil {
 				return nil, err
@@ -273,7 +271,7 @@ func TestMongoTransactionsCommitWhole(t *testing.T) {
 			return nil, err
 		}, options.Transaction())
 		must(t, err)
-		return []primitive.ObjectID{g1, g2}
+		return []bson.ObjectID{g1, g2}
 	}
 
 	stop := e.runApp(cfg, app.Options{})
@@ -309,10 +307,10 @@ func TestMongoTransactionsCommitWhole(t *testing.T) {
 
 // assertOneXid checks that the rows the Mongo transaction wrote were last
 // written by one Postgres transaction.
-func assertOneXid(e *env, ws, gs []primitive.ObjectID) {
+func assertOneXid(e *env, ws, gs []bson.ObjectID) {
 	e.t.Helper()
 	var keys []string
-	for _, id := range append(append([]primitive.ObjectID{}, ws...), gs...) {
+	for _, id := range append(append([]bson.ObjectID{}, ws...), gs...) {
 		keys = append(keys, id.Hex())
 	}
 	var xids int
@@ -341,10 +339,10 @@ func TestPoisonIsolatedParkedAndRetried(t *testing.T) {
 	stop := e.runApp(cfg, app.Options{})
 	l := newLoad(e, 14)
 	c := e.client.Database(e.dbName).Collection("widgets")
-	var good []primitive.ObjectID
-	bad := primitive.NewObjectID()
+	var good []bson.ObjectID
+	bad := bson.NewObjectID()
 	for i := 0; i < 40; i++ {
-		id := primitive.NewObjectID()
+		id := bson.NewObjectID()
 		_, err := c.InsertOne(e.ctx, l.doc("widgets", id, 1))
 		must(t, err)
 		good = append(good, id)

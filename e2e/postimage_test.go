@@ -8,9 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/amanat/cdc/pkg/app"
 	"github.com/amanat/cdc/pkg/sink"
@@ -30,7 +28,7 @@ func TestPostImageTransactions(t *testing.T) {
 	cfg := e.config(n.url(), e.dir)
 	cfg.Tailer.StartAt = e.startAt()
 	l := newLoad(e, 7)
-	a, b := primitive.NewObjectID(), primitive.NewObjectID()
+	a, b := bson.NewObjectID(), bson.NewObjectID()
 	coll := e.client.Database(e.dbName).Collection("widgets")
 	_, err := coll.InsertMany(e.ctx, []any{l.doc("widgets", a, 1), l.doc("widgets", b, 1)})
 	must(t, err)
@@ -39,8 +37,8 @@ func TestPostImageTransactions(t *testing.T) {
 	must(t, stop())
 
 	txn := func(v, qty int64) {
-		e.inTxn(func(sc mongo.SessionContext) error {
-			for _, id := range []primitive.ObjectID{a, b} {
+		e.inTxn(func(sc context.Context) error {
+			for _, id := range []bson.ObjectID{a, b} {
 				if _, err := coll.UpdateByID(sc, id, bson.D{{Key: "$set", Value: bson.D{{Key: "v", Value: v}, {Key: "qty", Value: qty}}}}); err != nil {
 					return err
 				}
@@ -55,7 +53,7 @@ func TestPostImageTransactions(t *testing.T) {
 	var states []string
 	hooks := &sink.Hooks{AfterCommit: func(ctx context.Context) error {
 		var s []string
-		for _, id := range []primitive.ObjectID{a, b} {
+		for _, id := range []bson.ObjectID{a, b} {
 			var v, qty int64
 			err := e.pool.QueryRow(ctx, `SELECT w.v, w.qty FROM widgets w JOIN id_map m ON m.new_id = w.id AND m.collection = 'widgets'
 				WHERE m.legacy_object_id = $1`, id.Hex()).Scan(&v, &qty)

@@ -16,17 +16,15 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgxpool"
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-
 	"github.com/amanat/cdc/pkg/app"
 	"github.com/amanat/cdc/pkg/dlq"
 	"github.com/amanat/cdc/pkg/pgtest"
 	"github.com/amanat/cdc/pkg/transform"
 	"github.com/amanat/cdc/transforms"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 // rolesSQL is the operator's script, run as the file says.
@@ -148,7 +146,7 @@ func TestLeastPrivilegeRoles(t *testing.T) {
 	})
 	t.Run("dlq retry as cdc_sink applies a ledger entry", func(t *testing.T) {
 		e.t = t
-		user, ledger := primitive.NewObjectID(), primitive.NewObjectID()
+		user, ledger := bson.NewObjectID(), bson.NewObjectID()
 		doc := mcSet(e.example("fundsLedger", "hold"), "_id", ledger)
 		doc = mcSet(mcSet(doc, "purchaseRequestId", nil), "paymentId", nil)
 		doc = mcSet(mcSet(doc, "userId", user), "idempotencyKey", "roles-"+ledger.Hex())

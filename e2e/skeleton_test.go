@@ -14,9 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-	"go.mongodb.org/mongo-driver/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/amanat/cdc/pkg/app"
@@ -208,7 +207,7 @@ func TestLostHistoryFailsLoudly(t *testing.T) {
 		// More writes, then the oplog loses everything up to now.
 		must(t, newLoad(e, 5).run(e.ctx, 20))
 		latest := e.srv.LatestOplogTime()
-		e.srv.TruncateOplog(primitive.Timestamp{T: latest.T, I: latest.I + 1})
+		e.srv.TruncateOplog(bson.Timestamp{T: latest.T, I: latest.I + 1})
 		ctx, cancel := context.WithTimeout(e.ctx, time.Minute)
 		defer cancel()
 		err := app.Run(ctx, cfg, config.RoleAll, e.log, app.Options{})

@@ -18,8 +18,7 @@ import (
 	"time"
 
 	"github.com/shopspring/decimal"
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
+	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.uber.org/zap"
 
 	"github.com/amanat/cdc/pkg/app"
@@ -168,26 +167,26 @@ func (s *snEnv) start() {
 type snData struct {
 	mu        sync.Mutex
 	rng       *rand.Rand
-	accounts  []primitive.ObjectID
-	newAccts  []primitive.ObjectID // created after the replicator started
-	tags      []primitive.ObjectID
-	newTags   []primitive.ObjectID
-	orders    []primitive.ObjectID
-	newOrders []primitive.ObjectID
-	payments  []primitive.ObjectID
+	accounts  []bson.ObjectID
+	newAccts  []bson.ObjectID // created after the replicator started
+	tags      []bson.ObjectID
+	newTags   []bson.ObjectID
+	orders    []bson.ObjectID
+	newOrders []bson.ObjectID
+	payments  []bson.ObjectID
 	// referenced are the documents any document ever referenced.
-	referenced map[primitive.ObjectID]bool
+	referenced map[bson.ObjectID]bool
 }
 
 // pick returns one of ids, remembered as referenced.
-func (d *snData) pick(ids []primitive.ObjectID) primitive.ObjectID {
+func (d *snData) pick(ids []bson.ObjectID) bson.ObjectID {
 	id := ids[d.rng.IntN(len(ids))]
 	d.referenced[id] = true
 	return id
 }
 
-func snDec(rng *rand.Rand) primitive.Decimal128 {
-	v, err := primitive.ParseDecimal128(fmt.Sprintf("%d.%018d", rng.Int64N(1e9), rng.Int64N(1e18)))
+func snDec(rng *rand.Rand) bson.Decimal128 {
+	v, err := bson.ParseDecimal128(fmt.Sprintf("%d.%018d", rng.Int64N(1e9), rng.Int64N(1e18)))
 	if err != nil {
 		panic(err)
 	}
@@ -198,15 +197,15 @@ func snDec(rng *rand.Rand) primitive.Decimal128 {
 // replicator runs: nothing streams them, only a snapshot can load them.
 func (s *snEnv) seed(n int) *snData {
 	s.t.Helper()
-	d := &snData{rng: rand.New(rand.NewPCG(uint64(n), 99)), referenced: map[primitive.ObjectID]bool{}}
+	d := &snData{rng: rand.New(rand.NewPCG(uint64(n), 99)), referenced: map[bson.ObjectID]bool{}}
 	db := s.client.Database(s.dbName)
 	counts := map[string]int{"sn_accounts": n * 15 / 100, "sn_tags": n * 5 / 100, "sn_orders": n * 30 / 100, "sn_payments": n * 30 / 100}
 	counts["sn_ledger"] = n - counts["sn_accounts"] - counts["sn_tags"] - counts["sn_orders"] - counts["sn_payments"]
-	insert := func(coll string, mk func(id primitive.ObjectID) bson.D) []primitive.ObjectID {
-		var ids []primitive.ObjectID
+	insert := func(coll string, mk func(id bson.ObjectID) bson.D) []bson.ObjectID {
+		var ids []bson.ObjectID
 		var docs []any
 		for i := 0; i < counts[coll]; i++ {
-			id := primitive.NewObjectID()
+			id := bson.NewObjectID()
 			ids = append(ids, id)
 			docs = append(docs, mk(id))
 		}
@@ -216,21 +215,21 @@ func (s *snEnv) seed(n int) *snData {
 		}
 		return ids
 	}
-	d.accounts = insert("sn_accounts", func(id primitive.ObjectID) bson.D { return d.account(id) })
-	d.tags = insert("sn_tags", func(id primitive.ObjectID) bson.D {
+	d.accounts = insert("sn_accounts", func(id bson.ObjectID) bson.D { return d.account(id) })
+	d.tags = insert("sn_tags", func(id bson.ObjectID) bson.D {
 		return bson.D{{Key: "_id", Value: id}, {Key: "label", Value: "tag " + id.Hex()[18:]}, {Key: "v", Value: int64(1)}}
 	})
-	d.orders = insert("sn_orders", func(id primitive.ObjectID) bson.D { return d.order(id) })
-	d.payments = insert("sn_payments", func(id primitive.ObjectID) bson.D { return d.payment(id) })
-	insert("sn_ledger", func(id primitive.ObjectID) bson.D { return d.ledger(id, d.pick(d.accounts)) })
+	d.orders = insert("sn_orders", func(id bson.ObjectID) bson.D { return d.order(id) })
+	d.payments = insert("sn_payments", func(id bson.ObjectID) bson.D { return d.payment(id) })
+	insert("sn_ledger", func(id bson.ObjectID) bson.D { return d.ledger(id, d.pick(d.accounts)) })
 	return d
 }
 
-func (d *snData) account(id primitive.ObjectID) bson.D {
+func (d *snData) account(id bson.ObjectID) bson.D {
 	return bson.D{{Key: "_id", Value: id}, {Key: "name", Value: "acct " + id.Hex()[16:]}, {Key: "balance", Value: snDec(d.rng)}, {Key: "v", Value: int64(1)}}
 }
 
-func (d *snData) order(id primitive.ObjectID) bson.D {
+func (d *snData) order(id bson.ObjectID) bson.D {
 	doc := bson.D{{Key: "_id", Value: id}, {Key: "account", Value: d.pick(d.accounts)}, {Key: "amount", Value: snDec(d.rng)}, {Key: "v", Value: int64(1)}}
 	if d.rng.IntN(3) > 0 {
 		doc = append(doc, bson.E{Key: "tag", Value: d.pick(d.tags)})
@@ -238,12 +237,12 @@ func (d *snData) order(id primitive.ObjectID) bson.D {
 	return doc
 }
 
-func (d *snData) payment(id primitive.ObjectID) bson.D {
+func (d *snData) payment(id bson.ObjectID) bson.D {
 	return bson.D{{Key: "_id", Value: id}, {Key: "order", Value: d.pick(d.orders)}, {Key: "amount", Value: snDec(d.rng)},
 		{Key: "status", Value: "pending"}, {Key: "v", Value: int64(1)}}
 }
 
-func (d *snData) ledger(id, account primitive.ObjectID) bson.D {
+func (d *snData) ledger(id, account bson.ObjectID) bson.D {
 	return bson.D{{Key: "_id", Value: id}, {Key: "account", Value: account}, {Key: "amount", Value: snDec(d.rng)}, {Key: "v", Value: int64(1)}}
 }
 
@@ -267,15 +266,15 @@ func (s *snEnv) change(ctx context.Context, d *snData, n int) error {
 		var err error
 		switch {
 		case r < 12 || len(d.newAccts) == 0:
-			id := primitive.NewObjectID()
+			id := bson.NewObjectID()
 			_, err = db.Collection("sn_accounts").InsertOne(ctx, d.account(id))
 			d.accounts, d.newAccts = append(d.accounts, id), append(d.newAccts, id)
 		case r < 16:
-			id := primitive.NewObjectID()
+			id := bson.NewObjectID()
 			_, err = db.Collection("sn_tags").InsertOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "label", Value: "new tag"}, {Key: "v", Value: int64(1)}})
 			d.newTags = append(d.newTags, id)
 		case r < 34 || len(d.newOrders) == 0:
-			id := primitive.NewObjectID()
+			id := bson.NewObjectID()
 			doc := bson.D{{Key: "_id", Value: id}, {Key: "account", Value: d.pick(d.newAccts)}, {Key: "amount", Value: snDec(d.rng)}, {Key: "v", Value: int64(1)}}
 			if len(d.newTags) > 0 {
 				doc = append(doc, bson.E{Key: "tag", Value: d.pick(d.newTags)})
@@ -283,12 +282,12 @@ func (s *snEnv) change(ctx context.Context, d *snData, n int) error {
 			_, err = db.Collection("sn_orders").InsertOne(ctx, doc)
 			d.newOrders = append(d.newOrders, id)
 		case r < 48:
-			id := primitive.NewObjectID()
+			id := bson.NewObjectID()
 			_, err = db.Collection("sn_payments").InsertOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "order", Value: d.pick(d.newOrders)},
 				{Key: "amount", Value: snDec(d.rng)}, {Key: "status", Value: "pending"}, {Key: "v", Value: int64(1)}})
 			d.payments = append(d.payments, id)
 		case r < 58:
-			_, err = db.Collection("sn_ledger").InsertOne(ctx, d.ledger(primitive.NewObjectID(), d.pick(d.newAccts)))
+			_, err = db.Collection("sn_ledger").InsertOne(ctx, d.ledger(bson.NewObjectID(), d.pick(d.newAccts)))
 		case r < 73:
 			_, err = db.Collection("sn_accounts").UpdateByID(ctx, d.pick(d.accounts), bson.D{
 				{Key: "$set", Value: bson.D{{Key: "balance", Value: snDec(d.rng)}, {Key: "name", Value: fmt.Sprint("renamed ", i)}}}, inc})

@@ -13,9 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/amanat/cdc/pkg/state"
 )
@@ -241,7 +239,7 @@ func twoRunTxn(ctx context.Context, e *env, l *load) error {
 	ws := l.live["widgets"]
 	i := l.rng.IntN(len(ws))
 	j := (i + 1 + l.rng.IntN(len(ws)-1)) % len(ws)
-	g := primitive.NewObjectID()
+	g := bson.NewObjectID()
 	gdoc := l.doc("gadgets", g, 1)
 	qty := l.rng.Int64N(1000)
 	sess, err := e.client.StartSession()
@@ -249,7 +247,7 @@ func twoRunTxn(ctx context.Context, e *env, l *load) error {
 		return err
 	}
 	defer sess.EndSession(context.WithoutCancel(ctx))
-	_, err = sess.WithTransaction(ctx, func(sc mongo.SessionContext) (any, error) {
+	_, err = sess.WithTransaction(ctx, func(sc context.Context) (any, error) {
 		if _, err := db.Collection("widgets").UpdateByID(sc, ws[i], bson.D{{Key: "$set", Value: bson.D{{Key: "qty", Value: qty}}}, {Key: "$inc", Value: bson.D{{Key: "v", Value: 1}}}}); err != nil {
 			return nil, err
 		}

@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/amanat/cdc/pkg/app"
 	"github.com/amanat/cdc/pkg/config"
@@ -16,7 +16,7 @@ import (
 	"github.com/amanat/cdc/pkg/transform"
 )
 
-func mongoSessCtx(ctx context.Context, s mongo.Session) context.Context {
+func mongoSessCtx(ctx context.Context, s *mongo.Session) context.Context {
 	return mongo.NewSessionContext(ctx, s)
 }
 

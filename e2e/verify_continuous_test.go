@@ -3,14 +3,12 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"github.com/amanat/cdc/pkg/app"
+	"go.mongodb.org/mongo-driver/v2/bson"
 	"net"
 	"strings"
 	"testing"
 	"time"
-
-	"go.mongodb.org/mongo-driver/bson/primitive"
-
-	"github.com/amanat/cdc/pkg/app"
 )
 
 // TestContinuousVerifyDuringLoad (issue 14, acceptance 3): `cdc run` with
@@ -51,7 +49,7 @@ func TestContinuousVerifyDuringLoad(t *testing.T) {
 	must(t, l.run(e.ctx, 1500))
 	// A widget the load never touches, to change behind the replicator's
 	// back during the load.
-	sentinel := primitive.NewObjectID()
+	sentinel := bson.NewObjectID()
 	_, err := e.client.Database(e.dbName).Collection("widgets").InsertOne(e.ctx, l.doc("widgets", sentinel, 1))
 	must(t, err)
 	e.waitExact(time.Minute)

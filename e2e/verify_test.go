@@ -18,14 +18,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/shopspring/decimal"
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-
 	"github.com/amanat/cdc/pkg/app"
 	"github.com/amanat/cdc/pkg/config"
 	"github.com/amanat/cdc/pkg/verify"
+	"github.com/jackc/pgx/v5"
+	"github.com/shopspring/decimal"
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 // verifyRun is one run of `cdc verify --json`.
@@ -161,9 +159,9 @@ func (e *env) sqlBehind(replica bool, sql string, args ...any) {
 	}
 }
 
-func vfDec(t testing.TB, s string) primitive.Decimal128 {
+func vfDec(t testing.TB, s string) bson.Decimal128 {
 	t.Helper()
-	d, err := primitive.ParseDecimal128(s)
+	d, err := bson.ParseDecimal128(s)
 	must(t, err)
 	return d
 }
@@ -185,10 +183,10 @@ const (
 // ledger entries. It returns the number of documents per table.
 func (e *env) verifyDataset() map[string]int {
 	t := e.t
-	at := func(s string) primitive.DateTime {
+	at := func(s string) bson.DateTime {
 		ts, err := time.Parse(time.RFC3339, s)
 		must(t, err)
-		return primitive.NewDateTimeFromTime(ts)
+		return bson.NewDateTimeFromTime(ts)
 	}
 	e.mcInsert("users", bson.D{{Key: "_id", Value: mcOID(t, mcReferrer)}, {Key: "email", Value: "ref@example.com"},
 		{Key: "points", Value: bson.D{{Key: "available", Value: int32(0)}, {Key: "used", Value: int32(0)}, {Key: "total", Value: int32(0)}}},
@@ -307,7 +305,7 @@ func TestVerifyMoneyCore(t *testing.T) {
 
 	t.Run("extra row", func(t *testing.T) {
 		e.t = t
-		ghost := primitive.NewObjectID().Hex()
+		ghost := bson.NewObjectID().Hex()
 		e.sqlBehind(false, `INSERT INTO id_map (collection, legacy_object_id, new_id) VALUES ('pointTransactions', $1, gen_random_uuid())`, ghost)
 		e.sqlBehind(false, `INSERT INTO point_transactions SELECT (SELECT new_id FROM id_map WHERE collection = 'pointTransactions' AND legacy_object_id = '`+ghost+`'),
 			user_id, type, amount, balance, referred_user_id, purchase_request_id, description, metadata, created_at FROM point_transactions WHERE id = `+pointsRow)
@@ -383,7 +381,7 @@ func TestVerifyMoneyCore(t *testing.T) {
 
 	t.Run("double refund", func(t *testing.T) {
 		e.t = t
-		ghost := primitive.NewObjectID().Hex()
+		ghost := bson.NewObjectID().Hex()
 		e.sqlBehind(false, `INSERT INTO id_map (collection, legacy_object_id, new_id) VALUES ('fundsLedger', $1, gen_random_uuid())`, ghost)
 		e.sqlBehind(false, `INSERT INTO funds_ledger_entries (id, entry_type, amount, currency, payment_id, escrow_state, idempotency_key, created_at)
 			SELECT (SELECT new_id FROM id_map WHERE collection = 'fundsLedger' AND legacy_object_id = $1), 'refund', 250.5, 'USDT', `+paymentRow(vfRefunded)+`,
@@ -497,7 +495,7 @@ func TestVerifyOutageMidRun(t *testing.T) {
 	e := newEnv(t)
 	// No replicator runs: this document never reaches Postgres, so verify
 	// waits up to --recheck-wait for the sink.
-	_, err := e.client.Database(e.dbName).Collection("widgets").InsertOne(e.ctx, newLoad(e, 5).doc("widgets", primitive.NewObjectID(), 1))
+	_, err := e.client.Database(e.dbName).Collection("widgets").InsertOne(e.ctx, newLoad(e, 5).doc("widgets", bson.NewObjectID(), 1))
 	must(t, err)
 	cfg := e.config("", e.dir)
 	// The driver gives up on an unreachable server after
@@ -605,7 +603,7 @@ func TestVerifyDuringLiveLoad(t *testing.T) {
 	l := newLoad(e, 11)
 	must(t, l.run(e.ctx, 6000))
 	// A widget the load never touches, to corrupt during the load.
-	sentinel := primitive.NewObjectID()
+	sentinel := bson.NewObjectID()
 	_, err := e.client.Database(e.dbName).Collection("widgets").InsertOne(e.ctx, l.doc("widgets", sentinel, 1))
 	must(t, err)
 	e.waitExact(time.Minute)

@@ -7,10 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-
 	"github.com/amanat/cdc/pkg/transform"
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 // validExamples is one example per collection that maps without a
@@ -104,7 +102,7 @@ func with(d bson.D, key string, v any) bson.D {
 }
 
 func wrongTypes() map[string]any {
-	nan, _ := primitive.ParseDecimal128("NaN")
+	nan, _ := bson.ParseDecimal128("NaN")
 	return map[string]any{
 		"string":    "not what you expected",
 		"empty":     "",
@@ -115,13 +113,13 @@ func wrongTypes() map[string]any {
 		"null":      nil,
 		"array":     bson.A{int32(1), "two", bson.D{{Key: "three", Value: 3}}},
 		"document":  bson.D{{Key: "x", Value: int32(1)}},
-		"objectid":  primitive.NewObjectID(),
-		"date":      primitive.NewDateTimeFromTime(time.Unix(1, 0)),
+		"objectid":  bson.NewObjectID(),
+		"date":      bson.NewDateTimeFromTime(time.Unix(1, 0)),
 		"decimal":   nan,
-		"binary":    primitive.Binary{Subtype: 0, Data: []byte{0, 1, 2}},
-		"regex":     primitive.Regex{Pattern: "^a", Options: "i"},
-		"timestamp": primitive.Timestamp{T: 1, I: 1},
-		"minkey":    primitive.MinKey{},
+		"binary":    bson.Binary{Subtype: 0, Data: []byte{0, 1, 2}},
+		"regex":     bson.Regex{Pattern: "^a", Options: "i"},
+		"timestamp": bson.Timestamp{T: 1, I: 1},
+		"minkey":    bson.MinKey{},
 		"fakeDec":   bson.D{{Key: "$numberDecimal", Value: "5"}}, // a lean() POJO, not a Decimal128 (CR-10)
 	}
 }
@@ -146,7 +144,7 @@ func TestBadInputCorpus(t *testing.T) {
 					outcome(t, m, marshal(t, without(base, e.Key)), e.Key)
 				}
 				outcome(t, m, marshal(t, bson.D{}), "")
-				outcome(t, m, marshal(t, bson.D{{Key: "_id", Value: primitive.NewObjectID()}}), "")
+				outcome(t, m, marshal(t, bson.D{{Key: "_id", Value: bson.NewObjectID()}}), "")
 			})
 			t.Run("wrong types", func(t *testing.T) {
 				for _, e := range base {
@@ -263,7 +261,7 @@ func TestHugeArrays(t *testing.T) {
 
 	sellers := make(bson.A, transform.DefaultMaxChildRows+1)
 	for i := range sellers {
-		sellers[i] = primitive.NewObjectID()
+		sellers[i] = bson.NewObjectID()
 	}
 	_, rej := outcome(t, m, marshal(t, with(base, "preferredSellers", sellers)), "preferredSellers")
 	if rej == nil || rej.Field != "preferredSellers" || rej.Column != "purchase_request_preferred_sellers" ||

@@ -4,8 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 // TestMoneyEdgesOfIssue14: the built-in mappings refuse what issue 14
@@ -22,11 +21,11 @@ func TestMoneyEdgesOfIssue14(t *testing.T) {
 	destinations, _ := set.Get("derivedDestinations")
 	pay := baseDoc(t, "payments")
 	dest := baseDoc(t, "derivedDestinations")
-	issueBits := primitive.NewDecimal128(0x301DFFFFFFFFFFFF, 0xFFFFFFFFFFFFFFFF)
+	issueBits := bson.NewDecimal128(0x301DFFFFFFFFFFFF, 0xFFFFFFFFFFFFFFFF)
 	const bitsText = "Decimal128 with bits high 0x301dffffffffffff low 0xffffffffffffffff"
 
 	sweep := func(amount any) bson.D {
-		return bson.D{{Key: "_id", Value: primitive.NewObjectID()}, {Key: "amount", Value: amount}, {Key: "status", Value: "pending"}}
+		return bson.D{{Key: "_id", Value: bson.NewObjectID()}, {Key: "amount", Value: amount}, {Key: "status", Value: "pending"}}
 	}
 	for _, tc := range []struct {
 		name   string

@@ -16,9 +16,9 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
-	"go.mongodb.org/mongo-driver/mongo/readpref"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
@@ -208,7 +208,7 @@ func OpenBus(ctx context.Context, cfg *config.Config, name string, maxPending in
 
 // ConnectMongo connects and pings the primary within StartupTimeout.
 func ConnectMongo(ctx context.Context, uri string) (*mongo.Client, error) {
-	client, err := mongo.Connect(ctx, options.Client().ApplyURI(uri).SetAppName("cdc"))
+	client, err := mongo.Connect(options.Client().ApplyURI(uri).SetAppName("cdc"))
 	if err != nil {
 		return nil, redact.Error(fmt.Errorf("mongo %s: %w", redact.URL(uri), err), uri)
 	}

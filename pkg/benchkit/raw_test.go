@@ -7,12 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-
 	"github.com/amanat/cdc/pkg/benchkit"
 	"github.com/amanat/cdc/pkg/bus/bustest"
 	"github.com/amanat/cdc/pkg/event"
@@ -20,6 +14,10 @@ import (
 	"github.com/amanat/cdc/pkg/pgtest"
 	"github.com/amanat/cdc/pkg/transform"
 	"github.com/amanat/cdc/transforms"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m, pgtest.Options{})) }
@@ -31,12 +29,12 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m, pgtest.Options{})) }
 type rawScenario struct {
 	msgs    []benchkit.Captured
 	prolog  int
-	changed primitive.ObjectID // a request shipped with one specification left
-	gone    primitive.ObjectID // a request deleted
-	renamed primitive.ObjectID // a user whose email changed
+	changed bson.ObjectID // a request shipped with one specification left
+	gone    bson.ObjectID // a request deleted
+	renamed bson.ObjectID // a user whose email changed
 }
 
-func envelope(t *testing.T, seq int, op event.Op, coll string, id primitive.ObjectID, doc bson.D) benchkit.Captured {
+func envelope(t *testing.T, seq int, op event.Op, coll string, id bson.ObjectID, doc bson.D) benchkit.Captured {
 	t.Helper()
 	key, _ := bson.Marshal(bson.D{{Key: "_id", Value: id}})
 	ev := &event.Event{V: event.Version, ID: fmt.Sprintf("test:%d", seq), Op: op, Key: key,
@@ -73,10 +71,10 @@ func newRawScenario(t *testing.T) rawScenario {
 	t.Helper()
 	gen := benchkit.NewWorkload(benchkit.WorkloadOptions{Seed: 11, Sellers: 20})
 	sc := rawScenario{prolog: gen.PrologueEvents()}
-	docs := map[primitive.ObjectID]bson.D{}
-	referenced := map[primitive.ObjectID]bool{}
-	var requests []primitive.ObjectID
-	var users []primitive.ObjectID
+	docs := map[bson.ObjectID]bson.D{}
+	referenced := map[bson.ObjectID]bool{}
+	var requests []bson.ObjectID
+	var users []bson.ObjectID
 	add := func(op benchkit.Op) {
 		sc.msgs = append(sc.msgs, envelope(t, len(sc.msgs)+1, event.OpInsert, op.Coll, op.ID, op.Doc))
 		docs[op.ID] = op.Doc
@@ -111,7 +109,7 @@ func newRawScenario(t *testing.T) rawScenario {
 		}
 	}
 	sc.renamed = users[len(users)-1]
-	next := func(op event.Op, coll string, id primitive.ObjectID, doc bson.D) {
+	next := func(op event.Op, coll string, id bson.ObjectID, doc bson.D) {
 		sc.msgs = append(sc.msgs, envelope(t, len(sc.msgs)+1, op, coll, id, doc))
 	}
 	pr := setField(setField(docs[sc.changed], "status", "shipped"), "specifications", bson.A{bson.D{{Key: "name", Value: "Color"}, {Key: "value", Value: "Blue"}}})
@@ -119,7 +117,7 @@ func newRawScenario(t *testing.T) rawScenario {
 	next(event.OpUpdate, benchkit.CollUsers, sc.renamed, setField(docs[sc.renamed], "email", "renamed@example.com"))
 	next(event.OpDelete, benchkit.CollPurchaseRequests, sc.gone, nil)
 	// Inserted, updated and deleted within one batch: nothing to write.
-	ghost := primitive.NewObjectID()
+	ghost := bson.NewObjectID()
 	u := setField(docs[sc.renamed], "_id", ghost)
 	u = setField(setField(setField(u, "email", "ghost@example.com"), "telegramId", int64(1)), "referralCode", "GHOST")
 	next(event.OpInsert, benchkit.CollUsers, ghost, u)
@@ -273,7 +271,7 @@ func TestPrepareRawRefusesAnotherWorkload(t *testing.T) {
 	if _, err := benchkit.PrepareRaw(set, sc.msgs, 2, len(sc.msgs)); err == nil {
 		t.Fatal("a prologue covering requests was accepted")
 	}
-	odd := append([]benchkit.Captured{envelope(t, 1, event.OpInsert, "categories", primitive.NewObjectID(), bson.D{{Key: "name", Value: "x"}})}, sc.msgs...)
+	odd := append([]benchkit.Captured{envelope(t, 1, event.OpInsert, "categories", bson.NewObjectID(), bson.D{{Key: "name", Value: "x"}})}, sc.msgs...)
 	if _, err := benchkit.PrepareRaw(set, odd, 2, 0); err == nil {
 		t.Fatal("a categories event was accepted")
 	}

@@ -7,8 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 // The money-core collections the workload writes (the built-in transforms'
@@ -43,7 +42,7 @@ const (
 type Op struct {
 	Kind OpKind
 	Coll string
-	ID   primitive.ObjectID
+	ID   bson.ObjectID
 	// Doc is the inserted document (OpInsert).
 	Doc bson.D
 	// Update is the update document, $set and $push (OpUpdate).
@@ -53,7 +52,7 @@ type Op struct {
 	// Refs are the documents this write's documents reference; the writer
 	// writes nothing that references a document still waiting in its
 	// batches before that document.
-	Refs []primitive.ObjectID
+	Refs []bson.ObjectID
 	// Action names the business step, for the counts ("request.settle").
 	Action string
 }
@@ -140,7 +139,7 @@ func (s Stats) AvgDocBytes(coll string) float64 {
 }
 
 type wUser struct {
-	id                     primitive.ObjectID
+	id                     bson.ObjectID
 	n                      int
 	available, used, total int64 // points, in hundredths
 	logins                 int
@@ -159,12 +158,12 @@ const (
 )
 
 type wRequest struct {
-	id       primitive.ObjectID
+	id       bson.ObjectID
 	buyer    *wUser
 	seller   *wUser
 	cents    int64
 	currency string
-	payment  primitive.ObjectID
+	payment  bson.ObjectID
 	attempts int
 }
 
@@ -232,12 +231,12 @@ func (w *Workload) now() time.Time {
 	return t
 }
 
-func (w *Workload) date() primitive.DateTime { return primitive.NewDateTimeFromTime(w.now()) }
+func (w *Workload) date() bson.DateTime { return bson.NewDateTimeFromTime(w.now()) }
 
 // oid is an ObjectId whose time is the clock's and whose other 8 bytes
 // come from the seeded generator.
-func (w *Workload) oid(at time.Time) primitive.ObjectID {
-	var id primitive.ObjectID
+func (w *Workload) oid(at time.Time) bson.ObjectID {
+	var id bson.ObjectID
 	binary.BigEndian.PutUint32(id[0:4], uint32(at.Unix()))
 	binary.BigEndian.PutUint64(id[4:12], w.rng.Uint64())
 	return id
@@ -385,8 +384,8 @@ func (w *Workload) hex(n int) string {
 	return string(b)
 }
 
-func money(cents int64) primitive.Decimal128 {
-	d, err := primitive.ParseDecimal128(fmt.Sprintf("%d.%02d", cents/100, cents%100))
+func money(cents int64) bson.Decimal128 {
+	d, err := bson.ParseDecimal128(fmt.Sprintf("%d.%02d", cents/100, cents%100))
 	if err != nil {
 		panic(err) // unreachable: the text is always a valid decimal
 	}
@@ -412,7 +411,7 @@ func (w *Workload) newUser() {
 type userDoc struct {
 	user *wUser
 	doc  bson.D
-	refs []primitive.ObjectID
+	refs []bson.ObjectID
 }
 
 // userDoc is a user of ~900 bytes (transforms/testdata/users/full.json's
@@ -428,7 +427,7 @@ func (w *Workload) userDoc(seller bool) userDoc {
 		role = "seller"
 	}
 	first, last := w.one(firstNames), w.one(lastNames)
-	var refs []primitive.ObjectID
+	var refs []bson.ObjectID
 	doc := bson.D{
 		{Key: "_id", Value: u.id},
 		{Key: "email", Value: fmt.Sprintf("%s.%s.%d@example.com", strings.ToLower(first), strings.ToLower(last), u.n)},
@@ -456,9 +455,9 @@ func (w *Workload) userDoc(seller bool) userDoc {
 		bson.E{Key: "level", Value: int32(1 + w.rng.IntN(5))},
 		bson.E{Key: "profile", Value: bson.D{{Key: "bio", Value: w.text(8, 24)}, {Key: "lang", Value: "ru"}, {Key: "city", Value: w.one(cities)}}},
 		bson.E{Key: "settings", Value: bson.D{{Key: "notifications", Value: bson.D{{Key: "telegram", Value: true}, {Key: "email", Value: w.rng.IntN(2) == 0}}}, {Key: "currency", Value: w.one(currencies)}}},
-		bson.E{Key: "lastLoginAt", Value: primitive.NewDateTimeFromTime(now)},
-		bson.E{Key: "createdAt", Value: primitive.NewDateTimeFromTime(now)},
-		bson.E{Key: "updatedAt", Value: primitive.NewDateTimeFromTime(now)},
+		bson.E{Key: "lastLoginAt", Value: bson.NewDateTimeFromTime(now)},
+		bson.E{Key: "createdAt", Value: bson.NewDateTimeFromTime(now)},
+		bson.E{Key: "updatedAt", Value: bson.NewDateTimeFromTime(now)},
 		bson.E{Key: "__v", Value: int32(0)},
 	)
 	return userDoc{user: u, doc: doc, refs: refs}
@@ -510,7 +509,7 @@ func (w *Workload) newRequest() {
 	now := w.now()
 	r := &wRequest{id: w.oid(now), buyer: buyer, cents: int64(5000 + w.rng.IntN(300000)), currency: w.one(currencies)}
 	r.seller = w.sellerUsers[w.rng.IntN(len(w.sellerUsers))]
-	refs := []primitive.ObjectID{buyer.id, r.seller.id}
+	refs := []bson.ObjectID{buyer.id, r.seller.id}
 	specs := bson.A{}
 	for i, k := 0, 2+w.rng.IntN(4); i < k; i++ {
 		specs = append(specs, bson.D{{Key: "name", Value: specNames[(i+w.rng.IntN(3))%len(specNames)]}, {Key: "value", Value: w.text(1, 3)}})
@@ -525,7 +524,7 @@ func (w *Workload) newRequest() {
 	for i, k := 0, w.rng.IntN(4); i < k; i++ {
 		images = append(images, fmt.Sprintf("https://cdn.example.com/r/%s/%d.jpg", r.id.Hex(), i))
 	}
-	date := primitive.NewDateTimeFromTime(now)
+	date := bson.NewDateTimeFromTime(now)
 	doc := bson.D{
 		{Key: "_id", Value: r.id},
 		{Key: "buyerId", Value: buyer.id},
@@ -540,7 +539,7 @@ func (w *Workload) newRequest() {
 		{Key: "releaseBlocked", Value: false},
 		{Key: "tags", Value: bson.A{w.one(words), w.one(words)}},
 		{Key: "images", Value: images},
-		{Key: "deadline", Value: primitive.NewDateTimeFromTime(now.Add(time.Duration(7+w.rng.IntN(30)) * 24 * time.Hour))},
+		{Key: "deadline", Value: bson.NewDateTimeFromTime(now.Add(time.Duration(7+w.rng.IntN(30)) * 24 * time.Hour))},
 		{Key: "metadata", Value: bson.D{{Key: "source", Value: "app"}, {Key: "cart", Value: int32(1)}, {Key: "utm", Value: w.one(words)}}},
 		{Key: "deliveryInfo", Value: bson.D{
 			{Key: "_id", Value: w.oid(now)},
@@ -603,7 +602,7 @@ func (w *Workload) createPayment() {
 	now := w.now()
 	r.payment = w.oid(now)
 	w.paymentSeq++
-	date := primitive.NewDateTimeFromTime(now)
+	date := bson.NewDateTimeFromTime(now)
 	doc := bson.D{
 		{Key: "_id", Value: r.payment},
 		{Key: "purchaseRequestId", Value: r.id},
@@ -630,7 +629,7 @@ func (w *Workload) createPayment() {
 		{Key: "__v", Value: int32(0)},
 	}
 	w.push(
-		Op{Kind: OpInsert, Coll: CollPayments, ID: r.payment, Doc: doc, Refs: []primitive.ObjectID{r.id, r.buyer.id, r.seller.id}, Action: "payment.create"},
+		Op{Kind: OpInsert, Coll: CollPayments, ID: r.payment, Doc: doc, Refs: []bson.ObjectID{r.id, r.buyer.id, r.seller.id}, Action: "payment.create"},
 		w.setRequest(r, "request.pending_payment", bson.D{{Key: "status", Value: "pending_payment"}, {Key: "escrowState", Value: "pending"}}, nil),
 	)
 }
@@ -653,9 +652,9 @@ func (w *Workload) ledgerDoc(r *wRequest, entryType, escrow string, cents int64,
 		{Key: "idempotencyKey", Value: fmt.Sprintf("pay:%s:%s:%d", r.payment.Hex(), entryType, w.ledgerSeq)},
 		{Key: "description", Value: description},
 		{Key: "metadata", Value: bson.D{{Key: "txHash", Value: "0x" + w.hex(64)}, {Key: "source", Value: "escrow-service"}}},
-		{Key: "createdAt", Value: primitive.NewDateTimeFromTime(now)},
+		{Key: "createdAt", Value: bson.NewDateTimeFromTime(now)},
 	}
-	return Op{Kind: OpInsert, Coll: CollFundsLedger, ID: id, Doc: doc, Refs: []primitive.ObjectID{r.id, r.payment, r.buyer.id}}
+	return Op{Kind: OpInsert, Coll: CollFundsLedger, ID: id, Doc: doc, Refs: []bson.ObjectID{r.id, r.payment, r.buyer.id}}
 }
 
 // settle confirms the payment and holds the funds in escrow: one MongoDB
@@ -671,7 +670,7 @@ func (w *Workload) settle() {
 	}}}}
 	req := w.setRequest(r, "", bson.D{{Key: "status", Value: "paid"}, {Key: "escrowState", Value: "held"}}, nil)
 	hold := w.ledgerDoc(r, "hold", "held", r.cents, "Escrow hold on payment confirmation")
-	w.push(Op{Kind: OpTxn, Txn: []Op{pay, req, hold}, Refs: []primitive.ObjectID{r.id, r.payment, r.buyer.id}, Action: "request.settle"})
+	w.push(Op{Kind: OpTxn, Txn: []Op{pay, req, hold}, Refs: []bson.ObjectID{r.id, r.payment, r.buyer.id}, Action: "request.settle"})
 }
 
 func (w *Workload) attempt(r *wRequest, status string) bson.D {
@@ -737,5 +736,5 @@ func (w *Workload) release() {
 	fee := max(r.cents*2/100, 1)
 	rel := w.ledgerDoc(r, "release", "released", r.cents-fee, "Escrow released to the seller")
 	feeOp := w.ledgerDoc(r, "fee", "released", fee, "Platform fee")
-	w.push(Op{Kind: OpTxn, Txn: []Op{req, rel, feeOp}, Refs: []primitive.ObjectID{r.id, r.payment, r.buyer.id}, Action: "request.release"})
+	w.push(Op{Kind: OpTxn, Txn: []Op{req, rel, feeOp}, Refs: []bson.ObjectID{r.id, r.payment, r.buyer.id}, Action: "request.release"})
 }

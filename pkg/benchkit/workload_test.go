@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"testing"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-
 	"github.com/amanat/cdc/pkg/benchkit"
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 // ops generates n events' worth of ops.
@@ -61,20 +59,20 @@ func TestWorkloadDeterministic(t *testing.T) {
 }
 
 // refsOf are the references a document of the workload holds.
-func refsOf(t *testing.T, coll string, doc bson.D) []primitive.ObjectID {
+func refsOf(t *testing.T, coll string, doc bson.D) []bson.ObjectID {
 	t.Helper()
 	raw, err := bson.Marshal(doc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := bson.Raw(raw)
-	var out []primitive.ObjectID
+	var out []bson.ObjectID
 	add := func(v bson.RawValue) {
 		switch v.Type {
 		case bson.TypeObjectID:
 			out = append(out, v.ObjectID())
 		case bson.TypeString:
-			id, err := primitive.ObjectIDFromHex(v.StringValue())
+			id, err := bson.ObjectIDFromHex(v.StringValue())
 			if err != nil {
 				t.Fatalf("%s: reference %q is not an ObjectId", coll, v.StringValue())
 			}
@@ -113,8 +111,8 @@ func refsOf(t *testing.T, coll string, doc bson.D) []primitive.ObjectID {
 func TestWorkloadReferencesAndShape(t *testing.T) {
 	w, all := ops(3, 20000)
 	st := w.Stats()
-	live := map[primitive.ObjectID]string{}
-	deleted := map[primitive.ObjectID]bool{}
+	live := map[bson.ObjectID]string{}
+	deleted := map[bson.ObjectID]bool{}
 	events := 0
 	check := func(i int, op benchkit.Op) {
 		switch op.Kind {

@@ -6,10 +6,9 @@ import (
 	"fmt"
 	"time"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // Writer writes a workload's ops to MongoDB, batching writes outside
@@ -30,10 +29,10 @@ import (
 // A Writer is not safe for concurrent use.
 type Writer struct {
 	db       *mongo.Database
-	sess     mongo.Session
+	sess     *mongo.Session
 	maxBatch int
 	pending  map[string]*collBatch
-	touched  map[primitive.ObjectID]bool
+	touched  map[bson.ObjectID]bool
 	n        int
 	// Stats of what was written.
 	Stats WriterStats
@@ -62,7 +61,7 @@ func NewWriter(ctx context.Context, db *mongo.Database, maxBatch int) (*Writer, 
 		return nil, fmt.Errorf("benchkit writer: start session: %w", err)
 	}
 	return &Writer{db: db, sess: sess, maxBatch: maxBatch, pending: map[string]*collBatch{},
-		touched: map[primitive.ObjectID]bool{}}, nil
+		touched: map[bson.ObjectID]bool{}}, nil
 }
 
 // Close ends the writer's session (it does not flush).
@@ -159,7 +158,7 @@ func (w *Writer) Flush(ctx context.Context) error {
 }
 
 func (w *Writer) txn(ctx context.Context, op Op) error {
-	_, err := w.sess.WithTransaction(ctx, func(sc mongo.SessionContext) (any, error) {
+	_, err := w.sess.WithTransaction(ctx, func(sc context.Context) (any, error) {
 		for _, sub := range op.Txn {
 			c := w.db.Collection(sub.Coll)
 			switch sub.Kind {

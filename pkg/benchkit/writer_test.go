@@ -5,10 +5,9 @@ import (
 	"testing"
 	"time"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/amanat/cdc/pkg/benchkit"
 	"github.com/amanat/cdc/pkg/mongotest"
@@ -18,7 +17,7 @@ func mongoDB(t *testing.T) (*mongotest.Server, *mongo.Database) {
 	t.Helper()
 	srv := mongotest.Start(t)
 	ctx := context.Background()
-	client, err := mongo.Connect(ctx, options.Client().ApplyURI(srv.URI()))
+	client, err := mongo.Connect(options.Client().ApplyURI(srv.URI()))
 	if err != nil {
 		t.Fatalf("mongo connect: %v", err)
 	}
@@ -75,7 +74,7 @@ func TestWriteBacklogKeepsParentsFirst(t *testing.T) {
 		t.Fatalf("watch: %v", err)
 	}
 	defer cs.Close(ctx)
-	inserted := map[primitive.ObjectID]bool{}
+	inserted := map[bson.ObjectID]bool{}
 	for i := 0; i < n; i++ {
 		if !cs.Next(ctx) {
 			t.Fatalf("change stream ended after %d of %d events: %v", i, n, cs.Err())

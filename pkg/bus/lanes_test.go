@@ -8,8 +8,7 @@ import (
 	"time"
 
 	"github.com/amanat/cdc/pkg/event"
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 func TestLaneRouting(t *testing.T) {
@@ -110,7 +109,7 @@ func TestSplitLaneRouting(t *testing.T) {
 	r := NewLaneRouter(c)
 	count := map[string]int{}
 	for i := range 4000 {
-		oid := primitive.NewObjectIDFromTimestamp(time.Unix(int64(1_700_000_000+i), 0))
+		oid := bson.NewObjectIDFromTimestamp(time.Unix(int64(1_700_000_000+i), 0))
 		first, err := r.Route(ev("payments", oid, nil))
 		if err != nil {
 			t.Fatal(err)
@@ -133,7 +132,7 @@ func TestSplitLaneRouting(t *testing.T) {
 	// equality cannot pass or fail it).
 	same := 0
 	for i := range 400 {
-		oid := primitive.NewObjectIDFromTimestamp(time.Unix(int64(1_600_000_000+i), 0))
+		oid := bson.NewObjectIDFromTimestamp(time.Unix(int64(1_600_000_000+i), 0))
 		a, _ := c.LaneOf(ev("payments", oid, nil))
 		b, _ := c.LaneOf(ev("payments", oid.Hex(), nil))
 		if a == b {
@@ -144,11 +143,11 @@ func TestSplitLaneRouting(t *testing.T) {
 		t.Fatalf("ObjectId(X) and \"X\" share a part %d times of 400: the type is not hashed", same)
 	}
 	// A transaction goes whole to its first event's lane, split or not.
-	oid := primitive.NewObjectID()
+	oid := bson.NewObjectID()
 	txn := func(ix int) *event.Txn { return &event.Txn{LSID: "bb", Number: 9, Index: ix} }
 	first, _ := r.Route(ev("payments", oid, txn(0)))
 	for ix := 1; ix < 20; ix++ {
-		if l, _ := r.Route(ev("payments", primitive.NewObjectID(), txn(ix))); l != first {
+		if l, _ := r.Route(ev("payments", bson.NewObjectID(), txn(ix))); l != first {
 			t.Fatalf("transaction event %d routed to %s, first to %s", ix, l, first)
 		}
 	}

@@ -6,8 +6,7 @@ import (
 	"strconv"
 	"time"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 // Version is the envelope version this package writes. Readers accept
@@ -78,7 +77,7 @@ func (c ClusterTime) String() string {
 }
 
 // Timestamp converts to the driver's type.
-func (c ClusterTime) Timestamp() primitive.Timestamp { return primitive.Timestamp{T: c.T, I: c.I} }
+func (c ClusterTime) Timestamp() bson.Timestamp { return bson.Timestamp{T: c.T, I: c.I} }
 
 // Txn identifies a MongoDB multi-document transaction and the event's place
 // in it.

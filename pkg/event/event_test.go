@@ -8,17 +8,15 @@ import (
 	"testing"
 	"time"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-
 	"github.com/amanat/cdc/pkg/event"
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
 
-func mustDec(t *testing.T, s string) primitive.Decimal128 {
+func mustDec(t *testing.T, s string) bson.Decimal128 {
 	t.Helper()
-	d, err := primitive.ParseDecimal128(s)
+	d, err := bson.ParseDecimal128(s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,12 +26,12 @@ func mustDec(t *testing.T, s string) primitive.Decimal128 {
 // changeDoc builds a change event as MongoDB sends it.
 func changeDoc(t *testing.T, op string, txn bool) bson.Raw {
 	t.Helper()
-	oid, _ := primitive.ObjectIDFromHex("65a1b2c3d4e5f60718293a4b")
+	oid, _ := bson.ObjectIDFromHex("65a1b2c3d4e5f60718293a4b")
 	d := bson.D{
 		{Key: "_id", Value: bson.D{{Key: "_data", Value: "8265A1B2C3000000012B0429296E1404"}}},
 		{Key: "operationType", Value: op},
-		{Key: "clusterTime", Value: primitive.Timestamp{T: 1705100000, I: 7}},
-		{Key: "wallTime", Value: primitive.NewDateTimeFromTime(time.Date(2024, 1, 12, 22, 53, 20, 123e6, time.UTC))},
+		{Key: "clusterTime", Value: bson.Timestamp{T: 1705100000, I: 7}},
+		{Key: "wallTime", Value: bson.NewDateTimeFromTime(time.Date(2024, 1, 12, 22, 53, 20, 123e6, time.UTC))},
 		{Key: "ns", Value: bson.D{{Key: "db", Value: "escrow"}, {Key: "coll", Value: "payments"}}},
 		{Key: "documentKey", Value: bson.D{{Key: "_id", Value: oid}}},
 	}
@@ -42,7 +40,7 @@ func changeDoc(t *testing.T, op string, txn bool) bson.Raw {
 			{Key: "_id", Value: oid},
 			{Key: "amount", Value: mustDec(t, "1234.500000000000000001")},
 			{Key: "count", Value: int64(9007199254740993)},
-			{Key: "at", Value: primitive.NewDateTimeFromTime(time.Date(2024, 1, 12, 0, 0, 0, 0, time.UTC))},
+			{Key: "at", Value: bson.NewDateTimeFromTime(time.Date(2024, 1, 12, 0, 0, 0, 0, time.UTC))},
 		}})
 	}
 	if op == "update" {
@@ -54,7 +52,7 @@ func changeDoc(t *testing.T, op string, txn bool) bson.Raw {
 	}
 	if txn {
 		d = append(d,
-			bson.E{Key: "lsid", Value: bson.D{{Key: "id", Value: primitive.Binary{Subtype: 4, Data: bytes.Repeat([]byte{0xab}, 16)}}}},
+			bson.E{Key: "lsid", Value: bson.D{{Key: "id", Value: bson.Binary{Subtype: 4, Data: bytes.Repeat([]byte{0xab}, 16)}}}},
 			bson.E{Key: "txnNumber", Value: int64(3)})
 	}
 	raw, err := bson.Marshal(d)
@@ -140,7 +138,7 @@ func TestEnvelopeGolden(t *testing.T) {
 
 func TestUnmarshalRejects(t *testing.T) {
 	key := bson.D{{Key: "_id", Value: 1}}
-	src := bson.D{{Key: "db", Value: "d"}, {Key: "coll", Value: "c"}, {Key: "cluster_time", Value: primitive.Timestamp{T: 1}}}
+	src := bson.D{{Key: "db", Value: "d"}, {Key: "coll", Value: "c"}, {Key: "cluster_time", Value: bson.Timestamp{T: 1}}}
 	for name, doc := range map[string]any{
 		"future version": bson.D{{Key: "v", Value: int32(2)}, {Key: "id", Value: "x"}, {Key: "op", Value: "insert"}, {Key: "source", Value: src}, {Key: "key", Value: key}, {Key: "doc", Value: key}},
 		"unknown op":     bson.D{{Key: "v", Value: int32(1)}, {Key: "id", Value: "x"}, {Key: "op", Value: "upsert"}, {Key: "source", Value: src}, {Key: "key", Value: key}},

@@ -7,9 +7,8 @@ import (
 	"fmt"
 	"strings"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-	"go.mongodb.org/mongo-driver/x/bsonx/bsoncore"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 
 	"github.com/amanat/cdc/pkg/mongoid"
 )
@@ -155,7 +154,7 @@ var ErrBadKey = errors.New("not a document key")
 func ParseKey(key string) (bson.RawValue, error) {
 	switch {
 	case len(key) == 24 && isHex(key):
-		var oid primitive.ObjectID
+		var oid bson.ObjectID
 		if _, err := hex.Decode(oid[:], []byte(key)); err != nil {
 			return bson.RawValue{}, fmt.Errorf("%w: %q: %v", ErrBadKey, key, err)
 		}

@@ -6,10 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-
 	"github.com/amanat/cdc/pkg/event"
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 func rawID(t *testing.T, v any) bson.RawValue {
@@ -26,7 +24,7 @@ const hexID = "65a1b2c3d4e5f60718293a4b"
 // TestKeyStringIsTyped: the key of each _id, and no two _ids MongoDB
 // tells apart share one (the issue's collisions first).
 func TestKeyStringIsTyped(t *testing.T) {
-	oid, _ := primitive.ObjectIDFromHex(hexID)
+	oid, _ := bson.ObjectIDFromHex(hexID)
 	cases := []struct {
 		name string
 		id   any
@@ -51,12 +49,12 @@ func TestKeyStringIsTyped(t *testing.T) {
 		{"string false", "false", `"false"`},
 		{"empty string", "", ""},
 		{"double 7.5", 7.5, `{"$numberDecimal":"7.5"}`},
-		{"date", primitive.NewDateTimeFromTime(time.UnixMilli(1700000000000)), `{"$date":{"$numberLong":"1700000000000"}}`},
+		{"date", bson.NewDateTimeFromTime(time.UnixMilli(1700000000000)), `{"$date":{"$numberLong":"1700000000000"}}`},
 		{"embedded document", bson.D{{Key: "a", Value: int32(1)}}, `{"a":{"$numberInt":"1"}}`},
 		{"string of that document's key", `{"a":{"$numberInt":"1"}}`, `"{\"a\":{\"$numberInt\":\"1\"}}"`},
-		{"binary", primitive.Binary{Subtype: 4, Data: make([]byte, 16)}, `{"$binary":{"base64":"AAAAAAAAAAAAAAAAAAAAAA==","subType":"04"}}`},
-		{"symbol", primitive.Symbol(hexID), `"` + hexID + `"`},
-		{"minKey", primitive.MinKey{}, `{"$minKey":1}`},
+		{"binary", bson.Binary{Subtype: 4, Data: make([]byte, 16)}, `{"$binary":{"base64":"AAAAAAAAAAAAAAAAAAAAAA==","subType":"04"}}`},
+		{"symbol", bson.Symbol(hexID), `"` + hexID + `"`},
+		{"minKey", bson.MinKey{}, `{"$minKey":1}`},
 	}
 	seen := map[string]string{}
 	for _, c := range cases {
@@ -77,8 +75,8 @@ func TestKeyStringIsTyped(t *testing.T) {
 // TestNumericIDsKeyByValue: the _id 7 of every numeric type is one
 // document (MongoDB: duplicate key), so one key; 7.5 too.
 func TestNumericIDsKeyByValue(t *testing.T) {
-	d := func(s string) primitive.Decimal128 {
-		v, err := primitive.ParseDecimal128(s)
+	d := func(s string) bson.Decimal128 {
+		v, err := bson.ParseDecimal128(s)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -104,10 +102,10 @@ func TestNumericIDsKeyByValue(t *testing.T) {
 // TestParseKeyInvertsKeyString: every key names its _id again, and
 // re-keys to itself.
 func TestParseKeyInvertsKeyString(t *testing.T) {
-	oid, _ := primitive.ObjectIDFromHex(hexID)
+	oid, _ := bson.ObjectIDFromHex(hexID)
 	for _, v := range []any{oid, hexID, "65A1B2C3D4E5F60718293A4B", "7", `{"$numberInt":"7"}`, "user-42", `"q`, "{\n\t\x01\\", "{é\u2028",
 		"true", "null", "", "a b,c", int32(7), int64(-9), 7.5, 0.1, 1e300, math.Inf(-1), math.NaN(), true, false, nil,
-		primitive.NewDateTimeFromTime(time.UnixMilli(1700000000000)), bson.D{{Key: "a", Value: "x"}}, primitive.MaxKey{}} {
+		bson.NewDateTimeFromTime(time.UnixMilli(1700000000000)), bson.D{{Key: "a", Value: "x"}}, bson.MaxKey{}} {
 		id := rawID(t, v)
 		k := event.KeyString(id)
 		back, err := event.ParseKey(k)

@@ -1,6 +1,6 @@
 package event
 
-import "go.mongodb.org/mongo-driver/bson"
+import "go.mongodb.org/mongo-driver/v2/bson"
 
 // Sequenced is an event ready to publish, in order. Token is the resume
 // token after it, or nil when the event is inside a transaction (a resume

@@ -16,8 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
+	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
@@ -269,21 +268,21 @@ func replicateInto(t *testing.T, url string, set *transform.Set) {
 		t.Fatalf("the sink's start-up catalog check refuses the adopted schema: %v", err)
 	}
 	a := sink.NewApplier(pool, set, "", "CDC")
-	oid := func(s string) primitive.ObjectID {
-		id, err := primitive.ObjectIDFromHex(s)
+	oid := func(s string) bson.ObjectID {
+		id, err := bson.ObjectIDFromHex(s)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return id
 	}
-	dec := func(s string) primitive.Decimal128 {
-		d, err := primitive.ParseDecimal128(s)
+	dec := func(s string) bson.Decimal128 {
+		d, err := bson.ParseDecimal128(s)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return d
 	}
-	now := primitive.NewDateTimeFromTime(time.Date(2026, 6, 5, 10, 0, 0, 0, time.UTC))
+	now := bson.NewDateTimeFromTime(time.Date(2026, 6, 5, 10, 0, 0, 0, time.UTC))
 	buyer, seller := oid("65f0000000000000000000a1"), oid("65f0000000000000000000b2")
 	pr, offer, payment, entry := oid("65f3000000000000000000c1"), oid("65f4000000000000000000c1"), oid("65f5000000000000000000c1"), oid("65f6000000000000000000c1")
 	const amount = "1099.123456789012345678"

@@ -9,8 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
+	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.uber.org/zap"
 
 	"github.com/amanat/cdc/pkg/event"
@@ -62,14 +61,14 @@ func TestTypedDocKeyAgreesWithKeyString(t *testing.T) {
 	conn := connect(t, url)
 
 	rng := rand.New(rand.NewPCG(14, 18))
-	dec := func(s string) primitive.Decimal128 {
-		d, err := primitive.ParseDecimal128(s)
+	dec := func(s string) bson.Decimal128 {
+		d, err := bson.ParseDecimal128(s)
 		if err != nil {
 			t.Fatalf("ParseDecimal128(%q): %v", s, err)
 		}
 		return d
 	}
-	oid := primitive.NewObjectID()
+	oid := bson.NewObjectID()
 	vals := []any{
 		oid, "user-42", "", "7", "a b", "é", strings.ToUpper(oid.Hex()), oid.Hex()[:23] + "G",
 		`"quoted`, "\"a\nb\x01\x1f\t\\\"", "\"é\u2028", "{oops", `{"a": 1}`, `{"$numberInt":"x"}`, `{"$numberInt":"007"}`,
@@ -80,10 +79,10 @@ func TestTypedDocKeyAgreesWithKeyString(t *testing.T) {
 		dec("7"), dec("7.50"), dec("-0"), dec("0E-20"), dec("1E+20"), dec("0.1"), dec("1234.500000000000000001"),
 		dec("1.234567890123456789012345678901234E+6144"), dec("1E-6176"), dec("-9.999999999999999999999999999999999E-6143"),
 		dec("9223372036854775807"), dec("9223372036854775808"), dec("NaN"), dec("Infinity"), dec("-Infinity"),
-		primitive.NewDecimal128(0x3040000000000000|0x0001ed09bead87c0, 0x378d8e6400000000), // coefficient 10^34: non-canonical
-		true, false, nil, primitive.MinKey{}, primitive.MaxKey{},
-		primitive.NewDateTimeFromTime(time.UnixMilli(1700000000123)), primitive.Binary{Subtype: 4, Data: make([]byte, 16)},
-		primitive.Timestamp{T: 1, I: 2}, bson.D{{Key: "a", Value: int32(1)}, {Key: "b", Value: "x y"}}, bson.D{},
+		bson.NewDecimal128(0x3040000000000000|0x0001ed09bead87c0, 0x378d8e6400000000), // coefficient 10^34: non-canonical
+		true, false, nil, bson.MinKey{}, bson.MaxKey{},
+		bson.NewDateTimeFromTime(time.UnixMilli(1700000000123)), bson.Binary{Subtype: 4, Data: make([]byte, 16)},
+		bson.Timestamp{T: 1, I: 2}, bson.D{{Key: "a", Value: int32(1)}, {Key: "b", Value: "x y"}}, bson.D{},
 	}
 	for range 1500 {
 		vals = append(vals, math.Float64frombits(rng.Uint64()),
@@ -166,8 +165,8 @@ func TestTypedDocumentKeysMigration(t *testing.T) {
 		t.Fatalf("UpTo(%d): %v", typedVersion-1, err)
 	}
 	conn := connect(t, url)
-	oid := primitive.NewObjectID().Hex()
-	upper := strings.ToUpper(primitive.NewObjectID().Hex())
+	oid := bson.NewObjectID().Hex()
+	upper := strings.ToUpper(bson.NewObjectID().Hex())
 	exec := func(sql string, args ...any) {
 		t.Helper()
 		if _, err := conn.Exec(ctx, sql, args...); err != nil {

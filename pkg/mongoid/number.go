@@ -6,8 +6,7 @@ import (
 	"strconv"
 	"strings"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 // MongoDB compares numbers by value, whatever their BSON type: "numeric
@@ -133,7 +132,7 @@ func DoubleKey(f float64) string {
 }
 
 // DecimalKey is NumberKey of a decimal128.
-func DecimalKey(d primitive.Decimal128) string {
+func DecimalKey(d bson.Decimal128) string {
 	if d.IsNaN() {
 		return NaNKey
 	}

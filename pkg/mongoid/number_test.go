@@ -8,9 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-	"go.mongodb.org/mongo-driver/x/bsonx/bsoncore"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 
 	"github.com/amanat/cdc/pkg/mongoid"
 )
@@ -29,12 +28,12 @@ func f64(f float64) bson.RawValue {
 
 func d128(t *testing.T, s string) bson.RawValue {
 	t.Helper()
-	d, err := primitive.ParseDecimal128(s)
+	d, err := bson.ParseDecimal128(s)
 	if err != nil {
 		t.Fatalf("ParseDecimal128(%q): %v", s, err)
 	}
 	h, l := d.GetBytes()
-	return bson.RawValue{Type: bson.TypeDecimal128, Value: bsoncore.AppendDecimal128(nil, primitive.NewDecimal128(h, l))}
+	return bson.RawValue{Type: bson.TypeDecimal128, Value: bsoncore.AppendDecimal128(nil, h, l)}
 }
 
 func key(t *testing.T, v bson.RawValue) string {
@@ -99,7 +98,7 @@ func TestNumberKeyNonCanonicalDecimalIsZero(t *testing.T) {
 	c := new(big.Int).Exp(big.NewInt(10), big.NewInt(34), nil) // 10^34: one past the largest canonical coefficient
 	hi := new(big.Int).Rsh(c, 64).Uint64()
 	lo := new(big.Int).And(c, new(big.Int).SetUint64(math.MaxUint64)).Uint64()
-	nc := bson.RawValue{Type: bson.TypeDecimal128, Value: bsoncore.AppendDecimal128(nil, primitive.NewDecimal128(0x3040000000000000|hi, lo))}
+	nc := bson.RawValue{Type: bson.TypeDecimal128, Value: bsoncore.AppendDecimal128(nil, 0x3040000000000000|hi, lo)}
 	if got := key(t, nc); got != `{"$numberLong":"0"}` {
 		t.Fatalf("non-canonical decimal (coefficient 10^34): key %s, want zero's", got)
 	}
@@ -165,7 +164,7 @@ func TestNumberKeyRandom(t *testing.T) {
 		addDouble(f)
 		// The same value as a decimal, when a decimal can hold it.
 		if s := strconv.FormatFloat(f, 'e', -1, 64); rng.IntN(2) == 0 {
-			if d, err := primitive.ParseDecimal128(s); err == nil {
+			if d, err := bson.ParseDecimal128(s); err == nil {
 				if _, _, err := d.BigInt(); err == nil {
 					addDecimal(s)
 				}
@@ -202,7 +201,7 @@ func TestNumberKeyRandom(t *testing.T) {
 		payload := k[strings.Index(k, `":"`)+3 : len(k)-2]
 		switch {
 		case strings.HasPrefix(k, `{"$numberDecimal":`):
-			d, err := primitive.ParseDecimal128(payload)
+			d, err := bson.ParseDecimal128(payload)
 			if err != nil || d.String() != payload {
 				t.Fatalf("key %s: the driver reads %q back as %v (%v)", k, payload, d, err)
 			}

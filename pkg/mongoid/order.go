@@ -5,8 +5,7 @@
 package mongoid
 
 import (
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/bsontype"
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 // brackets are MongoDB's _id sort order by type: a range query ($gt)
@@ -20,7 +19,7 @@ var brackets = [][]string{
 
 // Bracket is the position of t in MongoDB's cross-type sort order; an
 // unknown type sorts after every known one.
-func Bracket(t bsontype.Type) int {
+func Bracket(t bson.Type) int {
 	switch t {
 	case bson.TypeMinKey:
 		return 0
@@ -50,7 +49,7 @@ func Bracket(t bsontype.Type) int {
 
 // TypesAbove lists the $type names of the brackets after t's, for the
 // filter {_id: {$type: [...]}} that continues a scan past t's bracket.
-func TypesAbove(t bsontype.Type) bson.A {
+func TypesAbove(t bson.Type) bson.A {
 	var out bson.A
 	for i := Bracket(t) + 1; i < len(brackets); i++ {
 		for _, n := range brackets[i] {

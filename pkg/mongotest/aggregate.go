@@ -6,9 +6,8 @@ import (
 	"strings"
 	"time"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-	"go.mongodb.org/mongo-driver/x/bsonx/bsoncore"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
 func msDuration(ms int64) time.Duration { return time.Duration(ms) * time.Millisecond }
@@ -264,10 +263,10 @@ func group(docs []bsoncore.Document, spec bsoncore.Document) ([]bsoncore.Documen
 	for _, doc := range docs {
 		k, ok := evalExpr(doc, idExpr)
 		if !ok {
-			k = bsoncore.Value{Type: bson.TypeNull}
+			k = bsoncore.Value{Type: bsoncore.TypeNull}
 		}
 		ks := idKey(k)
-		if k.Type == bson.TypeNull || k.Type == bson.TypeUndefined {
+		if k.Type == bsoncore.TypeNull || k.Type == bsoncore.TypeUndefined {
 			ks = "null"
 		}
 		g := index[ks]
@@ -300,7 +299,7 @@ func group(docs []bsoncore.Document, spec bsoncore.Document) ([]bsoncore.Documen
 				}
 				g.count[i]++
 			case "$min", "$max":
-				if !ok || v.Type == bson.TypeNull {
+				if !ok || v.Type == bsoncore.TypeNull {
 					continue
 				}
 				if !g.seen[i] {
@@ -538,7 +537,7 @@ func (s *Server) cmdListCollections(r *request) (bson.D, error) {
 				{Key: "name", Value: name},
 				{Key: "type", Value: "collection"},
 				{Key: "options", Value: s.collectionOptions(uuid)}, // images.go
-				{Key: "info", Value: bson.D{{Key: "readOnly", Value: false}, {Key: "uuid", Value: primitive.Binary{Subtype: 4, Data: uuid}}}},
+				{Key: "info", Value: bson.D{{Key: "readOnly", Value: false}, {Key: "uuid", Value: bson.Binary{Subtype: 4, Data: uuid}}}},
 				{Key: "idIndex", Value: bson.D{{Key: "v", Value: int32(2)}, {Key: "key", Value: bson.D{{Key: "_id", Value: int32(1)}}}, {Key: "name", Value: "_id_"}}},
 			}
 		}

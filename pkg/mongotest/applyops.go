@@ -5,9 +5,8 @@ import (
 	"strconv"
 	"strings"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-	"go.mongodb.org/mongo-driver/x/bsonx/bsoncore"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
 // How committed transactions and updates look in local.oplog.rs.
@@ -56,12 +55,12 @@ type txnPlacement struct {
 	// ts is the applyOps entry's own optime (the commit entry's is the
 	// writes' oplogEntry.ts); prevTs the previous entry's in the chain
 	// (zero for the first).
-	ts, prevTs primitive.Timestamp
+	ts, prevTs bson.Timestamp
 	inner      bsoncore.Document // the write as an element of applyOps
 }
 
 // oplogTs is the optime of the oplog entry that holds e.
-func (e *oplogEntry) oplogTs() primitive.Timestamp {
+func (e *oplogEntry) oplogTs() bson.Timestamp {
 	if e.txn != nil {
 		return e.txn.ts
 	}
@@ -101,7 +100,7 @@ func (s *Server) logTxn(t *txnState) {
 	parts = append(parts, [2]int{from, n})
 	// One optime per entry, reserved together; the writes carry the last
 	// (the commit's).
-	tss := make([]primitive.Timestamp, len(parts))
+	tss := make([]bson.Timestamp, len(parts))
 	for k := range parts {
 		tss[k] = s.nextTs()
 	}
@@ -304,7 +303,7 @@ func (n *diffNode) add(post bsoncore.Document, path []string, i int, v bsoncore.
 	child := n.sub[name]
 	if child == nil {
 		cv, _ := lookupPath(post, path[:i+1])
-		child = &diffNode{array: cv.Type == bson.TypeArray}
+		child = &diffNode{array: cv.Type == bsoncore.TypeArray}
 		if n.sub == nil {
 			n.sub = make(map[string]*diffNode)
 		}

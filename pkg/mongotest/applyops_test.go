@@ -7,10 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // oplogEntries reads local.oplog.rs entries matching filter, in natural order.
@@ -32,14 +31,14 @@ func oplogEntries(t *testing.T, c *mongo.Client, filter bson.D) []bson.Raw {
 }
 
 // runTxn runs fn in a committed transaction.
-func runTxn(t *testing.T, c *mongo.Client, fn func(sc mongo.SessionContext) error) {
+func runTxn(t *testing.T, c *mongo.Client, fn func(sc context.Context) error) {
 	t.Helper()
 	sess, err := c.StartSession()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sess.EndSession(context.Background())
-	if _, err := sess.WithTransaction(testCtx(t), func(sc mongo.SessionContext) (any, error) { return nil, fn(sc) }); err != nil {
+	if _, err := sess.WithTransaction(testCtx(t), func(sc context.Context) (any, error) { return nil, fn(sc) }); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -60,7 +59,7 @@ func TestTxnIsOneApplyOpsEntry(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cs.Close(ctx)
-	runTxn(t, c, func(sc mongo.SessionContext) error {
+	runTxn(t, c, func(sc context.Context) error {
 		if _, err := a.UpdateByID(sc, 1, bson.D{{Key: "$set", Value: bson.D{{Key: "v", Value: 2}}}}); err != nil {
 			return err
 		}
@@ -129,7 +128,7 @@ func TestTxnChain(t *testing.T) {
 	}
 	before := start.ResumeToken()
 	_ = start.Close(ctx)
-	runTxn(t, c, func(sc mongo.SessionContext) error {
+	runTxn(t, c, func(sc context.Context) error {
 		for i := 0; i < 3; i++ {
 			if _, err := coll.InsertOne(sc, bigDoc(i, 7<<20)); err != nil {
 				return err
@@ -175,7 +174,7 @@ func TestTxnChain(t *testing.T) {
 	// transaction: the oplog then starts after it, and resuming before it
 	// fails with ChangeStreamHistoryLost.
 	t0, i0 := first.Lookup("ts").Timestamp()
-	s.TruncateOplog(primitive.Timestamp{T: t0, I: i0 + 1})
+	s.TruncateOplog(bson.Timestamp{T: t0, I: i0 + 1})
 	if got := oplogEntries(t, c, bson.D{{Key: "ns", Value: "admin.$cmd"}}); len(got) != 0 {
 		t.Fatalf("%d entries of the chain left after its first was truncated", len(got))
 	}

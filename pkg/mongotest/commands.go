@@ -6,9 +6,8 @@ import (
 	"strings"
 	"time"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-	"go.mongodb.org/mongo-driver/x/bsonx/bsoncore"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
 // request is one command being executed.
@@ -301,7 +300,7 @@ func (s *Server) finish(d bson.D) []byte {
 		bson.E{Key: "$clusterTime", Value: bson.D{
 			{Key: "clusterTime", Value: ct},
 			{Key: "signature", Value: bson.D{
-				{Key: "hash", Value: primitive.Binary{Subtype: 0, Data: make([]byte, 20)}},
+				{Key: "hash", Value: bson.Binary{Subtype: 0, Data: make([]byte, 20)}},
 				{Key: "keyId", Value: int64(0)},
 			}},
 		}},
@@ -323,7 +322,7 @@ func (s *Server) cmdHello(r *request) (bson.D, error) {
 	}
 	now := time.Now()
 	last := s.oplog[len(s.oplog)-1]
-	lastDate := primitive.DateTime(last.wall)
+	lastDate := bson.DateTime(last.wall)
 	opTime := bson.D{{Key: "ts", Value: last.ts}, {Key: "t", Value: int64(1)}}
 	return bson.D{
 		{Key: "hosts", Value: bson.A{s.addr}},
@@ -345,7 +344,7 @@ func (s *Server) cmdHello(r *request) (bson.D, error) {
 		{Key: "maxBsonObjectSize", Value: int32(maxBSONSize)},
 		{Key: "maxMessageSizeBytes", Value: int32(maxMessageSize)},
 		{Key: "maxWriteBatchSize", Value: int32(100000)},
-		{Key: "localTime", Value: primitive.NewDateTimeFromTime(now)},
+		{Key: "localTime", Value: bson.NewDateTimeFromTime(now)},
 		{Key: "logicalSessionTimeoutMinutes", Value: int32(30)},
 		{Key: "connectionId", Value: r.c.id},
 		{Key: "minWireVersion", Value: int32(0)},
@@ -407,7 +406,7 @@ func (s *Server) cmdServerStatus(r *request) (bson.D, error) {
 		{Key: "host", Value: s.addr},
 		{Key: "version", Value: s.opts.Version},
 		{Key: "process", Value: "mongod"},
-		{Key: "localTime", Value: primitive.NewDateTimeFromTime(time.Now())},
+		{Key: "localTime", Value: bson.NewDateTimeFromTime(time.Now())},
 		{Key: "connections", Value: bson.D{{Key: "current", Value: int32(len(s.conns))}}},
 		{Key: "repl", Value: bson.D{{Key: "setName", Value: s.opts.ReplicaSet}, {Key: "isWritablePrimary", Value: true}}},
 	}, nil
@@ -431,10 +430,10 @@ func (s *Server) cmdConnectionStatus(r *request) (bson.D, error) {
 func (s *Server) cmdReplSetGetStatus(r *request) (bson.D, error) {
 	last := s.oplog[len(s.oplog)-1]
 	opTime := bson.D{{Key: "ts", Value: last.ts}, {Key: "t", Value: int64(1)}}
-	date := primitive.DateTime(last.wall)
+	date := bson.DateTime(last.wall)
 	return bson.D{
 		{Key: "set", Value: s.opts.ReplicaSet},
-		{Key: "date", Value: primitive.NewDateTimeFromTime(time.Now())},
+		{Key: "date", Value: bson.NewDateTimeFromTime(time.Now())},
 		{Key: "myState", Value: int32(1)},
 		{Key: "term", Value: int64(1)},
 		{Key: "heartbeatIntervalMillis", Value: int64(2000)},
@@ -459,9 +458,9 @@ func (s *Server) cmdReplSetGetStatus(r *request) (bson.D, error) {
 
 func (s *Server) cmdStartSession(r *request) (bson.D, error) {
 	id := make([]byte, 16)
-	oid := primitive.NewObjectID()
+	oid := bson.NewObjectID()
 	copy(id, oid[:])
-	return bson.D{{Key: "id", Value: bson.D{{Key: "id", Value: primitive.Binary{Subtype: 4, Data: id}}}}, {Key: "timeoutMinutes", Value: int32(30)}}, nil
+	return bson.D{{Key: "id", Value: bson.D{{Key: "id", Value: bson.Binary{Subtype: 4, Data: id}}}}, {Key: "timeoutMinutes", Value: int32(30)}}, nil
 }
 
 func (s *Server) cmdEndSessions(r *request) (bson.D, error) {

@@ -8,58 +8,56 @@ import (
 	"strconv"
 
 	"github.com/shopspring/decimal"
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/bsontype"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-	"go.mongodb.org/mongo-driver/x/bsonx/bsoncore"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
 // canonicalType maps a BSON type to MongoDB's sort bracket, following
 // MongoDB's canonicalizeBSONType: MinKey < (undefined) < null < numbers <
 // strings/symbols < objects < arrays < binData < ObjectId < bool < date <
 // timestamp < regex < dbPointer < code < codeWithScope < MaxKey.
-func canonicalType(t bsontype.Type) int {
+func canonicalType(t bsoncore.Type) int {
 	switch t {
-	case bson.TypeMinKey:
+	case bsoncore.TypeMinKey:
 		return -1
-	case bson.TypeUndefined:
+	case bsoncore.TypeUndefined:
 		return 0
-	case bson.TypeNull:
+	case bsoncore.TypeNull:
 		return 5
-	case bson.TypeDouble, bson.TypeInt32, bson.TypeInt64, bson.TypeDecimal128:
+	case bsoncore.TypeDouble, bsoncore.TypeInt32, bsoncore.TypeInt64, bsoncore.TypeDecimal128:
 		return 10
-	case bson.TypeString, bson.TypeSymbol:
+	case bsoncore.TypeString, bsoncore.TypeSymbol:
 		return 15
-	case bson.TypeEmbeddedDocument:
+	case bsoncore.TypeEmbeddedDocument:
 		return 20
-	case bson.TypeArray:
+	case bsoncore.TypeArray:
 		return 25
-	case bson.TypeBinary:
+	case bsoncore.TypeBinary:
 		return 30
-	case bson.TypeObjectID:
+	case bsoncore.TypeObjectID:
 		return 35
-	case bson.TypeBoolean:
+	case bsoncore.TypeBoolean:
 		return 40
-	case bson.TypeDateTime:
+	case bsoncore.TypeDateTime:
 		return 45
-	case bson.TypeTimestamp:
+	case bsoncore.TypeTimestamp:
 		return 47
-	case bson.TypeRegex:
+	case bsoncore.TypeRegex:
 		return 50
-	case bson.TypeDBPointer:
+	case bsoncore.TypeDBPointer:
 		return 55
-	case bson.TypeJavaScript:
+	case bsoncore.TypeJavaScript:
 		return 60
-	case bson.TypeCodeWithScope:
+	case bsoncore.TypeCodeWithScope:
 		return 65
-	case bson.TypeMaxKey:
+	case bsoncore.TypeMaxKey:
 		return 127
 	}
 	return 100
 }
 
-func isNumber(t bsontype.Type) bool {
-	return t == bson.TypeDouble || t == bson.TypeInt32 || t == bson.TypeInt64 || t == bson.TypeDecimal128
+func isNumber(t bsoncore.Type) bool {
+	return t == bsoncore.TypeDouble || t == bsoncore.TypeInt32 || t == bsoncore.TypeInt64 || t == bsoncore.TypeDecimal128
 }
 
 func cmpInt(a, b int64) int {
@@ -79,15 +77,15 @@ func compareValues(a, b bsoncore.Value) int {
 		return cmpInt(int64(ca), int64(cb))
 	}
 	switch a.Type {
-	case bson.TypeMinKey, bson.TypeMaxKey, bson.TypeNull, bson.TypeUndefined:
+	case bsoncore.TypeMinKey, bsoncore.TypeMaxKey, bsoncore.TypeNull, bsoncore.TypeUndefined:
 		return 0
-	case bson.TypeDouble, bson.TypeInt32, bson.TypeInt64, bson.TypeDecimal128:
+	case bsoncore.TypeDouble, bsoncore.TypeInt32, bsoncore.TypeInt64, bsoncore.TypeDecimal128:
 		return compareNumbers(a, b)
-	case bson.TypeString, bson.TypeSymbol:
+	case bsoncore.TypeString, bsoncore.TypeSymbol:
 		return bytes.Compare([]byte(stringOf(a)), []byte(stringOf(b)))
-	case bson.TypeEmbeddedDocument, bson.TypeArray:
+	case bsoncore.TypeEmbeddedDocument, bsoncore.TypeArray:
 		return compareDocs(bsoncore.Document(a.Data), bsoncore.Document(b.Data))
-	case bson.TypeBinary:
+	case bsoncore.TypeBinary:
 		sa, da := a.Binary()
 		sb, db := b.Binary()
 		if len(da) != len(db) {
@@ -97,10 +95,10 @@ func compareValues(a, b bsoncore.Value) int {
 			return cmpInt(int64(sa), int64(sb))
 		}
 		return bytes.Compare(da, db)
-	case bson.TypeObjectID:
+	case bsoncore.TypeObjectID:
 		oa, ob := a.ObjectID(), b.ObjectID()
 		return bytes.Compare(oa[:], ob[:])
-	case bson.TypeBoolean:
+	case bsoncore.TypeBoolean:
 		ba, bb := a.Boolean(), b.Boolean()
 		if ba == bb {
 			return 0
@@ -109,13 +107,13 @@ func compareValues(a, b bsoncore.Value) int {
 			return -1
 		}
 		return 1
-	case bson.TypeDateTime:
+	case bsoncore.TypeDateTime:
 		return cmpInt(a.DateTime(), b.DateTime())
-	case bson.TypeTimestamp:
+	case bsoncore.TypeTimestamp:
 		ta, ia := a.Timestamp()
 		tb, ib := b.Timestamp()
-		return compareTimestamps(primitive.Timestamp{T: ta, I: ia}, primitive.Timestamp{T: tb, I: ib})
-	case bson.TypeRegex:
+		return compareTimestamps(bson.Timestamp{T: ta, I: ia}, bson.Timestamp{T: tb, I: ib})
+	case bsoncore.TypeRegex:
 		pa, oa := a.Regex()
 		pb, ob := b.Regex()
 		if c := bytes.Compare([]byte(pa), []byte(pb)); c != 0 {
@@ -126,7 +124,7 @@ func compareValues(a, b bsoncore.Value) int {
 	return bytes.Compare(a.Data, b.Data)
 }
 
-func compareTimestamps(a, b primitive.Timestamp) int {
+func compareTimestamps(a, b bson.Timestamp) int {
 	if a.T != b.T {
 		if a.T < b.T {
 			return -1
@@ -143,7 +141,7 @@ func compareTimestamps(a, b primitive.Timestamp) int {
 }
 
 func stringOf(v bsoncore.Value) string {
-	if v.Type == bson.TypeSymbol {
+	if v.Type == bsoncore.TypeSymbol {
 		return v.Symbol()
 	}
 	return v.StringValue()
@@ -173,14 +171,14 @@ func compareDocs(a, b bsoncore.Document) int {
 // compareNumbers compares numeric values of any BSON numeric type exactly.
 // NaN sorts below every other number.
 func compareNumbers(a, b bsoncore.Value) int {
-	if a.Type == bson.TypeDecimal128 || b.Type == bson.TypeDecimal128 {
+	if a.Type == bsoncore.TypeDecimal128 || b.Type == bsoncore.TypeDecimal128 {
 		return compareBig(a, b)
 	}
-	if a.Type == bson.TypeDouble || b.Type == bson.TypeDouble {
-		if a.Type == bson.TypeDouble && b.Type == bson.TypeDouble {
+	if a.Type == bsoncore.TypeDouble || b.Type == bsoncore.TypeDouble {
+		if a.Type == bsoncore.TypeDouble && b.Type == bsoncore.TypeDouble {
 			return compareFloats(a.Double(), b.Double())
 		}
-		if a.Type == bson.TypeDouble {
+		if a.Type == bsoncore.TypeDouble {
 			return compareFloatInt(a.Double(), intOf(b))
 		}
 		return -compareFloatInt(b.Double(), intOf(a))
@@ -189,7 +187,7 @@ func compareNumbers(a, b bsoncore.Value) int {
 }
 
 func intOf(v bsoncore.Value) int64 {
-	if v.Type == bson.TypeInt32 {
+	if v.Type == bsoncore.TypeInt32 {
 		return int64(v.Int32())
 	}
 	return v.Int64()
@@ -247,9 +245,9 @@ const (
 // bigOf converts any numeric value to an exact big.Float (with its class).
 func bigOf(v bsoncore.Value) (numClass, *big.Float) {
 	switch v.Type {
-	case bson.TypeInt32, bson.TypeInt64:
+	case bsoncore.TypeInt32, bsoncore.TypeInt64:
 		return numFinite, new(big.Float).SetInt64(intOf(v))
-	case bson.TypeDouble:
+	case bsoncore.TypeDouble:
 		f := v.Double()
 		switch {
 		case math.IsNaN(f):
@@ -260,8 +258,8 @@ func bigOf(v bsoncore.Value) (numClass, *big.Float) {
 			return numNegInf, nil
 		}
 		return numFinite, new(big.Float).SetFloat64(f)
-	case bson.TypeDecimal128:
-		d := v.Decimal128()
+	case bsoncore.TypeDecimal128:
+		d := bson.NewDecimal128(v.Decimal128())
 		if d.IsNaN() {
 			return numNaN, nil
 		}
@@ -319,9 +317,9 @@ func valuesEqual(a, b bsoncore.Value) bool {
 // the same _id).
 func idKey(v bsoncore.Value) string {
 	switch v.Type {
-	case bson.TypeInt32, bson.TypeInt64:
+	case bsoncore.TypeInt32, bsoncore.TypeInt64:
 		return "n" + strconv.FormatInt(intOf(v), 10)
-	case bson.TypeDouble:
+	case bsoncore.TypeDouble:
 		f := v.Double()
 		if f == math.Trunc(f) && math.Abs(f) < 9.2e18 {
 			return "n" + strconv.FormatInt(int64(f), 10)
@@ -330,8 +328,8 @@ func idKey(v bsoncore.Value) string {
 			return "nNaN"
 		}
 		return "n" + strconv.FormatFloat(f, 'g', -1, 64)
-	case bson.TypeDecimal128:
-		d := v.Decimal128()
+	case bsoncore.TypeDecimal128:
+		d := bson.NewDecimal128(v.Decimal128())
 		if dd, err := decimal.NewFromString(d.String()); err == nil {
 			if dd.IsInteger() && dd.Abs().LessThan(decimal.New(92, 17)) {
 				return "n" + strconv.FormatInt(dd.IntPart(), 10)
@@ -342,9 +340,9 @@ func idKey(v bsoncore.Value) string {
 			return "d" + dd.String()
 		}
 		return "d" + d.String()
-	case bson.TypeSymbol:
-		return string([]byte{byte(bson.TypeString)}) + v.Symbol()
-	case bson.TypeEmbeddedDocument, bson.TypeArray:
+	case bsoncore.TypeSymbol:
+		return string([]byte{byte(bsoncore.TypeString)}) + v.Symbol()
+	case bsoncore.TypeEmbeddedDocument, bsoncore.TypeArray:
 		// Nested numbers are normalised too, so {a:1} and {a:1.0} collide.
 		var b []byte
 		b = append(b, byte(v.Type))

@@ -5,8 +5,8 @@ import (
 	"strings"
 	"time"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/x/bsonx/bsoncore"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
 func (r *request) ns() (nsKey, error) {
@@ -124,7 +124,7 @@ func idEquality(filter bsoncore.Document) (bsoncore.Value, bool) {
 		}
 	}
 	switch v.Type {
-	case bson.TypeRegex, bson.TypeArray, bson.TypeNull, bson.TypeUndefined:
+	case bsoncore.TypeRegex, bsoncore.TypeArray, bsoncore.TypeNull, bsoncore.TypeUndefined:
 		// Regexes and arrays match more than one _id and null also
 		// matches a missing field: leave these to the full scan.
 		return bsoncore.Value{}, false
@@ -144,7 +144,7 @@ func idBound(filter bsoncore.Document, reverse bool) *bsoncore.Value {
 		k := e.Key()
 		if (!reverse && (k == "$gt" || k == "$gte")) || (reverse && (k == "$lt" || k == "$lte")) {
 			x := e.Value()
-			if x.Type == bson.TypeMinKey || x.Type == bson.TypeMaxKey {
+			if x.Type == bsoncore.TypeMinKey || x.Type == bsoncore.TypeMaxKey {
 				return nil
 			}
 			return &x
@@ -182,15 +182,15 @@ func parseSort(d bsoncore.Document) ([]sortKey, error) {
 // null, arrays by their smallest element ascending / largest descending).
 func sortValue(doc bsoncore.Document, k sortKey) bsoncore.Value {
 	var c candidates
-	collect(bsoncore.Value{Type: bson.TypeEmbeddedDocument, Data: doc}, k.path, &c, false)
+	collect(bsoncore.Value{Type: bsoncore.TypeEmbeddedDocument, Data: doc}, k.path, &c, false)
 	var best bsoncore.Value
 	have := false
 	for _, w := range c.whole {
 		vals := []bsoncore.Value{w}
-		if w.Type == bson.TypeArray {
+		if w.Type == bsoncore.TypeArray {
 			vals, _ = bsoncore.Document(w.Data).Values()
 			if len(vals) == 0 {
-				vals = []bsoncore.Value{{Type: bson.TypeUndefined}}
+				vals = []bsoncore.Value{{Type: bsoncore.TypeUndefined}}
 			}
 		}
 		for _, v := range vals {
@@ -200,7 +200,7 @@ func sortValue(doc bsoncore.Document, k sortKey) bsoncore.Value {
 		}
 	}
 	if !have {
-		return bsoncore.Value{Type: bson.TypeNull}
+		return bsoncore.Value{Type: bsoncore.TypeNull}
 	}
 	return best
 }
@@ -300,7 +300,7 @@ func (s *Server) queryOplog(m matcher, keys []sortKey, skip, limit int) []match 
 		}
 		if m.match(d) {
 			ts := e.oplogTs()
-			out = append(out, match{bsoncore.Value{Type: bson.TypeTimestamp, Data: bsoncore.AppendTimestamp(nil, ts.T, ts.I)}, d})
+			out = append(out, match{bsoncore.Value{Type: bsoncore.TypeTimestamp, Data: bsoncore.AppendTimestamp(nil, ts.T, ts.I)}, d})
 			if natural && limit > 0 && len(out) >= skip+limit {
 				break
 			}
@@ -504,7 +504,7 @@ func (s *Server) cmdFind(r *request) (bson.D, error) {
 func (s *Server) cmdGetMore(r *request) (bson.D, error) {
 	v, _ := r.arg("getMore")
 	id, ok := v.AsInt64OK()
-	if !ok || v.Type != bson.TypeInt64 {
+	if !ok || v.Type != bsoncore.TypeInt64 {
 		return nil, newError(codeTypeMismatch, "BSON field 'getMore.getMore' is the wrong type '%s', expected type 'long'", typeName(v.Type))
 	}
 	batchSize, _ := r.intArg("batchSize")
@@ -930,10 +930,10 @@ func (s *Server) cmdDistinct(r *request) (bson.D, error) {
 	var vals []bsoncore.Value
 	for _, m := range ms {
 		var c candidates
-		collect(bsoncore.Value{Type: bson.TypeEmbeddedDocument, Data: m.doc}, strings.Split(key, "."), &c, false)
+		collect(bsoncore.Value{Type: bsoncore.TypeEmbeddedDocument, Data: m.doc}, strings.Split(key, "."), &c, false)
 		for _, w := range c.whole {
 			items := []bsoncore.Value{w}
-			if w.Type == bson.TypeArray {
+			if w.Type == bsoncore.TypeArray {
 				items, _ = bsoncore.Document(w.Data).Values()
 			}
 			for _, it := range items {

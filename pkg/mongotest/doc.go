@@ -6,7 +6,7 @@
 // tested without a mongod:
 //
 //	srv := mongotest.Start(t) // New(Options{}) + t.Cleanup(srv.Close)
-//	client, err := mongo.Connect(ctx, options.Client().ApplyURI(srv.URI()))
+//	client, err := mongo.Connect(options.Client().ApplyURI(srv.URI()))
 //
 // # What it emulates
 //

@@ -3,7 +3,7 @@ package mongotest
 import (
 	"fmt"
 
-	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 // Error codes used by the server (MongoDB's numbering).

@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.uber.org/goleak"
 )
 
@@ -42,7 +42,7 @@ func connect(t testing.TB, s *Server, opts ...*options.ClientOptions) *mongo.Cli
 	ctx := testCtx(t)
 	o := options.Client().ApplyURI(s.URI()).SetServerSelectionTimeout(5 * time.Second)
 	all := append([]*options.ClientOptions{o}, opts...)
-	c, err := mongo.Connect(ctx, all...)
+	c, err := mongo.Connect(all...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,8 +3,8 @@ package mongotest
 import (
 	"fmt"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/x/bsonx/bsoncore"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
 // Collection-level pre- and post-images, as MongoDB 6.0+ has them
@@ -69,7 +69,7 @@ func parseImagesOption(r *request) (bool, error) {
 		// required 'enabled' field.
 		return false, newError(40414, "BSON field '%s.changeStreamPreAndPostImages.enabled' is missing but a required field", r.cmd)
 	}
-	if ev.Type != bson.TypeBoolean {
+	if ev.Type != bsoncore.TypeBoolean {
 		return false, newError(codeTypeMismatch, "BSON field '%s.changeStreamPreAndPostImages.enabled' is the wrong type '%s', expected type 'bool'", r.cmd, typeName(ev.Type))
 	}
 	return ev.Boolean(), nil

@@ -3,7 +3,7 @@ package mongotest
 import (
 	"strings"
 
-	"go.mongodb.org/mongo-driver/x/bsonx/bsoncore"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
 // Collection and database lifecycle events of change streams: drop,

@@ -6,9 +6,7 @@ import (
 	"strconv"
 	"strings"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/bsontype"
-	"go.mongodb.org/mongo-driver/x/bsonx/bsoncore"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
 // matcher is a compiled query filter (the subset of MongoDB's query language
@@ -81,7 +79,7 @@ type candidates struct {
 
 func (m *fieldMatcher) match(d bsoncore.Document) bool {
 	var c candidates
-	collect(bsoncore.Value{Type: bson.TypeEmbeddedDocument, Data: d}, m.path, &c, false)
+	collect(bsoncore.Value{Type: bsoncore.TypeEmbeddedDocument, Data: d}, m.path, &c, false)
 	for _, op := range m.ops {
 		if !op.test(&c) {
 			return false
@@ -95,21 +93,21 @@ func collect(v bsoncore.Value, path []string, c *candidates, viaArray bool) {
 	if len(path) == 0 {
 		c.whole = append(c.whole, v)
 		c.vals = append(c.vals, v)
-		if v.Type == bson.TypeArray {
+		if v.Type == bsoncore.TypeArray {
 			vals, _ := bsoncore.Document(v.Data).Values()
 			c.vals = append(c.vals, vals...)
 		}
 		return
 	}
 	switch v.Type {
-	case bson.TypeEmbeddedDocument:
+	case bsoncore.TypeEmbeddedDocument:
 		sub, err := bsoncore.Document(v.Data).LookupErr(path[0])
 		if err != nil {
 			c.missing = true
 			return
 		}
 		collect(sub, path[1:], c, false)
-	case bson.TypeArray:
+	case bsoncore.TypeArray:
 		arr := bsoncore.Document(v.Data)
 		if _, err := strconv.Atoi(path[0]); err == nil {
 			if sub, err := arr.LookupErr(path[0]); err == nil {
@@ -122,7 +120,7 @@ func collect(v bsoncore.Value, path []string, c *candidates, viaArray bool) {
 		vals, _ := arr.Values()
 		found := false
 		for _, e := range vals {
-			if e.Type == bson.TypeEmbeddedDocument {
+			if e.Type == bsoncore.TypeEmbeddedDocument {
 				found = true
 				collect(e, path, c, true)
 			}
@@ -138,14 +136,14 @@ func collect(v bsoncore.Value, path []string, c *candidates, viaArray bool) {
 type eqOp struct{ v bsoncore.Value }
 
 func (o eqOp) test(c *candidates) bool {
-	if o.v.Type == bson.TypeNull && (c.missing || len(c.vals) == 0) {
+	if o.v.Type == bsoncore.TypeNull && (c.missing || len(c.vals) == 0) {
 		return true
 	}
 	for _, v := range c.vals {
 		if valuesEqual(v, o.v) {
 			return true
 		}
-		if o.v.Type == bson.TypeNull && v.Type == bson.TypeUndefined {
+		if o.v.Type == bsoncore.TypeNull && v.Type == bsoncore.TypeUndefined {
 			return true
 		}
 	}
@@ -173,7 +171,7 @@ func (o cmpOp) test(c *candidates) bool {
 		// Comparisons only match values of the same type bracket, except
 		// against MinKey/MaxKey, which compare with everything.
 		if canonicalType(v.Type) != canonicalType(o.v.Type) &&
-			o.v.Type != bson.TypeMinKey && o.v.Type != bson.TypeMaxKey {
+			o.v.Type != bsoncore.TypeMinKey && o.v.Type != bsoncore.TypeMaxKey {
 			continue
 		}
 		if o.ok(compareValues(v, o.v)) {
@@ -210,7 +208,7 @@ type sizeOp int
 
 func (o sizeOp) test(c *candidates) bool {
 	for _, v := range c.whole {
-		if v.Type == bson.TypeArray {
+		if v.Type == bsoncore.TypeArray {
 			vals, _ := bsoncore.Document(v.Data).Values()
 			if len(vals) == int(o) {
 				return true
@@ -220,7 +218,7 @@ func (o sizeOp) test(c *candidates) bool {
 	return false
 }
 
-type typeOp []bsontype.Type
+type typeOp []bsoncore.Type
 
 func (o typeOp) test(c *candidates) bool {
 	for _, v := range c.vals {
@@ -237,7 +235,7 @@ type regexOp struct{ re *regexp.Regexp }
 
 func (o regexOp) test(c *candidates) bool {
 	for _, v := range c.vals {
-		if v.Type == bson.TypeString || v.Type == bson.TypeSymbol {
+		if v.Type == bsoncore.TypeString || v.Type == bsoncore.TypeSymbol {
 			if o.re.MatchString(stringOf(v)) {
 				return true
 			}
@@ -250,12 +248,12 @@ type elemMatchOp struct{ m matcher }
 
 func (o elemMatchOp) test(c *candidates) bool {
 	for _, v := range c.whole {
-		if v.Type != bson.TypeArray {
+		if v.Type != bsoncore.TypeArray {
 			continue
 		}
 		vals, _ := bsoncore.Document(v.Data).Values()
 		for _, e := range vals {
-			if e.Type == bson.TypeEmbeddedDocument && o.m.match(bsoncore.Document(e.Data)) {
+			if e.Type == bsoncore.TypeEmbeddedDocument && o.m.match(bsoncore.Document(e.Data)) {
 				return true
 			}
 		}
@@ -341,7 +339,7 @@ func isOperatorDoc(v bsoncore.Value) bool {
 }
 
 func compileFieldOps(v bsoncore.Value) ([]fieldOp, error) {
-	if v.Type == bson.TypeRegex {
+	if v.Type == bsoncore.TypeRegex {
 		re, err := compileRegex(v.Regex())
 		if err != nil {
 			return nil, err
@@ -382,7 +380,7 @@ func compileFieldOps(v bsoncore.Value) ([]fieldOp, error) {
 			vals, _ := arr.Values()
 			var in inOp
 			for _, x := range vals {
-				if x.Type == bson.TypeRegex {
+				if x.Type == bsoncore.TypeRegex {
 					re, err := compileRegex(x.Regex())
 					if err != nil {
 						return nil, err
@@ -420,9 +418,9 @@ func compileFieldOps(v bsoncore.Value) ([]fieldOp, error) {
 		case "$regex":
 			var pattern, opts string
 			switch ov.Type {
-			case bson.TypeRegex:
+			case bsoncore.TypeRegex:
 				pattern, opts = ov.Regex()
-			case bson.TypeString:
+			case bsoncore.TypeString:
 				pattern = ov.StringValue()
 			default:
 				return nil, badValue("$regex has to be a string")
@@ -471,27 +469,27 @@ func compileRegex(pattern, opts string) (*regexp.Regexp, error) {
 	return re, nil
 }
 
-var typeAliases = map[string]bsontype.Type{
-	"double": bson.TypeDouble, "string": bson.TypeString, "object": bson.TypeEmbeddedDocument,
-	"array": bson.TypeArray, "binData": bson.TypeBinary, "objectId": bson.TypeObjectID,
-	"bool": bson.TypeBoolean, "date": bson.TypeDateTime, "null": bson.TypeNull,
-	"regex": bson.TypeRegex, "int": bson.TypeInt32, "timestamp": bson.TypeTimestamp,
-	"long": bson.TypeInt64, "decimal": bson.TypeDecimal128, "minKey": bson.TypeMinKey,
-	"maxKey": bson.TypeMaxKey,
+var typeAliases = map[string]bsoncore.Type{
+	"double": bsoncore.TypeDouble, "string": bsoncore.TypeString, "object": bsoncore.TypeEmbeddedDocument,
+	"array": bsoncore.TypeArray, "binData": bsoncore.TypeBinary, "objectId": bsoncore.TypeObjectID,
+	"bool": bsoncore.TypeBoolean, "date": bsoncore.TypeDateTime, "null": bsoncore.TypeNull,
+	"regex": bsoncore.TypeRegex, "int": bsoncore.TypeInt32, "timestamp": bsoncore.TypeTimestamp,
+	"long": bsoncore.TypeInt64, "decimal": bsoncore.TypeDecimal128, "minKey": bsoncore.TypeMinKey,
+	"maxKey": bsoncore.TypeMaxKey,
 }
 
-func parseTypes(v bsoncore.Value) ([]bsontype.Type, error) {
+func parseTypes(v bsoncore.Value) ([]bsoncore.Type, error) {
 	var vals []bsoncore.Value
 	if arr, ok := v.ArrayOK(); ok {
 		vals, _ = arr.Values()
 	} else {
 		vals = []bsoncore.Value{v}
 	}
-	var out []bsontype.Type
+	var out []bsoncore.Type
 	for _, x := range vals {
 		if s, ok := x.StringValueOK(); ok {
 			if s == "number" {
-				out = append(out, bson.TypeDouble, bson.TypeInt32, bson.TypeInt64, bson.TypeDecimal128)
+				out = append(out, bsoncore.TypeDouble, bsoncore.TypeInt32, bsoncore.TypeInt64, bsoncore.TypeDecimal128)
 				continue
 			}
 			t, ok := typeAliases[s]
@@ -505,7 +503,7 @@ func parseTypes(v bsoncore.Value) ([]bsontype.Type, error) {
 		if !ok {
 			return nil, badValue("type must be represented as a number or a string")
 		}
-		out = append(out, bsontype.Type(n))
+		out = append(out, bsoncore.Type(n))
 	}
 	return out, nil
 }
@@ -513,11 +511,11 @@ func parseTypes(v bsoncore.Value) ([]bsontype.Type, error) {
 // truthy interprets a value as a boolean the way MongoDB does for flags.
 func truthy(v bsoncore.Value) bool {
 	switch v.Type {
-	case bson.TypeBoolean:
+	case bsoncore.TypeBoolean:
 		return v.Boolean()
-	case bson.TypeInt32, bson.TypeInt64, bson.TypeDouble, bson.TypeDecimal128:
-		return compareNumbers(v, bsoncore.Value{Type: bson.TypeInt32, Data: bsoncore.AppendInt32(nil, 0)}) != 0
-	case bson.TypeNull, bson.TypeUndefined, 0:
+	case bsoncore.TypeInt32, bsoncore.TypeInt64, bsoncore.TypeDouble, bsoncore.TypeDecimal128:
+		return compareNumbers(v, bsoncore.Value{Type: bsoncore.TypeInt32, Data: bsoncore.AppendInt32(nil, 0)}) != 0
+	case bsoncore.TypeNull, bsoncore.TypeUndefined, 0:
 		return false
 	}
 	return true

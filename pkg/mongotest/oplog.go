@@ -8,9 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-	"go.mongodb.org/mongo-driver/x/bsonx/bsoncore"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
 type opKind int
@@ -34,7 +33,7 @@ var opTypeNames = map[opKind]string{
 // oplogEntry is one entry of the in-memory oplog.
 type oplogEntry struct {
 	seq  int64 // position in the oplog, 1-based, never reused
-	ts   primitive.Timestamp
+	ts   bson.Timestamp
 	wall int64 // ms since epoch
 	kind opKind
 	db   string
@@ -65,11 +64,11 @@ type oplogEntry struct {
 
 // nextTs advances the cluster clock: seconds are wall-clock seconds and the
 // increment grows within a second. Caller holds s.mu.
-func (s *Server) nextTs() primitive.Timestamp {
+func (s *Server) nextTs() bson.Timestamp {
 	now := time.Now()
 	sec := uint32(now.Unix())
 	if sec > s.clock.T {
-		s.clock = primitive.Timestamp{T: sec, I: 1}
+		s.clock = bson.Timestamp{T: sec, I: 1}
 	} else {
 		s.clock.I++
 	}
@@ -79,7 +78,7 @@ func (s *Server) nextTs() primitive.Timestamp {
 
 // appendEntry adds e to the oplog at ts. Caller holds s.mu and must call
 // s.broadcast after its last entry.
-func (s *Server) appendEntry(e *oplogEntry, ts primitive.Timestamp) {
+func (s *Server) appendEntry(e *oplogEntry, ts bson.Timestamp) {
 	e.seq = s.nextSeq
 	s.nextSeq++
 	e.ts = ts
@@ -142,7 +141,7 @@ func (s *Server) entry(seq int64) *oplogEntry {
 // entries of its transaction) are always kept. Change streams that resume
 // from a point before the new oldest entry, and open change stream cursors
 // that had not yet read a dropped entry, get ChangeStreamHistoryLost (286).
-func (s *Server) TruncateOplog(before primitive.Timestamp) {
+func (s *Server) TruncateOplog(before bson.Timestamp) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.oplog) == 0 {
@@ -158,7 +157,7 @@ func (s *Server) TruncateOplog(before primitive.Timestamp) {
 }
 
 // OldestOplogTime returns the timestamp of the oldest retained oplog entry.
-func (s *Server) OldestOplogTime() primitive.Timestamp {
+func (s *Server) OldestOplogTime() bson.Timestamp {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.oplog[0].oplogTs()
@@ -166,7 +165,7 @@ func (s *Server) OldestOplogTime() primitive.Timestamp {
 
 // LatestOplogTime returns the timestamp of the newest oplog entry (the
 // current cluster time).
-func (s *Server) LatestOplogTime() primitive.Timestamp {
+func (s *Server) LatestOplogTime() bson.Timestamp {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.oplog[len(s.oplog)-1].ts
@@ -192,7 +191,7 @@ func (s *Server) OplogLen() int {
 // and F is 01 for invalidate events. The fixed width makes the hex strings
 // sort in oplog order.
 type resumeToken struct {
-	ts         primitive.Timestamp
+	ts         bson.Timestamp
 	seq        int64
 	invalidate bool
 	// fragment is the splitEvent.fragment number (1-based) of a split
@@ -256,7 +255,7 @@ type csCursor struct {
 	cluster bool
 	next    int64 // next oplog sequence to scan
 	last    resumeToken
-	minTs   *primitive.Timestamp
+	minTs   *bson.Timestamp
 	stages  []csStage // $match / $project stages after $changeStream
 	fullDoc string
 	before  string
@@ -281,7 +280,7 @@ type csCursor struct {
 type csOptions struct {
 	resumeAfter *resumeToken
 	startAfter  *resumeToken
-	startAt     *primitive.Timestamp
+	startAt     *bson.Timestamp
 	fullDoc     string
 	before      string
 }
@@ -304,11 +303,11 @@ func parseChangeStreamStage(spec bsoncore.Document) (csOptions, bool, error) {
 				o.startAfter = &t
 			}
 		case "startAtOperationTime":
-			if v.Type != bson.TypeTimestamp {
+			if v.Type != bsoncore.TypeTimestamp {
 				return o, false, newError(codeTypeMismatch, "startAtOperationTime must be a timestamp")
 			}
 			t, i := v.Timestamp()
-			o.startAt = &primitive.Timestamp{T: t, I: i}
+			o.startAt = &bson.Timestamp{T: t, I: i}
 		case "fullDocument":
 			s, _ := v.StringValueOK()
 			switch s {

@@ -3,8 +3,8 @@ package mongotest
 import (
 	"strings"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/x/bsonx/bsoncore"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
 // The renameCollection admin command, its oplog entry and its change event.
@@ -128,7 +128,7 @@ func (s *Server) cmdRenameCollection(r *request) (bson.D, error) {
 	dropTarget := false
 	var wantTargetUUID []byte
 	if v, ok := r.arg("dropTarget"); ok {
-		if v.Type == bson.TypeBinary {
+		if v.Type == bsoncore.TypeBinary {
 			_, b := v.Binary()
 			dropTarget, wantTargetUUID = true, b
 		} else {

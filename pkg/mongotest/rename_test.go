@@ -4,9 +4,8 @@ import (
 	"testing"
 	"time"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 )
 
 func renameCmd(from, to string, extra ...bson.E) bson.D {
@@ -187,13 +186,13 @@ func TestRenameEventShape(t *testing.T) {
 		t.Fatal(err)
 	}
 	var ev struct {
-		ID            bson.Raw            `bson:"_id"`
-		OperationType string              `bson:"operationType"`
-		ClusterTime   primitive.Timestamp `bson:"clusterTime"`
-		WallTime      primitive.DateTime  `bson:"wallTime"`
-		NS            bson.M              `bson:"ns"`
-		To            bson.M              `bson:"to"`
-		DocumentKey   bson.Raw            `bson:"documentKey"`
+		ID            bson.Raw       `bson:"_id"`
+		OperationType string         `bson:"operationType"`
+		ClusterTime   bson.Timestamp `bson:"clusterTime"`
+		WallTime      bson.DateTime  `bson:"wallTime"`
+		NS            bson.M         `bson:"ns"`
+		To            bson.M         `bson:"to"`
+		DocumentKey   bson.Raw       `bson:"documentKey"`
 	}
 	e := next(t, cs, 5*time.Second)
 	if err := bson.Unmarshal(e.raw, &ev); err != nil {

@@ -8,10 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
-	"go.mongodb.org/mongo-driver/mongo/writeconcern"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo/writeconcern"
 )
 
 func TestCloseWhileGetMoreWaiting(t *testing.T) {
@@ -57,8 +57,14 @@ func TestUnacknowledgedWrites(t *testing.T) {
 	ctx := testCtx(t)
 	coll := c.Database("d").Collection("c", options.Collection().SetWriteConcern(writeconcern.Unacknowledged()))
 	for i := 0; i < 3; i++ {
-		if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: i}}); err != nil && !errors.Is(err, mongo.ErrUnacknowledgedWrite) {
+		// An unacknowledged write reports no error and Acknowledged false
+		// (mongo/errors.go, processWriteError in driver v2).
+		res, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: i}})
+		if err != nil {
 			t.Fatal(err)
+		}
+		if res.Acknowledged {
+			t.Fatalf("insert %d: acknowledged under w:0", i)
 		}
 	}
 	// With one pooled connection, a stray reply to a moreToCome request

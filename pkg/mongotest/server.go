@@ -4,14 +4,13 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"go.mongodb.org/mongo-driver/v2/bson"
 	"math/rand/v2"
 	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"go.mongodb.org/mongo-driver/bson/primitive"
 )
 
 // Options configures a Server.
@@ -55,7 +54,7 @@ type Server struct {
 	opts       Options
 	ln         net.Listener
 	addr       string
-	electionID primitive.ObjectID
+	electionID bson.ObjectID
 	uid        []byte // lsid.uid reported in change events (sha256 of "")
 
 	mu       sync.Mutex
@@ -65,7 +64,7 @@ type Server struct {
 	nextSeq  int64
 	oplogMem int64 // approximate bytes held by the retained oplog entries
 	swept    time.Time
-	clock    primitive.Timestamp
+	clock    bson.Timestamp
 	lastWall time.Time
 	notify   chan struct{} // closed and replaced on every commit
 	cursors  map[int64]any
@@ -124,7 +123,7 @@ func New(opts Options) (*Server, error) {
 		version:    version,
 		ln:         ln,
 		addr:       ln.Addr().String(),
-		electionID: primitive.NewObjectID(),
+		electionID: bson.NewObjectID(),
 		uid:        emptyUserDigest(),
 		dbs:        make(map[string]*database),
 		nextSeq:    1,
@@ -266,7 +265,7 @@ func (s *Server) Restart() error {
 	}
 	s.ln = ln
 	s.down = false
-	s.electionID = primitive.NewObjectID()
+	s.electionID = bson.NewObjectID()
 	s.wg.Add(1)
 	go s.acceptLoop(ln)
 	return nil

@@ -7,10 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
-	"go.mongodb.org/mongo-driver/x/bsonx/bsoncore"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
 // startVersion starts a server reporting version v.
@@ -85,7 +85,7 @@ func largeEventSetup(t *testing.T, c *mongo.Client) (coll *mongo.Collection, upd
 	}
 }
 
-func withImages() *options.ChangeStreamOptions {
+func withImages() *options.ChangeStreamOptionsBuilder {
 	return options.ChangeStream().SetFullDocument(options.Required).
 		SetFullDocumentBeforeChange(options.Required).SetMaxAwaitTime(50 * time.Millisecond)
 }

@@ -5,8 +5,7 @@ import (
 	"slices"
 	"sort"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/x/bsonx/bsoncore"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
 // docRec is one stored document. The document bytes are immutable: an update
@@ -183,7 +182,7 @@ func docID(doc bsoncore.Document) (bsoncore.Value, bool) {
 // validID reports whether v may be used as an _id.
 func validID(v bsoncore.Value) bool {
 	switch v.Type {
-	case bson.TypeArray, bson.TypeRegex, bson.TypeUndefined:
+	case bsoncore.TypeArray, bsoncore.TypeRegex, bsoncore.TypeUndefined:
 		return false
 	}
 	return true

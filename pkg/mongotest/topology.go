@@ -4,8 +4,7 @@ import (
 	"fmt"
 	"time"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 // Options.Topology values. The emulator is always one process; Topology
@@ -91,7 +90,7 @@ func (s *Server) helloNotReplSet(r *request) bson.D {
 		bson.E{Key: "maxBsonObjectSize", Value: int32(maxBSONSize)},
 		bson.E{Key: "maxMessageSizeBytes", Value: int32(maxMessageSize)},
 		bson.E{Key: "maxWriteBatchSize", Value: int32(100000)},
-		bson.E{Key: "localTime", Value: primitive.NewDateTimeFromTime(time.Now())},
+		bson.E{Key: "localTime", Value: bson.NewDateTimeFromTime(time.Now())},
 		bson.E{Key: "logicalSessionTimeoutMinutes", Value: int32(30)},
 		bson.E{Key: "connectionId", Value: r.c.id},
 		bson.E{Key: "minWireVersion", Value: int32(0)},

@@ -1,15 +1,16 @@
 package mongotest
 
 import (
+	"context"
 	"sync"
 	"testing"
 	"time"
 
-	"go.mongodb.org/mongo-driver/bson"
-	driverevent "go.mongodb.org/mongo-driver/event"
-	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/description"
-	"go.mongodb.org/mongo-driver/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	driverevent "go.mongodb.org/mongo-driver/v2/event"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/description"
 )
 
 func startTopology(t *testing.T, topology string) *Server {
@@ -24,10 +25,10 @@ func startTopology(t *testing.T, topology string) *Server {
 
 // topologySeen connects to s and returns the driver's description of the
 // topology once its only server has been classified.
-func topologySeen(t *testing.T, s *Server) (*mongo.Client, description.Topology) {
+func topologySeen(t *testing.T, s *Server) (*mongo.Client, driverevent.TopologyDescription) {
 	t.Helper()
 	var mu sync.Mutex
-	var last description.Topology
+	var last driverevent.TopologyDescription
 	mon := &driverevent.ServerMonitor{TopologyDescriptionChanged: func(e *driverevent.TopologyDescriptionChangedEvent) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -45,15 +46,15 @@ func topologySeen(t *testing.T, s *Server) (*mongo.Client, description.Topology)
 func TestTopologyDriverClassification(t *testing.T) {
 	tests := []struct {
 		topology     string
-		server       description.ServerKind
-		kind         description.TopologyKind
+		server       string
+		kind         string
 		msg          string
 		hasSetName   bool
 		hasHostsList bool
 	}{
-		{"", description.RSPrimary, description.ReplicaSetWithPrimary, "", true, true},
-		{TopologyMongos, description.Mongos, description.Sharded, "isdbgrid", false, false},
-		{TopologyStandalone, description.Standalone, description.Single, "", false, false},
+		{"", description.ServerKindRSPrimary.String(), description.TopologyKindReplicaSetWithPrimary.String(), "", true, true},
+		{TopologyMongos, description.ServerKindMongos.String(), description.TopologyKindSharded.String(), "isdbgrid", false, false},
+		{TopologyStandalone, description.ServerKindStandalone.String(), description.TopologyKindSingle.String(), "", false, false},
 	}
 	for _, tt := range tests {
 		t.Run("topology="+tt.topology, func(t *testing.T) {
@@ -98,7 +99,7 @@ func TestStandaloneRefuses(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sess.EndSession(ctx)
-	_, err = sess.WithTransaction(ctx, func(sc mongo.SessionContext) (any, error) {
+	_, err = sess.WithTransaction(ctx, func(sc context.Context) (any, error) {
 		return coll.InsertOne(sc, bson.D{{Key: "_id", Value: 2}})
 	})
 	assertCode(t, err, 20)
@@ -146,7 +147,7 @@ func TestMongosRefusesLocal(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sess.EndSession(ctx)
-	if _, err := sess.WithTransaction(ctx, func(sc mongo.SessionContext) (any, error) {
+	if _, err := sess.WithTransaction(ctx, func(sc context.Context) (any, error) {
 		return coll.InsertOne(sc, bson.D{{Key: "_id", Value: 1}})
 	}); err != nil {
 		t.Fatalf("transaction through mongos: %v", err)

@@ -3,8 +3,8 @@ package mongotest
 import (
 	"slices"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/x/bsonx/bsoncore"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
 // session is the server side of a logical session (lsid).
@@ -62,7 +62,7 @@ type pendingOp struct {
 // Caller holds s.mu.
 func (s *Server) getSession(lsid bsoncore.Document) (*session, error) {
 	idv, err := lsid.LookupErr("id")
-	if err != nil || idv.Type != bson.TypeBinary {
+	if err != nil || idv.Type != bsoncore.TypeBinary {
 		return nil, badValue("lsid.id must be a UUID")
 	}
 	_, idb := idv.Binary()

@@ -1,12 +1,12 @@
 package mongotest
 
 import (
+	"bytes"
 	"math"
 	"testing"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-	"go.mongodb.org/mongo-driver/x/bsonx/bsoncore"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
 func val(t testing.TB, x any) bsoncore.Value {
@@ -15,7 +15,7 @@ func val(t testing.TB, x any) bsoncore.Value {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return bsoncore.Value{Type: typ, Data: b}
+	return bsoncore.Value{Type: bsoncore.Type(typ), Data: b}
 }
 
 func doc(t testing.TB, d bson.D) bsoncore.Document {
@@ -28,11 +28,11 @@ func doc(t testing.TB, d bson.D) bsoncore.Document {
 }
 
 func TestCompareOrder(t *testing.T) {
-	oid := primitive.NewObjectID()
-	dec, _ := primitive.ParseDecimal128("2.5")
+	oid := bson.NewObjectID()
+	dec, _ := bson.ParseDecimal128("2.5")
 	ordered := []any{
-		primitive.MinKey{},
-		primitive.Null{},
+		bson.MinKey{},
+		bson.Null{},
 		math.NaN(),
 		math.Inf(-1),
 		int64(math.MinInt64),
@@ -51,17 +51,17 @@ func TestCompareOrder(t *testing.T) {
 		bson.D{{Key: "a", Value: "x"}},
 		bson.A{},
 		bson.A{1},
-		primitive.Binary{Data: []byte{9}},
-		primitive.Binary{Data: []byte{1, 2}},
+		bson.Binary{Data: []byte{9}},
+		bson.Binary{Data: []byte{1, 2}},
 		oid,
 		false,
 		true,
-		primitive.DateTime(-5),
-		primitive.DateTime(5),
-		primitive.Timestamp{T: 1, I: 2},
-		primitive.Timestamp{T: 2, I: 1},
-		primitive.Regex{Pattern: "a"},
-		primitive.MaxKey{},
+		bson.DateTime(-5),
+		bson.DateTime(5),
+		bson.Timestamp{T: 1, I: 2},
+		bson.Timestamp{T: 2, I: 1},
+		bson.Regex{Pattern: "a"},
+		bson.MaxKey{},
 	}
 	for i := range ordered {
 		for j := range ordered {
@@ -77,7 +77,7 @@ func TestCompareOrder(t *testing.T) {
 	if compareValues(val(t, int32(1)), val(t, 1.0)) != 0 || compareValues(val(t, int64(2)), val(t, int32(2))) != 0 {
 		t.Fatal("numeric equality across types")
 	}
-	d1, _ := primitive.ParseDecimal128("1.0")
+	d1, _ := bson.ParseDecimal128("1.0")
 	if compareValues(val(t, d1), val(t, int64(1))) != 0 {
 		t.Fatal("decimal 1.0 == 1")
 	}
@@ -87,14 +87,14 @@ func TestCompareOrder(t *testing.T) {
 }
 
 func TestIDKeyEquivalence(t *testing.T) {
-	d1, _ := primitive.ParseDecimal128("1.00")
+	d1, _ := bson.ParseDecimal128("1.00")
 	same := []any{int32(1), int64(1), 1.0, d1}
 	for _, x := range same {
 		if idKey(val(t, x)) != idKey(val(t, int32(1))) {
 			t.Fatalf("idKey(%v) differs from idKey(1)", x)
 		}
 	}
-	diff := []any{"1", 1.5, true, bson.D{{Key: "a", Value: 1}}, primitive.NewObjectID()}
+	diff := []any{"1", 1.5, true, bson.D{{Key: "a", Value: 1}}, bson.NewObjectID()}
 	seen := map[string]bool{idKey(val(t, 1)): true}
 	for _, x := range diff {
 		k := idKey(val(t, x))
@@ -136,7 +136,7 @@ func TestMatcher(t *testing.T) {
 		{bson.D{{Key: "missing", Value: bson.D{{Key: "$exists", Value: true}}}}, false},
 		{bson.D{{Key: "opType", Value: bson.D{{Key: "$in", Value: bson.A{"insert", "update"}}}}}, true},
 		{bson.D{{Key: "opType", Value: bson.D{{Key: "$nin", Value: bson.A{"insert", "update"}}}}}, false},
-		{bson.D{{Key: "$or", Value: bson.A{bson.D{{Key: "_id", Value: 2}}, bson.D{{Key: "a.s", Value: primitive.Regex{Pattern: "^he"}}}}}}, true},
+		{bson.D{{Key: "$or", Value: bson.A{bson.D{{Key: "_id", Value: 2}}, bson.D{{Key: "a.s", Value: bson.Regex{Pattern: "^he"}}}}}}, true},
 		{bson.D{{Key: "$and", Value: bson.A{bson.D{{Key: "_id", Value: 1}}, bson.D{{Key: "a.s", Value: "nope"}}}}}, false},
 		{bson.D{{Key: "$nor", Value: bson.A{bson.D{{Key: "_id", Value: 2}}}}}, true},
 		{bson.D{{Key: "a.b", Value: bson.D{{Key: "$not", Value: bson.D{{Key: "$lt", Value: 3}}}}}}, true},
@@ -173,8 +173,12 @@ func TestUpdateDescription(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Decoded with nested documents as bson.M (driver v2 decodes them as
+	// bson.D unless told).
 	var got bson.M
-	if err := bson.Unmarshal(res.desc, &got); err != nil {
+	dec := bson.NewDecoder(bson.NewDocumentReader(bytes.NewReader(res.desc)))
+	dec.DefaultDocumentM()
+	if err := dec.Decode(&got); err != nil {
 		t.Fatal(err)
 	}
 	uf := got["updatedFields"].(bson.M)
@@ -197,7 +201,7 @@ func TestUpdateDescription(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v := bsoncore.Document(res.doc).Lookup("a"); v.Type != bson.TypeInt64 || v.Int64() != math.MaxInt32+1 {
+	if v := bsoncore.Document(res.doc).Lookup("a"); v.Type != bsoncore.TypeInt64 || v.Int64() != math.MaxInt32+1 {
 		t.Fatalf("int32 overflow: %v", v)
 	}
 	// int64 overflow is an error.
@@ -208,14 +212,14 @@ func TestUpdateDescription(t *testing.T) {
 }
 
 func TestResumeTokenRoundTrip(t *testing.T) {
-	tok := resumeToken{ts: primitive.Timestamp{T: 1700000000, I: 42}, seq: 123456789, invalidate: true}
-	got, err := parseResumeToken(bsoncore.Value{Type: bson.TypeEmbeddedDocument, Data: tok.doc()})
+	tok := resumeToken{ts: bson.Timestamp{T: 1700000000, I: 42}, seq: 123456789, invalidate: true}
+	got, err := parseResumeToken(bsoncore.Value{Type: bsoncore.TypeEmbeddedDocument, Data: tok.doc()})
 	if err != nil || got != tok {
 		t.Fatalf("round trip %v %v", got, err)
 	}
-	a := resumeToken{ts: primitive.Timestamp{T: 5, I: 1}, seq: 9}.data()
-	b := resumeToken{ts: primitive.Timestamp{T: 5, I: 1}, seq: 10}.data()
-	c := resumeToken{ts: primitive.Timestamp{T: 5, I: 2}, seq: 11}.data()
+	a := resumeToken{ts: bson.Timestamp{T: 5, I: 1}, seq: 9}.data()
+	b := resumeToken{ts: bson.Timestamp{T: 5, I: 1}, seq: 10}.data()
+	c := resumeToken{ts: bson.Timestamp{T: 5, I: 2}, seq: 11}.data()
 	if !(a < b && b < c) {
 		t.Fatal("tokens must sort in oplog order")
 	}

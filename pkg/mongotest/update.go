@@ -9,10 +9,8 @@ import (
 	"time"
 
 	"github.com/shopspring/decimal"
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/bsontype"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-	"go.mongodb.org/mongo-driver/x/bsonx/bsoncore"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
 const codePathNotViable int32 = 28
@@ -34,7 +32,7 @@ func (u *updateSpec) isReplacement() bool { return u.ops == nil }
 
 // parseUpdate parses the u field of an update statement.
 func parseUpdate(v bsoncore.Value) (*updateSpec, error) {
-	if v.Type == bson.TypeArray {
+	if v.Type == bsoncore.TypeArray {
 		return nil, newError(codeFailedToParse, "mongotest: pipeline-style updates are not supported")
 	}
 	d, ok := v.DocumentOK()
@@ -240,9 +238,9 @@ func toGo(v bsoncore.Value) any {
 func coreOf(x any) bsoncore.Value {
 	t, b, err := bson.MarshalValue(x)
 	if err != nil {
-		return bsoncore.Value{Type: bson.TypeNull}
+		return bsoncore.Value{Type: bsoncore.TypeNull}
 	}
-	return bsoncore.Value{Type: t, Data: b}
+	return bsoncore.Value{Type: bsoncore.Type(t), Data: b}
 }
 
 // reportedPath is the path MongoDB's update diff reports when path is set in
@@ -452,10 +450,10 @@ func applyOp(d bson.D, op updOp, inserting bool, report func(string), removed *[
 		now := time.Now()
 		if ad, ok := op.arg.DocumentOK(); ok {
 			if t, _ := ad.Lookup("$type").StringValueOK(); t == "timestamp" {
-				return set(primitive.Timestamp{T: uint32(now.Unix()), I: 1})
+				return set(bson.Timestamp{T: uint32(now.Unix()), I: 1})
 			}
 		}
-		return set(primitive.NewDateTimeFromTime(now))
+		return set(bson.NewDateTimeFromTime(now))
 	case "$rename":
 		to := strings.Split(op.arg.StringValue(), ".")
 		if !exists {
@@ -636,7 +634,7 @@ func idOfD(d bson.D) any {
 	return nil
 }
 
-func typeName(t bsontype.Type) string {
+func typeName(t bsoncore.Type) string {
 	for k, v := range typeAliases {
 		if v == t {
 			return k
@@ -650,7 +648,7 @@ func typeName(t bsontype.Type) string {
 // any double makes a double and any Decimal128 makes a Decimal128 (computed
 // exactly with shopspring/decimal).
 func arith(a, b bsoncore.Value, op byte) (any, error) {
-	if a.Type == bson.TypeDecimal128 || b.Type == bson.TypeDecimal128 {
+	if a.Type == bsoncore.TypeDecimal128 || b.Type == bsoncore.TypeDecimal128 {
 		da, err := decimalOf(a)
 		if err != nil {
 			return nil, err
@@ -667,7 +665,7 @@ func arith(a, b bsoncore.Value, op byte) (any, error) {
 		}
 		return toDecimal128(r)
 	}
-	if a.Type == bson.TypeDouble || b.Type == bson.TypeDouble {
+	if a.Type == bsoncore.TypeDouble || b.Type == bsoncore.TypeDouble {
 		fa, fb := floatOf(a), floatOf(b)
 		if op == '+' {
 			return fa + fb, nil
@@ -687,7 +685,7 @@ func arith(a, b bsoncore.Value, op byte) (any, error) {
 	if overflow {
 		return nil, badValue("Failed to apply %c: integer overflow (%d %c %d)", op, ia, op, ib)
 	}
-	if a.Type == bson.TypeInt32 && b.Type == bson.TypeInt32 && r >= math.MinInt32 && r <= math.MaxInt32 {
+	if a.Type == bsoncore.TypeInt32 && b.Type == bsoncore.TypeInt32 && r >= math.MinInt32 && r <= math.MaxInt32 {
 		return int32(r), nil
 	}
 	return r, nil
@@ -695,9 +693,9 @@ func arith(a, b bsoncore.Value, op byte) (any, error) {
 
 func floatOf(v bsoncore.Value) float64 {
 	switch v.Type {
-	case bson.TypeDouble:
+	case bsoncore.TypeDouble:
 		return v.Double()
-	case bson.TypeInt32, bson.TypeInt64:
+	case bsoncore.TypeInt32, bsoncore.TypeInt64:
 		return float64(intOf(v))
 	}
 	return math.NaN()
@@ -705,16 +703,16 @@ func floatOf(v bsoncore.Value) float64 {
 
 func decimalOf(v bsoncore.Value) (decimal.Decimal, error) {
 	switch v.Type {
-	case bson.TypeInt32, bson.TypeInt64:
+	case bsoncore.TypeInt32, bsoncore.TypeInt64:
 		return decimal.NewFromInt(intOf(v)), nil
-	case bson.TypeDouble:
+	case bsoncore.TypeDouble:
 		f := v.Double()
 		if math.IsNaN(f) || math.IsInf(f, 0) {
 			return decimal.Decimal{}, badValue("mongotest: cannot do decimal arithmetic with %v", f)
 		}
 		return decimal.NewFromFloat(f), nil
-	case bson.TypeDecimal128:
-		d := v.Decimal128()
+	case bsoncore.TypeDecimal128:
+		d := bson.NewDecimal128(v.Decimal128())
 		if d.IsNaN() || d.IsInf() != 0 {
 			return decimal.Decimal{}, badValue("mongotest: cannot do decimal arithmetic with %s", d)
 		}
@@ -729,19 +727,19 @@ func decimalOf(v bsoncore.Value) (decimal.Decimal, error) {
 
 // toDecimal128 converts d to Decimal128, rounding to 34 significant digits
 // if needed.
-func toDecimal128(d decimal.Decimal) (primitive.Decimal128, error) {
+func toDecimal128(d decimal.Decimal) (bson.Decimal128, error) {
 	// Format as coefficient and exponent so the scale is kept the way
 	// IEEE 754-2008 decimal arithmetic keeps it (0.10 + 0.20 = 0.30).
-	if r, err := primitive.ParseDecimal128(fmt.Sprintf("%sE%d", d.Coefficient().String(), d.Exponent())); err == nil {
+	if r, err := bson.ParseDecimal128(fmt.Sprintf("%sE%d", d.Coefficient().String(), d.Exponent())); err == nil {
 		return r, nil
 	}
 	digits := len(d.Coefficient().String())
 	if digits > 34 {
 		d = d.Round(int32(34 - (digits + int(d.Exponent())) + 0))
 	}
-	r, err := primitive.ParseDecimal128(d.String())
+	r, err := bson.ParseDecimal128(d.String())
 	if err != nil {
-		return primitive.Decimal128{}, badValue("decimal result %s out of range: %v", d, err)
+		return bson.Decimal128{}, badValue("decimal result %s out of range: %v", d, err)
 	}
 	return r, nil
 }
@@ -777,7 +775,7 @@ func upsertSeed(filter bsoncore.Document) (bson.D, error) {
 				}
 				v = eq
 			}
-			if v.Type == bson.TypeRegex {
+			if v.Type == bsoncore.TypeRegex {
 				continue
 			}
 			var err error
@@ -813,7 +811,7 @@ func withIDFirst(doc bsoncore.Document) (bsoncore.Document, bsoncore.Value, erro
 		}
 	}
 	if !found {
-		id = bsoncore.Value{Type: bson.TypeObjectID, Data: bsoncore.AppendObjectID(nil, primitive.NewObjectID())}
+		id = bsoncore.Value{Type: bsoncore.TypeObjectID, Data: bsoncore.AppendObjectID(nil, bson.NewObjectID())}
 	}
 	out = bsoncore.AppendValueElement(out, "_id", id)
 	for _, e := range elems {

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"io"
 
-	"go.mongodb.org/mongo-driver/x/bsonx/bsoncore"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
 // Wire protocol opcodes understood by the server.

@@ -5,10 +5,9 @@ import (
 	"errors"
 	"fmt"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/amanat/cdc/pkg/event"
 )
@@ -36,7 +35,7 @@ const maxChain = 4096
 func ResumeFloor(ctx context.Context, client *mongo.Client, ct event.ClusterTime) (event.ClusterTime, error) {
 	oplog := client.Database("local").Collection("oplog.rs")
 	floor := ct
-	at := primitive.Timestamp{T: ct.T, I: ct.I}
+	at := bson.Timestamp{T: ct.T, I: ct.I}
 	for range maxChain {
 		raw, err := oplog.FindOne(ctx, bson.D{{Key: "ts", Value: at}},
 			options.FindOne().SetProjection(bson.D{{Key: "ts", Value: 1}, {Key: "prevOpTime", Value: 1}, {Key: "o.partialTxn", Value: 1}, {Key: "o.count", Value: 1}})).Raw()
@@ -51,7 +50,7 @@ func ResumeFloor(ctx context.Context, client *mongo.Client, ct event.ClusterTime
 			// A single applyOps entry, a CRUD entry, or the chain's first.
 			return floor, nil
 		}
-		floor, at = event.ClusterTime{T: t, I: i}, primitive.Timestamp{T: t, I: i}
+		floor, at = event.ClusterTime{T: t, I: i}, bson.Timestamp{T: t, I: i}
 	}
 	return floor, fmt.Errorf("%w: the transaction chain ending at %s is longer than %d entries", ErrNoOplog, ct, maxChain)
 }

@@ -5,9 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/amanat/cdc/pkg/event"
 	"github.com/amanat/cdc/pkg/oplog"
@@ -30,7 +28,7 @@ func TestHeadroomOfChainedTransaction(t *testing.T) {
 	}
 	defer sess.EndSession(ctx)
 	big := strings.Repeat("x", 7<<20)
-	if _, err := sess.WithTransaction(ctx, func(sc mongo.SessionContext) (any, error) {
+	if _, err := sess.WithTransaction(ctx, func(sc context.Context) (any, error) {
 		for i := range 3 {
 			if _, err := coll.InsertOne(sc, bson.D{{Key: "_id", Value: i}, {Key: "s", Value: big}}); err != nil {
 				return nil, err
@@ -76,7 +74,7 @@ func TestHeadroomOfChainedTransaction(t *testing.T) {
 	}
 	// The chain's first entry rolls off (the emulator, like the server's
 	// resume, loses the whole transaction): lost.
-	srv.TruncateOplog(primitive.Timestamp{T: first.T, I: first.I + 1})
+	srv.TruncateOplog(bson.Timestamp{T: first.T, I: first.I + 1})
 	if e, _, err = m.Check(ctx); err != nil || !e.Lost {
 		t.Fatalf("after the chain's first entry left the oplog: %+v, %v; want lost", e, err)
 	}

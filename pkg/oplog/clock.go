@@ -4,10 +4,10 @@ import (
 	"context"
 	"fmt"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
-	"go.mongodb.org/mongo-driver/mongo/readconcern"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo/readconcern"
 
 	"github.com/amanat/cdc/pkg/event"
 )
@@ -16,9 +16,9 @@ import (
 // sess: a cluster time such that every write at or before it is visible
 // to the session's later reads (causal consistency) and will not roll
 // back. sess must be causally consistent.
-func MajorityTime(ctx context.Context, client *mongo.Client, sess mongo.Session, db, coll string) (event.ClusterTime, error) {
+func MajorityTime(ctx context.Context, client *mongo.Client, sess *mongo.Session, db, coll string) (event.ClusterTime, error) {
 	c := client.Database(db).Collection(coll, options.Collection().SetReadConcern(readconcern.Majority()))
-	err := mongo.WithSession(ctx, sess, func(sc mongo.SessionContext) error {
+	err := mongo.WithSession(ctx, sess, func(sc context.Context) error {
 		cur, err := c.Find(sc, bson.D{}, options.Find().SetLimit(1).SetProjection(bson.D{{Key: "_id", Value: 1}}))
 		if err != nil {
 			return err

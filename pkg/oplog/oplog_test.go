@@ -7,10 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
@@ -79,7 +78,7 @@ func TestTokenTime(t *testing.T) {
 func connect(t *testing.T) (*mongotest.Server, *mongo.Client) {
 	t.Helper()
 	srv := mongotest.Start(t)
-	client, err := mongo.Connect(context.Background(), options.Client().ApplyURI(srv.URI()))
+	client, err := mongo.Connect(options.Client().ApplyURI(srv.URI()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +123,7 @@ func TestWindowMatchesServer(t *testing.T) {
 	}
 
 	latest := srv.LatestOplogTime()
-	srv.TruncateOplog(primitive.Timestamp{T: latest.T, I: latest.I})
+	srv.TruncateOplog(bson.Timestamp{T: latest.T, I: latest.I})
 	oldest2, err := oplog.Oldest(ctx, client)
 	if err != nil {
 		t.Fatal(err)

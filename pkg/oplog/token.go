@@ -3,7 +3,7 @@ package oplog
 import (
 	"encoding/hex"
 
-	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/amanat/cdc/pkg/event"
 )

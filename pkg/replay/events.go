@@ -1,8 +1,8 @@
 package replay
 
 import (
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/x/bsonx/bsoncore"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 
 	"github.com/amanat/cdc/pkg/event"
 )
@@ -30,7 +30,7 @@ func DocEventID(prefix, db, coll, key string, at event.ClusterTime) string {
 
 // KeyDoc returns the document key {_id: id}.
 func KeyDoc(id bson.RawValue) bson.Raw {
-	return bson.Raw(bsoncore.BuildDocument(nil, bsoncore.AppendValueElement(nil, "_id", bsoncore.Value{Type: id.Type, Data: id.Value})))
+	return bson.Raw(bsoncore.BuildDocument(nil, bsoncore.AppendValueElement(nil, "_id", bsoncore.Value{Type: bsoncore.Type(id.Type), Data: id.Value})))
 }
 
 // DocEvent builds a snapshot, refresh or delete event for a document read

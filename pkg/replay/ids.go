@@ -7,10 +7,10 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
-	"go.mongodb.org/mongo-driver/mongo/readconcern"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo/readconcern"
 	"go.uber.org/zap"
 
 	"github.com/amanat/cdc/pkg/bus"
@@ -138,7 +138,7 @@ func (r *Refresher) Refresh(ctx context.Context, coll string, keys []string, rep
 }
 
 // readChunk reads one chunk of keys and builds their events.
-func (r *Refresher) readChunk(ctx context.Context, sess mongo.Session, c *mongo.Collection, m *transform.Mapping, keys []string, rep *Report) ([]*event.Event, int, error) {
+func (r *Refresher) readChunk(ctx context.Context, sess *mongo.Session, c *mongo.Collection, m *transform.Mapping, keys []string, rep *Report) ([]*event.Event, int, error) {
 	var cands bson.A
 	first := map[string]bson.RawValue{}
 	for _, k := range keys {
@@ -178,7 +178,7 @@ func (r *Refresher) readChunk(ctx context.Context, sess mongo.Session, c *mongo.
 		return nil, 0, fmt.Errorf("refresh %s: cluster time before the read: %w", m.Collection, err)
 	}
 	found := map[string]bson.Raw{}
-	err = mongo.WithSession(ctx, sess, func(sc mongo.SessionContext) error {
+	err = mongo.WithSession(ctx, sess, func(sc context.Context) error {
 		cur, err := c.Find(sc, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: cands}}}})
 		if err != nil {
 			return err

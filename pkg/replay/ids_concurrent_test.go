@@ -13,11 +13,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-	mevent "go.mongodb.org/mongo-driver/event"
-	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	mevent "go.mongodb.org/mongo-driver/v2/event"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
@@ -30,9 +29,9 @@ import (
 	"github.com/amanat/cdc/pkg/replay"
 )
 
-func userDoc(id primitive.ObjectID, username string) bson.D {
-	dec := func(s string) primitive.Decimal128 { d, _ := primitive.ParseDecimal128(s); return d }
-	at := primitive.NewDateTimeFromTime(time.Unix(1.7e9, 0))
+func userDoc(id bson.ObjectID, username string) bson.D {
+	dec := func(s string) bson.Decimal128 { d, _ := bson.ParseDecimal128(s); return d }
+	at := bson.NewDateTimeFromTime(time.Unix(1.7e9, 0))
 	return bson.D{{Key: "_id", Value: id}, {Key: "email", Value: id.Hex() + "@example.com"}, {Key: "username", Value: username},
 		{Key: "role", Value: "user"}, {Key: "points", Value: bson.D{{Key: "available", Value: dec("0")}, {Key: "used", Value: int32(0)}, {Key: "total", Value: dec("0")}}},
 		{Key: "createdAt", Value: at}, {Key: "updatedAt", Value: at}}
@@ -59,7 +58,7 @@ func TestReplayIDsUnderConcurrentWriter(t *testing.T) {
 		uri = mongotest.Start(t).URI()
 	}
 	dbName := fmt.Sprintf("cdc_replay_ids_%d_%d", time.Now().UnixNano()%1e9, rand.IntN(1e6))
-	writer, err := mongo.Connect(ctx, options.Client().ApplyURI(uri))
+	writer, err := mongo.Connect(options.Client().ApplyURI(uri))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,20 +118,20 @@ func TestReplayIDsUnderConcurrentWriter(t *testing.T) {
 
 	// 150 documents: more than the find's first batch (101), so the
 	// find needs a getMore.
-	var ids []primitive.ObjectID
+	var ids []bson.ObjectID
 	var keys []string
 	for range 150 {
-		id := primitive.NewObjectID()
+		id := bson.NewObjectID()
 		ids = append(ids, id)
 		keys = append(keys, id.Hex())
 	}
-	inserted, deleted := primitive.NewObjectID(), ids[len(ids)-1]
+	inserted, deleted := bson.NewObjectID(), ids[len(ids)-1]
 	keys = append(keys, inserted.Hex())
 	// The tailer must be streaming before the first write: a sentinel
 	// written until it shows up in Postgres.
 	sentinel := func() string {
 		t.Helper()
-		id := primitive.NewObjectID()
+		id := bson.NewObjectID()
 		if _, err := users.InsertOne(ctx, userDoc(id, "sentinel-"+id.Hex())); err != nil {
 			t.Fatal(err)
 		}
@@ -188,7 +187,7 @@ func TestReplayIDsUnderConcurrentWriter(t *testing.T) {
 			}
 		})
 	}}
-	rclient, err := mongo.Connect(ctx, options.Client().ApplyURI(uri).SetMonitor(monitor))
+	rclient, err := mongo.Connect(options.Client().ApplyURI(uri).SetMonitor(monitor))
 	if err != nil {
 		t.Fatal(err)
 	}

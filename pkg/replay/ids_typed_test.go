@@ -8,11 +8,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/bsontype"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
@@ -36,13 +34,13 @@ func TestReplayIDsTypedKeys(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	srv := mongotest.Start(t)
-	client, err := mongo.Connect(ctx, options.Client().ApplyURI(srv.URI()))
+	client, err := mongo.Connect(options.Client().ApplyURI(srv.URI()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
 	const db = "cdc_typed_ids"
-	oid := primitive.NewObjectID()
+	oid := bson.NewObjectID()
 	x := oid.Hex()
 	ids := []any{oid, x, int32(7), `{"$numberInt":"7"}`}
 	for i, id := range ids {
@@ -89,7 +87,7 @@ func TestReplayIDsTypedKeys(t *testing.T) {
 	for _, w := range []struct {
 		key string
 		op  event.Op
-		typ bsontype.Type
+		typ bson.Type
 	}{
 		{x, event.OpRefresh, bson.TypeObjectID},
 		{`"` + x + `"`, event.OpRefresh, bson.TypeString},

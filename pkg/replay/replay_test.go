@@ -6,11 +6,9 @@ import (
 	"strings"
 	"testing"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-
 	"github.com/amanat/cdc/pkg/event"
 	"github.com/amanat/cdc/pkg/replay"
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 // TestCheckTarget: the allow-list is a whitelist of exact hosts, never a
@@ -89,9 +87,9 @@ func TestParseClusterTime(t *testing.T) {
 // again from its key string, as one value (keys are typed: a 24-hex key
 // is the ObjectId, the string of those digits has a quoted key).
 func TestKeyCandidates(t *testing.T) {
-	oid, _ := primitive.ObjectIDFromHex("65a1b2c3d4e5f60718293a4b")
+	oid, _ := bson.ObjectIDFromHex("65a1b2c3d4e5f60718293a4b")
 	for _, v := range []any{oid, "plain-string", "65a1b2c3d4e5f60718293a4b", `{"$numberInt":"7"}`, int64(42), int32(7), 3.5,
-		primitive.NewDateTimeFromTime(primitive.NewObjectID().Timestamp()), bson.D{{Key: "a", Value: 1}}} {
+		bson.NewDateTimeFromTime(bson.NewObjectID().Timestamp()), bson.D{{Key: "a", Value: 1}}} {
 		raw, err := bson.Marshal(bson.D{{Key: "_id", Value: v}})
 		if err != nil {
 			t.Fatal(err)
@@ -121,7 +119,7 @@ func TestKeyCandidates(t *testing.T) {
 }
 
 func TestDocEventIDs(t *testing.T) {
-	oid, _ := primitive.ObjectIDFromHex("65a1b2c3d4e5f60718293a4b")
+	oid, _ := bson.ObjectIDFromHex("65a1b2c3d4e5f60718293a4b")
 	raw, _ := bson.Marshal(bson.D{{Key: "_id", Value: oid}, {Key: "n", Value: 1}})
 	doc := bson.Raw(raw)
 	at := event.ClusterTime{T: 1705100000, I: 7}

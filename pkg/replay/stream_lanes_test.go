@@ -12,8 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
+	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
@@ -95,25 +94,25 @@ func (e *streamEnv) next() event.ClusterTime {
 	return event.ClusterTime{T: e.ct, I: 1}
 }
 
-func (e *streamEnv) dec(s string) primitive.Decimal128 {
-	d, err := primitive.ParseDecimal128(s)
+func (e *streamEnv) dec(s string) bson.Decimal128 {
+	d, err := bson.ParseDecimal128(s)
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	return d
 }
 
-func (e *streamEnv) user(id primitive.ObjectID, email string) bson.D {
-	at := primitive.NewDateTimeFromTime(time.Unix(1.7e9, 0))
+func (e *streamEnv) user(id bson.ObjectID, email string) bson.D {
+	at := bson.NewDateTimeFromTime(time.Unix(1.7e9, 0))
 	return bson.D{{Key: "_id", Value: id}, {Key: "email", Value: email}, {Key: "username", Value: "u" + id.Hex()},
 		{Key: "role", Value: "user"}, {Key: "points", Value: bson.D{{Key: "available", Value: e.dec("0")}, {Key: "used", Value: int32(0)}, {Key: "total", Value: e.dec("0")}}},
 		{Key: "createdAt", Value: at}, {Key: "updatedAt", Value: at}}
 }
 
-func (e *streamEnv) point(id, user primitive.ObjectID, amount string) bson.D {
+func (e *streamEnv) point(id, user bson.ObjectID, amount string) bson.D {
 	return bson.D{{Key: "_id", Value: id}, {Key: "userId", Value: user}, {Key: "type", Value: "earned"},
 		{Key: "amount", Value: e.dec(amount)}, {Key: "balance", Value: e.dec(amount)},
-		{Key: "createdAt", Value: primitive.NewDateTimeFromTime(time.Unix(1.7e9, 0))}}
+		{Key: "createdAt", Value: bson.NewDateTimeFromTime(time.Unix(1.7e9, 0))}}
 }
 
 // ev is an insert of doc into coll at ct (txn may be nil).
@@ -123,7 +122,7 @@ func (e *streamEnv) ev(coll string, doc bson.D, ct event.ClusterTime, txn *event
 		e.t.Fatal(err)
 	}
 	key, _ := bson.Marshal(bson.D{{Key: "_id", Value: doc[0].Value}})
-	id := fmt.Sprintf("%d.%d:%s", ct.T, ct.I, doc[0].Value.(primitive.ObjectID).Hex())
+	id := fmt.Sprintf("%d.%d:%s", ct.T, ct.I, doc[0].Value.(bson.ObjectID).Hex())
 	if txn != nil {
 		id += fmt.Sprintf(":%d", txn.Index)
 	}
@@ -160,9 +159,9 @@ func (e *streamEnv) seed(users int) (nUsers, nPoints int) {
 	e.t.Helper()
 	parts := map[string]bool{}
 	for i := 0; i < users || len(parts) < 2; i++ {
-		u := primitive.NewObjectID()
+		u := bson.NewObjectID()
 		e.publish(e.ev("users", e.user(u, u.Hex()+"@example.com"), e.next(), nil))
-		l := e.publish(e.ev("pointTransactions", e.point(primitive.NewObjectID(), u, "1"), e.next(), nil))
+		l := e.publish(e.ev("pointTransactions", e.point(bson.NewObjectID(), u, "1"), e.next(), nil))
 		parts[l[0]] = true
 		nUsers, nPoints = nUsers+1, nPoints+1
 		if i > 1000 {
@@ -211,7 +210,7 @@ func TestReplayStreamLanesSince(t *testing.T) {
 	e := newStreamEnv(t, splitLanes)
 	since := time.Now().Add(-time.Second)
 	users, points := e.seed(20)
-	txUser, txPoint := primitive.NewObjectID(), primitive.NewObjectID()
+	txUser, txPoint := bson.NewObjectID(), bson.NewObjectID()
 	ct := e.next()
 	if l := e.publish(
 		e.ev("users", e.user(txUser, "txn@example.com"), ct, &event.Txn{LSID: "ab", Number: 1, Index: 0}),
@@ -351,7 +350,7 @@ func TestReplayStreamLanesSequencesNeedALane(t *testing.T) {
 func TestReplayStreamLaneFromSeq(t *testing.T) {
 	e := newStreamEnv(t, splitLanes)
 	users, _ := e.seed(5)
-	bad := primitive.NewObjectID()
+	bad := bson.NewObjectID()
 	e.publish(e.ev("users", e.user(bad, "nul\x00byte@example.com"), e.next(), nil)) // CDC_users users+1: Postgres refuses NUL
 	users++
 
@@ -395,12 +394,12 @@ func TestReplayStreamLaneFromSeq(t *testing.T) {
 // it.
 func TestReplayStreamWithoutLanes(t *testing.T) {
 	e := newStreamEnv(t, nil)
-	ids := make([]primitive.ObjectID, 4)
+	ids := make([]bson.ObjectID, 4)
 	for i := range ids {
-		ids[i] = primitive.NewObjectID()
+		ids[i] = bson.NewObjectID()
 		e.publish(e.ev("users", e.user(ids[i], ids[i].Hex()+"@example.com"), e.next(), nil))
 	}
-	bad := primitive.NewObjectID()
+	bad := bson.NewObjectID()
 	e.publish(e.ev("users", e.user(bad, "nul\x00byte@example.com"), e.next(), nil))
 	rep, err := e.replay(replay.StreamConfig{FromSeq: 1})
 	if err != nil || rep.Read != 5 || rep.Applied != 4 || rep.DeadLettered != 1 || rep.Errors != 1 {

@@ -7,18 +7,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-
 	"github.com/amanat/cdc/pkg/event"
 	"github.com/amanat/cdc/pkg/migrate"
 	"github.com/amanat/cdc/pkg/pgtest"
 	"github.com/amanat/cdc/pkg/sink"
 	"github.com/amanat/cdc/pkg/transform"
 	"github.com/amanat/cdc/transforms"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 // Benchmarks measure with fsync on, as production runs.
@@ -49,8 +47,8 @@ func userEvents(b *testing.B, n int, ct uint32) ([]sink.Raw, []bson.Raw) {
 	msgs := make([]sink.Raw, n)
 	docs := make([]bson.Raw, n)
 	for i := 0; i < n; i++ {
-		oid := primitive.NewObjectID()
-		pts, _ := primitive.ParseDecimal128(fmt.Sprintf("%d.123456789012345678", i))
+		oid := bson.NewObjectID()
+		pts, _ := bson.ParseDecimal128(fmt.Sprintf("%d.123456789012345678", i))
 		doc, _ := bson.Marshal(bson.D{
 			{Key: "_id", Value: oid},
 			{Key: "email", Value: fmt.Sprintf("user%d-%d@example.com", ct, i)},
@@ -61,8 +59,8 @@ func userEvents(b *testing.B, n int, ct uint32) ([]sink.Raw, []bson.Raw) {
 			{Key: "isVerified", Value: true}, {Key: "referralCode", Value: fmt.Sprintf("REF%d-%08d", ct, i)},
 			{Key: "points", Value: bson.D{{Key: "available", Value: pts}, {Key: "used", Value: int32(0)}, {Key: "total", Value: pts}}},
 			{Key: "profile", Value: bson.D{{Key: "bio", Value: "a short biography of this user for the benchmark"}, {Key: "lang", Value: "en"}}},
-			{Key: "createdAt", Value: primitive.NewDateTimeFromTime(time.Now())},
-			{Key: "updatedAt", Value: primitive.NewDateTimeFromTime(time.Now())},
+			{Key: "createdAt", Value: bson.NewDateTimeFromTime(time.Now())},
+			{Key: "updatedAt", Value: bson.NewDateTimeFromTime(time.Now())},
 		})
 		docs[i] = doc
 		key, _ := bson.Marshal(bson.D{{Key: "_id", Value: oid}})

@@ -1,11 +1,9 @@
 package sink_test
 
 import (
-	"testing"
-
-	"go.mongodb.org/mongo-driver/bson/primitive"
-
 	"github.com/amanat/cdc/pkg/bus"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"testing"
 )
 
 // deadLetterAt returns the stream and stream sequence of the dead letter
@@ -25,7 +23,7 @@ func (e *env) deadLetterAt(key string) (string, int64) {
 func TestDeadLetterRecordsItsStream(t *testing.T) {
 	e := newEnv(t)
 	e.users(1)
-	bad := primitive.NewObjectID()
+	bad := bson.NewObjectID()
 	e.publish(e.ev("users", e.userDoc(bad, "nul\x00byte@example.com"), e.next(), nil))
 	r := e.start(e.config("a"))
 	defer r.stop(t)
@@ -43,12 +41,12 @@ func TestLaneDeadLetterRecordsItsLaneStream(t *testing.T) {
 	router := e.useLanes(
 		bus.Lane{Name: "users", Collections: []string{"users"}},
 		bus.Lane{Name: "points", Collections: []string{"pointTransactions"}})
-	good, badUser, badPoint := primitive.NewObjectID(), primitive.NewObjectID(), primitive.NewObjectID()
+	good, badUser, badPoint := bson.NewObjectID(), bson.NewObjectID(), bson.NewObjectID()
 	e.publishLaned(router,
-		e.ev("users", e.userDoc(good, "good@example.com"), e.next(), nil),                        // CDC_users 1
-		e.ev("users", e.userDoc(badUser, "nul\x00byte@example.com"), e.next(), nil),              // CDC_users 2
-		e.ev("pointTransactions", e.pointDoc(primitive.NewObjectID(), good, "1"), e.next(), nil), // CDC_points 1
-		e.ev("pointTransactions", e.pointDoc(badPoint, good, "NaN"), e.next(), nil),              // CDC_points 2
+		e.ev("users", e.userDoc(good, "good@example.com"), e.next(), nil),                   // CDC_users 1
+		e.ev("users", e.userDoc(badUser, "nul\x00byte@example.com"), e.next(), nil),         // CDC_users 2
+		e.ev("pointTransactions", e.pointDoc(bson.NewObjectID(), good, "1"), e.next(), nil), // CDC_points 1
+		e.ev("pointTransactions", e.pointDoc(badPoint, good, "NaN"), e.next(), nil),         // CDC_points 2
 	)
 	e.startLanes("a")
 	e.waitCount("both bad events dead-lettered", 2, `SELECT count(*) FROM cdc.dead_letters`)

@@ -10,7 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.mongodb.org/mongo-driver/bson/primitive"
+	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
@@ -129,11 +129,11 @@ func TestLanesRebalanceAndKill(t *testing.T) {
 	})
 
 	const users, updates = 50, 2000
-	ids := make([]primitive.ObjectID, users)
+	ids := make([]bson.ObjectID, users)
 	for i := range ids {
-		ids[i] = primitive.NewObjectID()
+		ids[i] = bson.NewObjectID()
 		e.publishLaned(router, e.ev("users", e.userDoc(ids[i], fmt.Sprintf("%s@example.com", ids[i].Hex())), e.next(), nil))
-		e.publishLaned(router, e.ev("pointTransactions", e.pointDoc(primitive.NewObjectID(), ids[i], "1"), e.next(), nil))
+		e.publishLaned(router, e.ev("pointTransactions", e.pointDoc(bson.NewObjectID(), ids[i], "1"), e.next(), nil))
 	}
 	hot := ids[0]
 	var victim *laneInstance
@@ -151,7 +151,7 @@ func TestLanesRebalanceAndKill(t *testing.T) {
 	}
 	// A transaction over both lanes' collections: all of it goes to the
 	// lane of its first event (users).
-	txUser, txPoint := primitive.NewObjectID(), primitive.NewObjectID()
+	txUser, txPoint := bson.NewObjectID(), bson.NewObjectID()
 	ct := e.next()
 	e.publishLaned(router,
 		e.ev("users", e.userDoc(txUser, "txn@example.com"), ct, &event.Txn{LSID: "ab", Number: 1, Index: 0}),

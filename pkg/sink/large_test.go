@@ -7,12 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-
 	"github.com/amanat/cdc/pkg/bus"
 	"github.com/amanat/cdc/pkg/event"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 // newLargeEnv is newEnv on a bus whose max_payload is 1 MiB.
@@ -74,7 +72,7 @@ func (e *env) update(coll string, doc, pre bson.D, ct event.ClusterTime) *event.
 // dead-lettered with the reason and the recovery, and the sink goes on.
 func TestLargeEventAppliesExactly(t *testing.T) {
 	e := newLargeEnv(t)
-	big, lost := primitive.NewObjectID(), primitive.NewObjectID()
+	big, lost := bson.NewObjectID(), bson.NewObjectID()
 	e.publishAsTailer(e.ev("users", e.userDoc(big, "big@example.com"), e.next(), nil))
 	e.publishAsTailer(e.ev("users", e.userDoc(lost, "lost@example.com"), e.next(), nil))
 
@@ -108,7 +106,7 @@ func TestLargeEventAppliesExactly(t *testing.T) {
 	if _, err := e.js.PublishMsg(e.ctx, msg); err != nil {
 		t.Fatal(err)
 	}
-	after := primitive.NewObjectID()
+	after := bson.NewObjectID()
 	e.publishAsTailer(e.ev("users", e.userDoc(after, "after@example.com"), e.next(), nil))
 
 	r := e.start(e.config("a"))

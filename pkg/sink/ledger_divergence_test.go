@@ -5,12 +5,10 @@ import (
 	"strings"
 	"testing"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-
 	"github.com/amanat/cdc/pkg/event"
 	"github.com/amanat/cdc/pkg/sink"
 	"github.com/amanat/cdc/pkg/transform"
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 // ledgerYAML is an append-only mapping shaped like fundsLedger, without
@@ -53,7 +51,7 @@ func TestLedgerRefreshThatDiffersIsAViolation(t *testing.T) {
 			t.Fatal(err)
 		}
 		key, _ := bson.Marshal(bson.D{{Key: "_id", Value: doc[0].Value}})
-		ev := &event.Event{V: event.Version, ID: fmt.Sprintf("%s:%d.%d:%s", op, ct.T, ct.I, doc[0].Value.(primitive.ObjectID).Hex()), Op: op,
+		ev := &event.Event{V: event.Version, ID: fmt.Sprintf("%s:%d.%d:%s", op, ct.T, ct.I, doc[0].Value.(bson.ObjectID).Hex()), Op: op,
 			Source: event.Source{DB: "escrow", Coll: "ledger", ClusterTime: ct}, Key: key, Doc: raw}
 		data, err := ev.Marshal()
 		if err != nil {
@@ -66,10 +64,10 @@ func TestLedgerRefreshThatDiffersIsAViolation(t *testing.T) {
 		}
 		return res
 	}
-	entry := func(id primitive.ObjectID, amount, memo string, meta bson.D) bson.D {
+	entry := func(id bson.ObjectID, amount, memo string, meta bson.D) bson.D {
 		return bson.D{{Key: "_id", Value: id}, {Key: "amount", Value: dec(t, amount)}, {Key: "memo", Value: memo}, {Key: "meta", Value: meta}}
 	}
-	stored := func(id primitive.ObjectID) string {
+	stored := func(id bson.ObjectID) string {
 		var s string
 		if err := e.pool.QueryRow(e.ctx, `SELECT l.amount::text || '|' || coalesce(l.memo, '') || '|' || coalesce(l.meta::text, '')
 			FROM ledger_t l JOIN id_map m ON m.new_id = l.id WHERE m.collection = 'ledger' AND m.legacy_object_id = $1`, id.Hex()).Scan(&s); err != nil {
@@ -77,7 +75,7 @@ func TestLedgerRefreshThatDiffersIsAViolation(t *testing.T) {
 		}
 		return s
 	}
-	id := primitive.NewObjectID()
+	id := bson.NewObjectID()
 	meta := bson.D{{Key: "a", Value: int32(1)}, {Key: "b", Value: "x"}}
 	if r := apply(event.OpInsert, entry(id, "1.50", "deposit", meta)); r.Applied != 1 || r.DeadLettered != 0 {
 		t.Fatalf("insert: %+v", r)
@@ -104,16 +102,16 @@ func TestLedgerRefreshThatDiffersIsAViolation(t *testing.T) {
 	cases := []struct {
 		name string
 		op   event.Op
-		doc  func(id primitive.ObjectID) bson.D
+		doc  func(id bson.ObjectID) bson.D
 	}{
-		{"refresh with another amount", event.OpRefresh, func(id primitive.ObjectID) bson.D { return entry(id, "1000000.50", "deposit", meta) }},
-		{"snapshot with another amount by 1E-18", event.OpSnapshot, func(id primitive.ObjectID) bson.D { return entry(id, "1.500000000000000001", "deposit", meta) }},
-		{"refresh with other metadata", event.OpRefresh, func(id primitive.ObjectID) bson.D {
+		{"refresh with another amount", event.OpRefresh, func(id bson.ObjectID) bson.D { return entry(id, "1000000.50", "deposit", meta) }},
+		{"snapshot with another amount by 1E-18", event.OpSnapshot, func(id bson.ObjectID) bson.D { return entry(id, "1.500000000000000001", "deposit", meta) }},
+		{"refresh with other metadata", event.OpRefresh, func(id bson.ObjectID) bson.D {
 			return entry(id, "1.50", "deposit", bson.D{{Key: "a", Value: int32(2)}, {Key: "b", Value: "x"}})
 		}},
 	}
 	for _, tc := range cases {
-		id := primitive.NewObjectID()
+		id := bson.NewObjectID()
 		apply(event.OpInsert, entry(id, "1.50", "deposit", meta))
 		want := stored(id)
 		r := apply(tc.op, tc.doc(id))
@@ -135,15 +133,15 @@ func TestLedgerRefreshThatDiffersIsAViolation(t *testing.T) {
 		t.Fatalf("%d open violations, want %d", n, len(cases))
 	}
 	// Another entry in the same batch as a divergent one still applies.
-	other := primitive.NewObjectID()
-	id = primitive.NewObjectID()
+	other := bson.NewObjectID()
+	id = bson.NewObjectID()
 	apply(event.OpInsert, entry(id, "1.50", "deposit", meta))
 	ct := e.next()
 	var msgs []sink.Raw
 	for _, d := range []bson.D{entry(id, "7", "deposit", meta), entry(other, "2", "fee", nil)} {
 		raw, _ := bson.Marshal(d)
 		key, _ := bson.Marshal(bson.D{{Key: "_id", Value: d[0].Value}})
-		ev := &event.Event{V: event.Version, ID: fmt.Sprintf("batch:%s", d[0].Value.(primitive.ObjectID).Hex()), Op: event.OpRefresh,
+		ev := &event.Event{V: event.Version, ID: fmt.Sprintf("batch:%s", d[0].Value.(bson.ObjectID).Hex()), Op: event.OpRefresh,
 			Source: event.Source{DB: "escrow", Coll: "ledger", ClusterTime: ct}, Key: key, Doc: raw}
 		data, _ := ev.Marshal()
 		seq++

@@ -14,8 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
+	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 	"go.uber.org/zap/zaptest/observer"
@@ -92,24 +91,24 @@ func (e *env) next() event.ClusterTime {
 	return event.ClusterTime{T: e.ct, I: 1}
 }
 
-func dec(t *testing.T, s string) primitive.Decimal128 {
-	d, err := primitive.ParseDecimal128(s)
+func dec(t *testing.T, s string) bson.Decimal128 {
+	d, err := bson.ParseDecimal128(s)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return d
 }
 
-func (e *env) userDoc(id primitive.ObjectID, email string) bson.D {
+func (e *env) userDoc(id bson.ObjectID, email string) bson.D {
 	return bson.D{{Key: "_id", Value: id}, {Key: "email", Value: email}, {Key: "username", Value: "u" + id.Hex()},
 		{Key: "role", Value: "user"}, {Key: "points", Value: bson.D{{Key: "available", Value: dec(e.t, "0")}, {Key: "used", Value: int32(0)}, {Key: "total", Value: dec(e.t, "0")}}},
-		{Key: "createdAt", Value: primitive.NewDateTimeFromTime(time.Unix(1.7e9, 0))}, {Key: "updatedAt", Value: primitive.NewDateTimeFromTime(time.Unix(1.7e9, 0))}}
+		{Key: "createdAt", Value: bson.NewDateTimeFromTime(time.Unix(1.7e9, 0))}, {Key: "updatedAt", Value: bson.NewDateTimeFromTime(time.Unix(1.7e9, 0))}}
 }
 
-func (e *env) pointDoc(id, user primitive.ObjectID, amount string) bson.D {
+func (e *env) pointDoc(id, user bson.ObjectID, amount string) bson.D {
 	return bson.D{{Key: "_id", Value: id}, {Key: "userId", Value: user}, {Key: "type", Value: "earned"},
 		{Key: "amount", Value: dec(e.t, amount)}, {Key: "balance", Value: dec(e.t, amount)},
-		{Key: "createdAt", Value: primitive.NewDateTimeFromTime(time.Unix(1.7e9, 0))}}
+		{Key: "createdAt", Value: bson.NewDateTimeFromTime(time.Unix(1.7e9, 0))}}
 }
 
 // ev builds an insert event of doc in coll at ct (txn may be nil).
@@ -119,7 +118,7 @@ func (e *env) ev(coll string, doc bson.D, ct event.ClusterTime, txn *event.Txn) 
 		e.t.Fatal(err)
 	}
 	key, _ := bson.Marshal(bson.D{{Key: "_id", Value: doc[0].Value}})
-	id := fmt.Sprintf("%d.%d:%s", ct.T, ct.I, doc[0].Value.(primitive.ObjectID).Hex())
+	id := fmt.Sprintf("%d.%d:%s", ct.T, ct.I, doc[0].Value.(bson.ObjectID).Hex())
 	if txn != nil {
 		id += fmt.Sprintf(":%d", txn.Index)
 	}
@@ -228,10 +227,10 @@ func (e *env) position() state.Position {
 	return p
 }
 
-func (e *env) users(n int) []primitive.ObjectID {
-	ids := make([]primitive.ObjectID, n)
+func (e *env) users(n int) []bson.ObjectID {
+	ids := make([]bson.ObjectID, n)
 	for i := range ids {
-		ids[i] = primitive.NewObjectID()
+		ids[i] = bson.NewObjectID()
 		e.publish(e.ev("users", e.userDoc(ids[i], fmt.Sprintf("%s@example.com", ids[i].Hex())), e.next(), nil))
 	}
 	return ids
@@ -242,8 +241,8 @@ func (e *env) users(n int) []primitive.ObjectID {
 // the parent comes (issue row 1).
 func TestWaitingEventSurvivesRestart(t *testing.T) {
 	e := newEnv(t)
-	user := primitive.NewObjectID()
-	pt := primitive.NewObjectID()
+	user := bson.NewObjectID()
+	pt := bson.NewObjectID()
 	e.publish(e.ev("pointTransactions", e.pointDoc(pt, user, "5"), e.next(), nil))
 	r := e.start(e.config("a"))
 	e.waitCount("the point transaction set aside", 1, `SELECT count(*) FROM cdc.deferred_events WHERE kind = 'wait'`)
@@ -402,7 +401,7 @@ func TestTransactionOf50000Operations(t *testing.T) {
 	ct := e.next()
 	evs := make([]*event.Event, n)
 	for i := range evs {
-		evs[i] = e.ev("pointTransactions", e.pointDoc(primitive.NewObjectID(), user, "1"), ct,
+		evs[i] = e.ev("pointTransactions", e.pointDoc(bson.NewObjectID(), user, "1"), ct,
 			&event.Txn{LSID: "0123456789abcdef0123456789abcdef", Number: 7, Index: i, Last: i == n-1})
 	}
 	e.publishAsync(evs)
@@ -443,7 +442,7 @@ func TestIncompleteTransactionDeadLetteredWhole(t *testing.T) {
 	user := e.users(1)[0]
 	ct := e.next()
 	for i := 0; i < 3; i++ {
-		e.publish(e.ev("pointTransactions", e.pointDoc(primitive.NewObjectID(), user, "1"), ct,
+		e.publish(e.ev("pointTransactions", e.pointDoc(bson.NewObjectID(), user, "1"), ct,
 			&event.Txn{LSID: "fedcba9876543210fedcba9876543210", Number: 1, Index: i}))
 	}
 	e.users(1)
@@ -495,7 +494,7 @@ func TestPostgresRestoredFromBackupReapplies(t *testing.T) {
 // (acceptance 4).
 func TestIndexRowTooLargeDeadLettered(t *testing.T) {
 	e := newEnv(t)
-	big := primitive.NewObjectID()
+	big := bson.NewObjectID()
 	// Random text: a repeated one compresses below the btree limit.
 	buf := make([]byte, 4608)
 	if _, err := rand.Read(buf); err != nil {
@@ -520,13 +519,13 @@ func TestMoreWaitingEventsThanInFlightLimit(t *testing.T) {
 	}
 	e := newEnv(t)
 	const n = 25000
-	users := make([]primitive.ObjectID, 50)
+	users := make([]bson.ObjectID, 50)
 	for i := range users {
-		users[i] = primitive.NewObjectID()
+		users[i] = bson.NewObjectID()
 	}
 	evs := make([]*event.Event, n)
 	for i := range evs {
-		evs[i] = e.ev("pointTransactions", e.pointDoc(primitive.NewObjectID(), users[i%len(users)], "1"), e.next(), nil)
+		evs[i] = e.ev("pointTransactions", e.pointDoc(bson.NewObjectID(), users[i%len(users)], "1"), e.next(), nil)
 	}
 	e.publishAsync(evs)
 	r := e.start(e.config("a"))
@@ -552,11 +551,11 @@ func TestMoreWaitingEventsThanInFlightLimit(t *testing.T) {
 
 // fillStream publishes users until the size-limited stream refuses one
 // (discard policy new) and returns their ids.
-func (e *env) fillStream() []primitive.ObjectID {
+func (e *env) fillStream() []bson.ObjectID {
 	e.t.Helper()
-	var ids []primitive.ObjectID
+	var ids []bson.ObjectID
 	for len(ids) < 100000 {
-		id := primitive.NewObjectID()
+		id := bson.NewObjectID()
 		msg, _, err := bus.EventMsg(e.streams, e.ev("users", e.userDoc(id, id.Hex()+"@example.com"), e.next(), nil), e.nc.MaxPayload())
 		if err != nil {
 			e.t.Fatal(err)
@@ -649,7 +648,7 @@ func TestFullStreamTrimmedBelowTheAppliedPosition(t *testing.T) {
 // Postgres to accept the NUL.
 func TestNULDocumentDeadLettered(t *testing.T) {
 	e := newEnv(t)
-	bad := primitive.NewObjectID()
+	bad := bson.NewObjectID()
 	e.publish(e.ev("users", e.userDoc(bad, "nul\x00byte@example.com"), e.next(), nil))
 	e.users(2)
 	r := e.start(e.config("a"))

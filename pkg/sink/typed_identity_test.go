@@ -5,15 +5,13 @@ import (
 	"testing"
 	"time"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-
 	"github.com/amanat/cdc/pkg/event"
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 // typedUser is a users document with any _id.
 func (e *env) typedUser(id any, email string) bson.D {
-	at := primitive.NewDateTimeFromTime(time.Unix(1.7e9, 0))
+	at := bson.NewDateTimeFromTime(time.Unix(1.7e9, 0))
 	return bson.D{{Key: "_id", Value: id}, {Key: "email", Value: email}, {Key: "username", Value: email},
 		{Key: "role", Value: "user"}, {Key: "points", Value: bson.D{{Key: "available", Value: dec(e.t, "0")}, {Key: "used", Value: int32(0)}, {Key: "total", Value: dec(e.t, "0")}}},
 		{Key: "createdAt", Value: at}, {Key: "updatedAt", Value: at}}
@@ -69,7 +67,7 @@ func (e *env) emailOf(key string) string {
 // row, updated.
 func TestTypedIdentity(t *testing.T) {
 	e := newEnv(t)
-	oid := primitive.NewObjectID()
+	oid := bson.NewObjectID()
 	x := oid.Hex()
 	r := e.start(e.config("a"))
 	defer r.stop(t)

@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/amanat/cdc/pkg/event"
 	"github.com/amanat/cdc/pkg/oplog"
@@ -77,7 +77,7 @@ type handoffPlan struct {
 // handoff records the snapshot's start time T and makes sure streaming
 // covers every change from T on. See the package documentation for the
 // cases.
-func (r *Runner) handoff(ctx context.Context, sess mongo.Session, first string) (handoffPlan, error) {
+func (r *Runner) handoff(ctx context.Context, sess *mongo.Session, first string) (handoffPlan, error) {
 	for attempt := 0; attempt < 5; attempt++ {
 		// The checkpoint is read BEFORE T: whatever it says, it was
 		// written by a tailer that had published everything up to it,

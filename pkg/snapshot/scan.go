@@ -4,9 +4,9 @@ import (
 	"context"
 	"fmt"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/amanat/cdc/pkg/event"
 	"github.com/amanat/cdc/pkg/mongoid"
@@ -14,10 +14,10 @@ import (
 
 // nextBatch reads the next BatchSize documents in _id order after last
 // (from the start when !hasLast), and the cluster time of the read.
-func (r *Runner) nextBatch(ctx context.Context, sess mongo.Session, coll *mongo.Collection, last bson.RawValue, hasLast bool) ([]bson.Raw, event.ClusterTime, error) {
+func (r *Runner) nextBatch(ctx context.Context, sess *mongo.Session, coll *mongo.Collection, last bson.RawValue, hasLast bool) ([]bson.Raw, event.ClusterTime, error) {
 	n := r.cfg.BatchSize
 	var out []bson.Raw
-	err := mongo.WithSession(ctx, sess, func(sc mongo.SessionContext) error {
+	err := mongo.WithSession(ctx, sess, func(sc context.Context) error {
 		filter := bson.D{}
 		if hasLast {
 			filter = bson.D{{Key: "_id", Value: bson.D{{Key: "$gt", Value: last}}}}

@@ -8,10 +8,10 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
-	"go.mongodb.org/mongo-driver/mongo/readconcern"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo/readconcern"
 	"go.uber.org/zap"
 
 	"github.com/amanat/cdc/pkg/bus"
@@ -196,11 +196,11 @@ func (r *Runner) openProgress(ctx context.Context) (*progressStore, *Progress, e
 
 // plan fills a dry run's report: per collection, its count, where it
 // would start and whether its batches wait for the tailer.
-func (r *Runner) plan(ctx context.Context, sess mongo.Session, prog *Progress, rep *replay.Report) error {
+func (r *Runner) plan(ctx context.Context, sess *mongo.Session, prog *Progress, rep *replay.Report) error {
 	for _, cp := range prog.Collections {
 		coll := r.collection(cp.Name)
 		var n int64
-		err := mongo.WithSession(ctx, sess, func(sc mongo.SessionContext) error {
+		err := mongo.WithSession(ctx, sess, func(sc context.Context) error {
 			var err error
 			n, err = coll.CountDocuments(sc, bson.D{})
 			return err
@@ -236,10 +236,10 @@ type batch struct {
 }
 
 // scan publishes collection i from its saved position to its end.
-func (r *Runner) scan(ctx context.Context, sess mongo.Session, store *progressStore, prog *Progress, i int, rep *replay.Report) error {
+func (r *Runner) scan(ctx context.Context, sess *mongo.Session, store *progressStore, prog *Progress, i int, rep *replay.Report) error {
 	cp := &prog.Collections[i]
 	coll := r.collection(cp.Name)
-	err := mongo.WithSession(ctx, sess, func(sc mongo.SessionContext) error {
+	err := mongo.WithSession(ctx, sess, func(sc context.Context) error {
 		var err error
 		cp.Total, err = coll.CountDocuments(sc, bson.D{})
 		return err

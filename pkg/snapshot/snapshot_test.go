@@ -10,11 +10,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/bsontype"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
@@ -47,7 +45,7 @@ func newWorld(t *testing.T) *world {
 	t.Cleanup(cancel)
 	w := &world{t: t, ctx: ctx, db: "snapdb"}
 	w.srv = mongotest.Start(t)
-	client, err := mongo.Connect(ctx, options.Client().ApplyURI(w.srv.URI()))
+	client, err := mongo.Connect(options.Client().ApplyURI(w.srv.URI()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,9 +110,9 @@ func (w *world) seed(nParents, nKids int) int {
 		case 1:
 			id = fmt.Sprintf("p-%05d", i)
 		case 2:
-			id = primitive.NewObjectID()
+			id = bson.NewObjectID()
 		default:
-			id = primitive.NewDateTimeFromTime(time.Unix(int64(i), 0))
+			id = bson.NewDateTimeFromTime(time.Unix(int64(i), 0))
 		}
 		docs = append(docs, bson.D{{Key: "_id", Value: id}, {Key: "name", Value: fmt.Sprint("parent ", i)}})
 	}
@@ -123,7 +121,7 @@ func (w *world) seed(nParents, nKids int) int {
 	}
 	docs = docs[:0]
 	for i := 0; i < nKids; i++ {
-		docs = append(docs, bson.D{{Key: "_id", Value: primitive.NewObjectID()}, {Key: "parent", Value: primitive.NewObjectID()}})
+		docs = append(docs, bson.D{{Key: "_id", Value: bson.NewObjectID()}, {Key: "parent", Value: bson.NewObjectID()}})
 	}
 	if _, err := w.client.Database(w.db).Collection("kids").InsertMany(w.ctx, docs); err != nil {
 		w.t.Fatal(err)
@@ -208,7 +206,7 @@ func TestSnapshotPublishesParentsFirstAndHandsOff(t *testing.T) {
 		}
 		if want == "parents" {
 			key, _ := ev.KeyDocument()
-			kind := map[bsontype.Type]int{bsontype.Int64: 0, bsontype.String: 1, bsontype.ObjectID: 2, bsontype.DateTime: 3}[key.Lookup("_id").Type]
+			kind := map[bson.Type]int{bson.TypeInt64: 0, bson.TypeString: 1, bson.TypeObjectID: 2, bson.TypeDateTime: 3}[key.Lookup("_id").Type]
 			if kind < lastParentKind {
 				t.Fatalf("event %d: _id type order broken", i)
 			}

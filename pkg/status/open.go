@@ -18,9 +18,9 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
-	"go.mongodb.org/mongo-driver/mongo/readpref"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
 
 	"github.com/amanat/cdc/pkg/bus"
 	"github.com/amanat/cdc/pkg/config"
@@ -147,7 +147,7 @@ func (s *Sources) openMongo(ctx context.Context, uri string, timeout time.Durati
 		s.Mongo.Error = "mongo.uri is not set"
 		return
 	}
-	client, err := mongo.Connect(ctx, options.Client().ApplyURI(uri).SetAppName("cdc-status").
+	client, err := mongo.Connect(options.Client().ApplyURI(uri).SetAppName("cdc-status").
 		SetServerSelectionTimeout(timeout).SetConnectTimeout(timeout))
 	if err != nil {
 		s.Mongo.Error = "bad mongo.uri: " + scrub(oneLine(err), uri)

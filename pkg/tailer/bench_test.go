@@ -8,10 +8,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.uber.org/zap"
 
 	"github.com/amanat/cdc/pkg/bus"
@@ -50,14 +49,14 @@ func benchBus(b *testing.B) (jetstream.JetStream, bus.StreamsConfig) {
 // payment-like ~600-byte documents.
 func benchDocs(n int) []any {
 	docs := make([]any, n)
-	amt, _ := primitive.ParseDecimal128("1234.567890123456789")
+	amt, _ := bson.ParseDecimal128("1234.567890123456789")
 	for i := range docs {
-		docs[i] = bson.D{{Key: "_id", Value: primitive.NewObjectID()}, {Key: "amount", Value: amt},
+		docs[i] = bson.D{{Key: "_id", Value: bson.NewObjectID()}, {Key: "amount", Value: amt},
 			{Key: "currency", Value: "USDT"}, {Key: "status", Value: "pending"}, {Key: "provider", Value: "request.network"},
-			{Key: "direction", Value: "in"}, {Key: "createdAt", Value: primitive.NewDateTimeFromTime(time.Now())},
-			{Key: "metadata", Value: bson.D{{Key: "sellerId", Value: primitive.NewObjectID()}, {Key: "rnRequestId", Value: fmt.Sprintf("01%062d", i)},
+			{Key: "direction", Value: "in"}, {Key: "createdAt", Value: bson.NewDateTimeFromTime(time.Now())},
+			{Key: "metadata", Value: bson.D{{Key: "sellerId", Value: bson.NewObjectID()}, {Key: "rnRequestId", Value: fmt.Sprintf("01%062d", i)},
 				{Key: "note", Value: "a payment document of roughly six hundred bytes for the publish benchmark, padded with text"}}},
-			{Key: "buyerId", Value: primitive.NewObjectID()}, {Key: "purchaseRequestId", Value: primitive.NewObjectID()}}
+			{Key: "buyerId", Value: bson.NewObjectID()}, {Key: "purchaseRequestId", Value: bson.NewObjectID()}}
 	}
 	return docs
 }
@@ -67,7 +66,7 @@ func benchDocs(n int) []any {
 func BenchmarkTailerPublish(b *testing.B) {
 	ctx := context.Background()
 	srv := mongotest.Start(b)
-	client, err := mongo.Connect(ctx, options.Client().ApplyURI(srv.URI()))
+	client, err := mongo.Connect(options.Client().ApplyURI(srv.URI()))
 	if err != nil {
 		b.Fatal(err)
 	}

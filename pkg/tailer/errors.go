@@ -7,7 +7,7 @@ import (
 
 	"github.com/amanat/cdc/pkg/bus"
 
-	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/amanat/cdc/pkg/config"
 	"github.com/nats-io/nats.go"

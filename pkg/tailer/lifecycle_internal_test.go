@@ -5,9 +5,8 @@ import (
 	"strings"
 	"testing"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/amanat/cdc/pkg/event"
 	"github.com/nats-io/nats.go"
@@ -16,7 +15,7 @@ import (
 
 func changeDoc(t *testing.T, d bson.D) bson.Raw {
 	t.Helper()
-	base := bson.D{{Key: "_id", Value: bson.D{{Key: "_data", Value: "82"}}}, {Key: "clusterTime", Value: primitive.Timestamp{T: 100, I: 2}}}
+	base := bson.D{{Key: "_id", Value: bson.D{{Key: "_data", Value: "82"}}}, {Key: "clusterTime", Value: bson.Timestamp{T: 100, I: 2}}}
 	b, err := bson.Marshal(append(base, d...))
 	if err != nil {
 		t.Fatal(err)

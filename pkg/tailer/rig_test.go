@@ -8,9 +8,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.uber.org/zap"
 
 	"github.com/amanat/cdc/pkg/bus"
@@ -49,7 +49,7 @@ func newRig(t *testing.T, maxBytes int64) *rig {
 // newRigOn is newRig on a given server.
 func newRigOn(t *testing.T, ctx context.Context, srv *mongotest.Server, maxBytes int64) *rig {
 	t.Helper()
-	client, err := mongo.Connect(ctx, options.Client().ApplyURI(srv.URI()))
+	client, err := mongo.Connect(options.Client().ApplyURI(srv.URI()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,8 +4,8 @@ import (
 	"errors"
 	"fmt"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/x/bsonx/bsoncore"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
 // Split events. With {$changeStreamSplitLargeEvent: {}} as the last stage
@@ -78,7 +78,7 @@ func reassemble(frags []bson.Raw) (bson.Raw, error) {
 	}
 	tok := frags[len(frags)-1].Lookup("_id")
 	idx, doc := bsoncore.AppendDocumentStart(nil)
-	doc = bsoncore.AppendValueElement(doc, "_id", bsoncore.Value{Type: tok.Type, Data: tok.Value})
+	doc = bsoncore.AppendValueElement(doc, "_id", bsoncore.Value{Type: bsoncore.Type(tok.Type), Data: tok.Value})
 	seen := map[string]int{}
 	for i, raw := range frags {
 		elems, err := raw.Elements()
@@ -95,7 +95,7 @@ func reassemble(frags []bson.Raw) (bson.Raw, error) {
 			}
 			seen[k] = i + 1
 			v := e.Value()
-			doc = bsoncore.AppendValueElement(doc, k, bsoncore.Value{Type: v.Type, Data: v.Value})
+			doc = bsoncore.AppendValueElement(doc, k, bsoncore.Value{Type: bsoncore.Type(v.Type), Data: v.Value})
 		}
 	}
 	doc, err := bsoncore.AppendDocumentEnd(doc, idx)

@@ -6,8 +6,7 @@ import (
 	"strconv"
 	"strings"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/bsontype"
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 // DefaultMaxChildRows bounds the rows one array child may produce for one
@@ -158,12 +157,12 @@ func (ch *ChildSpec) set(m *Mapping, doc bson.Raw) (ChildSet, error) {
 		}
 		return set, rejectWhole(v, err)
 	}
-	if v.Type == 0 || v.Type == bsontype.Null || v.Type == bsontype.Undefined {
+	if v.Type == 0 || v.Type == bson.TypeNull || v.Type == bson.TypeUndefined {
 		return set, nil
 	}
 	switch ch.Kind {
 	case ChildDocument:
-		if v.Type != bsontype.EmbeddedDocument {
+		if v.Type != bson.TypeEmbeddedDocument {
 			return set, rejectWhole(v, reason(fmt.Sprintf("expected a document, got %s", typeName(v.Type))))
 		}
 		row, err := ch.row(m, &scope{root: doc, elem: v, child: true, index: -1, prefix: ch.Field, table: ch.Table})

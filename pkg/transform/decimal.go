@@ -8,9 +8,7 @@ import (
 	"strings"
 
 	"github.com/shopspring/decimal"
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/bsontype"
-	"go.mongodb.org/mongo-driver/bson/primitive"
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 // DecimalSpec is a numeric(precision, scale) column.
@@ -134,7 +132,7 @@ func significantDigits(d decimal.Decimal) int {
 // 0.30000000000000004", "the exponent-form string \"1e+21\"").
 func rawDecimal(v bson.RawValue) (d decimal.Decimal, negZero bool, approx string, err error) {
 	switch v.Type {
-	case bsontype.Decimal128:
+	case bson.TypeDecimal128:
 		d128 := v.Decimal128()
 		if d128.IsNaN() {
 			return decimal.Decimal{}, false, "", decimalReject("NaN is not an amount")
@@ -151,11 +149,11 @@ func rawDecimal(v bson.RawValue) (d decimal.Decimal, negZero bool, approx string
 		}
 		high, _ := d128.GetBytes()
 		return decimal.NewFromBigInt(bi, int32(exp)), bi.Sign() == 0 && high>>63 == 1, "", nil
-	case bsontype.Int32:
+	case bson.TypeInt32:
 		return decimal.NewFromInt(int64(v.Int32())), false, "", nil
-	case bsontype.Int64:
+	case bson.TypeInt64:
 		return decimal.NewFromInt(v.Int64()), false, "", nil
-	case bsontype.Double:
+	case bson.TypeDouble:
 		f := v.Double()
 		if math.IsNaN(f) {
 			return decimal.Decimal{}, false, "", decimalReject("NaN is not an amount")
@@ -168,14 +166,14 @@ func rawDecimal(v bson.RawValue) (d decimal.Decimal, negZero bool, approx string
 		short := strconv.FormatFloat(f, 'g', -1, 64)
 		d, err := parseDecimalString(short)
 		return d, f == 0 && math.Signbit(f), "the double " + short, err
-	case bsontype.String:
+	case bson.TypeString:
 		s := v.StringValue()
 		d, err := parseDecimalString(s)
 		if err == nil && strings.ContainsAny(s, "eE") {
 			approx = "the exponent-form string " + quoteTruncated(s)
 		}
 		return d, err == nil && d.Sign() == 0 && strings.HasPrefix(s, "-"), approx, err
-	case bsontype.Null, bsontype.Undefined:
+	case bson.TypeNull, bson.TypeUndefined:
 		return decimal.Decimal{}, false, "", decimalReject("null is not an amount")
 	}
 	return decimal.Decimal{}, false, "", decimalReject(fmt.Sprintf("a %s is not a number", typeName(v.Type)))
@@ -208,7 +206,7 @@ const (
 // high's low 47 bits and low, so it is at least 2^113 > 10^34;
 // otherwise it is high's low 49 bits followed by low (113 bits), which can
 // still reach 2^113-1.
-func canonicalDecimal128(d primitive.Decimal128) error {
+func canonicalDecimal128(d bson.Decimal128) error {
 	high, low := d.GetBytes()
 	if high>>61&3 != 3 {
 		ch := high & (1<<49 - 1)
@@ -286,33 +284,33 @@ func fitDecimal(d decimal.Decimal, spec DecimalSpec) (decimal.Decimal, string, e
 
 func (r decimalReject) Error() string { return string(r) }
 
-func typeName(t bsontype.Type) string {
+func typeName(t bson.Type) string {
 	switch t {
-	case bsontype.Double:
+	case bson.TypeDouble:
 		return "double"
-	case bsontype.String:
+	case bson.TypeString:
 		return "string"
-	case bsontype.EmbeddedDocument:
+	case bson.TypeEmbeddedDocument:
 		return "document"
-	case bsontype.Array:
+	case bson.TypeArray:
 		return "array"
-	case bsontype.Binary:
+	case bson.TypeBinary:
 		return "binary"
-	case bsontype.ObjectID:
+	case bson.TypeObjectID:
 		return "ObjectId"
-	case bsontype.Boolean:
+	case bson.TypeBoolean:
 		return "boolean"
-	case bsontype.DateTime:
+	case bson.TypeDateTime:
 		return "date"
-	case bsontype.Null:
+	case bson.TypeNull:
 		return "null"
-	case bsontype.Int32:
+	case bson.TypeInt32:
 		return "int32"
-	case bsontype.Int64:
+	case bson.TypeInt64:
 		return "int64"
-	case bsontype.Timestamp:
+	case bson.TypeTimestamp:
 		return "timestamp"
-	case bsontype.Decimal128:
+	case bson.TypeDecimal128:
 		return "Decimal128"
 	}
 	return t.String()

@@ -8,10 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-
 	"github.com/amanat/cdc/pkg/transform"
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 func rv(t *testing.T, v any) bson.RawValue {
@@ -23,9 +21,9 @@ func rv(t *testing.T, v any) bson.RawValue {
 	return bson.Raw(raw).Lookup("v")
 }
 
-func dec(t *testing.T, s string) primitive.Decimal128 {
+func dec(t *testing.T, s string) bson.Decimal128 {
 	t.Helper()
-	d, err := primitive.ParseDecimal128(s)
+	d, err := bson.ParseDecimal128(s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,9 +81,9 @@ func TestToDecimal(t *testing.T) {
 		{"smallest subnormal", dec(t, "-1E-6176"), money, ""},
 		{"negative zero with exponent", dec(t, "-0E-6176"), money, "0"},
 		{"-NaN", dec(t, "-NaN"), money, ""},
-		{"signalling NaN", primitive.NewDecimal128(0x7E00000000000000, 0), money, ""},
-		{"NaN with payload", primitive.NewDecimal128(0x7C00000000000000, 12345), money, ""},
-		{"Infinity with payload bits", primitive.NewDecimal128(0x7800000000000001, 1), money, ""},
+		{"signalling NaN", bson.NewDecimal128(0x7E00000000000000, 0), money, ""},
+		{"NaN with payload", bson.NewDecimal128(0x7C00000000000000, 12345), money, ""},
+		{"Infinity with payload bits", bson.NewDecimal128(0x7800000000000001, 1), money, ""},
 		{"negative 34 digits", dec(t, "-0.000000000000000001"), money, "-0.000000000000000001"},
 		// Doubles go through their shortest round-trip decimal, never
 		// through float arithmetic afterwards.
@@ -106,8 +104,8 @@ func TestToDecimal(t *testing.T) {
 		{"string hex", "0x10", money, ""},
 		{"string empty", "", money, ""},
 		{"string with comma", "1,5", money, ""},
-		{"ObjectId", primitive.NewObjectID(), money, ""},
-		{"date", primitive.NewDateTimeFromTime(time.Unix(0, 0)), money, ""},
+		{"ObjectId", bson.NewObjectID(), money, ""},
+		{"date", bson.NewDateTimeFromTime(time.Unix(0, 0)), money, ""},
 		{"wei fits numeric(78,0)", "115792089237316195423570985008687907853269984665640564039457584007913129639935", transform.DecimalSpec{Precision: 78, Scale: 0}, "115792089237316195423570985008687907853269984665640564039457584007913129639935"},
 		{"fraction of wei rejected", "1.5", transform.DecimalSpec{Precision: 78, Scale: 0}, ""},
 	} {
@@ -138,7 +136,7 @@ func FuzzToDecimal(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		d, err := primitive.ParseDecimal128(s)
+		d, err := bson.ParseDecimal128(s)
 		if err != nil {
 			return
 		}
@@ -150,7 +148,7 @@ func FuzzToDecimal(f *testing.F) {
 // payloads, signalling NaN) is handled without panicking, exactly.
 func FuzzToDecimal128Bits(f *testing.F) {
 	for _, s := range []string{"1", "-1E-6176", "NaN", "Infinity", "9.999999999999999999999999999999999E+6144"} {
-		d, _ := primitive.ParseDecimal128(s)
+		d, _ := bson.ParseDecimal128(s)
 		h, l := d.GetBytes()
 		f.Add(h, l)
 	}
@@ -160,11 +158,11 @@ func FuzzToDecimal128Bits(f *testing.F) {
 	f.Add(uint64(0x3041ED09BEAD87C0), uint64(0x378D8E6400000000)) // 10^34
 	f.Add(uint64(0x3041ED09BEAD87C0), uint64(0x378D8E63FFFFFFFF)) // 10^34-1
 	f.Fuzz(func(t *testing.T, h, l uint64) {
-		checkDecimal128(t, primitive.NewDecimal128(h, l))
+		checkDecimal128(t, bson.NewDecimal128(h, l))
 	})
 }
 
-func checkDecimal128(t *testing.T, d primitive.Decimal128) {
+func checkDecimal128(t *testing.T, d bson.Decimal128) {
 	t.Helper()
 	money := transform.DecimalSpec{Precision: 38, Scale: 18}
 	raw, _ := bson.Marshal(bson.D{{Key: "v", Value: d}})

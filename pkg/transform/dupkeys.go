@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"fmt"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/x/bsonx/bsoncore"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
 // Duplicate field names. BSON allows a document to hold the same key more
@@ -128,7 +128,7 @@ func duplicateOf(doc bson.Raw, key, base string) *duplicateField {
 		if err != nil {
 			break
 		}
-		v := bson.RawValue{Type: val.Type, Value: val.Data}
+		v := bson.RawValue{Type: bson.Type(val.Type), Value: val.Data}
 		if dup.count == 0 {
 			dup.first = v
 		}

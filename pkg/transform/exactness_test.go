@@ -7,10 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-
 	"github.com/amanat/cdc/pkg/transform"
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 // TestDoublesAndExponentStringsAreExactOrRejected: a double, or a decimal
@@ -175,7 +173,7 @@ func rowErr(m *transform.Mapping, d bson.Raw) error {
 // issueDecimal128 is the payment of issue 14: coefficient 2^113-1 (all 113
 // bits set, non-canonical) at exponent -18. IEEE 754-2008 and the server
 // read it as 0; the driver's BigInt as 10384593717069655.257060992658440191.
-var issueDecimal128 = primitive.NewDecimal128(0x301DFFFFFFFFFFFF, 0xFFFFFFFFFFFFFFFF)
+var issueDecimal128 = bson.NewDecimal128(0x301DFFFFFFFFFFFF, 0xFFFFFFFFFFFFFFFF)
 
 // TestNonCanonicalDecimal128IsNeverANumber: a Decimal128 whose coefficient
 // is 10^34 or more is refused naming its bits, in numeric, integer and
@@ -199,7 +197,7 @@ func TestNonCanonicalDecimal128IsNeverANumber(t *testing.T) {
 	money := transform.DecimalSpec{Precision: 38, Scale: 18}
 	for _, tc := range []struct {
 		name      string
-		d         primitive.Decimal128
+		d         bson.Decimal128
 		spec      transform.DecimalSpec
 		want      string // accepted
 		wantHex   string // rejected: the bits the reason names
@@ -207,17 +205,17 @@ func TestNonCanonicalDecimal128IsNeverANumber(t *testing.T) {
 	}{
 		{name: "issue payment (2^113-1 E-18)", d: issueDecimal128, spec: money,
 			wantHex: "bits high 0x301dffffffffffff low 0xffffffffffffffff"},
-		{name: "coefficient exactly 10^34", d: primitive.NewDecimal128(biased<<49|h34, l34), spec: wei,
+		{name: "coefficient exactly 10^34", d: bson.NewDecimal128(biased<<49|h34, l34), spec: wei,
 			wantHex: "bits high 0x3041ed09bead87c0 low 0x378d8e6400000000"},
 		// bson-corpus decimal128-1.json, "Special - Invalid representation
 		// treated as 0", "... as -0", "... as 0E3" (combination bits 11).
-		{name: "corpus: treated as 0", d: primitive.NewDecimal128(0x6C10000000000000, 0), spec: money,
+		{name: "corpus: treated as 0", d: bson.NewDecimal128(0x6C10000000000000, 0), spec: money,
 			wantHex: "bits high 0x6c10000000000000 low 0x0000000000000000"},
-		{name: "corpus: treated as -0", d: primitive.NewDecimal128(0xEC10000000EFBEAD, 0xDE1032547698BADC), spec: money,
+		{name: "corpus: treated as -0", d: bson.NewDecimal128(0xEC10000000EFBEAD, 0xDE1032547698BADC), spec: money,
 			wantHex: "bits high 0xec10000000efbead low 0xde1032547698badc"},
-		{name: "corpus: treated as 0E3", d: primitive.NewDecimal128(0x6C11FFFFFFFFFFFF, 0xFFFFFFFFFFFFFFFF), spec: wei,
+		{name: "corpus: treated as 0E3", d: bson.NewDecimal128(0x6C11FFFFFFFFFFFF, 0xFFFFFFFFFFFFFFFF), spec: wei,
 			wantHex: "bits high 0x6c11ffffffffffff low 0xffffffffffffffff"},
-		{name: "largest canonical coefficient 10^34-1", d: primitive.NewDecimal128(biased<<49|hMax, lMax), spec: wei,
+		{name: "largest canonical coefficient 10^34-1", d: bson.NewDecimal128(biased<<49|hMax, lMax), spec: wei,
 			want: "9999999999999999999999999999999999"},
 		{name: "10^34-1 parsed", d: dec(t, "9999999999999999999999999999999999"), spec: wei, want: "9999999999999999999999999999999999"},
 		{name: "10^34-1 at exponent -18", d: dec(t, "9999999999999999.999999999999999999"), spec: money, want: "9999999999999999.999999999999999999"},

@@ -6,9 +6,7 @@ import (
 	"sort"
 	"sync"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/bsontype"
-	"go.mongodb.org/mongo-driver/bson/primitive"
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 // Func computes a column's value where a declarative mapping cannot say
@@ -106,7 +104,7 @@ func init() {
 // present returns doc's field when it is there and not null.
 func present(doc bson.Raw, key string) (bson.RawValue, bool) {
 	v, err := doc.LookupErr(key)
-	if err != nil || v.Type == bsontype.Null || v.Type == bsontype.Undefined {
+	if err != nil || v.Type == bson.TypeNull || v.Type == bson.TypeUndefined {
 		return bson.RawValue{}, false
 	}
 	return v, true
@@ -146,7 +144,7 @@ func objectIDTime(doc bson.Raw, missing string) (any, error) {
 	if !ok {
 		return nil, fmt.Errorf("no %s, and _id is a %s, not an ObjectId whose time could stand in", missing, typeName(v.Type))
 	}
-	return primitive.NewDateTimeFromTime(oid.Timestamp()), nil
+	return bson.NewDateTimeFromTime(oid.Timestamp()), nil
 }
 
 // trezorNextAddressIndex (trezor_next_address_index): the next derivation

@@ -9,10 +9,8 @@ import (
 	"testing/fstest"
 	"time"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-
 	"github.com/amanat/cdc/pkg/transform"
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 // mapFS is an in-memory directory of mapping files.
@@ -106,7 +104,7 @@ func TestBuiltinTimeFuncs(t *testing.T) {
 	m := mustParse(t, `{version: 1, collection: c, table: t, columns: [
 		{column: created_at, field: createdAt, func: created_at, type: timestamptz, required: true},
 		{column: updated_at, field: updatedAt, func: updated_at, type: timestamptz, required: true}]}`)
-	oid := primitive.NewObjectIDFromTimestamp(time.Date(2024, 3, 12, 7, 0, 0, 0, time.UTC))
+	oid := bson.NewObjectIDFromTimestamp(time.Date(2024, 3, 12, 7, 0, 0, 0, time.UTC))
 	c := time.Date(2024, 3, 13, 1, 2, 3, 4e6, time.UTC)
 	u := c.Add(time.Hour)
 	for _, tc := range []struct {

@@ -5,8 +5,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 // TestJSONBAndTextRefuseWhatPostgresCannotStore: a jsonb value whose
@@ -45,16 +44,16 @@ func TestJSONBAndTextRefuseWhatPostgresCannotStore(t *testing.T) {
 			wantField: "meta.items.2", wantReason: "not valid UTF-8"},
 		{name: "invalid UTF-8 as the whole value", doc: bson.D{{Key: "meta", Value: "\xed\xa0\x80"}}, // an encoded surrogate
 			wantField: "meta", wantReason: "not valid UTF-8"},
-		{name: "invalid UTF-8 in a regular expression", doc: bson.D{{Key: "meta", Value: bson.D{{Key: "re", Value: primitive.Regex{Pattern: "a\xff", Options: "i"}}}}},
+		{name: "invalid UTF-8 in a regular expression", doc: bson.D{{Key: "meta", Value: bson.D{{Key: "re", Value: bson.Regex{Pattern: "a\xff", Options: "i"}}}}},
 			wantField: "meta.re", wantReason: "regular expression is not valid UTF-8"},
-		{name: "invalid UTF-8 in a code scope", doc: bson.D{{Key: "meta", Value: bson.D{{Key: "f", Value: primitive.CodeWithScope{Code: "x",
+		{name: "invalid UTF-8 in a code scope", doc: bson.D{{Key: "meta", Value: bson.D{{Key: "f", Value: bson.CodeWithScope{Code: "x",
 			Scope: bson.D{{Key: "s", Value: "\xff"}}}}}}},
 			wantField: "meta.f.$scope.s", wantReason: "not valid UTF-8"},
 		{name: "NUL in a nested string", doc: bson.D{{Key: "meta", Value: bson.D{{Key: "x", Value: "a\x00b"}}}},
 			wantField: "meta.x", wantReason: "NUL character, which jsonb refuses"},
-		{name: "NUL in a symbol", doc: bson.D{{Key: "meta", Value: bson.A{primitive.Symbol("s\x00")}}},
+		{name: "NUL in a symbol", doc: bson.D{{Key: "meta", Value: bson.A{bson.Symbol("s\x00")}}},
 			wantField: "meta.0", wantReason: "symbol holds a NUL"},
-		{name: "NUL in JavaScript code", doc: bson.D{{Key: "meta", Value: bson.D{{Key: "js", Value: primitive.JavaScript("\x00")}}}},
+		{name: "NUL in JavaScript code", doc: bson.D{{Key: "meta", Value: bson.D{{Key: "js", Value: bson.JavaScript("\x00")}}}},
 			wantField: "meta.js", wantReason: "JavaScript code holds a NUL"},
 		{name: "NUL in text", doc: bson.D{{Key: "note", Value: "a\x00b"}},
 			wantField: "note", wantReason: "NUL character, which Postgres text refuses"},

@@ -6,10 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-
 	"github.com/amanat/cdc/pkg/transform"
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 func mustParse(t *testing.T, y string) *transform.Mapping {
@@ -87,7 +85,7 @@ func TestRefWaitDefaultAndCarriedOnRef(t *testing.T) {
 		{column: a, field: a, type: ref, ref: {collection: users, missing: wait}},
 		{column: b, field: b, type: ref, ref: {collection: users, missing: wait, wait: 90s}},
 		{column: c, field: c, type: ref, ref: {collection: users}}]}`)
-	a, b := primitive.NewObjectID(), primitive.NewObjectID()
+	a, b := bson.NewObjectID(), bson.NewObjectID()
 	row, err := m.Row(doc(t, bson.D{{Key: "a", Value: a}, {Key: "b", Value: b.Hex()}, {Key: "c", Value: nil}}))
 	if err != nil {
 		t.Fatal(err)
@@ -214,7 +212,7 @@ func TestChildSets(t *testing.T) {
 	if got := m.ChildTables(); len(got) != 3 || got[1] != (transform.ChildTable{Table: "order_lines", ParentColumn: "order_id"}) {
 		t.Fatalf("ChildTables = %+v", got)
 	}
-	id, u1, u2 := primitive.NewObjectID(), primitive.NewObjectID(), primitive.NewObjectID()
+	id, u1, u2 := bson.NewObjectID(), bson.NewObjectID(), bson.NewObjectID()
 	row, err := m.Row(doc(t, bson.D{
 		{Key: "_id", Value: id}, {Key: "title", Value: "T"},
 		{Key: "info", Value: bson.D{{Key: "note", Value: "n"}}},
@@ -279,7 +277,7 @@ func TestChildRejectionsNameTheElement(t *testing.T) {
 		{"path through a scalar", bson.D{{Key: "info", Value: bson.D{{Key: "note", Value: bson.D{}}}}}, "info.note", "order_info.note", "expected a string, got document"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			d := append(bson.D{{Key: "_id", Value: primitive.NewObjectID()}}, tc.d...)
+			d := append(bson.D{{Key: "_id", Value: bson.NewObjectID()}}, tc.d...)
 			rej := rejection(t, second(m.Row(doc(t, d))))
 			if rej.Collection != "orders" || rej.Field != tc.field || rej.Column != tc.column || !strings.Contains(rej.Reason, tc.reason) {
 				t.Fatalf("got %+v\nwant field %q column %q reason ~ %q", rej, tc.field, tc.column, tc.reason)

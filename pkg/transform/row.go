@@ -9,9 +9,8 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/bsontype"
-	"go.mongodb.org/mongo-driver/x/bsonx/bsoncore"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
 // Ref is a reference the sink resolves through id_map before writing Row
@@ -166,7 +165,7 @@ func (c *ColumnSpec) source(sc *scope) (bson.RawValue, error) {
 	case fieldElem:
 		return sc.elem, nil
 	case fieldIndex:
-		return bson.RawValue{Type: bsontype.Int32, Value: bsoncore.AppendInt32(nil, int32(sc.index))}, nil
+		return bson.RawValue{Type: bson.TypeInt32, Value: bsoncore.AppendInt32(nil, int32(sc.index))}, nil
 	case fieldRoot:
 		return lookup(sc.root, c.path, "", true)
 	case fieldFunc:
@@ -222,7 +221,7 @@ func (sc *scope) lookupTop(d bson.Raw, path []string) (bson.RawValue, error) {
 	if len(path) == 1 {
 		return v, nil
 	}
-	if v.Type != bsontype.EmbeddedDocument && v.Type != bsontype.Array {
+	if v.Type != bson.TypeEmbeddedDocument && v.Type != bson.TypeArray {
 		return bson.RawValue{}, reason(fmt.Sprintf("%s is a %s, so the path cannot continue into it", path[0], typeName(v.Type)))
 	}
 	return lookup(bson.Raw(v.Value), path[1:], path[0], false)
@@ -235,7 +234,7 @@ func (c *ColumnSpec) resolve(sc *scope, col int) (val any, ref *Ref, v bson.RawV
 	if err != nil {
 		return nil, nil, v, err
 	}
-	present := v.Type != 0 && v.Type != bsontype.Null && v.Type != bsontype.Undefined
+	present := v.Type != 0 && v.Type != bson.TypeNull && v.Type != bson.TypeUndefined
 	if present && len(c.NullValues) > 0 {
 		if s, ok := v.StringValueOK(); ok {
 			for _, nv := range c.NullValues {
@@ -335,7 +334,7 @@ func valueText(v bson.RawValue) string {
 		}
 		high, low := d.GetBytes()
 		return "Decimal128 with " + decimal128Bits(high, low)
-	case bsontype.String:
+	case bson.TypeString:
 		s, _ := v.StringValueOK()
 		if len(s) > maxValueText {
 			cut := maxValueText
@@ -345,7 +344,7 @@ func valueText(v bson.RawValue) string {
 			return strconv.Quote(s[:cut]) + fmt.Sprintf("...(truncated, %d bytes)", len(s))
 		}
 		return strconv.Quote(s)
-	case bsontype.EmbeddedDocument, bsontype.Array:
+	case bson.TypeEmbeddedDocument, bson.TypeArray:
 		if len(v.Value) > 4*maxValueText {
 			return fmt.Sprintf("<%s of %d bytes>", typeName(v.Type), len(v.Value))
 		}
@@ -407,24 +406,24 @@ func (c *ColumnSpec) convert(v bson.RawValue) (any, error) {
 		return text, nil
 	case TypeFloat8:
 		switch v.Type {
-		case bsontype.Double:
+		case bson.TypeDouble:
 			f := v.Double()
 			if math.IsNaN(f) || math.IsInf(f, 0) {
 				return nil, reason("NaN and Infinity are refused")
 			}
 			return f, nil
-		case bsontype.Int32:
+		case bson.TypeInt32:
 			return float64(v.Int32()), nil
 		}
 		return nil, reason(fmt.Sprintf("expected a double, got %s", typeName(v.Type)))
 	case TypeTimestamptz:
 		switch v.Type {
-		case bsontype.DateTime:
+		case bson.TypeDateTime:
 			return time.UnixMilli(v.DateTime()).UTC(), nil
-		case bsontype.Timestamp:
+		case bson.TypeTimestamp:
 			t, _ := v.Timestamp()
 			return time.Unix(int64(t), 0).UTC(), nil
-		case bsontype.String:
+		case bson.TypeString:
 			ts, err := time.Parse(time.RFC3339Nano, v.StringValue())
 			if err != nil {
 				return nil, reason("string is not an RFC 3339 time")
@@ -495,17 +494,17 @@ func (c *ColumnSpec) checkSign(positive, zero, negZero bool) error {
 // integral value; negZero reports a -0.
 func exactInt(v bson.RawValue) (n int64, negZero bool, err error) {
 	switch v.Type {
-	case bsontype.Int32:
+	case bson.TypeInt32:
 		return int64(v.Int32()), false, nil
-	case bsontype.Int64:
+	case bson.TypeInt64:
 		return v.Int64(), false, nil
-	case bsontype.Double:
+	case bson.TypeDouble:
 		f := v.Double()
 		if f != math.Trunc(f) || math.IsInf(f, 0) || math.IsNaN(f) || math.Abs(f) > 1<<53 {
 			return 0, false, reason(fmt.Sprintf("%s is not an exact integer", strconv.FormatFloat(f, 'g', -1, 64)))
 		}
 		return int64(f), f == 0 && math.Signbit(f), nil
-	case bsontype.Decimal128:
+	case bson.TypeDecimal128:
 		d, negZero, _, err := rawDecimal(v)
 		if err != nil {
 			return 0, false, err
@@ -520,9 +519,9 @@ func exactInt(v bson.RawValue) (n int64, negZero bool, err error) {
 
 func objectIDString(v bson.RawValue) (string, error) {
 	switch v.Type {
-	case bsontype.ObjectID:
+	case bson.TypeObjectID:
 		return v.ObjectID().Hex(), nil
-	case bsontype.String:
+	case bson.TypeString:
 		s := v.StringValue()
 		if len(s) == 24 && isHex(s) {
 			return strings.ToLower(s), nil
@@ -561,7 +560,7 @@ var errInvalidArray = reason("the array is not valid BSON")
 
 // forEachElement calls fn for each element of a BSON array (or document)
 // in order, without materialising them all; it stops at fn's first error.
-func forEachElement(arr bson.Raw, fn func(i int, v bson.RawValue) error) error {
+func forEachElement(arr []byte, fn func(i int, v bson.RawValue) error) error {
 	length, rem, ok := bsoncore.ReadLength(arr)
 	if !ok || int(length) != len(arr) || length < 5 {
 		return errInvalidArray
@@ -576,7 +575,7 @@ func forEachElement(arr bson.Raw, fn func(i int, v bson.RawValue) error) error {
 		if err != nil {
 			return errInvalidArray
 		}
-		if err := fn(i, bson.RawValue{Type: val.Type, Value: val.Data}); err != nil {
+		if err := fn(i, bson.RawValue{Type: bson.Type(val.Type), Value: val.Data}); err != nil {
 			return err
 		}
 		rem = r

@@ -4,10 +4,8 @@ import (
 	"testing"
 	"time"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-
 	"github.com/amanat/cdc/pkg/event"
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 func TestCanonicalValues(t *testing.T) {
@@ -81,7 +79,7 @@ func TestCanonicalTimeAndNull(t *testing.T) {
 }
 
 func TestKeyIDs(t *testing.T) {
-	oid := primitive.NewObjectID()
+	oid := bson.NewObjectID()
 	raw := func(v any) bson.RawValue {
 		typ, b, err := bson.MarshalValue(v)
 		if err != nil {
@@ -111,7 +109,7 @@ func TestCompareIDs(t *testing.T) {
 		}
 		return bson.Raw(b).Lookup("v")
 	}
-	a, b := primitive.NewObjectID(), primitive.NewObjectID()
+	a, b := bson.NewObjectID(), bson.NewObjectID()
 	for _, tc := range []struct {
 		x, y any
 		want int

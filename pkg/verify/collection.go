@@ -6,7 +6,7 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.uber.org/zap"
 
 	"github.com/amanat/cdc/pkg/event"

@@ -7,11 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-
 	"github.com/amanat/cdc/pkg/state"
 	"github.com/amanat/cdc/pkg/transform"
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 // fakeMetrics records what a Continuous verifier reports.
@@ -71,9 +69,9 @@ func eventually(t *testing.T, within time.Duration, what string, cond func() str
 // walked again; Run ends when its context does.
 func TestContinuous(t *testing.T) {
 	w := newWorld(t)
-	var ids []primitive.ObjectID
+	var ids []bson.ObjectID
 	for i := range 40 {
-		id := primitive.NewObjectID()
+		id := bson.NewObjectID()
 		ids = append(ids, id)
 		raw := w.insert(bson.D{{Key: "_id", Value: id}, {Key: "balance", Value: dec(t, fmt.Sprintf("%d.000000000000000001", i+1))},
 			{Key: "status", Value: "open"}, {Key: "moves", Value: bson.A{bson.D{{Key: "amount", Value: dec(t, "0.5")}}}}})

@@ -8,9 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-	"go.mongodb.org/mongo-driver/x/bsonx/bsoncore"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
 // d128 is the 16 BSON bytes of a Decimal128 given as its high and low 64
@@ -116,7 +115,7 @@ func TestDecimal128AgainstParse(t *testing.T) {
 		{"0.1", "0.1"}, {"-0", "0"}, {"0E-6176", "0"}, {"12345678.123456789012345678", "12345678.123456789012345678"},
 		{"9.999999999999999999999999999999999E+6144", "9999999999999999999999999999999999" + strings.Repeat("0", 6111)},
 	} {
-		d, err := primitive.ParseDecimal128(tc.in)
+		d, err := bson.ParseDecimal128(tc.in)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -127,7 +126,7 @@ func TestDecimal128AgainstParse(t *testing.T) {
 	}
 	// The driver's BigInt reads a non-canonical value as a huge number
 	// (issue 14, item 4); verify reads it as 0, as the server does.
-	nc := primitive.NewDecimal128(uint64(decimal128Bias-18)<<49|(1<<49-1), math.MaxUint64)
+	nc := bson.NewDecimal128(uint64(decimal128Bias-18)<<49|(1<<49-1), math.MaxUint64)
 	bi, exp, err := nc.BigInt()
 	if err == nil && bi.Sign() != 0 {
 		t.Logf("the driver reads the non-canonical vector as %se%d; verify reads 0", bi, exp)
@@ -144,8 +143,8 @@ func raw(t *testing.T, v any) bson.RawValue {
 }
 
 func TestNumber(t *testing.T) {
-	dec := func(s string) primitive.Decimal128 {
-		d, err := primitive.ParseDecimal128(s)
+	dec := func(s string) bson.Decimal128 {
+		d, err := bson.ParseDecimal128(s)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -180,7 +179,7 @@ func TestNumber(t *testing.T) {
 		{"string empty", "", "", "not a decimal"},
 		{"string two points", "1.2.3", "", "not a decimal"},
 		{"boolean", true, "", "not a number"},
-		{"null", primitive.Null{}, "", "not a number"},
+		{"null", bson.Null{}, "", "not a number"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -199,7 +198,7 @@ func TestNumber(t *testing.T) {
 }
 
 func TestObjectIDAndTimestamp(t *testing.T) {
-	oid, _ := primitive.ObjectIDFromHex("65f500000000000000000001")
+	oid, _ := bson.ObjectIDFromHex("65f500000000000000000001")
 	at := time.Date(2024, 3, 16, 10, 5, 0, 123_000_000, time.UTC)
 	cases := []struct {
 		name string
@@ -213,9 +212,9 @@ func TestObjectIDAndTimestamp(t *testing.T) {
 		{"not hex", objectID, raw(t, "65f50000000000000000000z"), "", "not an ObjectId"},
 		{"short string", objectID, raw(t, "65f5"), "", "not an ObjectId"},
 		{"int", objectID, raw(t, int32(7)), "", "not an ObjectId"},
-		{"date to the millisecond in UTC", timestamp, raw(t, primitive.NewDateTimeFromTime(at)), "2024-03-16T10:05:00.123000Z", ""},
+		{"date to the millisecond in UTC", timestamp, raw(t, bson.NewDateTimeFromTime(at)), "2024-03-16T10:05:00.123000Z", ""},
 		{"date before 1970", timestamp, bson.RawValue{Type: bson.TypeDateTime, Value: bsoncore.AppendDateTime(nil, -1)}, "1969-12-31T23:59:59.999000Z", ""},
-		{"timestamp seconds", timestamp, raw(t, primitive.Timestamp{T: 1710583500, I: 9}), "2024-03-16T10:05:00.000000Z", ""},
+		{"timestamp seconds", timestamp, raw(t, bson.Timestamp{T: 1710583500, I: 9}), "2024-03-16T10:05:00.000000Z", ""},
 		{"RFC 3339 with a zone", timestamp, raw(t, "2024-03-16T16:05:00.123+06:00"), "2024-03-16T10:05:00.123000Z", ""},
 		{"not a time", timestamp, raw(t, "yesterday"), "", "not an RFC 3339 time"},
 		{"a number is no time", timestamp, raw(t, int64(1)), "", "not a time"},

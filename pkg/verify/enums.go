@@ -6,8 +6,7 @@ import (
 	"sort"
 	"strings"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/amanat/cdc/pkg/transform"
 )
@@ -132,7 +131,7 @@ func enumProblem(f enumField, val bson.RawValue, labels map[string]bool) (Exampl
 // collection (arrays flattened), as raw values.
 func (m *mongoSide) distinct(ctx context.Context, coll, path string) ([]bson.RawValue, error) {
 	var out []bson.RawValue
-	_, _, err := m.timed(ctx, "read the distinct values of "+coll+"."+path, func(sc mongo.SessionContext) error {
+	_, _, err := m.timed(ctx, "read the distinct values of "+coll+"."+path, func(sc context.Context) error {
 		raw, err := m.db.RunCommand(sc, bson.D{{Key: "distinct", Value: coll}, {Key: "key", Value: path}, {Key: "query", Value: bson.D{}}}).Raw()
 		if err != nil {
 			return err

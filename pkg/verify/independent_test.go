@@ -8,17 +8,15 @@ import (
 	"testing"
 	"time"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-
 	"github.com/amanat/cdc/pkg/event"
 	"github.com/amanat/cdc/pkg/state"
 	"github.com/amanat/cdc/pkg/transform"
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
-func dec(t *testing.T, s string) primitive.Decimal128 {
+func dec(t *testing.T, s string) bson.Decimal128 {
 	t.Helper()
-	d, err := primitive.ParseDecimal128(s)
+	d, err := bson.ParseDecimal128(s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +36,7 @@ func brokenDecimals(m *transform.Mapping, raw bson.Raw) (*transform.Row, error) 
 	var breakValue func(v any) any
 	breakValue = func(v any) any {
 		switch x := v.(type) {
-		case primitive.Decimal128:
+		case bson.Decimal128:
 			if bi, exp, err := x.BigInt(); err == nil && new(big.Int).Abs(bi).Cmp(maxCoefficient) > 0 {
 				return bigText(bi, exp)
 			}
@@ -81,8 +79,8 @@ func bigText(bi *big.Int, exp int) string {
 
 // nonCanonical is the Decimal128 of issue 14 item 4: coefficient 2^113 - 1
 // (over 10^34 - 1, so the value is 0) at exponent -18.
-func nonCanonical() primitive.Decimal128 {
-	return primitive.NewDecimal128(uint64(decimal128Bias-18)<<49|(1<<49-1), math.MaxUint64)
+func nonCanonical() bson.Decimal128 {
+	return bson.NewDecimal128(uint64(decimal128Bias-18)<<49|(1<<49-1), math.MaxUint64)
 }
 
 // TestIndependentVerify (issue 14, acceptance 2): verify decodes money
@@ -94,23 +92,23 @@ func nonCanonical() primitive.Decimal128 {
 func TestIndependentVerify(t *testing.T) {
 	w := newWorld(t)
 	at := time.Date(2024, 3, 16, 10, 5, 0, 123_000_000, time.UTC)
-	owner := primitive.NewObjectID()
+	owner := bson.NewObjectID()
 	docs := map[string]bson.Raw{}
 	add := func(name string, d bson.D) {
 		docs[name] = w.insert(d)
 	}
-	precise := primitive.NewObjectID()
+	precise := bson.NewObjectID()
 	add("precise", bson.D{{Key: "_id", Value: precise}, {Key: "balance", Value: dec(t, "12345678.123456789012345678")},
 		{Key: "wei", Value: "115792089237316195423570985008687907853269984665640564039457584007913129639935"},
-		{Key: "status", Value: "open"}, {Key: "ownerId", Value: owner}, {Key: "openedAt", Value: primitive.NewDateTimeFromTime(at)},
+		{Key: "status", Value: "open"}, {Key: "ownerId", Value: owner}, {Key: "openedAt", Value: bson.NewDateTimeFromTime(at)},
 		{Key: "moves", Value: bson.A{
-			bson.D{{Key: "amount", Value: dec(t, "1.000000000000000001")}, {Key: "at", Value: primitive.NewDateTimeFromTime(at)}},
+			bson.D{{Key: "amount", Value: dec(t, "1.000000000000000001")}, {Key: "at", Value: bson.NewDateTimeFromTime(at)}},
 			bson.D{{Key: "amount", Value: dec(t, "250.50")}},
 		}}})
-	plain := primitive.NewObjectID()
+	plain := bson.NewObjectID()
 	add("plain", bson.D{{Key: "_id", Value: plain}, {Key: "balance", Value: dec(t, "1099.990000000000000000")},
-		{Key: "status", Value: "frozen"}, {Key: "openedAt", Value: primitive.NewDateTimeFromTime(at.Add(time.Hour))}, {Key: "moves", Value: bson.A{}}})
-	zero := primitive.NewObjectID()
+		{Key: "status", Value: "frozen"}, {Key: "openedAt", Value: bson.NewDateTimeFromTime(at.Add(time.Hour))}, {Key: "moves", Value: bson.A{}}})
+	zero := bson.NewObjectID()
 	add("non-canonical zero", bson.D{{Key: "_id", Value: zero}, {Key: "balance", Value: nonCanonical()}, {Key: "status", Value: "open"}})
 
 	exact := (*transform.Mapping).Row
@@ -201,11 +199,11 @@ func TestIndependentVerify(t *testing.T) {
 
 	t.Run("stray id_map entry", func(t *testing.T) {
 		w.t = t
-		stray := primitive.NewObjectID().Hex()
+		stray := bson.NewObjectID().Hex()
 		w.exec(`INSERT INTO id_map (collection, legacy_object_id, new_id) VALUES ('accounts', $1, gen_random_uuid())`, stray)
 		// A deleted document keeps its mapping and has a tombstone: not
 		// stray.
-		gone := primitive.NewObjectID()
+		gone := bson.NewObjectID()
 		raw := w.insert(bson.D{{Key: "_id", Value: gone}, {Key: "balance", Value: dec(t, "5")}})
 		w.apply(raw, exact)
 		if _, err := w.coll().DeleteOne(w.ctx, bson.D{{Key: "_id", Value: gone}}); err != nil {
@@ -231,7 +229,7 @@ func TestIndependentVerify(t *testing.T) {
 	t.Run("unknown enum value", func(t *testing.T) {
 		w.t = t
 		// The sink dead-letters this document; Postgres lacks it.
-		w.insert(bson.D{{Key: "_id", Value: primitive.NewObjectID()}, {Key: "balance", Value: dec(t, "1")}, {Key: "status", Value: "suspended"}})
+		w.insert(bson.D{{Key: "_id", Value: bson.NewObjectID()}, {Key: "balance", Value: dec(t, "1")}, {Key: "status", Value: "suspended"}})
 		w.caughtUp()
 		rep := w.verify(exactSink)
 		c := check(rep, "accounts", checkEnums)

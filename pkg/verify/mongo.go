@@ -8,10 +8,9 @@ import (
 	"strings"
 	"time"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
-	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/amanat/cdc/pkg/event"
 	"github.com/amanat/cdc/pkg/mongoid"
@@ -22,7 +21,7 @@ import (
 type mongoSide struct {
 	client  *mongo.Client
 	db      *mongo.Database
-	sess    mongo.Session
+	sess    *mongo.Session
 	timeout time.Duration
 }
 
@@ -49,10 +48,10 @@ func (m *mongoSide) opTime() (event.ClusterTime, error) {
 // timed runs fn in the session with the operation timeout and returns the
 // cluster times before (lo) and after (hi) it: what fn read is the state
 // of some moment within [lo, hi].
-func (m *mongoSide) timed(ctx context.Context, op string, fn func(sc mongo.SessionContext) error) (lo, hi event.ClusterTime, err error) {
+func (m *mongoSide) timed(ctx context.Context, op string, fn func(sc context.Context) error) (lo, hi event.ClusterTime, err error) {
 	ctx, cancel := context.WithTimeout(ctx, m.timeout)
 	defer cancel()
-	err = mongo.WithSession(ctx, m.sess, func(sc mongo.SessionContext) error {
+	err = mongo.WithSession(ctx, m.sess, func(sc context.Context) error {
 		if err := m.db.RunCommand(sc, bson.D{{Key: "ping", Value: 1}}).Err(); err != nil {
 			return err
 		}
@@ -71,13 +70,13 @@ func (m *mongoSide) timed(ctx context.Context, op string, fn func(sc mongo.Sessi
 
 // now returns the current cluster time.
 func (m *mongoSide) now(ctx context.Context) (event.ClusterTime, error) {
-	_, hi, err := m.timed(ctx, "read the cluster time", func(mongo.SessionContext) error { return nil })
+	_, hi, err := m.timed(ctx, "read the cluster time", func(context.Context) error { return nil })
 	return hi, err
 }
 
 // count counts a collection's documents exactly (countDocuments).
 func (m *mongoSide) count(ctx context.Context, coll string) (n int64, lo, hi event.ClusterTime, err error) {
-	lo, hi, err = m.timed(ctx, "count "+coll, func(sc mongo.SessionContext) error {
+	lo, hi, err = m.timed(ctx, "count "+coll, func(sc context.Context) error {
 		var err error
 		n, err = m.db.Collection(coll).CountDocuments(sc, bson.D{})
 		return err
@@ -91,7 +90,7 @@ var idOnly = bson.D{{Key: "_id", Value: 1}}
 // start when !hasLast); idsOnly projects _id alone.
 func (m *mongoSide) nextChunk(ctx context.Context, coll string, last bson.RawValue, hasLast bool, n int, idsOnly bool) (docs []bson.Raw, lo, hi event.ClusterTime, err error) {
 	c := m.db.Collection(coll)
-	lo, hi, err = m.timed(ctx, "read "+coll, func(sc mongo.SessionContext) error {
+	lo, hi, err = m.timed(ctx, "read "+coll, func(sc context.Context) error {
 		filter := bson.D{}
 		if hasLast {
 			filter = bson.D{{Key: "_id", Value: bson.D{{Key: "$gt", Value: last}}}}
@@ -118,7 +117,7 @@ func (m *mongoSide) nextChunk(ctx context.Context, coll string, last bson.RawVal
 // simply not returned).
 func (m *mongoSide) byIDs(ctx context.Context, coll string, ids []any, idsOnly bool) (docs []bson.Raw, lo, hi event.ClusterTime, err error) {
 	c := m.db.Collection(coll)
-	lo, hi, err = m.timed(ctx, "read "+coll+" by _id", func(sc mongo.SessionContext) error {
+	lo, hi, err = m.timed(ctx, "read "+coll+" by _id", func(sc context.Context) error {
 		var err error
 		docs, err = find(sc, c, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}}, 0, idsOnly)
 		return err
@@ -156,7 +155,7 @@ func keyIDs(key string) []any {
 		return []any{v}
 	}
 	out := []any{key}
-	if oid, err := primitive.ObjectIDFromHex(key); err == nil && len(key) == 24 && strings.ToLower(key) == key {
+	if oid, err := bson.ObjectIDFromHex(key); err == nil && len(key) == 24 && strings.ToLower(key) == key {
 		out = append(out, oid)
 	}
 	var wrapped struct {
@@ -280,7 +279,7 @@ func (m *mongoSide) oplogErr(err error) error {
 
 // lastID returns the collection's greatest _id (ok false when empty).
 func (m *mongoSide) lastID(ctx context.Context, coll string) (id bson.RawValue, ok bool, err error) {
-	_, _, err = m.timed(ctx, "read the last _id of "+coll, func(sc mongo.SessionContext) error {
+	_, _, err = m.timed(ctx, "read the last _id of "+coll, func(sc context.Context) error {
 		raw, err := m.db.Collection(coll).FindOne(sc, bson.D{}, options.FindOne().
 			SetSort(bson.D{{Key: "_id", Value: -1}}).SetProjection(idOnly)).Raw()
 		if errors.Is(err, mongo.ErrNoDocuments) {

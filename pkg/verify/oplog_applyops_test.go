@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/amanat/cdc/pkg/event"
 	"github.com/amanat/cdc/pkg/mongotest"
@@ -22,7 +22,7 @@ func TestOplogChangesApplyOps(t *testing.T) {
 	srv := mongotest.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	client, err := mongo.Connect(ctx, options.Client().ApplyURI(srv.URI()))
+	client, err := mongo.Connect(options.Client().ApplyURI(srv.URI()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,19 +40,19 @@ func TestOplogChangesApplyOps(t *testing.T) {
 	if _, err := a.InsertOne(ctx, bson.D{{Key: "_id", Value: 1}}); err != nil {
 		t.Fatal(err)
 	}
-	txn := func(fn func(sc mongo.SessionContext) error) {
+	txn := func(fn func(sc context.Context) error) {
 		t.Helper()
 		sess, err := client.StartSession()
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer sess.EndSession(context.Background())
-		if _, err := sess.WithTransaction(ctx, func(sc mongo.SessionContext) (any, error) { return nil, fn(sc) }); err != nil {
+		if _, err := sess.WithTransaction(ctx, func(sc context.Context) (any, error) { return nil, fn(sc) }); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// One applyOps entry: an update of d.a and an insert into d.b.
-	txn(func(sc mongo.SessionContext) error {
+	txn(func(sc context.Context) error {
 		if _, err := a.UpdateByID(sc, 1, bson.D{{Key: "$set", Value: bson.D{{Key: "v", Value: 1}}}}); err != nil {
 			return err
 		}
@@ -61,7 +61,7 @@ func TestOplogChangesApplyOps(t *testing.T) {
 	})
 	// A chain: three 7 MB inserts into d.a do not fit one 16 MB entry.
 	big := strings.Repeat("x", 7<<20)
-	txn(func(sc mongo.SessionContext) error {
+	txn(func(sc context.Context) error {
 		for i := 10; i < 13; i++ {
 			if _, err := a.InsertOne(sc, bson.D{{Key: "_id", Value: i}, {Key: "big", Value: big}}); err != nil {
 				return err
