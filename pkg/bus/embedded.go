@@ -3,10 +3,8 @@ package bus
 import (
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"syscall"
 	"time"
 
@@ -170,16 +168,6 @@ func checkEmbeddedAuth(host string, a EmbeddedAuth) error {
 
 // ClientURL is the nats:// URL clients connect to.
 func (e *Embedded) ClientURL() string { return e.srv.ClientURL() }
-
-// Port is the port the server listens on.
-func (e *Embedded) Port() int {
-	if addr, ok := e.srv.Addr().(*net.TCPAddr); ok {
-		return addr.Port
-	}
-	_, p, _ := net.SplitHostPort(e.srv.Addr().String())
-	n, _ := strconv.Atoi(p)
-	return n
-}
 
 // Shutdown stops the server and waits until it has.
 func (e *Embedded) Shutdown() {

@@ -33,8 +33,9 @@ func (e *MigrationError) Error() string {
 
 func (e *MigrationError) Unwrap() error { return e.Err }
 
-// ErrAdoptedDown is returned by Down and DownTo instead of rolling back a
-// migration that an adoption recorded (see AdoptedTable).
+// ErrAdoptedDown is returned by a roll-back (run in direction "down"; today
+// only the tests roll back) instead of rolling back a migration that an
+// adoption recorded (see AdoptedTable).
 var ErrAdoptedDown = errors.New("migrate: refusing to roll back an adopted migration")
 
 // ErrAdoptRefused is what an *AdoptRefusedError unwraps to: the database
