@@ -27,7 +27,7 @@ BENCH_TIMEOUT ?= 30m
 
 .DEFAULT_GOAL := help
 
-.PHONY: all build test test-cluster test-soak bench lint fmt-check vet tidy clean help vuln
+.PHONY: all build test test-race test-cluster test-soak bench lint fmt-check vet staticcheck tidy clean help vuln
 
 all: lint build test ## lint, build and test
 
@@ -39,6 +39,16 @@ test: fmt-check vet ## gofmt check, go vet, then every test including ./e2e
 	@# The end-to-end suite runs alone: its load tests measure rates that
 	@# the unit packages' Postgres-heavy tests would steal the cores from.
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./e2e/...
+
+# The unit packages (every one but ./e2e) under the race detector. -race
+# needs cgo (gcc; .ci/run installs it when missing) and runs the tests
+# several times slower, hence a timeout of its own. RACE_PKGS narrows it
+# (RACE_PKGS=./pkg/sink).
+RACE_TIMEOUT ?= 20m
+RACE_PKGS    ?= $$($(GO) list ./... | grep -v '/e2e$$')
+
+test-race: ## go test -race over the unit packages (not ./e2e)
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout $(RACE_TIMEOUT) $(RACE_PKGS)
 
 test-cluster: ## end-to-end on a three-node in-process NATS cluster with R3 streams: stream-leader kills under load (tag cluster)
 	$(GO) test -count=1 -tags cluster -timeout 15m ./e2e/ -run Cluster
@@ -62,7 +72,7 @@ bench-e2e: ## money-core benchmark vs its ceilings -> bench-out/ (CDC_BENCH_BACK
 	@mkdir -p bench-out
 	CDC_BENCH_OUT=$(CURDIR)/bench-out $(GO) test -count=1 -run '^$$' -bench '^BenchmarkMoneyCore$$' -benchtime 1x -timeout $(BENCH_E2E_TIMEOUT) ./e2e/
 
-lint: fmt-check vet ## gofmt check and go vet
+lint: fmt-check vet staticcheck ## gofmt check, go vet and staticcheck
 
 fmt-check: ## fail if any Go file is not gofmt-formatted
 	@out=$$(gofmt -l . 2>&1); \
@@ -70,6 +80,22 @@ fmt-check: ## fail if any Go file is not gofmt-formatted
 
 vet: ## go vet ./...
 	$(GO) vet ./...
+
+# staticcheck (honnef.co/go/tools), pinned: built once per version by
+# `go install` through the module proxy into bin/tools, with the approved
+# toolchain, like govulncheck below. It reports deprecated API too (SA1019).
+STATICCHECK_VERSION ?= v0.8.2
+STATICCHECK         := bin/tools/staticcheck-$(STATICCHECK_VERSION)
+
+staticcheck: ## staticcheck ./... (pinned STATICCHECK_VERSION, installed into bin/tools)
+	@set -eu; \
+	if [ ! -x $(STATICCHECK) ]; then \
+	  mkdir -p bin/tools; \
+	  GOBIN=$(CURDIR)/bin/tools/.install-staticcheck $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION); \
+	  mv bin/tools/.install-staticcheck/staticcheck $(STATICCHECK); rmdir bin/tools/.install-staticcheck; \
+	fi; \
+	echo "make staticcheck: $$($(STATICCHECK) -version)"; \
+	$(STATICCHECK) ./...
 
 # Vulnerability scan (make vuln). govulncheck and the Go vulnerability
 # database both come through the Go module proxy, pinned: the database is

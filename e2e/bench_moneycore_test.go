@@ -33,8 +33,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
-	"github.com/amanat/cdc/pkg/app"
 	"github.com/amanat/cdc/pkg/benchkit"
+	"github.com/amanat/cdc/pkg/bus"
 	"github.com/amanat/cdc/pkg/config"
 	"github.com/amanat/cdc/pkg/migrate"
 	"github.com/amanat/cdc/pkg/mongotest"
@@ -364,7 +364,7 @@ func applied(pool *pgxpool.Pool) func(context.Context) (int64, error) {
 
 // streamNames are cfg's change-event streams (one per sink lane).
 func streamNames(cfg *config.Config) []string {
-	sc := app.StreamsConfig(cfg)
+	sc := bus.StreamsFromConfig(cfg)
 	var out []string
 	for _, l := range sc.LaneNames() {
 		out = append(out, sc.LaneStream(l))

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/amanat/cdc/pkg/app"
+	"github.com/amanat/cdc/pkg/bus"
 	"github.com/amanat/cdc/pkg/config"
 	"github.com/amanat/cdc/pkg/migrate"
 	"github.com/amanat/cdc/pkg/pgtest"
@@ -199,8 +200,8 @@ func benchWaitFor(t testing.TB, what string, timeout time.Duration, cond func() 
 func benchLaneMessages(ctx context.Context, t testing.TB, js jetstream.JetStream, cfg config.Config) uint64 {
 	t.Helper()
 	var sum uint64
-	for _, l := range app.BusLanes(&cfg) {
-		st, err := js.Stream(ctx, app.StreamsConfig(&cfg).LaneStream(l.Name))
+	for _, l := range bus.ConfiguredLanes(&cfg) {
+		st, err := js.Stream(ctx, bus.StreamsFromConfig(&cfg).LaneStream(l.Name))
 		if err != nil {
 			return 0 // declared by the tailer at start-up
 		}
@@ -222,7 +223,7 @@ func benchSettled(ctx context.Context, js jetstream.JetStream, pool *pgxpool.Poo
 		return false, fmt.Sprintf("%d of %d members live", len(owners), instances)
 	}
 	var names []string
-	for _, l := range app.BusLanes(&cfg) {
+	for _, l := range bus.ConfiguredLanes(&cfg) {
 		names = append(names, l.Name)
 	}
 	want := sink.AssignOwners(names, owners)

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/amanat/cdc/pkg/app"
+	"github.com/amanat/cdc/pkg/bus"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
@@ -41,7 +42,7 @@ func TestTwentyMegabyteChangeEvent(t *testing.T) {
 	})
 	// It went through the object store (one object per large event: the
 	// 10 MB insert and the 30 MB update).
-	os, err := e.js().ObjectStore(e.ctx, app.StreamsConfig(&cfg).LargeBucket())
+	os, err := e.js().ObjectStore(e.ctx, bus.StreamsFromConfig(&cfg).LargeBucket())
 	must(t, err)
 	objs, err := os.List(e.ctx)
 	must(t, err)

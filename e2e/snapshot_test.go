@@ -26,6 +26,7 @@ import (
 	"github.com/amanat/cdc/pkg/config"
 	"github.com/amanat/cdc/pkg/snapshot"
 	"github.com/amanat/cdc/pkg/transform"
+	"github.com/amanat/cdc/transforms"
 )
 
 // snScale sizes the snapshot tests: documents seeded before the
@@ -480,11 +481,11 @@ func (s *snEnv) noDeadLetters() {
 // runner builds the snapshot command's runner as `cdc snapshot` does.
 func (s *snEnv) runner(cfg config.Config, d snapshot.Display, mod func(*snapshot.Config)) *snapshot.Runner {
 	s.t.Helper()
-	set, err := app.LoadTransforms(&cfg)
+	set, err := transforms.Load(&cfg)
 	must(s.t, err)
-	replicated, err := app.Collections(&cfg, set)
+	replicated, err := transforms.Collections(&cfg, set)
 	must(s.t, err)
-	streams := app.StreamsConfig(&cfg)
+	streams := bus.StreamsFromConfig(&cfg)
 	nc, js, err := bus.Connect(s.ctx, cfg.NATS.URL, "snapshot-test", 0, zap.NewNop())
 	must(s.t, err)
 	s.t.Cleanup(nc.Close)

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/amanat/cdc/pkg/checkpoint"
 	"github.com/amanat/cdc/pkg/status"
 	"github.com/amanat/cdc/pkg/tailer"
 )
@@ -24,7 +25,7 @@ import (
 type ckptWrite struct {
 	at    time.Time
 	owner string
-	cp    *tailer.Checkpoint
+	cp    *checkpoint.Checkpoint
 }
 
 // TestTwoTailersTakeover (acceptance 2, and the takeover times of
@@ -151,14 +152,14 @@ func TestTwoTailersTakeover(t *testing.T) {
 	})
 	wctx, stopWatch := context.WithCancel(e.ctx)
 	defer stopWatch()
-	w, err := kv.Watch(wctx, tailer.CheckpointKey(e.dbName))
+	w, err := kv.Watch(wctx, checkpoint.Key(e.dbName))
 	must(t, err)
 	go func() {
 		for en := range w.Updates() {
 			if en == nil || en.Operation() != jetstream.KeyValuePut {
 				continue
 			}
-			cp, err := tailer.DecodeCheckpoint(en.Value())
+			cp, err := checkpoint.Decode(en.Value())
 			if err != nil {
 				t.Errorf("checkpoint revision %d: %v", en.Revision(), err)
 				continue
@@ -263,7 +264,7 @@ func TestTwoTailersTakeover(t *testing.T) {
 	_, rep, out := e.statusCLI(cfgPaths[0])
 	l := rep.Tailer.Lease
 	if l == nil || l.Holder != final || l.State != status.LeaseHeld || l.HeldSince == nil || l.LastTakeover == nil ||
-		l.LastTakeover.To != final || l.LastTakeover.Reason != tailer.TakeoverExpired || l.Takeovers < kills {
+		l.LastTakeover.To != final || l.LastTakeover.Reason != checkpoint.TakeoverExpired || l.Takeovers < kills {
 		t.Fatalf("cdc status lease section %+v, want holder %s with its takeover (>= %d recorded):\n%s", l, final, kills, out)
 	}
 	if q := l.LastTakeover.QuietSeconds; q < takeover.Seconds() {

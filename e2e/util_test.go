@@ -10,10 +10,10 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
-	"github.com/amanat/cdc/pkg/app"
 	"github.com/amanat/cdc/pkg/config"
 	"github.com/amanat/cdc/pkg/pgtest"
 	"github.com/amanat/cdc/pkg/transform"
+	"github.com/amanat/cdc/transforms"
 )
 
 func mongoSessCtx(ctx context.Context, s *mongo.Session) context.Context {
@@ -71,7 +71,7 @@ func toYAMLMap(v any) any {
 
 func mustTransforms(e *env, cfg config.Config) *transform.Set {
 	e.t.Helper()
-	set, err := app.LoadTransforms(&cfg)
+	set, err := transforms.Load(&cfg)
 	must(e.t, err)
 	return set
 }

@@ -5,11 +5,9 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
@@ -17,15 +15,17 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/amanat/cdc/pkg/bus"
+	"github.com/amanat/cdc/pkg/checkpoint"
 	"github.com/amanat/cdc/pkg/config"
+	"github.com/amanat/cdc/pkg/dial"
 	"github.com/amanat/cdc/pkg/event"
 	"github.com/amanat/cdc/pkg/metrics"
+	"github.com/amanat/cdc/pkg/migrate"
 	"github.com/amanat/cdc/pkg/oplog"
 	"github.com/amanat/cdc/pkg/redact"
 	"github.com/amanat/cdc/pkg/sink"
@@ -45,31 +45,6 @@ type Options struct {
 	SinkHooks *sink.Hooks
 	// HTTPReady receives the bound address of the HTTP endpoint.
 	HTTPReady func(net.Addr)
-}
-
-// StreamsConfig derives the bus declarations from cfg.
-func StreamsConfig(cfg *config.Config) bus.StreamsConfig {
-	return bus.StreamsConfig{
-		Stream:           cfg.NATS.Stream,
-		SubjectPrefix:    cfg.NATS.SubjectPrefix,
-		DLQStream:        cfg.NATS.DLQStream,
-		Replicas:         cfg.NATS.Replicas,
-		DedupWindow:      cfg.NATS.DedupWindow,
-		MaxAge:           cfg.NATS.MaxAge,
-		MaxBytes:         cfg.NATS.MaxBytes,
-		CheckpointBucket: cfg.NATS.CheckpointBucket,
-	}.WithLanes(BusLanes(cfg))
-}
-
-// BusLanes is cfg's sink.lanes for pkg/bus (nil: one lane). Validate has
-// refused a malformed value; CheckLanes checks it against the replicated
-// collections.
-func BusLanes(cfg *config.Config) []bus.Lane {
-	lanes, err := config.ParseLanes(cfg.Sink.Lanes)
-	if err != nil {
-		return nil
-	}
-	return bus.LanesFromConfig(lanes)
 }
 
 // CheckLanes checks cfg's sink.lanes against the replicated collections
@@ -118,32 +93,6 @@ func CheckLanes(cfg *config.Config, set *transform.Set, replicated []string) err
 	return nil
 }
 
-// LoadTransforms loads the mappings from cfg.Transforms.Dir, or the
-// built-in set when it is empty.
-func LoadTransforms(cfg *config.Config) (*transform.Set, error) {
-	if cfg.Transforms.Dir != "" {
-		return transform.Load(os.DirFS(cfg.Transforms.Dir), ".")
-	}
-	return transform.Load(transforms.Builtin, ".")
-}
-
-// Collections returns the collections to replicate: the configured list,
-// each of which must have a transform, or every transformed collection.
-func Collections(cfg *config.Config, set *transform.Set) ([]string, error) {
-	if len(cfg.Mongo.Collections) == 0 {
-		return set.Collections(), nil
-	}
-	for i, c := range cfg.Mongo.Collections {
-		if _, ok := set.Get(c); !ok {
-			return nil, &config.FieldError{Field: fmt.Sprintf("mongo.collections[%d]", i),
-				Reason: fmt.Sprintf("collection %q has no transform (mapped: %v)", c, set.Collections())}
-		}
-	}
-	out := slices.Clone(cfg.Mongo.Collections)
-	slices.Sort(out)
-	return out, nil
-}
-
 // Bus is a connected JetStream with its declarations made, and the
 // embedded server when there is one.
 type Bus struct {
@@ -167,7 +116,7 @@ func (b *Bus) Close() {
 // OpenBus starts the embedded server if no URL is configured, connects and
 // declares the streams.
 func OpenBus(ctx context.Context, cfg *config.Config, name string, maxPending int, log *zap.Logger) (*Bus, error) {
-	b := &Bus{Streams: StreamsConfig(cfg)}
+	b := &Bus{Streams: bus.StreamsFromConfig(cfg)}
 	clientOpts, err := bus.ClientOptions(cfg.NATS) // credentials and TLS (pkg/bus/auth.go)
 	if err != nil {
 		return nil, err
@@ -206,58 +155,38 @@ func OpenBus(ctx context.Context, cfg *config.Config, name string, maxPending in
 	return b, nil
 }
 
-// ConnectMongo connects and pings the primary within StartupTimeout.
+// ConnectMongo connects and pings the primary within StartupTimeout
+// (dial.Mongo, application name "cdc").
 func ConnectMongo(ctx context.Context, uri string) (*mongo.Client, error) {
-	client, err := mongo.Connect(options.Client().ApplyURI(uri).SetAppName("cdc"))
-	if err != nil {
-		return nil, redact.Error(fmt.Errorf("mongo %s: %w", redact.URL(uri), err), uri)
+	client, err := dial.Mongo(ctx, uri, dial.MongoOptions{AppName: "cdc", Timeout: StartupTimeout})
+	if err == nil {
+		return client, nil
 	}
-	pctx, cancel := context.WithTimeout(ctx, StartupTimeout)
-	defer cancel()
-	if err := client.Ping(pctx, readpref.Primary()); err != nil {
-		_ = client.Disconnect(context.WithoutCancel(ctx))
+	if dial.StageOf(err) == dial.StagePing {
 		return nil, redact.Error(fmt.Errorf("MongoDB unreachable at start-up (%s): %w", redact.URL(uri), err), uri)
 	}
-	return client, nil
+	return nil, redact.Error(fmt.Errorf("mongo %s: %w", redact.URL(uri), err), uri)
 }
 
-// ConnectPostgres opens a pool and pings it within StartupTimeout.
+// ConnectPostgres opens a pool and pings it within StartupTimeout
+// (dial.Postgres, application name "cdc"), trying again while the failure
+// may pass: a certificate or an identity refused now is refused again
+// (permanentPostgresError, pgtls.go), and returns at once.
 func ConnectPostgres(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error) {
-	pcfg, err := pgxpool.ParseConfig(url)
-	if err != nil {
-		// The cause alone (pgx's message repeats the string), or the whole
-		// error when it has none; scrubbed either way: pgx's own masking
-		// is best effort.
-		cause := errors.Unwrap(err)
-		if cause == nil {
-			cause = err
-		}
-		return nil, redact.Error(fmt.Errorf("postgres url %s: %w", redact.URL(url), cause), url)
+	pool, err := dial.Postgres(ctx, url, dial.PostgresOptions{AppName: "cdc", MaxConns: maxConns, Timeout: StartupTimeout,
+		RetryUnless: permanentPostgresError})
+	if err == nil {
+		return pool, nil
 	}
-	pcfg.MaxConns = maxConns
-	pcfg.ConnConfig.RuntimeParams["application_name"] = "cdc"
-	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
-	if err != nil {
+	switch {
+	case dial.StageOf(err) == dial.StageParse:
+		return nil, redact.Error(fmt.Errorf("postgres url %s: %w", redact.URL(url), err), url)
+	case dial.StageOf(err) == dial.StageOpen:
 		return nil, redact.Error(fmt.Errorf("postgres %s: %w", redact.URL(url), err), url)
+	case permanentPostgresError(err):
+		return nil, redact.Error(fmt.Errorf("PostgreSQL refused the connection at start-up (%s): %w", redact.URL(url), err), url)
 	}
-	pctx, cancel := context.WithTimeout(ctx, StartupTimeout)
-	defer cancel()
-	for {
-		err = pool.Ping(pctx)
-		if err == nil {
-			return pool, nil
-		}
-		if permanentPostgresError(err) { // pgtls.go: a certificate or identity refused now is refused again
-			pool.Close()
-			return nil, redact.Error(fmt.Errorf("PostgreSQL refused the connection at start-up (%s): %w", redact.URL(url), err), url)
-		}
-		select {
-		case <-pctx.Done():
-			pool.Close()
-			return nil, redact.Error(fmt.Errorf("PostgreSQL unreachable at start-up (%s): %w", redact.URL(url), err), url)
-		case <-time.After(500 * time.Millisecond):
-		}
-	}
+	return nil, redact.Error(fmt.Errorf("PostgreSQL unreachable at start-up (%s): %w", redact.URL(url), err), url)
 }
 
 // Run runs the parts role names until ctx is cancelled (nil) or one of
@@ -279,11 +208,11 @@ func run(ctx context.Context, cfg config.Config, role config.Role, log *zap.Logg
 		return err
 	}
 	budget := applyMemoryLimit(&cfg, log)
-	set, err := LoadTransforms(&cfg)
+	set, err := transforms.Load(&cfg)
 	if err != nil {
 		return err
 	}
-	colls, err := Collections(&cfg, set)
+	colls, err := transforms.Collections(&cfg, set)
 	if err != nil {
 		return err
 	}
@@ -320,6 +249,12 @@ func run(ctx context.Context, cfg config.Config, role config.Role, log *zap.Logg
 			return err
 		}
 		defer pool.Close()
+		// The sink writes the cdc.* tables of one schema version: behind
+		// it (a migration not applied) or ahead (a newer binary migrated
+		// the database) it refuses, naming the versions, before any write.
+		if err := migrate.RequireCurrent(ctx, cfg.Postgres.URL); err != nil {
+			return fmt.Errorf("refusing to start the sink: %w", err)
+		}
 		if err := transform.CheckCatalog(ctx, pool, set); err != nil {
 			return fmt.Errorf("refusing to start the sink: %w", err)
 		}
@@ -335,11 +270,11 @@ func run(ctx context.Context, cfg config.Config, role config.Role, log *zap.Logg
 		if b.Streams.Laned() {
 			// Lanes: one Sink per lane assigned to this instance
 			// (pkg/sink/lanes.go); instances share the lanes.
-			lr := sink.NewLaneRunner(b.JS, pool, set, scfg, log.Named("sink"), met.ForSink(health), opts.SinkHooks)
+			lr := sink.NewLaneRunner(b.JS, pool, set, scfg, log.Named("sink"), forSink(met, health), opts.SinkHooks)
 			lr.Heartbeat = cfg.Sink.MemberHeartbeat
 			g.Go(func() error { return lr.Run(gctx) })
 		} else {
-			sk := sink.New(b.JS, pool, set, scfg, log.Named("sink"), met.ForSink(health), opts.SinkHooks)
+			sk := sink.New(b.JS, pool, set, scfg, log.Named("sink"), forSink(met, health), opts.SinkHooks)
 			g.Go(func() error { return sk.Run(gctx) })
 		}
 	}
@@ -350,7 +285,7 @@ func run(ctx context.Context, cfg config.Config, role config.Role, log *zap.Logg
 		}
 		defer client.Disconnect(context.WithoutCancel(ctx)) //nolint:errcheck // shutting down
 		start, _ := config.ParseStartAt(cfg.Tailer.StartAt)
-		store, err := tailer.NewKVCheckpoints(ctx, b.JS, cfg.NATS.CheckpointBucket, tailer.CheckpointKey(cfg.Mongo.Database))
+		store, err := checkpoint.NewKVStore(ctx, b.JS, cfg.NATS.CheckpointBucket, checkpoint.Key(cfg.Mongo.Database))
 		if err != nil {
 			return err
 		}
@@ -359,10 +294,10 @@ func run(ctx context.Context, cfg config.Config, role config.Role, log *zap.Logg
 			BatchSize: cfg.Tailer.BatchSize, MaxAwait: cfg.Tailer.MaxAwait, MaxInFlight: cfg.Tailer.MaxInFlight,
 			MaxInFlightBytes:   budget.TailerInFlightBytes,
 			CheckpointInterval: cfg.Tailer.CheckpointInterval, PreImages: cfg.Tailer.PreImages, Streams: b.Streams,
-			Owner: tailer.NewOwner(cfg.Tailer.Instance), StandbyTakeover: cfg.Tailer.StandbyTakeover,
+			Owner: checkpoint.NewOwner(cfg.Tailer.Instance), StandbyTakeover: cfg.Tailer.StandbyTakeover,
 			FullDocument: tailer.FullDocumentMode(cfg.Tailer.FullDocument), FailingAfter: cfg.Tailer.FailingAfter,
 			Covered: snapshotCovers(b.JS, cfg.Snapshot.ProgressBucket, cfg.Mongo.Database),
-		}, log.Named("tailer"), met.ForTailer(health))
+		}, log.Named("tailer"), forTailer(met, health))
 		health.Check("mongo", func(ctx context.Context) error { return client.Ping(ctx, readpref.Primary()) })
 		health.Expect("tailer", 30*time.Second)
 		g.Go(func() error { return tl.Run(gctx) })
@@ -375,14 +310,8 @@ func run(ctx context.Context, cfg config.Config, role config.Role, log *zap.Logg
 				if err != nil || cp == nil {
 					return event.ClusterTime{}, false, err
 				}
-				tok, err := cp.ResumeToken()
-				if err != nil {
-					return event.ClusterTime{}, false, err
-				}
-				if ct, ok := oplog.TokenTime(tok); ok {
-					return ct, true, nil
-				}
-				return cp.ClusterTime, cp.ClusterTime.T > 0, nil
+				ct := cp.EffectiveTime()
+				return ct, ct.T > 0, nil
 			},
 			Observe: func(e oplog.Estimate) { met.SetHeadroom(e.Headroom) },
 		}
@@ -400,17 +329,18 @@ func run(ctx context.Context, cfg config.Config, role config.Role, log *zap.Logg
 		})
 	}
 	log.Info("replicator running", zap.Strings("collections", colls), zap.String("database", cfg.Mongo.Database))
-	err = g.Wait()
-	if err != nil {
-		log.Error("replicator stopped", zap.Error(err))
+	// Returned, not logged: the caller handles it (cli.Main prints it once
+	// and exits non-zero).
+	if err := g.Wait(); err != nil {
+		return fmt.Errorf("replicator stopped: %w", err)
 	}
-	return err
+	return nil
 }
 
 // LaneConsumers lists every sink lane's consumer (position row) of cfg, or
 // nil without lanes: what verify needs to know how far the sink applied.
 func LaneConsumers(cfg *config.Config) []string {
-	sc := StreamsConfig(cfg)
+	sc := bus.StreamsFromConfig(cfg)
 	if !sc.Laned() {
 		return nil
 	}

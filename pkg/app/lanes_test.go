@@ -6,6 +6,7 @@ import (
 
 	"github.com/amanat/cdc/pkg/app"
 	"github.com/amanat/cdc/pkg/config"
+	"github.com/amanat/cdc/transforms"
 )
 
 // TestCheckLanesReferences: lanes must respect the mappings' references
@@ -13,7 +14,7 @@ import (
 // parent keeps child and parent in one unsplit lane.
 func TestCheckLanesReferences(t *testing.T) {
 	cfg := config.Default()
-	set, err := app.LoadTransforms(&cfg)
+	set, err := transforms.Load(&cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

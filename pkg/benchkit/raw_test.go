@@ -3,7 +3,6 @@ package benchkit_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"testing"
 	"time"
 
@@ -18,9 +17,14 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m, pgtest.Options{})) }
+// TestMain shares one PostgreSQL cluster (pgtest) among the tests and
+// fails the run if a test leaves a goroutine behind.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(pgtest.WithShared(m, pgtest.Options{}))
+}
 
 // rawScenario is a captured stream built by hand from the workload's
 // documents: the sellers, then every insert the generator makes (its

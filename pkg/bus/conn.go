@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/amanat/cdc/pkg/backoff"
 	"github.com/amanat/cdc/pkg/redact"
 )
 
@@ -57,7 +58,8 @@ func Connect(ctx context.Context, url, name string, maxPending int, log *zap.Log
 	)
 	// Retry the first connection until ctx ends: a NATS outage at start-up
 	// is the same outage as one later on.
-	for attempt := 0; ; attempt++ {
+	retry := backoff.New(connectBackoff)
+	for {
 		nc, err = nats.Connect(url, opts...)
 		if err == nil {
 			break
@@ -65,13 +67,15 @@ func Connect(ctx context.Context, url, name string, maxPending int, log *zap.Log
 		if PermanentConnectError(err) {
 			return nil, nil, fmt.Errorf("nats connect %s: %w", redact.URL(url), err)
 		}
-		if attempt == 0 {
+		if retry.Attempt() == 0 {
 			log.Warn("nats not reachable, retrying", zap.String("url", redact.URL(url)), zap.Error(err))
 		}
+		wait := time.NewTimer(retry.Next())
 		select {
 		case <-ctx.Done():
+			wait.Stop()
 			return nil, nil, fmt.Errorf("nats connect %s: %w (last error: %v)", redact.URL(url), ctx.Err(), err)
-		case <-time.After(backoff(attempt)):
+		case <-wait.C:
 		}
 	}
 	// An async publish whose acknowledgement never comes (the request or
@@ -105,7 +109,8 @@ func jetStreamOptions(maxPending int, ackTimeout time.Duration) []jetstream.JetS
 // acknowledgement is noticed.
 const PublishAckTimeout = 30 * time.Second
 
-func backoff(attempt int) time.Duration {
-	d := 100 * time.Millisecond << min(attempt, 5)
-	return min(d, 3*time.Second)
-}
+// connectBackoff paces the first connection's retries: short waits at
+// first (a server starting beside this process answers within a second),
+// at most 3 s, with equal jitter so that the instances of a fleet
+// restarted together do not reconnect in step.
+var connectBackoff = backoff.Policy{Initial: 100 * time.Millisecond, Max: 3 * time.Second, Jitter: 0.5}

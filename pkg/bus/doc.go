@@ -1,7 +1,9 @@
 // Package bus is the JetStream side of the replicator: the embedded
 // single-node server, connections that reconnect forever, the declaration
 // of the change and dead-letter streams (idempotent create-or-update), the
-// subjects events are published on, and the tailer's checkpoint bucket.
+// subjects events are published on, the one publisher of change events
+// (Publisher, publish.go: the tailer, snapshot and replay build every
+// message through it), and the tailer's checkpoint bucket.
 //
 // The stream is the durable log between tailer and sink: file storage, a
 // Nats-Msg-Id dedup window, and age/size retention from configuration.

@@ -8,7 +8,6 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/amanat/cdc/pkg/config"
@@ -212,16 +211,6 @@ func (r *LaneRouter) Route(ev *event.Event) (string, error) {
 		return l, nil
 	}
 	return r.c.LaneOf(ev)
-}
-
-// EncodeLaneEventMsg is EncodeEventMsg for lane: the message's subject is
-// lane's, and an envelope over max_payload goes through StoreLarge.
-func EncodeLaneEventMsg(ctx context.Context, js jetstream.JetStream, c StreamsConfig, lane string, ev *event.Event) (*nats.Msg, error) {
-	msg, oversize, err := LaneEventMsg(c, lane, ev, js.Conn().MaxPayload())
-	if err != nil || !oversize {
-		return msg, err
-	}
-	return StoreLarge(ctx, js, c, ev, msg)
 }
 
 // ensureChangeStreams declares the change stream: the default one on

@@ -23,7 +23,8 @@ const headerRoom = 1024
 // decode every change-stream message through EventBytes/DecodeEventMsg.
 //
 // With lanes configured, EventMsg puts ev in its collection's lane; a
-// publisher of transactions uses a LaneRouter and LaneEventMsg instead.
+// publisher of transactions uses a Publisher (publish.go), which routes
+// with a LaneRouter and builds the message with LaneEventMsg's code.
 func EventMsg(c StreamsConfig, ev *event.Event, maxPayload int64) (msg *nats.Msg, oversize bool, err error) {
 	lane, err := c.LaneOf(ev)
 	if err != nil {
@@ -34,6 +35,14 @@ func EventMsg(c StreamsConfig, ev *event.Event, maxPayload int64) (msg *nats.Msg
 
 // LaneEventMsg is EventMsg with the lane given (lanes.go: LaneRouter).
 func LaneEventMsg(c StreamsConfig, lane string, ev *event.Event, maxPayload int64) (msg *nats.Msg, oversize bool, err error) {
+	return laneEventMsg(c, lane, ev, maxPayload, nil)
+}
+
+// laneEventMsg is LaneEventMsg with extra headers (canonical keys; a
+// Publisher's WithHeader) added before the event's own. Their value
+// slices are shared by every message: nothing modifies a header value in
+// place (nats.Header.Set replaces the slice).
+func laneEventMsg(c StreamsConfig, lane string, ev *event.Event, maxPayload int64, extra nats.Header) (msg *nats.Msg, oversize bool, err error) {
 	data, err := ev.Marshal()
 	if err != nil {
 		return nil, false, err
@@ -41,10 +50,13 @@ func LaneEventMsg(c StreamsConfig, lane string, ev *event.Event, maxPayload int6
 	oversize = maxPayload > 0 && int64(len(data)) > maxPayload-headerRoom
 	// Header keys are already canonical: no Set (which canonicalises
 	// them again on every event).
-	msg = &nats.Msg{Subject: subject(c, lane, ev.Source.DB, ev.Source.Coll), Data: data, Header: nats.Header{
-		jetstream.MsgIDHeader: {ev.ID},
-		"Content-Type":        {event.ContentType},
-	}}
+	h := make(nats.Header, 2+len(extra))
+	for k, v := range extra {
+		h[k] = v
+	}
+	h[jetstream.MsgIDHeader] = []string{ev.ID}
+	h["Content-Type"] = []string{event.ContentType}
+	msg = &nats.Msg{Subject: subject(c, lane, ev.Source.DB, ev.Source.Coll), Data: data, Header: h}
 	return msg, oversize, nil
 }
 

@@ -48,7 +48,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	// Scrubbed of the configuration's credentials (or, when it did not
 	// load, of those in the environment): drivers quote connection strings.
-	fmt.Fprintf(stderr, "cdc: %v\n", g.scrubber().Error(err))
+	fmt.Fprintf(stderr, "cdc: %v\n", g.scrubber().Error(inFlagTerms(err))) // errors.go
 	var ue *usageError
 	var ve config.ValidationError
 	var fe *config.FieldError

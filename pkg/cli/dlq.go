@@ -12,7 +12,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/amanat/cdc/pkg/app"
 	"github.com/amanat/cdc/pkg/config"
 	"github.com/amanat/cdc/pkg/dlq"
 	"github.com/amanat/cdc/pkg/event"
@@ -47,152 +46,183 @@ numbers its messages from 1, so a sequence alone is ambiguous. An entry
 recorded before streams were recorded belongs to the default stream
 (nats.stream), which list and show name.`,
 	}
-	var (
-		f      dlq.Filter
-		ids    []string
-		status string // list --status
-		closed string // reopen --status
-		asJSON bool
-		dryRun bool
-		reason string
-		// defaultStream is nats.stream: the stream of entries recorded
-		// before streams were (stream NULL).
-		defaultStream string
-	)
-	addFilter := func(c *cobra.Command) {
-		c.Flags().StringSliceVar(&ids, "id", nil, "dead letter ids (repeatable or comma-separated)")
-		c.Flags().StringVar(&f.Collection, "collection", "", "only this collection")
-		c.Flags().StringVar(&f.DocKey, "doc", "", "only this document id: 24 hex digits for an ObjectId, \"...\" for a string, Extended JSON for a number (the form replay ids reads)")
-		c.Flags().StringVar(&f.TxnID, "txn", "", "only this Mongo transaction (txn_id: lsid:txnNumber)")
-		c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	}
-	parseIDs := func() error {
-		if f.DocKey != "" {
-			key, err := event.CanonicalKey(f.DocKey)
-			if err != nil {
-				return &usageError{fmt.Errorf("--doc: %w", err)}
-			}
-			f.DocKey = key
-		}
-		for _, s := range ids {
-			n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
-			if err != nil {
-				return &usageError{fmt.Errorf("--id %q is not a number", s)}
-			}
-			f.IDs = append(f.IDs, n)
-		}
-		return nil
-	}
-	parseID := func(arg string) (int64, error) {
-		id, err := strconv.ParseInt(arg, 10, 64)
-		if err != nil {
-			return 0, &usageError{fmt.Errorf("%q is not a dead letter id", arg)}
-		}
-		return id, nil
-	}
-	withPool := func(cmd *cobra.Command, run func(db state.DB) error) error {
-		cfg, _, err := g.load(config.RolePostgres)
-		if err != nil {
-			return err
-		}
-		defaultStream = cfg.NATS.Stream
-		pool, err := app.ConnectPostgres(cmd.Context(), cfg.Postgres.URL, 2)
-		if err != nil {
-			return err
-		}
-		defer pool.Close()
-		return run(pool)
-	}
+	d := &dlqCmd{g: g}
+	cmd.AddCommand(d.listCmd(), d.showCmd(), d.historyCmd(), d.retryCmd(), d.dropCmd(), d.reopenCmd())
+	return cmd
+}
 
+// dlqCmd holds the flags of the dlq subcommands: one runs per process, so
+// they share the variables (--json, --dry-run, the filter) as they share
+// the flags' meaning.
+type dlqCmd struct {
+	g      *globals
+	f      dlq.Filter
+	ids    []string
+	status string // list --status
+	closed string // reopen --status
+	asJSON bool
+	dryRun bool
+	reason string
+	// defaultStream is nats.stream: the stream of entries recorded
+	// before streams were (stream NULL).
+	defaultStream string
+}
+
+// addFilter adds the selection flags (--id, --collection, --doc, --txn)
+// and --json.
+func (d *dlqCmd) addFilter(c *cobra.Command) {
+	c.Flags().StringSliceVar(&d.ids, "id", nil, "dead letter ids (repeatable or comma-separated)")
+	c.Flags().StringVar(&d.f.Collection, "collection", "", "only this collection")
+	c.Flags().StringVar(&d.f.DocKey, "doc", "", "only this document id: 24 hex digits for an ObjectId, \"...\" for a string, Extended JSON for a number (the form replay ids reads)")
+	c.Flags().StringVar(&d.f.TxnID, "txn", "", "only this Mongo transaction (txn_id: lsid:txnNumber)")
+	c.Flags().BoolVar(&d.asJSON, "json", false, "print JSON")
+}
+
+// parseIDs completes the filter from the flags: --doc as a canonical
+// key, --id as numbers.
+func (d *dlqCmd) parseIDs() error {
+	if d.f.DocKey != "" {
+		key, err := event.CanonicalKey(d.f.DocKey)
+		if err != nil {
+			return &usageError{fmt.Errorf("--doc: %w", err)}
+		}
+		d.f.DocKey = key
+	}
+	for _, s := range d.ids {
+		n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+		if err != nil {
+			return &usageError{fmt.Errorf("--id %q is not a number", s)}
+		}
+		d.f.IDs = append(d.f.IDs, n)
+	}
+	return nil
+}
+
+// parseDeadLetterID reads the ID argument of show and history.
+func parseDeadLetterID(arg string) (int64, error) {
+	id, err := strconv.ParseInt(arg, 10, 64)
+	if err != nil {
+		return 0, &usageError{fmt.Errorf("%q is not a dead letter id", arg)}
+	}
+	return id, nil
+}
+
+// withPool runs run on a PostgreSQL pool of the configuration (two
+// connections), closed when it returns.
+func (d *dlqCmd) withPool(cmd *cobra.Command, run func(db state.DB) error) error {
+	s, err := d.g.setup(config.RolePostgres, loadConfig)
+	if err != nil {
+		return err
+	}
+	defer s.close(cmd.Context())
+	d.defaultStream = s.cfg.NATS.Stream
+	if err := s.connect(cmd.Context(), systems{pgConns: 2}); err != nil {
+		return err
+	}
+	return run(s.pool)
+}
+
+func (d *dlqCmd) listCmd() *cobra.Command {
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List dead letters (open ones by default)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := parseIDs(); err != nil {
+			if err := d.parseIDs(); err != nil {
 				return err
 			}
-			switch status {
+			switch d.status {
 			case "any":
 			case string(state.StatusOpen), string(state.StatusRetried), string(state.StatusDropped):
-				f.Status = state.Status(status)
+				d.f.Status = state.Status(d.status)
 			default:
-				return &usageError{fmt.Errorf("--status %q: want open, retried, dropped or any", status)}
+				return &usageError{fmt.Errorf("--status %q: want open, retried, dropped or any", d.status)}
 			}
-			return withPool(cmd, func(db state.DB) error {
-				es, err := dlq.List(cmd.Context(), db, f)
+			return d.withPool(cmd, func(db state.DB) error {
+				es, err := dlq.List(cmd.Context(), db, d.f)
 				if err != nil {
 					return err
 				}
-				for i := range es {
-					nameStream(&es[i], defaultStream)
-				}
-				if asJSON {
-					if es == nil {
-						es = []dlq.Entry{}
-					}
-					return json.NewEncoder(g.stdout).Encode(es)
-				}
-				w := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(w, "ID\tCLASS\tSTATUS\tCOLLECTION\tDOCUMENT\tSTREAM:SEQ\tTXN\tATTEMPTS\tLAST SEEN\tFIELD\tREASON")
-				for _, e := range es {
-					fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", e.ID, e.Class, e.Status, e.Collection, e.DocKey,
-						seqCell(e), txnCell(e), e.Attempts, e.LastSeen.UTC().Format("2006-01-02 15:04:05Z"), e.Field, clip(e.Reason, 80))
-				}
-				if err := w.Flush(); err != nil {
-					return err
-				}
-				fmt.Fprintf(g.stdout, "%d dead letters\n", len(es))
-				return nil
+				return d.writeList(es)
 			})
 		},
 	}
-	addFilter(list)
-	list.Flags().StringVar(&status, "status", "open", "open, retried, dropped or any")
-	list.Flags().IntVar(&f.Limit, "limit", 0, "at most this many (0: all)")
+	d.addFilter(list)
+	list.Flags().StringVar(&d.status, "status", "open", "open, retried, dropped or any")
+	list.Flags().IntVar(&d.f.Limit, "limit", 0, "at most this many (0: all)")
+	return list
+}
 
+// writeList prints list's entries: JSON, or a table and a count.
+func (d *dlqCmd) writeList(es []dlq.Entry) error {
+	out := d.g.stdout
+	for i := range es {
+		nameStream(&es[i], d.defaultStream)
+	}
+	if d.asJSON {
+		if es == nil {
+			es = []dlq.Entry{}
+		}
+		return json.NewEncoder(out).Encode(es)
+	}
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "ID\tCLASS\tSTATUS\tCOLLECTION\tDOCUMENT\tSTREAM:SEQ\tTXN\tATTEMPTS\tLAST SEEN\tFIELD\tREASON")
+	for _, e := range es {
+		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", e.ID, e.Class, e.Status, e.Collection, e.DocKey,
+			seqCell(e), txnCell(e), e.Attempts, e.LastSeen.UTC().Format("2006-01-02 15:04:05Z"), e.Field, clip(e.Reason, 80))
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "%d dead letters\n", len(es))
+	return nil
+}
+
+func (d *dlqCmd) showCmd() *cobra.Command {
 	show := &cobra.Command{
 		Use:   "show ID",
 		Short: "Show one dead letter with its event (canonical Extended JSON) and its history",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			id, err := parseID(args[0])
+			id, err := parseDeadLetterID(args[0])
 			if err != nil {
 				return err
 			}
-			return withPool(cmd, func(db state.DB) error {
-				d, err := dlq.Show(cmd.Context(), db, id)
+			return d.withPool(cmd, func(db state.DB) error {
+				e, err := dlq.Show(cmd.Context(), db, id)
 				if err != nil {
 					return err
 				}
-				nameStream(&d.Entry, defaultStream)
-				enc := json.NewEncoder(g.stdout)
+				nameStream(&e.Entry, d.defaultStream)
+				enc := json.NewEncoder(d.g.stdout)
 				enc.SetIndent("", "  ")
-				return enc.Encode(d)
+				return enc.Encode(e)
 			})
 		},
 	}
+	show.Flags().BoolVar(&d.asJSON, "json", false, "print JSON (show always does; accepted like the other commands)")
+	return show
+}
 
-	show.Flags().BoolVar(&asJSON, "json", false, "print JSON (show always does; accepted like the other commands)")
-
+func (d *dlqCmd) historyCmd() *cobra.Command {
 	history := &cobra.Command{
 		Use:   "history ID",
 		Short: "Every attempt on one dead letter, oldest first: its recording, each retry, drop and reopen",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			id, err := parseID(args[0])
+			id, err := parseDeadLetterID(args[0])
 			if err != nil {
 				return err
 			}
-			return withPool(cmd, func(db state.DB) error {
+			return d.withPool(cmd, func(db state.DB) error {
 				h, err := dlq.History(cmd.Context(), db, id)
 				if err != nil {
 					return err
 				}
-				if asJSON {
-					return json.NewEncoder(g.stdout).Encode(h)
+				if d.asJSON {
+					return json.NewEncoder(d.g.stdout).Encode(h)
 				}
-				w := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+				w := tabwriter.NewWriter(d.g.stdout, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(w, "AT\tACTION\tOUTCOME\tCLASS\tFIELD\tREASON")
 				for _, a := range h {
 					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", a.At.UTC().Format("2006-01-02 15:04:05.000Z"), a.Action, a.Outcome,
@@ -202,103 +232,119 @@ recorded before streams were recorded belongs to the default stream
 			})
 		},
 	}
-	history.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	history.Flags().BoolVar(&d.asJSON, "json", false, "print JSON")
+	return history
+}
 
-	act := func(use, short, allHelp string, needReason bool, run func(cmd *cobra.Command) (dlq.Report, error)) *cobra.Command {
-		c := &cobra.Command{
-			Use:   use,
-			Short: short,
-			Args:  cobra.NoArgs,
-			RunE: func(cmd *cobra.Command, _ []string) error {
-				if err := parseIDs(); err != nil {
-					return err
-				}
-				if !f.Named() {
-					return &usageError{dlq.ErrNoFilter}
-				}
-				if needReason && strings.TrimSpace(reason) == "" {
-					return &usageError{dlq.ErrNoReason}
-				}
-				rep, err := run(cmd)
-				if errors.Is(err, dlq.ErrNoFilter) || errors.Is(err, dlq.ErrNoReason) {
-					return &usageError{err}
-				}
-				var ie *dlq.IncompleteError
-				if err != nil && !(asJSON && errors.As(err, &ie)) {
-					return err
-				}
-				if asJSON {
-					if rep.Entries == nil {
-						rep.Entries = []dlq.EntryResult{}
-					}
-					if jerr := json.NewEncoder(g.stdout).Encode(rep); jerr != nil {
-						return jerr
-					}
-					if err != nil {
-						return err // a refusal: the report lists it, the exit code says it
-					}
-				} else {
-					printReport(g.stdout, use, rep, dryRun)
-				}
-				if rep.DeadLettered > 0 || rep.Incomplete > 0 {
-					return fmt.Errorf("%d events failed again and %d were not retried with their whole transaction; they stay open: see cdc dlq list and cdc dlq history ID",
-						rep.DeadLettered, rep.Incomplete)
-				}
-				return nil
-			},
-		}
-		addFilter(c)
-		c.Flags().BoolVar(&f.All, "all", false, allHelp)
-		c.Flags().BoolVar(&dryRun, "dry-run", false, "say what would be done, change nothing")
-		if needReason {
-			c.Flags().StringVar(&reason, "reason", "", "why (required; kept with the entry and in its history)")
-		}
-		return c
+// actionCmd is retry, drop or reopen: a selection (--all or a filter),
+// --dry-run, --reason when needReason, and run doing the work.
+func (d *dlqCmd) actionCmd(use, short, allHelp string, needReason bool, run func(cmd *cobra.Command) (dlq.Report, error)) *cobra.Command {
+	c := &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return d.runAction(cmd, use, needReason, run)
+		},
 	}
-	retry := act("retry", "Re-apply open dead letters in source order, whole Mongo transactions", "every open dead letter", false, func(cmd *cobra.Command) (dlq.Report, error) {
-		cfg, _, err := g.load(config.RolePostgres)
-		if err != nil {
-			return dlq.Report{}, err
+	d.addFilter(c)
+	c.Flags().BoolVar(&d.f.All, "all", false, allHelp)
+	c.Flags().BoolVar(&d.dryRun, "dry-run", false, "say what would be done, change nothing")
+	if needReason {
+		c.Flags().StringVar(&d.reason, "reason", "", "why (required; kept with the entry and in its history)")
+	}
+	return c
+}
+
+// runAction checks the selection, runs the action and reports it (JSON
+// or text). A refusal (*dlq.IncompleteError) with --json is still
+// reported; entries that failed again or were not whole fail the command.
+func (d *dlqCmd) runAction(cmd *cobra.Command, use string, needReason bool, run func(cmd *cobra.Command) (dlq.Report, error)) error {
+	if err := d.parseIDs(); err != nil {
+		return err
+	}
+	if !d.f.Named() {
+		return &usageError{dlq.ErrNoFilter}
+	}
+	if needReason && strings.TrimSpace(d.reason) == "" {
+		return &usageError{dlq.ErrNoReason}
+	}
+	rep, err := run(cmd)
+	if errors.Is(err, dlq.ErrNoFilter) || errors.Is(err, dlq.ErrNoReason) {
+		return &usageError{err}
+	}
+	var ie *dlq.IncompleteError
+	if err != nil && !(d.asJSON && errors.As(err, &ie)) {
+		return err
+	}
+	if d.asJSON {
+		if rep.Entries == nil {
+			rep.Entries = []dlq.EntryResult{}
 		}
-		set, err := app.LoadTransforms(&cfg)
-		if err != nil {
-			return dlq.Report{}, err
+		if jerr := json.NewEncoder(d.g.stdout).Encode(rep); jerr != nil {
+			return jerr
 		}
-		pool, err := app.ConnectPostgres(cmd.Context(), cfg.Postgres.URL, 2)
 		if err != nil {
-			return dlq.Report{}, err
+			return err // a refusal: the report lists it, the exit code says it
 		}
-		defer pool.Close()
-		return dlq.Retry(cmd.Context(), pool, set, f, dryRun)
-	})
-	drop := act("drop", "Close open dead letters without applying them (whole Mongo transactions)", "every open dead letter", true, func(cmd *cobra.Command) (dlq.Report, error) {
-		var rep dlq.Report
-		err := withPool(cmd, func(db state.DB) error {
-			var err error
-			rep, err = dlq.Drop(cmd.Context(), db, f, reason, dryRun)
-			return err
+	} else {
+		printReport(d.g.stdout, use, rep, d.dryRun)
+	}
+	if rep.DeadLettered > 0 || rep.Incomplete > 0 {
+		return fmt.Errorf("%d events failed again and %d were not retried with their whole transaction; they stay open: see cdc dlq list and cdc dlq history ID",
+			rep.DeadLettered, rep.Incomplete)
+	}
+	return nil
+}
+
+func (d *dlqCmd) retryCmd() *cobra.Command {
+	return d.actionCmd("retry", "Re-apply open dead letters in source order, whole Mongo transactions", "every open dead letter", false,
+		func(cmd *cobra.Command) (dlq.Report, error) {
+			s, err := d.g.setup(config.RolePostgres, loadMappings)
+			if err != nil {
+				return dlq.Report{}, err
+			}
+			defer s.close(cmd.Context())
+			if err := s.connect(cmd.Context(), systems{pgConns: 2}); err != nil {
+				return dlq.Report{}, err
+			}
+			return dlq.Retry(cmd.Context(), s.pool, s.set, d.f, d.dryRun)
 		})
-		return rep, err
-	})
-	reopen := act("reopen", "Make dropped or retried dead letters open again (whole Mongo transactions)", "every dropped or retried dead letter (narrow with --status)", true, func(cmd *cobra.Command) (dlq.Report, error) {
-		switch closed {
-		case "any":
-		case string(state.StatusDropped), string(state.StatusRetried):
-			f.Status = state.Status(closed)
-		default:
-			return dlq.Report{}, &usageError{fmt.Errorf("--status %q: want dropped, retried or any", closed)}
-		}
-		var rep dlq.Report
-		err := withPool(cmd, func(db state.DB) error {
-			var err error
-			rep, err = dlq.Reopen(cmd.Context(), db, f, reason, dryRun)
-			return err
+}
+
+func (d *dlqCmd) dropCmd() *cobra.Command {
+	return d.actionCmd("drop", "Close open dead letters without applying them (whole Mongo transactions)", "every open dead letter", true,
+		func(cmd *cobra.Command) (dlq.Report, error) {
+			var rep dlq.Report
+			err := d.withPool(cmd, func(db state.DB) error {
+				var err error
+				rep, err = dlq.Drop(cmd.Context(), db, d.f, d.reason, d.dryRun)
+				return err
+			})
+			return rep, err
 		})
-		return rep, err
-	})
-	reopen.Flags().StringVar(&closed, "status", "any", "only entries in this status: dropped, retried or any")
-	cmd.AddCommand(list, show, history, retry, drop, reopen)
-	return cmd
+}
+
+func (d *dlqCmd) reopenCmd() *cobra.Command {
+	reopen := d.actionCmd("reopen", "Make dropped or retried dead letters open again (whole Mongo transactions)",
+		"every dropped or retried dead letter (narrow with --status)", true, func(cmd *cobra.Command) (dlq.Report, error) {
+			switch d.closed {
+			case "any":
+			case string(state.StatusDropped), string(state.StatusRetried):
+				d.f.Status = state.Status(d.closed)
+			default:
+				return dlq.Report{}, &usageError{fmt.Errorf("--status %q: want dropped, retried or any", d.closed)}
+			}
+			var rep dlq.Report
+			err := d.withPool(cmd, func(db state.DB) error {
+				var err error
+				rep, err = dlq.Reopen(cmd.Context(), db, d.f, d.reason, d.dryRun)
+				return err
+			})
+			return rep, err
+		})
+	reopen.Flags().StringVar(&d.closed, "status", "any", "only entries in this status: dropped, retried or any")
+	return reopen
 }
 
 // printReport writes what retry, drop or reopen did, naming the entries

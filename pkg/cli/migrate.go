@@ -8,7 +8,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/amanat/cdc/pkg/app"
 	"github.com/amanat/cdc/pkg/config"
 	"github.com/amanat/cdc/pkg/migrate"
 )
@@ -36,15 +35,13 @@ Run with --plan first: it prints every step with its SQL and changes nothing.
 See docs/adopt.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, log, err := g.load(config.RolePostgres)
+			s, err := g.setup(config.RolePostgres, loadMappings)
 			if err != nil {
 				return err
 			}
-			set, err := app.LoadTransforms(&cfg)
-			if err != nil {
-				return &usageError{err}
-			}
-			opts := migrate.AdoptOptions{Mappings: set, Widen: widen, LockTimeout: lockTimeout}
+			defer s.close(cmd.Context())
+			cfg, log := &s.cfg, s.log
+			opts := migrate.AdoptOptions{Mappings: s.set, Widen: widen, LockTimeout: lockTimeout}
 			if planOnly {
 				pl, err := migrate.PlanUp(cmd.Context(), cfg.Postgres.URL, opts)
 				if err != nil {

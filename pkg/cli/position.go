@@ -7,7 +7,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/amanat/cdc/pkg/app"
 	"github.com/amanat/cdc/pkg/config"
 	"github.com/amanat/cdc/pkg/sink"
 	"github.com/amanat/cdc/pkg/state"
@@ -36,17 +35,16 @@ Both take the consumer's fence: they refuse while a sink runs.`,
 		Short: "Print the recorded position, its stream and the fence holder",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, log, err := g.load(config.RoleSink | config.RolePostgres)
+			s, err := g.setup(config.RoleSink|config.RolePostgres, loadConfig)
 			if err != nil {
 				return err
 			}
-			defer func() { _ = log.Sync() }()
-			pool, err := app.ConnectPostgres(cmd.Context(), cfg.Postgres.URL, 1)
-			if err != nil {
+			defer s.close(cmd.Context())
+			if err := s.connect(cmd.Context(), systems{pgConns: 1}); err != nil {
 				return err
 			}
-			defer pool.Close()
-			p, ok, err := state.ReadPosition(cmd.Context(), pool, cfg.Sink.Consumer)
+			cfg := &s.cfg
+			p, ok, err := state.ReadPosition(cmd.Context(), s.pool, cfg.Sink.Consumer)
 			if err != nil {
 				return err
 			}
@@ -73,23 +71,17 @@ Both take the consumer's fence: they refuse while a sink runs.`,
 					}
 					to = &n
 				}
-				cfg, log, err := g.load(config.RoleSink | config.RolePostgres)
+				s, err := g.setup(config.RoleSink|config.RolePostgres, loadConfig)
 				if err != nil {
 					return err
 				}
-				defer func() { _ = log.Sync() }()
 				ctx := cmd.Context()
-				pool, err := app.ConnectPostgres(ctx, cfg.Postgres.URL, 1)
-				if err != nil {
+				defer s.close(ctx)
+				if err := s.connect(ctx, systems{pgConns: 1, bus: true}); err != nil {
 					return err
 				}
-				defer pool.Close()
-				b, err := openBus(ctx, cfg, log)
-				if err != nil {
-					return err
-				}
-				defer b.Close()
-				before, after, err := sink.Reposition(ctx, pool, b.JS, cfg.Sink.Consumer, cfg.NATS.Stream, "cdc position "+use, to)
+				cfg := &s.cfg
+				before, after, err := sink.Reposition(ctx, s.pool, s.bus.JS, cfg.Sink.Consumer, cfg.NATS.Stream, "cdc position "+use, to)
 				if errors.Is(err, state.ErrHeld) {
 					return fmt.Errorf("%w: stop the sink first (the position moves only while no sink applies)", err)
 				}

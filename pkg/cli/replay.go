@@ -2,22 +2,19 @@ package cli
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.uber.org/zap"
 
-	"github.com/amanat/cdc/pkg/app"
+	"github.com/amanat/cdc/pkg/bus"
 	"github.com/amanat/cdc/pkg/config"
 	"github.com/amanat/cdc/pkg/event"
 	"github.com/amanat/cdc/pkg/replay"
+	"github.com/amanat/cdc/pkg/report"
 	"github.com/amanat/cdc/pkg/transform"
 )
 
@@ -46,33 +43,6 @@ PostgreSQL target must be in snapshot.allowed_targets or confirmed with
 	}
 	cmd.AddCommand(newReplayOplogCmd(g), newReplayStreamCmd(g), newReplayIDsCmd(g))
 	return cmd
-}
-
-// operatorSetup loads what every replay command needs.
-type operatorSetup struct {
-	cfg config.Config
-	set *transform.Set
-	// replicated are the replicated collections.
-	replicated []string
-	log        *zap.Logger
-}
-
-func (g *globals) setup(role config.Role) (*operatorSetup, func(), error) {
-	cfg, log, err := g.load(role)
-	if err != nil {
-		return nil, nil, err
-	}
-	set, err := app.LoadTransforms(&cfg)
-	if err != nil {
-		_ = log.Sync()
-		return nil, nil, &usageError{err}
-	}
-	colls, err := app.Collections(&cfg, set)
-	if err != nil {
-		_ = log.Sync()
-		return nil, nil, err
-	}
-	return &operatorSetup{cfg: cfg, set: set, replicated: colls, log: log}, func() { _ = log.Sync() }, nil
 }
 
 func newReplayOplogCmd(g *globals) *cobra.Command {
@@ -104,11 +74,11 @@ running sink to apply them.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			s, sync, err := g.setup(config.RoleAll)
+			s, err := g.setup(config.RoleAll, loadReplicated)
 			if err != nil {
 				return err
 			}
-			defer sync()
+			defer s.close(ctx)
 			log := s.log
 			if from == "" {
 				return &usageError{fmt.Errorf("--from is required")}
@@ -127,21 +97,18 @@ running sink to apply them.`,
 			if err != nil {
 				return err
 			}
-			rep := &replay.Report{Command: "replay oplog", DryRun: op.dryRun}
+			rep := &report.Report{Command: "replay oplog", DryRun: op.dryRun}
 			if err := op.guard(&s.cfg, rep); err != nil {
 				return err
 			}
-			sys, err := connectAll(ctx, s.cfg, log)
-			if err != nil {
+			if err := s.connect(ctx, systems{mongo: true, pgConns: 2, bus: true}); err != nil {
 				return err
 			}
-			defer sys.close(ctx)
-			client, pool, b := sys.client, sys.pool, sys.bus
 			if batchSize <= 0 {
 				batchSize = s.cfg.Snapshot.BatchSize
 			}
-			out, err := replay.Oplog(ctx, client, b.JS, pool, s.set, replay.OplogConfig{
-				Database: s.cfg.Mongo.Database, Collections: todo, From: f, To: t, Streams: b.Streams,
+			out, err := replay.Oplog(ctx, s.client, s.bus.JS, s.pool, s.set, replay.OplogConfig{
+				Database: s.cfg.Mongo.Database, Collections: todo, From: f, To: t, Streams: s.bus.Streams,
 				BatchSize: batchSize, PreImages: s.cfg.Tailer.PreImages, Force: force, ApplyTimeout: applyTimeout, DryRun: op.dryRun,
 			}, log.Named("replay"))
 			out.Notes = append(rep.Notes, out.Notes...)
@@ -194,11 +161,11 @@ events (a Mongo transaction's events are all in the lane of its first event).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			s, sync, err := g.setup(config.RoleSink | config.RolePostgres)
+			s, err := g.setup(config.RoleSink|config.RolePostgres, loadReplicated)
 			if err != nil {
 				return err
 			}
-			defer sync()
+			defer s.close(ctx)
 			log := s.log
 			var sinceT time.Time
 			switch {
@@ -221,35 +188,31 @@ events (a Mongo transaction's events are all in the lane of its first event).`,
 				}
 			}
 			scfg := replay.StreamConfig{
-				Streams: app.StreamsConfig(&s.cfg), Lane: lane, Database: s.cfg.Mongo.Database, Collections: todo,
+				Streams: bus.StreamsFromConfig(&s.cfg), Lane: lane, Database: s.cfg.Mongo.Database, Collections: todo,
 				FromSeq: fromSeq, Since: sinceT, ToSeq: toSeq, BatchSize: batchSize, Force: force,
 				Unparked: s.cfg.Sink.UnparkedCollections, DryRun: op.dryRun,
 			}
 			if _, err := replay.StreamLanes(scfg); err != nil {
 				return &usageError{err}
 			}
-			rep := &replay.Report{Command: "replay stream", DryRun: op.dryRun}
+			rep := &report.Report{Command: "replay stream", DryRun: op.dryRun}
 			if err := op.guard(&s.cfg, rep); err != nil {
 				return err
 			}
-			pool, err := app.ConnectPostgres(ctx, s.cfg.Postgres.URL, 2)
-			if err != nil {
+			if err := s.connect(ctx, systems{pgConns: 2}); err != nil {
 				return err
 			}
-			defer pool.Close()
-			if err := transform.CheckCatalog(ctx, pool, s.set); err != nil {
+			if err := transform.CheckCatalog(ctx, s.pool, s.set); err != nil {
 				return fmt.Errorf("refusing to apply: %w", err)
 			}
-			b, err := openBus(ctx, s.cfg, log)
-			if err != nil {
+			if err := s.connect(ctx, systems{bus: true}); err != nil {
 				return err
 			}
-			defer b.Close()
 			if scfg.BatchSize <= 0 {
 				scfg.BatchSize = s.cfg.Snapshot.BatchSize
 			}
-			scfg.Streams = b.Streams
-			out, err := replay.Stream(ctx, b.JS, pool, s.set, scfg, log.Named("replay"))
+			scfg.Streams = s.bus.Streams
+			out, err := replay.Stream(ctx, s.bus.JS, s.pool, s.set, scfg, log.Named("replay"))
 			out.Notes = append(rep.Notes, out.Notes...)
 			return g.finish(out, err)
 		},
@@ -329,34 +292,31 @@ JetStream acknowledged the refresh.`,
 					return &usageError{err}
 				}
 			}
-			s, sync, err := g.setup(config.RoleAll)
+			s, err := g.setup(config.RoleAll, loadReplicated)
 			if err != nil {
 				return err
 			}
-			defer sync()
+			defer s.close(ctx)
 			log := s.log
 			if coll != "" {
 				if _, ok := s.set.Get(coll); !ok {
 					return &usageError{fmt.Errorf("collection %q has no transform (mapped: %v)", coll, s.set.Collections())}
 				}
 			}
-			rep := &replay.Report{Command: "replay ids", DryRun: op.dryRun}
+			rep := &report.Report{Command: "replay ids", DryRun: op.dryRun}
 			if err := op.guard(&s.cfg, rep); err != nil {
 				return err
 			}
-			sys, err := connectAll(ctx, s.cfg, log)
-			if err != nil {
+			if err := s.connect(ctx, systems{mongo: true, pgConns: 2, bus: true}); err != nil {
 				return err
 			}
-			defer sys.close(ctx)
-			client, pool, b := sys.client, sys.pool, sys.bus
 			if batchSize <= 0 {
 				batchSize = s.cfg.Snapshot.BatchSize
 			}
-			r := replay.NewRefresher(client, b.JS, pool, s.set, replay.RefreshConfig{
-				Database: s.cfg.Mongo.Database, Streams: b.Streams, BatchSize: batchSize, DryRun: op.dryRun,
+			r := replay.NewRefresher(s.client, s.bus.JS, s.pool, s.set, replay.RefreshConfig{
+				Database: s.cfg.Mongo.Database, Streams: s.bus.Streams, BatchSize: batchSize, DryRun: op.dryRun,
 			}, log.Named("replay"))
-			var out *replay.Report
+			var out *report.Report
 			if fromGaps {
 				out, err = r.Gaps(ctx, applyTimeout)
 			} else {
@@ -403,42 +363,4 @@ func readIDs(path string, stdin io.Reader) ([]string, error) {
 		return nil, fmt.Errorf("--ids-file %s holds no ids", path)
 	}
 	return out, nil
-}
-
-// systems are the three connections the replay commands need.
-type systems struct {
-	client *mongo.Client
-	pool   *pgxpool.Pool
-	bus    *app.Bus
-}
-
-// connectAll connects to MongoDB, PostgreSQL and NATS (in that order);
-// close releases whatever was opened.
-func connectAll(ctx context.Context, cfg config.Config, log *zap.Logger) (*systems, error) {
-	s := &systems{}
-	var err error
-	if s.client, err = app.ConnectMongo(ctx, cfg.Mongo.URI); err != nil {
-		return nil, err
-	}
-	if s.pool, err = app.ConnectPostgres(ctx, cfg.Postgres.URL, 2); err != nil {
-		s.close(ctx)
-		return nil, err
-	}
-	if s.bus, err = openBus(ctx, cfg, log); err != nil {
-		s.close(ctx)
-		return nil, err
-	}
-	return s, nil
-}
-
-func (s *systems) close(ctx context.Context) {
-	if s.bus != nil {
-		s.bus.Close()
-	}
-	if s.pool != nil {
-		s.pool.Close()
-	}
-	if s.client != nil {
-		_ = s.client.Disconnect(context.WithoutCancel(ctx)) // exiting: nothing to do about a failed disconnect
-	}
 }

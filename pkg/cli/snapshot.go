@@ -20,6 +20,7 @@ import (
 	"github.com/amanat/cdc/pkg/config"
 	"github.com/amanat/cdc/pkg/progress"
 	"github.com/amanat/cdc/pkg/replay"
+	"github.com/amanat/cdc/pkg/report"
 	"github.com/amanat/cdc/pkg/snapshot"
 )
 
@@ -37,7 +38,7 @@ func (o *operatorFlags) add(cmd *cobra.Command) {
 
 // guard refuses (exit code 2) a target neither allowed nor confirmed. A
 // dry run only reports the outcome.
-func (o *operatorFlags) guard(cfg *config.Config, rep *replay.Report) error {
+func (o *operatorFlags) guard(cfg *config.Config, rep *report.Report) error {
 	targets, err := replay.CheckTarget(cfg.Postgres.URL, cfg.Snapshot.AllowedTargets, o.yes)
 	if err != nil && !errors.Is(err, replay.ErrTargetRefused) {
 		return &usageError{err}
@@ -58,7 +59,7 @@ func (o *operatorFlags) guard(cfg *config.Config, rep *replay.Report) error {
 }
 
 // finish prints the report and turns its outcome into the exit status.
-func (g *globals) finish(rep *replay.Report, err error) error {
+func (g *globals) finish(rep *report.Report, err error) error {
 	if werr := rep.Write(g.stdout); werr != nil && err == nil {
 		err = werr
 	}
@@ -163,29 +164,22 @@ refuses with exit code 2.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			cfg, log, err := g.load(config.RoleAll)
+			s, err := g.setup(config.RoleAll, loadReplicated)
 			if err != nil {
 				return err
 			}
-			defer log.Sync() //nolint:errcheck // stderr
+			defer s.close(ctx)
+			cfg, log := &s.cfg, s.log
 			disp, err := g.progressDisplay(progressAt, "snapshot", log)
 			if err != nil {
 				return err
 			}
-			set, err := app.LoadTransforms(&cfg)
-			if err != nil {
-				return &usageError{err}
-			}
-			replicated, err := app.Collections(&cfg, set)
+			todo, err := pickCollections(colls, s.replicated)
 			if err != nil {
 				return err
 			}
-			todo, err := pickCollections(colls, replicated)
-			if err != nil {
-				return err
-			}
-			rep := &replay.Report{Command: "snapshot", DryRun: op.dryRun}
-			if err := op.guard(&cfg, rep); err != nil {
+			rep := &report.Report{Command: "snapshot", DryRun: op.dryRun}
+			if err := op.guard(cfg, rep); err != nil {
 				return err
 			}
 			if batchSize <= 0 {
@@ -196,19 +190,12 @@ refuses with exit code 2.`,
 				wait = 0
 			}
 			start, _ := config.ParseStartAt(cfg.Tailer.StartAt)
-			client, err := app.ConnectMongo(ctx, cfg.Mongo.URI)
-			if err != nil {
+			if err := s.connect(ctx, systems{mongo: true, bus: true}); err != nil {
 				return err
 			}
-			defer client.Disconnect(context.WithoutCancel(ctx)) //nolint:errcheck // exiting
-			b, err := openBus(ctx, cfg, log)
-			if err != nil {
-				return err
-			}
-			defer b.Close()
-			r := snapshot.New(client, b.JS, set, snapshot.Config{
-				Database: cfg.Mongo.Database, Collections: todo, Replicated: replicated, BatchSize: batchSize,
-				Streams: b.Streams, ProgressBucket: cfg.Snapshot.ProgressBucket, TailerStart: start, TailerWait: wait,
+			r := snapshot.New(s.client, s.bus.JS, s.set, snapshot.Config{
+				Database: cfg.Mongo.Database, Collections: todo, Replicated: s.replicated, BatchSize: batchSize,
+				Streams: s.bus.Streams, ProgressBucket: cfg.Snapshot.ProgressBucket, TailerStart: start, TailerWait: wait,
 				HeadroomWarning: cfg.Oplog.HeadroomWarning, Restart: restart, DryRun: op.dryRun,
 			}, log.Named("snapshot"), disp)
 			out, err := r.Run(ctx)

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -62,26 +61,21 @@ difference, any error and any unreachable database exit 1 and say which.
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			cfg, log, err := g.load(config.RoleTailer | config.RolePostgres)
+			s, err := g.setup(config.RoleTailer|config.RolePostgres, loadReplicated)
 			if err != nil {
 				return err
 			}
-			defer log.Sync() //nolint:errcheck // stderr
-			set, err := app.LoadTransforms(&cfg)
-			if err != nil {
-				return &usageError{err}
-			}
-			replicated, err := app.Collections(&cfg, set)
-			if err != nil {
-				return err
-			}
-			todo, err := pickCollections(colls, replicated)
+			// Bounded: a MongoDB that went away must not hold the exit.
+			s.mongoCloseTimeout = 5 * time.Second
+			defer s.close(ctx)
+			cfg, log := &s.cfg, s.log
+			todo, err := pickCollections(colls, s.replicated)
 			if err != nil {
 				return err
 			}
 			vcfg := verify.Config{
-				Database: cfg.Mongo.Database, Collections: todo, Replicated: replicated, Consumer: cfg.Sink.Consumer,
-				LaneConsumers: app.LaneConsumers(&cfg),
+				Database: cfg.Mongo.Database, Collections: todo, Replicated: s.replicated, Consumer: cfg.Sink.Consumer,
+				LaneConsumers: app.LaneConsumers(cfg),
 				Sample:        sample, ChunkSize: chunkSize, RecheckWait: recheckWait, Examples: examples, QueryTimeout: queryTimeout,
 			}
 			if err := vcfg.Validate(); err != nil {
@@ -97,27 +91,14 @@ difference, any error and any unreachable database exit 1 and say which.
 
 			// Each database must answer within --connect-timeout, or the run
 			// fails naming it: never a pass.
-			cctx, cancel := context.WithTimeout(ctx, connectTimeout)
-			client, err := app.ConnectMongo(cctx, cfg.Mongo.URI)
-			cancel()
-			if err != nil {
+			if err := s.connect(ctx, systems{mongo: true, timeout: connectTimeout}); err != nil {
 				return g.verifyAborted(asJSON, &vcfg, &verify.UnreachableError{System: verify.SystemMongo, Err: err})
 			}
-			defer func() {
-				// Bounded: a MongoDB that went away must not hold the exit.
-				dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-				defer cancel()
-				_ = client.Disconnect(dctx)
-			}()
-			cctx, cancel = context.WithTimeout(ctx, connectTimeout)
-			pool, err := app.ConnectPostgres(cctx, cfg.Postgres.URL, 4)
-			cancel()
-			if err != nil {
+			if err := s.connect(ctx, systems{pgConns: 4, timeout: connectTimeout}); err != nil {
 				return g.verifyAborted(asJSON, &vcfg, &verify.UnreachableError{System: verify.SystemPostgres, Err: err})
 			}
-			defer pool.Close()
 
-			v, err := verify.New(client, pool, set, vcfg, log.Named("verify"), prog)
+			v, err := verify.New(s.client, s.pool, s.set, vcfg, log.Named("verify"), prog)
 			if err != nil {
 				return g.verifyAborted(asJSON, &vcfg, err)
 			}

@@ -141,11 +141,8 @@ func IsLoopbackHost(host string) bool {
 
 // validateNATSAuth checks nats.auth and nats.tls, and that an embedded
 // server reachable beyond loopback requires a credential.
-func (c *Config) validateNATSAuth() []*FieldError {
-	var errs []*FieldError
-	add := func(field, format string, args ...any) {
-		errs = append(errs, &FieldError{Field: field, Reason: fmt.Sprintf(format, args...)})
-	}
+func (c *Config) validateNATSAuth() fieldErrors {
+	var errs fieldErrors
 	a, t := c.NATS.Auth, c.NATS.TLS
 	embedded := c.NATS.URL == ""
 	var kinds []string
@@ -162,13 +159,13 @@ func (c *Config) validateNATSAuth() []*FieldError {
 		kinds = append(kinds, "creds_file")
 	}
 	if len(kinds) > 1 {
-		add("nats.auth", "set one kind of credential, got %s", strings.Join(kinds, " and "))
+		errs.add("nats.auth", "set one kind of credential, got %s", strings.Join(kinds, " and "))
 	}
 	switch {
 	case a.User != "" && a.Password == "":
-		add("nats.auth.password", "is required with nats.auth.user (or set nats.auth.password_file)")
+		errs.add("nats.auth.password", "is required with nats.auth.user (or set nats.auth.password_file)")
 	case a.User == "" && a.Password != "":
-		add("nats.auth.user", "is required with nats.auth.password")
+		errs.add("nats.auth.user", "is required with nats.auth.password")
 	}
 	for _, f := range []struct{ key, path string }{
 		{"nats.auth.nkey_seed_file", a.NKeySeedFile},
@@ -181,24 +178,24 @@ func (c *Config) validateNATSAuth() []*FieldError {
 			continue
 		}
 		if reason := checkReadable(f.path); reason != "" {
-			add(f.key, "%s", reason)
+			errs.add(f.key, "%s", reason)
 		}
 	}
 	if (t.CertFile == "") != (t.KeyFile == "") {
-		add("nats.tls.cert_file", "nats.tls.cert_file and nats.tls.key_file go together: set both or neither")
+		errs.add("nats.tls.cert_file", "nats.tls.cert_file and nats.tls.key_file go together: set both or neither")
 	}
 	if !embedded {
 		return errs
 	}
 	if a.NKeySeedFile != "" || a.CredsFile != "" {
-		add("nats.auth", "the embedded server supports user/password and token only; nkey_seed_file and creds_file are for an external nats.url")
+		errs.add("nats.auth", "the embedded server supports user/password and token only; nkey_seed_file and creds_file are for an external nats.url")
 	}
 	if t.Enabled() {
-		add("nats.tls", "applies to an external nats.url; the embedded server listens without TLS (use an external NATS cluster for TLS between hosts)")
+		errs.add("nats.tls", "applies to an external nats.url; the embedded server listens without TLS (use an external NATS cluster for TLS between hosts)")
 	}
 	// An empty host is the embedded server's default, 127.0.0.1.
 	if host := c.NATS.Embedded.Host; host != "" && !IsLoopbackHost(host) && a.User == "" && a.Token == "" {
-		add("nats.embedded.host", "%q listens beyond loopback, so the embedded server must require a credential: "+
+		errs.add("nats.embedded.host", "%q listens beyond loopback, so the embedded server must require a credential: "+
 			"set nats.auth.user with nats.auth.password_file (or nats.auth.token_file), or listen on 127.0.0.1; "+
 			"without one any host that reaches the port could forge events, purge the stream or rewrite the checkpoint", host)
 	}

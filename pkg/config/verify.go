@@ -1,9 +1,6 @@
 package config
 
-import (
-	"fmt"
-	"time"
-)
+import "time"
 
 // VerifyConfig configures verification inside the daemon (`cdc verify`
 // itself takes flags).
@@ -38,25 +35,22 @@ const MaxVerifyRate = 100_000
 
 // validateVerify checks the verify section; with the verifier on, a sink
 // without the tailer (cdc sink) needs MongoDB too.
-func (c *Config) validateVerify(role Role) []*FieldError {
-	var errs []*FieldError
-	add := func(field, format string, args ...any) {
-		errs = append(errs, &FieldError{Field: field, Reason: fmt.Sprintf(format, args...)})
-	}
+func (c *Config) validateVerify(role Role) fieldErrors {
+	var errs fieldErrors
 	v := c.Verify.Continuous
 	if v.Rate < 0 || v.Rate > MaxVerifyRate {
-		add("verify.continuous.rate", "must be from 0 (off) to %d documents per second, got %d", MaxVerifyRate, v.Rate)
+		errs.add("verify.continuous.rate", "must be from 0 (off) to %d documents per second, got %d", MaxVerifyRate, v.Rate)
 	}
 	if v.Recheck < time.Second || v.Recheck > time.Hour {
-		add("verify.continuous.recheck", "must be from 1s to 1h, got %s", v.Recheck)
+		errs.add("verify.continuous.recheck", "must be from 1s to 1h, got %s", v.Recheck)
 	}
 	if v.Rate > 0 && role&RoleSink != 0 && role&RoleTailer == 0 {
 		// cdc run checks these for the tailer already.
 		if c.Mongo.URI == "" {
-			add("mongo.uri", "is required with verify.continuous.rate > 0: the verifier reads MongoDB (or set CDC_MONGO_URI, or mongo.uri_file)")
+			errs.add("mongo.uri", "is required with verify.continuous.rate > 0: the verifier reads MongoDB (or set CDC_MONGO_URI, or mongo.uri_file)")
 		}
 		if c.Mongo.Database == "" {
-			add("mongo.database", "is required with verify.continuous.rate > 0: the verifier reads MongoDB (or set CDC_MONGO_DATABASE)")
+			errs.add("mongo.database", "is required with verify.continuous.rate > 0: the verifier reads MongoDB (or set CDC_MONGO_DATABASE)")
 		}
 	}
 	return errs

@@ -8,11 +8,14 @@ import (
 	"github.com/amanat/cdc/pkg/state"
 )
 
-// ErrNoFilter refuses a Retry, Drop or Reopen that names nothing.
-var ErrNoFilter = errors.New("name the dead letters: --id, --collection (optionally with --doc), --txn, or --all")
+// ErrNoFilter refuses a Retry, Drop or Reopen whose Filter names nothing:
+// no IDs, Collection (optionally with DocKey), TxnID or All. The command
+// line says which flags name them.
+var ErrNoFilter = errors.New("no dead letters named: give ids, a collection (optionally with a document), a transaction, or all")
 
-// ErrNoReason refuses a Drop or Reopen without the operator's reason.
-var ErrNoReason = errors.New("--reason is required: say why, it is kept with the entry and in its history")
+// ErrNoReason refuses a Drop or Reopen whose reason is empty. The command
+// line says which flag gives it.
+var ErrNoReason = errors.New("a reason is required: it is kept with the entry and in its history")
 
 // ErrIncomplete means a retry's selection holds part of a Mongo
 // transaction whose other events are not all open dead letters: applying
@@ -20,7 +23,9 @@ var ErrNoReason = errors.New("--reason is required: say why, it is kept with the
 var ErrIncomplete = errors.New("a Mongo transaction is not whole among the open dead letters")
 
 // IncompleteError is ErrIncomplete with the transactions concerned: the
-// entries that belong together and the missing indexes.
+// entries that belong together and the missing indexes. The recovery
+// (reopen the closed parts, replay the transaction, or drop it) is the
+// command line's to word.
 type IncompleteError struct {
 	Gaps []state.TxnGap
 }
@@ -32,8 +37,6 @@ func (e *IncompleteError) Error() string {
 		b.WriteString("\n  ")
 		b.WriteString(g.String())
 	}
-	b.WriteString("\nreopen closed parts (cdc dlq reopen --id N --reason ...), replay the transaction from the oplog (cdc replay oplog), " +
-		"or drop it (cdc dlq drop --txn ID --reason ...)")
 	return b.String()
 }
 

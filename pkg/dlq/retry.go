@@ -60,17 +60,17 @@ func Retry(ctx context.Context, pool *pgxpool.Pool, set *transform.Set, f Filter
 	}
 	var settled []settledEntry
 	a := sink.NewApplier(pool, set, "", "")
-	_, err = a.ApplyRetry(ctx, set, msgs, sink.RetryOptions{
-		Retrying: retrying,
-		After: func(ctx context.Context, tx pgx.Tx, res *sink.Result) error {
-			outs, s, err := settle(sel.Entries, places, res.Outcomes)
-			if err != nil {
-				return err
-			}
-			settled = s
-			return state.MarkRetried(ctx, tx, outs)
-		},
-	})
+	b := sink.NewBatch(set, msgs)
+	b.Retrying = retrying
+	b.After = func(ctx context.Context, tx pgx.Tx, res *sink.Result) error {
+		outs, s, err := settle(sel.Entries, places, res.Outcomes)
+		if err != nil {
+			return err
+		}
+		settled = s
+		return state.MarkRetried(ctx, tx, outs)
+	}
+	_, err = a.Apply(ctx, b)
 	if err != nil {
 		return rep, fmt.Errorf("retry: %w", err)
 	}

@@ -13,12 +13,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/amanat/cdc/pkg/event"
-	"github.com/amanat/cdc/pkg/sink"
-	"github.com/amanat/cdc/pkg/tailer"
 )
 
-// Metrics holds the registry; ForTailer and ForSink adapt it to the
-// components' interfaces.
+// Metrics holds the registry; ForTailer, ForSink and ForVerify return
+// what each component records. This package imports neither the tailer
+// nor the sink (pkg/archtest checks it): it speaks in names, counts and
+// times, and pkg/app, which wires the components, adapts these to their
+// Metrics interfaces (pkg/app/metrics_adapters.go).
 type Metrics struct {
 	Registry *prometheus.Registry
 
@@ -107,55 +108,88 @@ func New() *Metrics {
 	return m
 }
 
-// ForTailer adapts m (and h's liveness "tailer") to tailer.Metrics.
-func (m *Metrics) ForTailer(h *Health) tailer.Metrics { return tailerMetrics{m, h} }
+// ForTailer returns what the tailer records into m, with h's liveness
+// "tailer". takeoverReasons are the reasons of the tailer's takeovers
+// (checkpoint.TakeoverExpired, ...): their series of
+// cdc_tailer_takeovers_total exist from now on, at 0, so increase() sees
+// the first takeover.
+func (m *Metrics) ForTailer(h *Health, takeoverReasons ...string) TailerMetrics {
+	for _, r := range takeoverReasons {
+		m.tailerState.lease.takeovers.WithLabelValues(r)
+	}
+	return TailerMetrics{m, h}
+}
 
-// ForSink adapts m (and h's liveness "sink") to sink.Metrics.
-func (m *Metrics) ForSink(h *Health) sink.Metrics { return sinkMetrics{m, h} }
+// ForSink returns what the sink records into m, with h's liveness "sink".
+func (m *Metrics) ForSink(h *Health) SinkMetrics { return SinkMetrics{m, h} }
 
-type tailerMetrics struct {
+// TailerMetrics is what the tailer records (pkg/app adapts it to
+// tailer.Metrics); tailerstate.go and tailerlease.go have the rest of its
+// methods.
+type TailerMetrics struct {
 	m *Metrics
 	h *Health
 }
 
-func (t tailerMetrics) EventRead(coll string, op event.Op) {
+// EventRead counts an event read from the change stream.
+func (t TailerMetrics) EventRead(coll string, op event.Op) {
 	t.m.read.WithLabelValues(coll, string(op)).Inc()
 }
-func (t tailerMetrics) EventPublished(coll string) { t.m.published.WithLabelValues(coll).Inc() }
-func (t tailerMetrics) CheckpointSaved(ct event.ClusterTime) {
+
+// EventPublished counts an event JetStream acknowledged.
+func (t TailerMetrics) EventPublished(coll string) { t.m.published.WithLabelValues(coll).Inc() }
+
+// CheckpointSaved records the saved checkpoint's cluster time and when it
+// was saved.
+func (t TailerMetrics) CheckpointSaved(ct event.ClusterTime) {
 	if ct.T > 0 {
 		t.m.checkpointTime.Set(float64(ct.T))
 	}
 	t.m.checkpointSaved.Set(float64(t.m.now().Unix()))
 }
-func (t tailerMetrics) Retry()                   { t.m.retries.WithLabelValues("tailer", "retryable").Inc() }
-func (t tailerMetrics) Alive()                   { t.h.Alive("tailer") }
-func (t tailerMetrics) Headroom(d time.Duration) { t.m.headroom.Set(d.Seconds()) }
 
-type sinkMetrics struct {
+// Retry counts a restart from the checkpoint after an error.
+func (t TailerMetrics) Retry() { t.m.retries.WithLabelValues("tailer", "retryable").Inc() }
+
+// Alive reports the tailer's liveness to the health checks.
+func (t TailerMetrics) Alive() { t.h.Alive("tailer") }
+
+// SinkMetrics is what the sink records (pkg/app adapts it to sink.Metrics
+// and sink.LaneMetrics); sinkstate.go and sinklanes.go have the rest of
+// its methods.
+type SinkMetrics struct {
 	m *Metrics
 	h *Health
 }
 
-func (s sinkMetrics) BatchApplied(res sink.Result, size int, took time.Duration) {
-	for k, n := range res.Counts {
-		s.m.outcomes.WithLabelValues(k.Collection, string(k.Op), k.Outcome).Add(float64(n))
-	}
+// Outcome adds n events of one collection and operation with one outcome
+// (sink.OutcomeApplied, ...) to cdc_events_total.
+func (s SinkMetrics) Outcome(coll string, op event.Op, outcome string, n int) {
+	s.m.outcomes.WithLabelValues(coll, string(op), outcome).Add(float64(n))
+}
+
+// Batch records an applied batch: its size, how long it took, and the
+// cluster time of its newest event (zero: none).
+func (s SinkMetrics) Batch(size int, took time.Duration, lastApplied event.ClusterTime) {
 	s.m.batchSize.Observe(float64(size))
 	s.m.applySeconds.Observe(took.Seconds())
-	if res.LastClusterTime.T > 0 {
-		s.m.lastApplied.Set(float64(res.LastClusterTime.T))
+	if lastApplied.T > 0 {
+		s.m.lastApplied.Set(float64(lastApplied.T))
 	}
 }
 
-func (s sinkMetrics) Retry(class sink.Class) {
-	s.m.retries.WithLabelValues("sink", class.String()).Inc()
+// CountRetry counts a retry after an error of the given class
+// (retryable, poison or fatal: the series exist from New).
+func (s SinkMetrics) CountRetry(class string) {
+	s.m.retries.WithLabelValues("sink", class).Inc()
 }
-func (s sinkMetrics) Alive() { s.h.Alive("sink") }
+
+// Alive reports the sink's liveness to the health checks.
+func (s SinkMetrics) Alive() { s.h.Alive("sink") }
 
 // SetLag records pending events and, when any are pending, the age of the
 // newest applied event (0 when caught up: an idle source is not lag).
-func (s sinkMetrics) SetLag(pending uint64, lastApplied event.ClusterTime) {
+func (s SinkMetrics) SetLag(pending uint64, lastApplied event.ClusterTime) {
 	s.m.lagEvents.Set(float64(pending))
 	if pending == 0 || lastApplied.T == 0 {
 		s.m.lagSeconds.Set(0)

@@ -6,7 +6,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/amanat/cdc/pkg/event"
-	"github.com/amanat/cdc/pkg/sink"
 )
 
 // sinkLanes holds the per-lane gauges of a sink instance running lanes
@@ -57,15 +56,15 @@ func newSinkLanes(reg prometheus.Registerer) *sinkLanes {
 	return l
 }
 
-var _ sink.LaneMetrics = sinkMetrics{}
-
-// SetLaneAssigned implements sink.LaneMetrics.
-func (s sinkMetrics) SetLaneAssigned(lane string, assigned bool) {
+// SetLaneAssigned reports whether the lanes' assignment gives lane to
+// this instance (sink.LaneMetrics).
+func (s SinkMetrics) SetLaneAssigned(lane string, assigned bool) {
 	s.m.sinkLanes.assigned.WithLabelValues(lane).Set(b2f(assigned))
 }
 
-// SetLaneRole implements sink.LaneMetrics.
-func (s sinkMetrics) SetLaneRole(lane, role, _ string) {
+// SetLaneRole reports whether this instance applies lane ("active") or
+// not; a change to active counts a takeover (sink.LaneMetrics).
+func (s SinkMetrics) SetLaneRole(lane, role, _ string) {
 	l := s.m.sinkLanes
 	active := role == "active"
 	l.active.WithLabelValues(lane).Set(b2f(active))
@@ -77,8 +76,9 @@ func (s sinkMetrics) SetLaneRole(lane, role, _ string) {
 	l.wasActive[lane] = active
 }
 
-// SetLaneLag implements sink.LaneMetrics.
-func (s sinkMetrics) SetLaneLag(lane string, pending uint64, lastApplied event.ClusterTime) {
+// SetLaneLag reports lane's pending events and newest applied cluster
+// time (sink.LaneMetrics).
+func (s SinkMetrics) SetLaneLag(lane string, pending uint64, lastApplied event.ClusterTime) {
 	s.m.sinkLanes.lagEvents.WithLabelValues(lane).Set(float64(pending))
 	if lastApplied.T > 0 {
 		s.m.sinkLanes.lastApplied.WithLabelValues(lane).Set(float64(lastApplied.T))

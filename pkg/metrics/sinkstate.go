@@ -49,7 +49,8 @@ func newSinkState(reg prometheus.Registerer) *sinkState {
 	return s
 }
 
-func (s sinkMetrics) SetDeferred(st state.DeferredStats) {
+// SetDeferred records what is set aside in cdc.deferred_events.
+func (s SinkMetrics) SetDeferred(st state.DeferredStats) {
 	g := s.m.sinkState
 	g.deferredEvents.WithLabelValues("wait").Set(float64(st.Waiting))
 	g.deferredEvents.WithLabelValues("txn").Set(float64(st.TxnParts))
@@ -62,7 +63,9 @@ func (s sinkMetrics) SetDeferred(st state.DeferredStats) {
 	}
 }
 
-func (s sinkMetrics) SetRole(role, holder string) {
+// SetRole records whether this instance applies ("active") or stands by;
+// a standby is ready and names the holder in /readyz.
+func (s SinkMetrics) SetRole(role, holder string) {
 	if role == "active" {
 		s.m.sinkState.active.Set(1)
 		s.h.State("sink", "", true)
@@ -72,14 +75,17 @@ func (s sinkMetrics) SetRole(role, holder string) {
 	s.h.State("sink", "standby (consumer held by "+holder+")", true)
 }
 
-func (s sinkMetrics) SetFailing(since time.Time, failing bool, cause string) {
+// SetFailing reports since when batches have been failing: /readyz
+// shows it from the first failed batch, and the sink turns unready once
+// failing is true (past sink.failing_after).
+func (s SinkMetrics) SetFailing(since time.Time, failing bool, cause string) {
 	s.m.sinkState.failing.report(s.h, "sink", since, failing, cause)
 }
 
-// SetOpenDeadLetters implements sink.Metrics: one series per collection
+// SetOpenDeadLetters records the open dead letters: one series per collection
 // the sink reports (every replicated one, 0 once resolved, so the alert
 // clears).
-func (s sinkMetrics) SetOpenDeadLetters(open map[string]int64) {
+func (s SinkMetrics) SetOpenDeadLetters(open map[string]int64) {
 	for coll, n := range open {
 		s.m.sinkState.openDLs.WithLabelValues(coll).Set(float64(n))
 	}

@@ -4,8 +4,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/amanat/cdc/pkg/tailer"
 )
 
 // tailerLease holds the tailer's lease metrics (pkg/tailer lease.go). Like
@@ -41,16 +39,13 @@ func newTailerLease(reg prometheus.Registerer) *tailerLease {
 		lapses: prometheus.NewCounter(prometheus.CounterOpts{Name: "cdc_tailer_lease_lapses_total",
 			Help: "Times this tailer's lease ran out before it was renewed (a stall longer than the lease): it published nothing until a revision-checked write succeeded or another tailer had taken over."}),
 	}
-	// Both reasons exist from the start, so increase() sees the first
-	// takeover.
-	l.takeovers.WithLabelValues(tailer.TakeoverExpired)
-	l.takeovers.WithLabelValues(tailer.TakeoverReleased)
+	// The reasons' series are made by ForTailer: the tailer owns them.
 	reg.MustRegister(l.heldSince, l.lastTakeover, l.takeovers, l.lapses)
 	return l
 }
 
-// Lease implements tailer.Metrics.
-func (t tailerMetrics) Lease(held bool, since time.Time) {
+// Lease records whether this tailer holds a valid lease and since when.
+func (t TailerMetrics) Lease(held bool, since time.Time) {
 	if !held || since.IsZero() {
 		t.m.tailerState.lease.heldSince.Set(0)
 		return
@@ -58,11 +53,11 @@ func (t tailerMetrics) Lease(held bool, since time.Time) {
 	t.m.tailerState.lease.heldSince.Set(float64(since.UnixMilli()) / 1e3)
 }
 
-// TookOver implements tailer.Metrics.
-func (t tailerMetrics) TookOver(tk tailer.Takeover) {
-	t.m.tailerState.lease.takeovers.WithLabelValues(tk.Reason).Inc()
-	t.m.tailerState.lease.lastTakeover.Set(float64(tk.At.UnixMilli()) / 1e3)
+// TakenOver counts a takeover this tailer made, for reason, at at.
+func (t TailerMetrics) TakenOver(reason string, at time.Time) {
+	t.m.tailerState.lease.takeovers.WithLabelValues(reason).Inc()
+	t.m.tailerState.lease.lastTakeover.Set(float64(at.UnixMilli()) / 1e3)
 }
 
-// LeaseLapsed implements tailer.Metrics.
-func (t tailerMetrics) LeaseLapsed() { t.m.tailerState.lease.lapses.Inc() }
+// LeaseLapsed counts a lease that ran out before it was renewed.
+func (t TailerMetrics) LeaseLapsed() { t.m.tailerState.lease.lapses.Inc() }

@@ -6,18 +6,19 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
-
-	"github.com/amanat/cdc/pkg/tailer"
 )
 
 // The lease metrics follow the tailer's reports: held-since while it
-// holds a valid lease (0 otherwise), one takeover count per reason (both
-// series exported from the start), the last takeover's time, the lapses.
+// holds a valid lease (0 otherwise), one takeover count per reason (the
+// reasons ForTailer is given exported from the start), the last
+// takeover's time, the lapses. The reasons are the tailer's
+// (pkg/app/metrics_adapters_test.go checks the wired ones).
 func TestTailerLeaseMetrics(t *testing.T) {
+	const expired, released = "expired", "released"
 	m, h := New(), NewHealth()
-	tm := m.ForTailer(h)
+	tm := m.ForTailer(h, expired, released)
 	l := m.tailerState.lease
-	for _, reason := range []string{tailer.TakeoverExpired, tailer.TakeoverReleased} {
+	for _, reason := range []string{expired, released} {
 		if got := value(t, l.takeovers.WithLabelValues(reason)); got != 0 {
 			t.Fatalf("takeovers{reason=%s} starts at %v", reason, got)
 		}
@@ -27,17 +28,17 @@ func TestTailerLeaseMetrics(t *testing.T) {
 	if got := value(t, l.heldSince); got != 1767323045.5 {
 		t.Fatalf("held since %v, want %v", got, 1767323045.5)
 	}
-	tm.TookOver(tailer.Takeover{At: since, Reason: tailer.TakeoverExpired})
-	tm.TookOver(tailer.Takeover{At: since.Add(time.Second), Reason: tailer.TakeoverExpired})
-	tm.TookOver(tailer.Takeover{At: since.Add(2 * time.Second), Reason: tailer.TakeoverReleased})
+	tm.TakenOver(expired, since)
+	tm.TakenOver(expired, since.Add(time.Second))
+	tm.TakenOver(released, since.Add(2*time.Second))
 	tm.LeaseLapsed()
 	tm.Lease(false, time.Time{})
 	for _, c := range []struct {
 		name      string
 		got, want float64
 	}{
-		{"expired takeovers", value(t, l.takeovers.WithLabelValues(tailer.TakeoverExpired)), 2},
-		{"released takeovers", value(t, l.takeovers.WithLabelValues(tailer.TakeoverReleased)), 1},
+		{"expired takeovers", value(t, l.takeovers.WithLabelValues(expired)), 2},
+		{"released takeovers", value(t, l.takeovers.WithLabelValues(released)), 1},
 		{"last takeover", value(t, l.lastTakeover), 1767323047.5},
 		{"lapses", value(t, l.lapses), 1},
 		{"held since after losing the lease", value(t, l.heldSince), 0},

@@ -44,9 +44,9 @@ func newTailerState(reg prometheus.Registerer) *tailerState {
 	return s
 }
 
-// Standby implements tailer.Metrics: a standby is ready and names the
+// Standby reports whether the tailer stands by: a standby is ready and names the
 // holder in /readyz.
-func (t tailerMetrics) Standby(standby bool, holder string) {
+func (t TailerMetrics) Standby(standby bool, holder string) {
 	if !standby {
 		t.m.tailerState.standby.Set(0)
 		t.h.State("tailer", "", true)
@@ -56,9 +56,9 @@ func (t tailerMetrics) Standby(standby bool, holder string) {
 	t.h.State("tailer", "standby (held by "+holder+")", true)
 }
 
-// StreamFull implements tailer.Metrics: while the stream is full the
+// StreamFull reports a full stream: while the stream is full the
 // tailer is not ready (it publishes nothing) and /readyz says why.
-func (t tailerMetrics) StreamFull(full bool) {
+func (t TailerMetrics) StreamFull(full bool) {
 	if !full {
 		t.m.tailerState.streamFull.Set(0)
 		t.h.State("tailer", "", true)
@@ -69,8 +69,8 @@ func (t tailerMetrics) StreamFull(full bool) {
 	t.h.State("tailer", "paused: the change stream is full (publishes refused until the sink frees space or the limit is raised)", false)
 }
 
-// Failing implements tailer.Metrics: past tailer.failing_after the tailer
+// Failing reports the tailer's retried errors: past tailer.failing_after the tailer
 // is unready and /readyz says since when (the error itself is logged).
-func (t tailerMetrics) Failing(since time.Time, failing bool, cause string) {
+func (t TailerMetrics) Failing(since time.Time, failing bool, cause string) {
 	t.m.tailerState.failing.report(t.h, "tailer", since, failing, cause)
 }

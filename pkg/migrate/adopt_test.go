@@ -305,7 +305,7 @@ func replicateInto(t *testing.T, url string, set *transform.Set) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		r, err := a.ApplyRaw(ctx, set, []sink.Raw{{Seq: seq, Data: data}})
+		r, err := a.Apply(ctx, sink.NewBatch(set, []sink.Raw{{Seq: seq, Data: data}}))
 		if err != nil {
 			t.Fatalf("%s %s: %v", op, coll, err)
 		}

@@ -122,7 +122,7 @@ func RequireCurrent(ctx context.Context, pgURL string) error {
 	var latest int64
 	for _, s := range st {
 		if s.Pending {
-			return fmt.Errorf("%w: migration %s (version %d) not applied; run the migrate command", ErrPending, s.Name, s.Version)
+			return fmt.Errorf("%w: migration %s (version %d) not applied; run `cdc migrate` with this binary", ErrPending, s.Name, s.Version)
 		}
 		latest = max(latest, s.Version)
 	}
@@ -136,7 +136,7 @@ func RequireCurrent(ctx context.Context, pgURL string) error {
 		return fmt.Errorf("migrate: read %s: %w", VersionTable, err)
 	}
 	if dbMax > latest {
-		return fmt.Errorf("%w: database is at version %d, this binary knows up to %d", ErrUnknownVersion, dbMax, latest)
+		return fmt.Errorf("%w: database is at version %d, this binary knows up to %d; run the binary that migrated it (or a newer one)", ErrUnknownVersion, dbMax, latest)
 	}
 	return nil
 }

@@ -40,7 +40,7 @@
 //     so even then the refresh applies.
 //   - replay stream reports lost rows; with --force it forgets their
 //     versions inside the very transaction that re-applies the batch
-//     (sink.Applier.ApplyRawWith), so the forget and the repair commit
+//     (sink.Batch.Before, run by sink.Applier.Apply), so the forget and the repair commit
 //     together.
 //   - replay oplog reports lost rows; with --force it forgets their
 //     versions and publishes their events under ids suffixed

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/amanat/cdc/pkg/event"
+	"github.com/amanat/cdc/pkg/report"
 )
 
 // Gaps refreshes the documents of the open rows of the application's
@@ -23,8 +24,8 @@ import (
 // ... SET resolved_at = now() WHERE id = ANY(...) AND resolved_at IS NULL,
 // so a row resolved meanwhile by someone else keeps its time, and a gap
 // logged after the read stays open for the next run.
-func (r *Refresher) Gaps(ctx context.Context, applyTimeout time.Duration) (*Report, error) {
-	rep := &Report{Command: "replay ids --from-gaps-table", DryRun: r.cfg.DryRun}
+func (r *Refresher) Gaps(ctx context.Context, applyTimeout time.Duration) (*report.Report, error) {
+	rep := &report.Report{Command: "replay ids --from-gaps-table", DryRun: r.cfg.DryRun}
 	rows, err := r.pool.Query(ctx, `SELECT id, collection, legacy_object_id FROM pg_dualwrite_gaps
 		WHERE resolved_at IS NULL ORDER BY id`)
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/amanat/cdc/pkg/bus"
 	"github.com/amanat/cdc/pkg/event"
 	"github.com/amanat/cdc/pkg/oplog"
+	"github.com/amanat/cdc/pkg/report"
 	"github.com/amanat/cdc/pkg/transform"
 )
 
@@ -40,7 +41,7 @@ type Refresher struct {
 	set    *transform.Set
 	cfg    RefreshConfig
 	log    *zap.Logger
-	pub    *Publisher
+	pub    *bus.Publisher
 }
 
 // NewRefresher returns a Refresher. It does no I/O.
@@ -48,7 +49,7 @@ func NewRefresher(client *mongo.Client, js jetstream.JetStream, pool *pgxpool.Po
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = 1000
 	}
-	return &Refresher{client: client, js: js, pool: pool, set: set, cfg: cfg, log: log, pub: NewPublisher(js, cfg.Streams)}
+	return &Refresher{client: client, js: js, pool: pool, set: set, cfg: cfg, log: log, pub: bus.NewPublisher(js, cfg.Streams)}
 }
 
 // IDs refreshes the documents of coll named by keys: document keys as
@@ -56,8 +57,8 @@ func NewRefresher(client *mongo.Client, js jetstream.JetStream, pool *pgxpool.Po
 // (event.ParseKey: 24 hex digits are an ObjectId, "..." a string,
 // {"$numberLong":"7"} or any numeric Extended JSON the number, any other
 // text that string).
-func (r *Refresher) IDs(ctx context.Context, coll string, keys []string) (*Report, error) {
-	rep := &Report{Command: "replay ids", DryRun: r.cfg.DryRun}
+func (r *Refresher) IDs(ctx context.Context, coll string, keys []string) (*report.Report, error) {
+	rep := &report.Report{Command: "replay ids", DryRun: r.cfg.DryRun}
 	_, err := r.Refresh(ctx, coll, keys, rep)
 	return rep, err
 }
@@ -68,7 +69,7 @@ func (r *Refresher) IDs(ctx context.Context, coll string, keys []string) (*Repor
 // chunk (see readChunk), counting into rep. Lost rows
 // among them (see FindLost) have their versions forgotten first. It
 // returns what each published event must become in Postgres.
-func (r *Refresher) Refresh(ctx context.Context, coll string, keys []string, rep *Report) (map[DocRef]Awaited, error) {
+func (r *Refresher) Refresh(ctx context.Context, coll string, keys []string, rep *report.Report) (map[DocRef]Awaited, error) {
 	m, ok := r.set.Get(coll)
 	if !ok {
 		return nil, fmt.Errorf("replay ids: collection %q has no transform (mapped: %v)", coll, r.set.Collections())
@@ -138,7 +139,7 @@ func (r *Refresher) Refresh(ctx context.Context, coll string, keys []string, rep
 }
 
 // readChunk reads one chunk of keys and builds their events.
-func (r *Refresher) readChunk(ctx context.Context, sess *mongo.Session, c *mongo.Collection, m *transform.Mapping, keys []string, rep *Report) ([]*event.Event, int, error) {
+func (r *Refresher) readChunk(ctx context.Context, sess *mongo.Session, c *mongo.Collection, m *transform.Mapping, keys []string, rep *report.Report) ([]*event.Event, int, error) {
 	var cands bson.A
 	first := map[string]bson.RawValue{}
 	for _, k := range keys {
@@ -198,7 +199,7 @@ func (r *Refresher) readChunk(ctx context.Context, sess *mongo.Session, c *mongo
 	missing := 0
 	for _, k := range keys {
 		if doc, ok := found[k]; ok {
-			evs = append(evs, DocEvent(event.OpRefresh, r.cfg.Database, m.Collection, doc.Lookup("_id"), doc, at))
+			evs = append(evs, event.FromDocument(event.OpRefresh, r.cfg.Database, m.Collection, doc.Lookup("_id"), doc, at))
 			continue
 		}
 		missing++
@@ -207,7 +208,7 @@ func (r *Refresher) readChunk(ctx context.Context, sess *mongo.Session, c *mongo
 			rep.Note("%s %s: not in MongoDB, but %s is append-only: not publishing a delete (investigate by hand)", m.Collection, k, m.Collection)
 			continue
 		}
-		evs = append(evs, DocEvent(event.OpDelete, r.cfg.Database, m.Collection, first[k], nil, at))
+		evs = append(evs, event.FromDocument(event.OpDelete, r.cfg.Database, m.Collection, first[k], nil, at))
 	}
 	return evs, missing, nil
 }

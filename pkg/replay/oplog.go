@@ -16,8 +16,37 @@ import (
 	"github.com/amanat/cdc/pkg/bus"
 	"github.com/amanat/cdc/pkg/event"
 	"github.com/amanat/cdc/pkg/oplog"
+	"github.com/amanat/cdc/pkg/report"
 	"github.com/amanat/cdc/pkg/transform"
 )
+
+// OplogRangeError refuses an oplog replay's range: it ends in the future
+// (Now is set) or starts after its end. errors.Is(err, ErrBadRange)
+// holds. Error names the bounds "the start" and "the end"; the command
+// line names them by its flags (Text).
+type OplogRangeError struct {
+	From, To event.ClusterTime
+	// Now is the majority-committed cluster time when To is after it
+	// (zero otherwise).
+	Now event.ClusterTime
+}
+
+// Future reports whether the range ends in the future (else it starts
+// after its end).
+func (e *OplogRangeError) Future() bool { return e.Now != (event.ClusterTime{}) }
+
+// Text words the refusal with the bounds named from and to.
+func (e *OplogRangeError) Text(from, to string) string {
+	if e.Future() {
+		return fmt.Sprintf("%v: %s %s is in the future (now is %s)", ErrBadRange, to, describe(e.To), describe(e.Now))
+	}
+	return fmt.Sprintf("%v: %s %s is after %s %s", ErrBadRange, from, describe(e.From), to, describe(e.To))
+}
+
+func (e *OplogRangeError) Error() string { return e.Text("the start", "the end") }
+
+// Unwrap makes the refusal an ErrBadRange.
+func (e *OplogRangeError) Unwrap() error { return ErrBadRange }
 
 // OplogConfig configures an oplog replay.
 type OplogConfig struct {
@@ -49,8 +78,8 @@ type OplogConfig struct {
 // sink already has change nothing. A From older than the oldest oplog
 // entry is refused with a *oplog.RangeLostError naming the oldest time
 // still available.
-func Oplog(ctx context.Context, client *mongo.Client, js jetstream.JetStream, pool *pgxpool.Pool, set *transform.Set, cfg OplogConfig, log *zap.Logger) (*Report, error) {
-	rep := &Report{Command: "replay oplog", DryRun: cfg.DryRun}
+func Oplog(ctx context.Context, client *mongo.Client, js jetstream.JetStream, pool *pgxpool.Pool, set *transform.Set, cfg OplogConfig, log *zap.Logger) (*report.Report, error) {
+	rep := &report.Report{Command: "replay oplog", DryRun: cfg.DryRun}
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = 1000
 	}
@@ -84,16 +113,16 @@ func Oplog(ctx context.Context, client *mongo.Client, js jetstream.JetStream, po
 	case to == (event.ClusterTime{}):
 		to = now
 	case to.T > now.T:
-		return rep, fmt.Errorf("%w: --to %s is in the future (now is %s)", ErrBadRange, describe(to), describe(now))
+		return rep, &OplogRangeError{From: cfg.From, To: to, Now: now}
 	case to.Compare(now) > 0:
 		to = now // the rest of the current second
 	}
 	if cfg.From.Compare(to) > 0 {
-		return rep, fmt.Errorf("%w: --from %s is after --to %s", ErrBadRange, describe(cfg.From), describe(to))
+		return rep, &OplogRangeError{From: cfg.From, To: to}
 	}
 	rep.Note("range: %s .. %s (oplog holds %s .. %s)", describe(cfg.From), describe(to), describe(oldest), describe(newest))
 	r := &oplogReplay{client: client, pool: pool, set: set, cfg: cfg, to: to, log: log, rep: rep,
-		pub: NewPublisher(js, cfg.Streams), touched: map[DocRef]bool{}, before: map[DocRef]event.Position{}, awaited: map[DocRef]Awaited{}}
+		pub: bus.NewPublisher(js, cfg.Streams), touched: map[DocRef]bool{}, before: map[DocRef]event.Position{}, awaited: map[DocRef]Awaited{}}
 	if err := r.read(ctx); err != nil {
 		var se mongo.ServerError
 		if errors.As(err, &se) && se.HasErrorCode(286) {
@@ -114,8 +143,8 @@ type oplogReplay struct {
 	cfg    OplogConfig
 	to     event.ClusterTime
 	log    *zap.Logger
-	rep    *Report
-	pub    *Publisher
+	rep    *report.Report
+	pub    *bus.Publisher
 
 	batch []*event.Event
 	// txns numbers transaction events as the tailer does.

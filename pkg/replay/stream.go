@@ -13,8 +13,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/amanat/cdc/pkg/backoff"
 	"github.com/amanat/cdc/pkg/bus"
 	"github.com/amanat/cdc/pkg/event"
+	"github.com/amanat/cdc/pkg/fault"
+	"github.com/amanat/cdc/pkg/report"
 	"github.com/amanat/cdc/pkg/sink"
 	"github.com/amanat/cdc/pkg/transform"
 )
@@ -152,8 +155,8 @@ func StreamLanes(cfg StreamConfig) ([]string, error) {
 // letters name it), into one replay: the events that waited for a parent
 // are retried after every lane was read (a parent may come from another
 // lane), and the lost-row check runs once over everything.
-func Stream(ctx context.Context, js jetstream.JetStream, pool *pgxpool.Pool, set *transform.Set, cfg StreamConfig, log *zap.Logger) (*Report, error) {
-	rep := &Report{Command: "replay stream", DryRun: cfg.DryRun}
+func Stream(ctx context.Context, js jetstream.JetStream, pool *pgxpool.Pool, set *transform.Set, cfg StreamConfig, log *zap.Logger) (*report.Report, error) {
+	rep := &report.Report{Command: "replay stream", DryRun: cfg.DryRun}
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = 1000
 	}
@@ -284,7 +287,7 @@ type streamReplay struct {
 	set  *transform.Set
 	cfg  StreamConfig
 	log  *zap.Logger
-	rep  *Report
+	rep  *report.Report
 	// stream is the stream being read and applier applies its messages
 	// (its dead letters name the stream); qualify: notes name it (lanes).
 	stream  string
@@ -482,6 +485,14 @@ func (r *streamReplay) retryWaiting(ctx context.Context) error {
 	return nil
 }
 
+// A replay batch that fails with a retryable error (Postgres restarting, a
+// serialization failure) is tried again applyRetries times, waiting
+// 0.5 s, 1 s, 2 s, 4 s, 5 s (with jitter) in between: an operator's
+// command rides out a short outage but does not hang on a long one.
+const applyRetries = 5
+
+var applyBackoff = backoff.Policy{Initial: 500 * time.Millisecond, Max: 5 * time.Second, Jitter: 0.5}
+
 // apply applies msgs, messages of stream, in one transaction through a
 // (Force: forgetting the lost rows among refs first, in it), retrying
 // what can be retried.
@@ -497,16 +508,22 @@ func (r *streamReplay) apply(ctx context.Context, a *sink.Applier, stream string
 	}
 	var res sink.Result
 	var err error
-	for attempt := 0; ; attempt++ {
-		res, err = a.ApplyRawWith(ctx, r.set, msgs, before)
-		if err == nil || sink.Classify(err) == sink.Fatal || attempt >= 5 || ctx.Err() != nil {
+	retry := backoff.New(applyBackoff)
+	for {
+		b := sink.NewBatch(r.set, msgs) // afresh each attempt: Apply marks its events
+		b.Before = before
+		res, err = a.Apply(ctx, b)
+		if err == nil || sink.Classify(err) == fault.Fatal || retry.Attempt() >= applyRetries || ctx.Err() != nil {
 			break
 		}
-		r.log.Warn("replay batch failed, retrying", zap.Error(err), zap.Int("attempt", attempt+1))
+		wait := retry.Next()
+		r.log.Warn("replay batch failed, retrying", zap.Error(err), zap.Int("attempt", retry.Attempt()), zap.Duration("wait", wait))
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return res, ctx.Err()
-		case <-time.After(time.Duration(500*(attempt+1)) * time.Millisecond):
+		case <-t.C:
 		}
 	}
 	if err != nil {

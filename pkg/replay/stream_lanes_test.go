@@ -22,6 +22,7 @@ import (
 	"github.com/amanat/cdc/pkg/migrate"
 	"github.com/amanat/cdc/pkg/pgtest"
 	"github.com/amanat/cdc/pkg/replay"
+	"github.com/amanat/cdc/pkg/report"
 	"github.com/amanat/cdc/pkg/transform"
 	"github.com/amanat/cdc/transforms"
 )
@@ -180,14 +181,14 @@ func (e *streamEnv) count(sql string, args ...any) int {
 	return n
 }
 
-func (e *streamEnv) replay(cfg replay.StreamConfig) (*replay.Report, error) {
+func (e *streamEnv) replay(cfg replay.StreamConfig) (*report.Report, error) {
 	e.t.Helper()
 	cfg.Streams, cfg.Database = e.streams, "escrow"
 	return replay.Stream(e.ctx, e.js, e.pool, e.set, cfg, e.log)
 }
 
 // hasNote reports whether one of rep's notes contains every one of parts.
-func hasNote(rep *replay.Report, parts ...string) bool {
+func hasNote(rep *report.Report, parts ...string) bool {
 	for _, n := range rep.Notes {
 		all := true
 		for _, p := range parts {

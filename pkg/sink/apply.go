@@ -9,11 +9,12 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/amanat/cdc/pkg/state"
+	"github.com/amanat/cdc/pkg/event"
+	"github.com/amanat/cdc/pkg/fault"
 	"github.com/amanat/cdc/pkg/transform"
 )
 
-// Applier writes units to Postgres: fence, version guard, id_map, rows,
+// Applier writes batches to Postgres: fence, version guard, id_map, rows,
 // dead letters, deferred events and the stream position, all in one
 // transaction per batch.
 type Applier struct {
@@ -29,14 +30,12 @@ type Applier struct {
 	// unparked collections apply a dead-lettered document's later events
 	// instead of holding them.
 	unparked map[string]bool
-	// fence is the live sink's hold on its consumer; nil for replays and
-	// retries, which record no position.
-	fence *state.Fence
 }
 
 // NewApplier prepares the SQL of every mapping in set. consumer names the
 // position row and deferred events of a live sink; "" writes none
-// (replays, retries).
+// (replays, retries). stream is the stream the batches' sequences belong
+// to, recorded with their dead letters ("" for a retry, which reads none).
 func NewApplier(pool *pgxpool.Pool, set *transform.Set, consumer, stream string) *Applier {
 	return &Applier{pool: pool, set: set, consumer: consumer, stream: stream, unparked: map[string]bool{}, now: time.Now, fill: fillers(set), childFill: childFillers(set)}
 }
@@ -49,37 +48,17 @@ func (a *Applier) SetUnparked(collections []string) {
 	}
 }
 
-// Batch is the work of one live apply transaction.
-type Batch struct {
-	units []*unit
-	// Floor is the low-water mark recorded with the batch (0: unchanged).
-	Floor uint64
-	// spill are parts of open transactions to set aside.
-	spill []*item
-	// WaitRoom is how many more events may be deferred waiting for a
-	// parent; the units past it are dead-lettered. Negative: no bound.
-	WaitRoom int
-}
-
-// applyOpts are the per-call options of apply.
-type applyOpts struct {
-	// retrying are the event ids a dead-letter retry re-applies.
-	retrying []string
-	before   func(pgx.Tx) error
-	after    func(context.Context, pgx.Tx, *Result) error
-}
-
 // begin starts a batch transaction: the fence is checked first (the row
 // stays locked until commit), and foreign keys (DEFERRABLE in the schema)
 // are checked at the end, so a parent and its child may arrive in either
-// order within one batch.
-func (a *Applier) begin(ctx context.Context, opt applyOpts) (pgx.Tx, error) {
+// order within one batch. b.Before runs last.
+func (a *Applier) begin(ctx context.Context, b Batch) (pgx.Tx, error) {
 	tx, err := a.pool.Begin(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("begin: %w", err)
 	}
-	if a.fence != nil {
-		if _, err := a.fence.Check(ctx, tx); err != nil {
+	if b.fence != nil {
+		if _, err := b.fence.Check(ctx, tx); err != nil {
 			_ = tx.Rollback(context.WithoutCancel(ctx))
 			return nil, err
 		}
@@ -88,8 +67,8 @@ func (a *Applier) begin(ctx context.Context, opt applyOpts) (pgx.Tx, error) {
 		_ = tx.Rollback(context.WithoutCancel(ctx))
 		return nil, fmt.Errorf("defer constraints: %w", err)
 	}
-	if opt.before != nil {
-		if err := opt.before(tx); err != nil {
+	if b.Before != nil {
+		if err := b.Before(tx); err != nil {
 			_ = tx.Rollback(context.WithoutCancel(ctx))
 			return nil, err
 		}
@@ -111,137 +90,216 @@ func checkDeferred(ctx context.Context, tx pgx.Tx) error {
 // Apply commits b in one Postgres transaction. Poison units are
 // dead-lettered (a whole Mongo transaction together) and the rest
 // commits; units waiting for a parent and spilled transaction parts are
-// set aside in cdc.deferred_events; retryable and fatal errors are
-// returned with nothing committed.
+// set aside in cdc.deferred_events (an Applier without a consumer only
+// counts them in Result.Waiting); retryable and fatal errors are returned
+// with nothing committed.
 func (a *Applier) Apply(ctx context.Context, b Batch) (Result, error) {
-	return a.apply(ctx, b, applyOpts{})
-}
-
-func (a *Applier) apply(ctx context.Context, b Batch, opt applyOpts) (Result, error) {
 	res := newResult()
-	units := b.units
-	tx, err := a.begin(ctx, opt)
+	tx, err := a.begin(ctx, b)
 	if err != nil {
 		return res, err
 	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }() // no-op after commit
-	held, err := a.heldDocs(ctx, tx, units, opt.retrying)
+	defer func() {
+		if tx != nil { // nil when isolation could not begin again
+			_ = tx.Rollback(context.WithoutCancel(ctx)) // no-op after commit
+		}
+	}()
+	p, err := a.partition(ctx, tx, b)
 	if err != nil {
 		return res, err
 	}
-	var good, bad []*unit
-	for _, u := range units {
-		if u.rejected() != nil {
-			bad = append(bad, u)
-			holdUnit(held, u)
-		}
+	res.waiting = p.waiting
+	r, err := a.write(ctx, tx, p.good, p.present)
+	if err != nil && Classify(err) == fault.Poison {
+		tx, r, err = a.isolate(ctx, tx, b, p)
 	}
-	for _, u := range units {
-		if u.rejected() != nil {
-			continue
-		}
-		if a.park(held, u) {
-			bad = append(bad, u)
-		} else {
-			good = append(good, u)
-		}
-	}
-	rst, err := a.loadRefState(ctx, tx, good)
 	if err != nil {
 		return res, err
-	}
-	var rejected []*unit
-	var present map[docRef]bool
-	good, res.waiting, rejected, present = a.resolveRefs(rst, good)
-	res.waiting, rejected = a.boundWaits(res.waiting, rejected, b.WaitRoom)
-	for _, u := range rejected {
-		bad = append(bad, u)
-		holdUnit(held, u)
-	}
-
-	r, err := a.applyUnits(ctx, tx, good, present)
-	if err == nil {
-		err = checkDeferred(ctx, tx)
-	}
-	if err != nil {
-		if Classify(err) != Poison {
-			return res, err
-		}
-		// Isolate the poison: start over, one savepoint per unit.
-		if err := tx.Rollback(ctx); err != nil {
-			return res, fmt.Errorf("rollback: %w", err)
-		}
-		if tx, err = a.begin(ctx, opt); err != nil {
-			return res, err
-		}
-		r = newResult()
-		for _, u := range good {
-			if a.park(held, u) {
-				bad = append(bad, u)
-				continue
-			}
-			sp, err := tx.Begin(ctx)
-			if err != nil {
-				return res, fmt.Errorf("savepoint: %w", err)
-			}
-			ur, err := a.applyUnits(ctx, sp, []*unit{u}, present)
-			if err == nil {
-				err = checkDeferred(ctx, sp)
-			}
-			if err != nil {
-				if Classify(err) != Poison {
-					return res, err
-				}
-				if rerr := sp.Rollback(ctx); rerr != nil {
-					return res, fmt.Errorf("rollback to savepoint: %w", rerr)
-				}
-				u.items[0].reject = err
-				bad = append(bad, u)
-				holdUnit(held, u)
-				continue
-			}
-			if err := sp.Commit(ctx); err != nil {
-				return res, fmt.Errorf("release savepoint: %w", err)
-			}
-			r.merge(ur)
-		}
 	}
 	res.merge(r)
-	if err := deadLetters(ctx, tx, a.stream, bad); err != nil {
+	if err := a.record(ctx, tx, b, p, &res); err != nil {
 		return res, err
-	}
-	for _, u := range bad {
-		res.DeadLettered += len(u.items)
-		res.dead = append(res.dead, u.items...)
-		for _, it := range u.items {
-			if _, ok := it.reject.(*parkedError); ok {
-				res.count(it, OutcomeParked)
-			} else {
-				res.count(it, OutcomeDeadLettered)
-			}
-			var ve *violationError
-			if errors.As(it.reject, &ve) {
-				res.Violations++
-			}
-		}
-	}
-	if err := a.setAside(ctx, tx, &res, good, bad, b.spill); err != nil {
-		return res, err
-	}
-	if a.fence != nil && b.Floor > 0 {
-		if err := a.fence.Advance(ctx, tx, b.Floor, res.LastClusterTime); err != nil {
-			return res, err
-		}
-	}
-	if opt.after != nil {
-		if err := opt.after(ctx, tx, &res); err != nil {
-			return res, err
-		}
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return res, fmt.Errorf("commit: %w", err)
 	}
 	return res, nil
+}
+
+// split is how one batch's units divide before a row is written.
+type split struct {
+	// good apply now; bad are dead-lettered (rejected before Postgres,
+	// parked behind an open dead letter, refused by a reference policy or
+	// the wait bound, or poison when written alone); waiting wait for a
+	// parent.
+	good, bad, waiting []*unit
+	// held is, per document, the earliest position of an open dead letter:
+	// the document's later events park behind it.
+	held map[docRef]event.Position
+	// present are the referenced parents there for this batch
+	// (resolveRefs).
+	present map[docRef]bool
+}
+
+// reject dead-letters u and holds its documents from its positions on.
+func (p *split) reject(u *unit) {
+	p.bad = append(p.bad, u)
+	holdUnit(p.held, u)
+}
+
+// partition divides b's units: those rejected before Postgres first (their
+// documents are held from then on), then those parked behind a held
+// document, then by their references (resolveRefs, boundWaits).
+func (a *Applier) partition(ctx context.Context, tx pgx.Tx, b Batch) (*split, error) {
+	held, err := a.heldDocs(ctx, tx, b.units, b.Retrying)
+	if err != nil {
+		return nil, err
+	}
+	p := &split{held: held}
+	for _, u := range b.units {
+		if u.rejected() != nil {
+			p.reject(u)
+		}
+	}
+	var candidates []*unit
+	for _, u := range b.units {
+		if u.rejected() != nil {
+			continue
+		}
+		if a.park(held, u) {
+			p.bad = append(p.bad, u)
+		} else {
+			candidates = append(candidates, u)
+		}
+	}
+	rst, err := a.loadRefState(ctx, tx, candidates)
+	if err != nil {
+		return nil, err
+	}
+	var rejected []*unit
+	p.good, p.waiting, rejected, p.present = a.resolveRefs(rst, candidates)
+	p.waiting, rejected = a.boundWaits(p.waiting, rejected, b.waitRoom)
+	for _, u := range rejected {
+		p.reject(u)
+	}
+	return p, nil
+}
+
+// write applies units in tx and surfaces their deferred constraint
+// violations. Any error leaves tx to be rolled back (or rolled back to its
+// savepoint) by the caller.
+func (a *Applier) write(ctx context.Context, tx pgx.Tx, units []*unit, present map[docRef]bool) (Result, error) {
+	r, err := a.applyUnits(ctx, tx, units, present)
+	if err == nil {
+		err = checkDeferred(ctx, tx)
+	}
+	return r, err
+}
+
+// isolate applies p.good again after writing them together met poison: tx
+// is rolled back and a new transaction applies each unit in its own
+// savepoint, dead-lettering those that are poison alone (p.bad). It
+// returns the transaction to go on with: the new one, the old one when
+// rolling it back failed, nil when no new one could begin.
+func (a *Applier) isolate(ctx context.Context, tx pgx.Tx, b Batch, p *split) (pgx.Tx, Result, error) {
+	r := newResult()
+	if err := tx.Rollback(ctx); err != nil {
+		return tx, r, fmt.Errorf("rollback: %w", err)
+	}
+	tx, err := a.begin(ctx, b)
+	if err != nil {
+		return nil, r, err
+	}
+	for _, u := range p.good {
+		if a.park(p.held, u) {
+			p.bad = append(p.bad, u)
+			continue
+		}
+		ur, poison, err := a.writeAlone(ctx, tx, u, p.present)
+		if err != nil {
+			return tx, r, err
+		}
+		if poison != nil {
+			u.items[0].reject = poison
+			p.reject(u)
+			continue
+		}
+		r.merge(ur)
+	}
+	return tx, r, nil
+}
+
+// writeAlone applies u in a savepoint of tx. A poison error comes back as
+// poison, with the savepoint rolled back and tx usable; any other error is
+// the batch's.
+func (a *Applier) writeAlone(ctx context.Context, tx pgx.Tx, u *unit, present map[docRef]bool) (_ Result, poison, _ error) {
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return Result{}, nil, fmt.Errorf("savepoint: %w", err)
+	}
+	ur, err := a.write(ctx, sp, []*unit{u}, present)
+	if err != nil {
+		if Classify(err) != fault.Poison {
+			return ur, nil, err
+		}
+		if rerr := sp.Rollback(ctx); rerr != nil {
+			return ur, nil, fmt.Errorf("rollback to savepoint: %w", rerr)
+		}
+		return ur, err, nil
+	}
+	if err := sp.Commit(ctx); err != nil {
+		return ur, nil, fmt.Errorf("release savepoint: %w", err)
+	}
+	return ur, nil, nil
+}
+
+// record writes, in tx, what the batch decided besides its rows: dead
+// letters, deferred events, the position (under the fence), the
+// incomplete transactions' counts, then runs b.After on the final res.
+func (a *Applier) record(ctx context.Context, tx pgx.Tx, b Batch, p *split, res *Result) error {
+	if err := deadLetters(ctx, tx, a.stream, p.bad); err != nil {
+		return err
+	}
+	res.countDead(p.bad)
+	// p.good still holds the units isolate parked or found poison (they
+	// are in p.bad too): setAside counts their deferred items resolved
+	// either way.
+	if err := a.setAside(ctx, tx, res, p.good, p.bad, b.spill); err != nil {
+		return err
+	}
+	if b.fence != nil && b.floor > 0 {
+		if err := b.fence.Advance(ctx, tx, b.floor, res.LastClusterTime); err != nil {
+			return err
+		}
+	}
+	res.Incomplete += len(b.incomplete)
+	for _, it := range b.incomplete {
+		res.count(it, OutcomeIncomplete)
+	}
+	if b.After != nil {
+		return b.After(ctx, tx, res)
+	}
+	return nil
+}
+
+// countDead counts the events of the dead-lettered units by outcome
+// (parked or dead-lettered) and keeps them for the DLQ stream.
+func (r *Result) countDead(bad []*unit) {
+	for _, u := range bad {
+		r.DeadLettered += len(u.items)
+		r.dead = append(r.dead, u.items...)
+		for _, it := range u.items {
+			if _, ok := it.reject.(*parkedError); ok {
+				r.count(it, OutcomeParked)
+			} else {
+				r.count(it, OutcomeDeadLettered)
+			}
+			var ve *violationError
+			if errors.As(it.reject, &ve) {
+				r.Violations++
+			}
+		}
+	}
 }
 
 // boundWaits dead-letters the waiting units that do not fit in room (new
@@ -265,80 +323,4 @@ func (a *Applier) boundWaits(waiting, rejected []*unit, room int) ([]*unit, []*u
 		rejected = append(rejected, u)
 	}
 	return kept, rejected
-}
-
-// setAside writes this batch's waiting units and spilled transaction
-// parts to cdc.deferred_events and removes the deferred events it
-// resolved, in tx.
-func (a *Applier) setAside(ctx context.Context, tx pgx.Tx, res *Result, good, bad []*unit, spill []*item) error {
-	if a.consumer == "" {
-		// Replays and retries have no deferred store: what waits is
-		// reported; the stream or the dead letter keeps it.
-		for _, u := range res.waiting {
-			res.Waiting += len(u.items)
-			for _, it := range u.items {
-				res.count(it, OutcomeWaiting)
-			}
-		}
-		return nil
-	}
-	now := a.now()
-	var ds []state.Deferred
-	for _, u := range res.waiting {
-		res.Waiting += len(u.items)
-		for _, it := range u.items {
-			res.count(it, OutcomeWaiting)
-			if !it.deferred {
-				res.NewWaiting++
-				res.NewWaitingBytes += int64(len(it.raw))
-			}
-			ds = append(ds, deferredRow(it, state.DeferWait, "waiting for a parent (policy wait)", u.firstSeen,
-				now.Add(waitBackoff(it.attempts))))
-		}
-	}
-	for _, it := range spill {
-		if it.noop {
-			continue
-		}
-		res.Spilled++
-		ds = append(ds, deferredRow(it, state.DeferTxn, "part of an open Mongo transaction", now, now))
-	}
-	if err := state.Defer(ctx, tx, a.consumer, ds); err != nil {
-		return err
-	}
-	var done []uint64
-	resolved := func(units []*unit) {
-		for _, u := range units {
-			for _, it := range u.items {
-				if !it.deferred {
-					continue
-				}
-				done = append(done, it.seq)
-				if it.ev.Source.Txn != nil && u.spilled {
-					res.TxnResolved++
-				} else {
-					res.WaitResolved++
-					res.WaitResolvedBytes += int64(len(it.raw))
-				}
-			}
-		}
-	}
-	resolved(good)
-	resolved(bad)
-	return state.Undefer(ctx, tx, a.consumer, done)
-}
-
-func deferredRow(it *item, kind state.DeferKind, reason string, firstSeen, next time.Time) state.Deferred {
-	d := state.Deferred{Seq: it.seq, Kind: kind, EventID: it.ev.ID, Collection: it.ev.Source.Coll, DocKey: it.docKey,
-		Reason: reason, Event: it.raw, Attempts: it.attempts, FirstSeen: firstSeen, NextTry: next}
-	if t := it.ev.Source.Txn; t != nil {
-		d.TxnID, d.TxnIndex, d.TxnLast = t.ID(), t.Index, t.Last
-	}
-	return d
-}
-
-// waitBackoff spaces the tries of a waiting event: 1 s, doubling, at most
-// 30 s.
-func waitBackoff(attempts int) time.Duration {
-	return min(time.Second<<min(attempts, 5), 30*time.Second)
 }

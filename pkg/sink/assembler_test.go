@@ -1,15 +1,12 @@
 package sink
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/amanat/cdc/pkg/event"
 	"github.com/amanat/cdc/pkg/transform"
@@ -51,41 +48,6 @@ func TestAssemblerReleasesTransactionsWhole(t *testing.T) {
 	}
 	if a.minOpenSeq() != 0 || len(a.open) != 0 {
 		t.Fatal("transaction still open after release")
-	}
-}
-
-func TestClassify(t *testing.T) {
-	for _, tc := range []struct {
-		err  error
-		want Class
-	}{
-		{&pgconn.PgError{Code: "23505"}, Poison},    // unique violation
-		{&pgconn.PgError{Code: "23514"}, Poison},    // check violation
-		{&pgconn.PgError{Code: "22003"}, Poison},    // numeric out of range
-		{&pgconn.PgError{Code: "P0001"}, Poison},    // trigger raise (ledger immutability)
-		{&pgconn.PgError{Code: "40001"}, Retryable}, // serialization failure
-		{&pgconn.PgError{Code: "40P01"}, Retryable}, // deadlock
-		{&pgconn.PgError{Code: "57P01"}, Retryable}, // admin shutdown
-		{&pgconn.PgError{Code: "08006"}, Retryable}, // connection failure
-		{&pgconn.PgError{Code: "42703"}, Fatal},     // undefined column
-		{&pgconn.PgError{Code: "42501"}, Fatal},     // insufficient privilege
-		{&pgconn.PgError{Code: "54000"}, Poison},    // index row requires 9024 bytes: the row, not the server
-		{&pgconn.PgError{Code: "54001"}, Poison},    // statement too complex (a huge array of the row)
-		{&pgconn.PgError{Code: "2F005"}, Poison},    // trigger function ended without RETURN
-		{&pgconn.PgError{Code: "44000"}, Poison},    // WITH CHECK OPTION
-		{&pgconn.PgError{Code: "ZZ999"}, Retryable}, // unknown class: retries, turns unready later
-		{&pgconn.PgError{Code: "XX000"}, Retryable}, // internal error
-		{&pgconn.PgError{Code: "3D000"}, Fatal},     // database does not exist
-		{&violationError{msg: "x"}, Retryable},      // never reaches Classify as an apply error
-		{fmt.Errorf("open: %w", ErrStreamGap), Fatal},
-		{&StreamChangedError{}, Fatal},
-		{&transform.Rejection{Reason: "x"}, Poison}, //
-		{fmt.Errorf("wrapped: %w", transform.ErrSchemaMismatch), Fatal},
-		{errors.New("connection reset by peer"), Retryable},
-	} {
-		if got := Classify(tc.err); got != tc.want {
-			t.Errorf("Classify(%v) = %s, want %s", tc.err, got, tc.want)
-		}
 	}
 }
 

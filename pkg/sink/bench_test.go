@@ -3,7 +3,6 @@ package sink_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"testing"
 	"time"
 
@@ -17,10 +16,14 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.uber.org/goleak"
 )
 
-// Benchmarks measure with fsync on, as production runs.
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m, pgtest.Options{Fsync: true})) }
+// Benchmarks measure with fsync on, as production runs. goleak fails the
+// run if a test leaves a goroutine behind.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(pgtest.WithShared(m, pgtest.Options{Fsync: true}))
+}
 
 func benchDB(b *testing.B) (*pgxpool.Pool, *transform.Set) {
 	b.Helper()
@@ -95,15 +98,15 @@ func BenchmarkSinkApply(b *testing.B) {
 		b.StartTimer()
 		// As the live sink does: the next batch is decoded and transformed
 		// while the current one applies.
-		prepared := make(chan *sink.Prepared, 1)
+		prepared := make(chan sink.Batch, 1)
 		go func() {
 			for off := 0; off < n; off += benchBatch {
-				prepared <- sink.Prepare(set, msgs[off:off+benchBatch])
+				prepared <- sink.NewBatch(set, msgs[off:off+benchBatch])
 			}
 			close(prepared)
 		}()
 		for p := range prepared {
-			res, err := a.ApplyPrepared(ctx, p)
+			res, err := a.Apply(ctx, p)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -1,9 +1,10 @@
 package sink_test
 
 import (
+	"testing"
+
 	"github.com/amanat/cdc/pkg/bus"
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"testing"
 )
 
 // deadLetterAt returns the stream and stream sequence of the dead letter

@@ -85,4 +85,17 @@
 // class and reason; later attempts are appended to their history. An event
 // is parked behind an earlier open dead letter of its document, never
 // behind a later one.
+//
+// # Layout
+//
+// The consumer loop (consumer.go: batches, acknowledgements, in-progress
+// marks, the floor; reader.go: delivery order and redeliveries;
+// reports.go: DLQ copies, trimming, lag) hands each batch to the applier
+// through one small interface (batchApplier, Apply(ctx, Batch)). Beneath
+// it: the one-transaction apply with poison isolation (apply.go, units.go,
+// setaside.go, deadletter.go), references and their policies (refs.go,
+// refill.go), id_map (idmap.go) and the set-based SQL (write.go). Replays
+// and dead-letter retries use the same entry point with a NewBatch
+// (batch.go). position.go reconciles the stream with the position
+// Postgres holds.
 package sink

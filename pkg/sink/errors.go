@@ -1,86 +1,56 @@
 package sink
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"os"
 	"time"
 
-	"github.com/amanat/cdc/pkg/bus"
-
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/amanat/cdc/pkg/bus"
+	"github.com/amanat/cdc/pkg/fault"
 	"github.com/amanat/cdc/pkg/state"
 	"github.com/amanat/cdc/pkg/transform"
 )
 
-// Class is how the sink reacts to an error.
-type Class int
-
-const (
-	// Retryable errors (Postgres unreachable, serialization failure,
-	// deadlock, connection reset) are retried with backoff, forever; they
-	// never dead-letter.
-	Retryable Class = iota
-	// Poison errors belong to one event's data (a constraint violation on
-	// its own row, a transform rejection): the event is dead-lettered and
-	// the rest of the batch commits.
-	Poison
-	// Fatal errors are systemic (the schema does not match, permission
-	// denied): the sink stops loudly.
-	Fatal
-)
-
-func (c Class) String() string {
-	switch c {
-	case Retryable:
-		return "retryable"
-	case Poison:
-		return "poison"
-	}
-	return "fatal"
-}
-
-// Classify decides what an apply error means.
-func Classify(err error) Class {
+// Classify decides what an apply error means, in fault's classes: the
+// class an error states by its type (fault.ClassOf) wins; then transform
+// rejections and row-specific SQLSTATEs are poison (the event is
+// dead-lettered and the rest of the batch commits), a schema that does not
+// match, a changed or gapped stream, a lane layout that differs and the
+// deployment's SQLSTATEs are fatal (the sink stops loudly), and everything
+// else (Postgres unreachable, serialization failure, deadlock, connection
+// reset) is retryable: retried with backoff, forever, never
+// dead-lettered.
+func Classify(err error) fault.Class {
 	if err == nil {
-		return Retryable
+		return fault.Retryable
+	}
+	if c, ok := fault.ClassOf(err); ok {
+		return c
 	}
 	if _, ok := transform.AsRejection(err); ok {
-		return Poison
+		return fault.Poison
 	}
 	if errors.Is(err, transform.ErrSchemaMismatch) || errors.Is(err, ErrStreamChanged) || errors.Is(err, ErrStreamGap) ||
 		errors.Is(err, bus.ErrLaneLayout) {
-		return Fatal
-	}
-	var fe *FatalError
-	if errors.As(err, &fe) {
-		return Fatal
+		return fault.Fatal
 	}
 	var de *divergenceError
 	if errors.As(err, &de) {
-		return Poison
+		return fault.Poison
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		return classifySQLState(pgErr.Code)
 	}
-	if pgconn.SafeToRetry(err) || pgconn.Timeout(err) {
-		return Retryable
-	}
-	var netErr net.Error
-	if errors.As(err, &netErr) {
-		return Retryable
-	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return Retryable
-	}
-	// Anything else retries: nothing commits twice, and a sink that keeps
-	// failing turns unready after Config.FailingAfter (Sink.failing).
-	return Retryable
+	// Anything else retries (pgconn.SafeToRetry, timeouts, net.Error,
+	// context.DeadlineExceeded and errors nobody knows): nothing commits
+	// twice, and a sink that keeps failing turns unready after
+	// Config.FailingAfter (Sink.failing).
+	return fault.Retryable
 }
 
 // classifySQLState decides by the SQLSTATE class (its first two
@@ -89,9 +59,9 @@ func Classify(err error) Class {
 // are poison: the unit is dead-lettered and the pipeline goes on. Errors
 // of the deployment are fatal. The server's own trouble, and any class
 // not listed, retries.
-func classifySQLState(code string) Class {
+func classifySQLState(code string) fault.Class {
 	if len(code) < 2 {
-		return Retryable
+		return fault.Retryable
 	}
 	switch code[:2] {
 	case "22", // data exception (out of range, invalid text, bad UTF-8)
@@ -103,23 +73,17 @@ func classifySQLState(code string) Class {
 		"2F", // SQL routine exception (a trigger function)
 		"38", // external routine exception
 		"39": // external routine invocation exception
-		return Poison
+		return fault.Poison
 	case "42", "28", "3D", "3F", "0A":
 		// undefined column/table, privileges, wrong database or schema,
 		// feature not supported: the deployment is wrong.
-		return Fatal
+		return fault.Fatal
 	}
 	// 08 connection, 53 resources, 57 operator intervention, 58 system,
 	// 40 rollback (serialization, deadlock), 55 lock not available, XX
 	// internal, and anything unknown.
-	return Retryable
+	return fault.Retryable
 }
-
-// FatalError stops the sink.
-type FatalError struct{ Err error }
-
-func (e *FatalError) Error() string { return e.Err.Error() }
-func (e *FatalError) Unwrap() error { return e.Err }
 
 // ErrStreamGap means the stream lost events the sink had not applied
 // (limits or age removed them, or someone purged it). Fatal: replay or
@@ -127,10 +91,10 @@ func (e *FatalError) Unwrap() error { return e.Err }
 var ErrStreamGap = errors.New("stream lost unapplied events")
 
 func gapError(stream string, pos state.Position, first uint64) error {
-	return &FatalError{Err: fmt.Errorf("%w: the sink applied stream %s up to sequence %d (cluster time %s) but the next message is %d; "+
+	return fault.Fatal.Errorf("%w: the sink applied stream %s up to sequence %d (cluster time %s) but the next message is %d; "+
 		"messages %d..%d are gone. Replay from the oplog what they held (cdc replay oplog --from %s), then move the position past the gap "+
 		"(cdc position set --seq %d)",
-		ErrStreamGap, stream, pos.Seq, pos.ClusterTime, first, pos.Seq+1, first-1, pos.ClusterTime, first-1)}
+		ErrStreamGap, stream, pos.Seq, pos.ClusterTime, first, pos.Seq+1, first-1, pos.ClusterTime, first-1)
 }
 
 // ErrStreamChanged means the stream is not the one the sink's position

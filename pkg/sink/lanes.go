@@ -89,24 +89,14 @@ func (r *LaneRunner) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	running := map[string]*laneRun{}
+	running := runningLanes{}
 	failed := make(chan error, len(r.lanes))
-	stop := func(lane string) {
-		lr := running[lane]
-		lr.cancel()
-		<-lr.done
-		delete(running, lane)
-	}
 	defer func() {
 		for l := range running {
-			stop(l)
+			running.stop(l)
 		}
 		if !r.noLeave {
-			lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			if err := m.leave(lctx); err != nil {
-				r.log.Warn("could not leave the sink members bucket; the others take this instance's lanes after its TTL", zap.Error(err))
-			}
-			cancel()
+			r.leave(ctx, m)
 		}
 	}()
 	tick := time.NewTicker(hb)
@@ -127,49 +117,8 @@ func (r *LaneRunner) Run(ctx context.Context) error {
 			// lanes; let them (the fence would stop this one anyway).
 			live = nil
 		}
-		var mine []string
-		if live != nil {
-			key := m.key
-			for lane, holder := range Assign(r.lanes, live) {
-				if holder == key {
-					mine = append(mine, lane)
-				}
-			}
-		}
-		want := map[string]bool{}
-		for _, l := range mine {
-			want[l] = true
-		}
-		for l := range running {
-			if !want[l] {
-				r.log.Info("lane no longer assigned to this instance: stopping it", zap.String("lane", l))
-				stop(l)
-			}
-		}
-		for _, l := range r.lanes { // in configured order: logs and tests read better
-			if want[l] && running[l] == nil {
-				running[l] = r.startLane(ctx, l, failed)
-			}
-		}
-		names := make([]string, 0, len(running))
-		for _, l := range r.lanes {
-			if running[l] != nil {
-				names = append(names, l)
-			}
-		}
-		if fmt.Sprint(names) != fmt.Sprint(prev) {
-			r.log.Info("sink lanes assigned", zap.Strings("lanes", names), zap.Int("members", len(live)), zap.String("self", r.cfg.Owner))
-			prev = names
-			if r.assigned != nil {
-				r.assigned(names)
-			}
-		}
-		role := "standby"
-		if len(names) > 0 {
-			role = "active"
-		}
-		r.metrics.SetRole(role, r.cfg.Owner)
-		r.reportLanes(running) // lanemetrics.go
+		r.reassign(ctx, running, r.assignedTo(live, m.key), failed)
+		prev = r.announce(running, len(live), prev)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -178,6 +127,84 @@ func (r *LaneRunner) Run(ctx context.Context) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// runningLanes are the lanes this instance runs, by name.
+type runningLanes map[string]*laneRun
+
+// stop stops lane's Sink and waits until its Run returned.
+func (rl runningLanes) stop(lane string) {
+	lr := rl[lane]
+	lr.cancel()
+	<-lr.done
+	delete(rl, lane)
+}
+
+// leave deletes this instance's membership key, so the others take its
+// lanes now rather than after its TTL.
+func (r *LaneRunner) leave(ctx context.Context, m *members) {
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := m.leave(lctx); err != nil {
+		r.log.Warn("could not leave the sink members bucket; the others take this instance's lanes after its TTL", zap.Error(err))
+	}
+}
+
+// assignedTo is the set of lanes the rendezvous assignment over the live
+// members gives key (none when live is nil).
+func (r *LaneRunner) assignedTo(live []string, key string) map[string]bool {
+	want := map[string]bool{}
+	if live == nil {
+		return want
+	}
+	for lane, holder := range Assign(r.lanes, live) {
+		if holder == key {
+			want[lane] = true
+		}
+	}
+	return want
+}
+
+// reassign stops the running lanes not in want and starts those of want
+// not running.
+func (r *LaneRunner) reassign(ctx context.Context, running runningLanes, want map[string]bool, failed chan<- error) {
+	for l := range running {
+		if !want[l] {
+			r.log.Info("lane no longer assigned to this instance: stopping it", zap.String("lane", l))
+			running.stop(l)
+		}
+	}
+	for _, l := range r.lanes { // in configured order: logs and tests read better
+		if want[l] && running[l] == nil {
+			running[l] = r.startLane(ctx, l, failed)
+		}
+	}
+}
+
+// announce logs the running lanes when they differ from prev (and tells
+// the assigned callback), reports the role and lane metrics, and returns
+// the running lanes in configured order.
+func (r *LaneRunner) announce(running runningLanes, members int, prev []string) []string {
+	names := make([]string, 0, len(running))
+	for _, l := range r.lanes {
+		if running[l] != nil {
+			names = append(names, l)
+		}
+	}
+	if fmt.Sprint(names) != fmt.Sprint(prev) {
+		r.log.Info("sink lanes assigned", zap.Strings("lanes", names), zap.Int("members", members), zap.String("self", r.cfg.Owner))
+		prev = names
+		if r.assigned != nil {
+			r.assigned(names)
+		}
+	}
+	role := "standby"
+	if len(names) > 0 {
+		role = "active"
+	}
+	r.metrics.SetRole(role, r.cfg.Owner)
+	r.reportLanes(running) // lanemetrics.go
+	return prev
 }
 
 // checkLayout compares the lane layout stamped on the streams with this

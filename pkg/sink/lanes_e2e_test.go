@@ -16,6 +16,7 @@ import (
 
 	"github.com/amanat/cdc/pkg/bus"
 	"github.com/amanat/cdc/pkg/event"
+	"github.com/amanat/cdc/pkg/fault"
 	"github.com/amanat/cdc/pkg/sink"
 )
 
@@ -232,7 +233,7 @@ func TestLaneRunnerStopsOnLayoutChange(t *testing.T) {
 	if !errors.As(a.err, &le) || le.Want != old.Layout() || le.Have != next.Layout() {
 		t.Fatalf("runner stopped with %v, want a *bus.LaneLayoutError from %q to %q", a.err, old.Layout(), next.Layout())
 	}
-	if sink.Classify(a.err) != sink.Fatal {
+	if sink.Classify(a.err) != fault.Fatal {
 		t.Fatalf("Classify(%v) = %v, want fatal", a.err, sink.Classify(a.err))
 	}
 }

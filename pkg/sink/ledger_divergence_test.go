@@ -58,7 +58,7 @@ func TestLedgerRefreshThatDiffersIsAViolation(t *testing.T) {
 			t.Fatal(err)
 		}
 		seq++
-		res, err := a.ApplyRaw(e.ctx, set, []sink.Raw{{Seq: seq, Data: data}})
+		res, err := a.Apply(e.ctx, sink.NewBatch(set, []sink.Raw{{Seq: seq, Data: data}}))
 		if err != nil {
 			t.Fatalf("%s: %v", op, err)
 		}
@@ -147,7 +147,7 @@ func TestLedgerRefreshThatDiffersIsAViolation(t *testing.T) {
 		seq++
 		msgs = append(msgs, sink.Raw{Seq: seq, Data: data})
 	}
-	r, err := a.ApplyRaw(e.ctx, set, msgs)
+	r, err := a.Apply(e.ctx, sink.NewBatch(set, msgs))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,7 +27,7 @@ type Result struct {
 	// of their mapping (class violation: an append-only document updated,
 	// deleted, or refreshed with other values than its stored row).
 	Violations int
-	// Incomplete counts events of transactions ApplyRaw did not get whole.
+	// Incomplete counts events of transactions not whole in a NewBatch.
 	Incomplete int
 	// Waiting counts events set aside for a parent that has not arrived.
 	Waiting int

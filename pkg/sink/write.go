@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/amanat/cdc/pkg/event"
+	"github.com/amanat/cdc/pkg/fault"
 	"github.com/amanat/cdc/pkg/state"
 	"github.com/amanat/cdc/pkg/transform"
 )
@@ -54,7 +55,7 @@ func (c *columnTypes) get(ctx context.Context, q pgx.Tx, table string) (map[stri
 		return nil, fmt.Errorf("column types of %s: %w", table, err)
 	}
 	if len(t) == 0 {
-		return nil, &FatalError{Err: fmt.Errorf("table %s has no columns (does it exist?)", table)}
+		return nil, fault.Fatal.Errorf("table %s has no columns (does it exist?)", table)
 	}
 	if c.tables == nil {
 		c.tables = map[string]map[string]string{}
@@ -80,10 +81,19 @@ type childWrites struct {
 	rows    [][]*string // parent column first
 }
 
+// rowBuilder collects a batch's rows per table as text, with the
+// dangling references its null-policy references leave.
+type rowBuilder struct {
+	ids     idSet
+	present map[docRef]bool
+	// tables are the mappings' writes in first-seen order.
+	tables    []*tableWrites
+	byMapping map[*transform.Mapping]*tableWrites
+	dangling  []state.Dangling
+}
+
 // queueWrites adds the batch's row statements to b.
 func (a *Applier) queueWrites(ctx context.Context, tx pgx.Tx, b *pgx.Batch, winners []*item, ids idSet, present map[docRef]bool) error {
-	var order []*transform.Mapping
-	byMapping := map[*transform.Mapping]*tableWrites{}
 	// Every document written here gets its dangling references anew: the
 	// records of its previous version go first.
 	written := make([]state.DocRef, len(winners))
@@ -91,175 +101,170 @@ func (a *Applier) queueWrites(ctx context.Context, tx pgx.Tx, b *pgx.Batch, winn
 		written[i] = state.DocRef{Collection: it.mapping.Collection, Key: it.docKey}
 	}
 	state.QueueForgetDangling(b, written)
-	var dangling []state.Dangling
+	rows := &rowBuilder{ids: ids, present: present, byMapping: map[*transform.Mapping]*tableWrites{}}
 	for _, it := range winners {
-		m := it.mapping
-		w, ok := byMapping[m]
-		if !ok {
-			w = &tableWrites{m: m}
-			byMapping[m] = w
-			order = append(order, m)
-		}
-		id, err := ids.rowID(it)
-		if err != nil {
+		if err := rows.add(it); err != nil {
 			return err
 		}
-		if it.ev.Op == event.OpDelete {
-			if id == nil {
-				continue // never replicated: nothing to delete; the tombstone is recorded
-			}
-			w.delIDs = append(w.delIDs, textOf(id))
-			if m.Delete == "soft" {
-				at := deleteTime(it.ev).Format(time.RFC3339Nano)
-				w.delAt = append(w.delAt, &at)
-			}
-			continue
-		}
-		row := make([]*string, len(m.Columns)+1)
-		row[0] = textOf(id)
-		for i, v := range it.row.Values {
-			row[i+1] = textOf(v)
-		}
-		resolve := func(ref transform.Ref, dst []*string, col int, child bool) error {
-			parent, mapped := ids.get(ref.Collection, ref.LegacyID)
-			if mapped && (ref.Missing == transform.MissingMint || present[docRef{ref.Collection, ref.LegacyID}]) {
-				dst[col] = textOf(parent)
-				return nil
-			}
-			if ref.Missing == transform.MissingNull {
-				dst[col] = nil
-				name := ref.Column
-				if child {
-					// One record per child row: the field path holds the
-					// array position (deliveryInfo.attempts.1.sellerId).
-					name = ref.Field
-				}
-				d := state.Dangling{Doc: state.DocRef{Collection: m.Collection, Key: it.docKey}, Column: name,
-					RefCollection: ref.Collection, RefLegacyID: ref.LegacyID}
-				if child {
-					d.Event = it.raw // child references keep their version's envelope
-				}
-				dangling = append(dangling, d)
-				return nil
-			}
-			return &transform.Rejection{Collection: m.Collection, Field: ref.Field, Column: ref.Column, Value: ref.LegacyID,
-				Reason: fmt.Sprintf("references %s %s, which has no row (policy %s)", ref.Collection, ref.LegacyID, ref.Missing)}
-		}
-		for _, ref := range it.row.Refs {
-			if err := resolve(ref, row, ref.Col+1, false); err != nil {
-				return err
-			}
-		}
-		w.upserts = append(w.upserts, row)
-		for ci, cs := range it.row.Children {
-			for len(w.children) <= ci {
-				w.children = append(w.children, &childWrites{})
-			}
-			cw := w.children[ci]
-			cw.set = cs
-			cw.parents = append(cw.parents, row[0])
-			for _, cr := range cs.Rows {
-				crow := make([]*string, len(cs.Columns)+1)
-				crow[0] = row[0]
-				for i, v := range cr.Values {
-					crow[i+1] = textOf(v)
-				}
-				for _, ref := range cr.Refs {
-					if err := resolve(ref, crow, ref.Col+1, true); err != nil {
-						return err
-					}
-				}
-				cw.rows = append(cw.rows, crow)
-			}
-		}
 	}
-	for _, m := range order {
-		w := byMapping[m]
-		types, err := a.types.get(ctx, tx, m.Table)
-		if err != nil {
+	for _, w := range rows.tables {
+		if err := a.queueTable(ctx, tx, b, w); err != nil {
 			return err
 		}
-		cols := m.ColumnNames()
-		table := pgx.Identifier(strings.Split(m.Table, ".")).Sanitize()
-		idCol := pgx.Identifier{m.ID.Column}.Sanitize()
-		idType := types[m.ID.Column]
-		if len(w.delIDs) > 0 && m.Delete != "soft" {
-			// A hard delete takes the parent's child rows with it, last
-			// declared first.
-			kids := m.ChildTables()
-			for i := len(kids) - 1; i >= 0; i-- {
-				ct := kids[i]
-				ctypes, err := a.types.get(ctx, tx, ct.Table)
-				if err != nil {
-					return err
-				}
-				b.Queue(fmt.Sprintf(`DELETE FROM %s WHERE %s = ANY($1::text[]::%s[])`,
-					pgx.Identifier(strings.Split(ct.Table, ".")).Sanitize(), pgx.Identifier{ct.ParentColumn}.Sanitize(), ctypes[ct.ParentColumn]), w.delIDs)
-			}
-		}
-		if len(w.delIDs) > 0 {
-			if m.Delete == "soft" {
-				b.Queue(fmt.Sprintf(`UPDATE %s t SET %s = u.at::timestamptz FROM unnest($1::text[], $2::text[]) AS u(id, at) WHERE t.%s = u.id::%s`,
-					table, pgx.Identifier{m.SoftDeleteColumn}.Sanitize(), idCol, idType), w.delIDs, w.delAt)
-			} else {
-				b.Queue(fmt.Sprintf(`DELETE FROM %s WHERE %s = ANY($1::text[]::%s[])`, table, idCol, idType), w.delIDs)
-			}
-		}
-		if len(w.upserts) > 0 {
-			q := b.Queue(upsertSQL(m, table, cols, types), columns(w.upserts, len(cols))...)
-			if m.AppendOnly && len(cols) > 1 {
-				q.Query(divergent(m))
-			}
-		}
-		for _, cw := range w.children {
-			if err := a.queueChildren(ctx, tx, b, cw); err != nil {
-				return err
-			}
-		}
 	}
-	state.QueueRecordDangling(b, dangling)
+	state.QueueRecordDangling(b, rows.dangling)
 	a.queueFillIns(b, winners)
 	return nil
 }
 
-// filler is a column that references another collection with policy null:
-// NULL-ed values wait in cdc.dangling_refs for their parent.
-type filler struct {
-	m      *transform.Mapping
-	column string
+// table is m's share of the batch, created on first use.
+func (rb *rowBuilder) table(m *transform.Mapping) *tableWrites {
+	w, ok := rb.byMapping[m]
+	if !ok {
+		w = &tableWrites{m: m}
+		rb.byMapping[m] = w
+		rb.tables = append(rb.tables, w)
+	}
+	return w
 }
 
-// fillers indexes the null-policy reference columns by the collection they
-// reference.
-func fillers(set *transform.Set) map[string][]filler {
-	out := map[string][]filler{}
-	for _, m := range set.Mappings() {
-		for _, c := range m.Columns {
-			if c.Type == transform.TypeRef && c.Ref != nil && c.Ref.Missing == transform.MissingNull {
-				out[c.Ref.Collection] = append(out[c.Ref.Collection], filler{m: m, column: c.Column})
+// add takes one winner: its delete, or its row and child rows with their
+// references resolved.
+func (rb *rowBuilder) add(it *item) error {
+	m := it.mapping
+	w := rb.table(m)
+	id, err := rb.ids.rowID(it)
+	if err != nil {
+		return err
+	}
+	if it.ev.Op == event.OpDelete {
+		if id == nil {
+			return nil // never replicated: nothing to delete; the tombstone is recorded
+		}
+		w.delIDs = append(w.delIDs, textOf(id))
+		if m.Delete == "soft" {
+			at := deleteTime(it.ev).Format(time.RFC3339Nano)
+			w.delAt = append(w.delAt, &at)
+		}
+		return nil
+	}
+	row := make([]*string, len(m.Columns)+1)
+	row[0] = textOf(id)
+	for i, v := range it.row.Values {
+		row[i+1] = textOf(v)
+	}
+	for _, ref := range it.row.Refs {
+		if err := rb.ref(it, ref, row, ref.Col+1, false); err != nil {
+			return err
+		}
+	}
+	w.upserts = append(w.upserts, row)
+	return rb.children(it, w, row[0])
+}
+
+// children adds it's child rows (parent: its row's id) to w.
+func (rb *rowBuilder) children(it *item, w *tableWrites, parent *string) error {
+	for ci, cs := range it.row.Children {
+		for len(w.children) <= ci {
+			w.children = append(w.children, &childWrites{})
+		}
+		cw := w.children[ci]
+		cw.set = cs
+		cw.parents = append(cw.parents, parent)
+		for _, cr := range cs.Rows {
+			crow := make([]*string, len(cs.Columns)+1)
+			crow[0] = parent
+			for i, v := range cr.Values {
+				crow[i+1] = textOf(v)
 			}
+			for _, ref := range cr.Refs {
+				if err := rb.ref(it, ref, crow, ref.Col+1, true); err != nil {
+					return err
+				}
+			}
+			cw.rows = append(cw.rows, crow)
 		}
 	}
-	return out
+	return nil
 }
 
-// queueFillIns fills in references left NULL for parents this batch
-// writes, and removes their dangling records, in the same transaction.
-// References inside child tables stay recorded (their row identity is not
-// kept); re-applying the referencing document fills them.
-func (a *Applier) queueFillIns(b *pgx.Batch, winners []*item) {
-	parents := map[string][]string{}
-	for _, it := range winners {
-		if it.ev.Op != event.OpDelete && len(a.fill[it.mapping.Collection]) > 0 {
-			parents[it.mapping.Collection] = append(parents[it.mapping.Collection], it.docKey)
+// ref writes the parent id of ref into dst[col] when the parent is there
+// (or minted); otherwise policy null writes NULL and records the dangling
+// reference, and any other policy rejects the event.
+func (rb *rowBuilder) ref(it *item, ref transform.Ref, dst []*string, col int, child bool) error {
+	m := it.mapping
+	parent, mapped := rb.ids.get(ref.Collection, ref.LegacyID)
+	if mapped && (ref.Missing == transform.MissingMint || rb.present[docRef{ref.Collection, ref.LegacyID}]) {
+		dst[col] = textOf(parent)
+		return nil
+	}
+	if ref.Missing == transform.MissingNull {
+		dst[col] = nil
+		name := ref.Column
+		if child {
+			// One record per child row: the field path holds the
+			// array position (deliveryInfo.attempts.1.sellerId).
+			name = ref.Field
+		}
+		d := state.Dangling{Doc: state.DocRef{Collection: m.Collection, Key: it.docKey}, Column: name,
+			RefCollection: ref.Collection, RefLegacyID: ref.LegacyID}
+		if child {
+			d.Event = it.raw // child references keep their version's envelope
+		}
+		rb.dangling = append(rb.dangling, d)
+		return nil
+	}
+	return &transform.Rejection{Collection: m.Collection, Field: ref.Field, Column: ref.Column, Value: ref.LegacyID,
+		Reason: fmt.Sprintf("references %s %s, which has no row (policy %s)", ref.Collection, ref.LegacyID, ref.Missing)}
+}
+
+// queueTable adds w's statements to b: child rows of hard-deleted
+// parents, the deletes, the upserts (with an append-only mapping's
+// divergence check) and the child sets.
+func (a *Applier) queueTable(ctx context.Context, tx pgx.Tx, b *pgx.Batch, w *tableWrites) error {
+	m := w.m
+	types, err := a.types.get(ctx, tx, m.Table)
+	if err != nil {
+		return err
+	}
+	cols := m.ColumnNames()
+	table := pgx.Identifier(strings.Split(m.Table, ".")).Sanitize()
+	idCol := pgx.Identifier{m.ID.Column}.Sanitize()
+	idType := types[m.ID.Column]
+	if len(w.delIDs) > 0 && m.Delete != "soft" {
+		// A hard delete takes the parent's child rows with it, last
+		// declared first.
+		kids := m.ChildTables()
+		for i := len(kids) - 1; i >= 0; i-- {
+			ct := kids[i]
+			ctypes, err := a.types.get(ctx, tx, ct.Table)
+			if err != nil {
+				return err
+			}
+			b.Queue(fmt.Sprintf(`DELETE FROM %s WHERE %s = ANY($1::text[]::%s[])`,
+				pgx.Identifier(strings.Split(ct.Table, ".")).Sanitize(), pgx.Identifier{ct.ParentColumn}.Sanitize(), ctypes[ct.ParentColumn]), w.delIDs)
 		}
 	}
-	for coll, keys := range parents {
-		for _, f := range a.fill[coll] {
-			state.QueueFillDangling(b, state.FillIn{Table: f.m.Table, Column: f.column, IDColumn: f.m.ID.Column,
-				IDIsText: f.m.ID.Type == "text", Collection: f.m.Collection, RefCollection: coll}, keys)
+	if len(w.delIDs) > 0 {
+		if m.Delete == "soft" {
+			b.Queue(fmt.Sprintf(`UPDATE %s t SET %s = u.at::timestamptz FROM unnest($1::text[], $2::text[]) AS u(id, at) WHERE t.%s = u.id::%s`,
+				table, pgx.Identifier{m.SoftDeleteColumn}.Sanitize(), idCol, idType), w.delIDs, w.delAt)
+		} else {
+			b.Queue(fmt.Sprintf(`DELETE FROM %s WHERE %s = ANY($1::text[]::%s[])`, table, idCol, idType), w.delIDs)
 		}
 	}
+	if len(w.upserts) > 0 {
+		q := b.Queue(upsertSQL(m, table, cols, types), columns(w.upserts, len(cols))...)
+		if m.AppendOnly && len(cols) > 1 {
+			q.Query(divergent(m))
+		}
+	}
+	for _, cw := range w.children {
+		if err := a.queueChildren(ctx, tx, b, cw); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // upsertSQL is the set-based insert-or-update of m's rows.
@@ -433,7 +438,7 @@ func (a *Applier) queueChildren(ctx context.Context, tx pgx.Tx, b *pgx.Batch, cw
 	for i, c := range cols {
 		t, ok := types[c]
 		if !ok {
-			return &FatalError{Err: fmt.Errorf("child table %s has no column %s", cs.Table, c)}
+			return fault.Fatal.Errorf("child table %s has no column %s", cs.Table, c)
 		}
 		quoted[i] = pgx.Identifier{c}.Sanitize()
 		params[i] = fmt.Sprintf("$%d::text[]", i+1)
@@ -443,80 +448,4 @@ func (a *Applier) queueChildren(ctx context.Context, tx pgx.Tx, b *pgx.Batch, cw
 	b.Queue(fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM unnest(%s) AS u(%s)", table, strings.Join(quoted, ", "),
 		strings.Join(casts, ", "), strings.Join(params, ", "), strings.Join(aliases, ", ")), columns(cw.rows, len(cols))...)
 	return nil
-}
-
-// refillChildren re-applies the child rows of documents whose references
-// inside child tables waited (NULL, policy null) for a parent that the
-// batch just wrote: their latest version's envelope was kept with the
-// record, so its child sets are written again, now with the parent's id.
-// Their rows are re-written with the same values; the version guard is
-// not consulted (it is the version already applied).
-func (a *Applier) refillChildren(ctx context.Context, tx pgx.Tx, winners []*item, present map[docRef]bool) error {
-	var colls, keys []string
-	for _, it := range winners {
-		if it.ev.Op != event.OpDelete && a.childFill[it.mapping.Collection] {
-			colls, keys = append(colls, it.mapping.Collection), append(keys, it.docKey)
-		}
-	}
-	if len(colls) == 0 {
-		return nil
-	}
-	parents := make([]state.DocRef, len(colls))
-	for i := range colls {
-		parents[i] = state.DocRef{Collection: colls[i], Key: keys[i]}
-	}
-	envs, err := state.DanglingChildEvents(ctx, tx, parents)
-	if err != nil {
-		return err
-	}
-	var items []*item
-	for _, env := range envs {
-		it := decode(a.set, 0, env)
-		if it.reject != nil || it.row == nil {
-			continue // it mapped once; a changed mapping leaves the record for verify to report
-		}
-		items = append(items, it)
-	}
-	if len(items) == 0 {
-		return nil
-	}
-	st, err := a.refState(ctx, tx, []*unit{{items: items}}, false)
-	if err != nil {
-		return err
-	}
-	now := make(map[docRef]bool, len(present)+len(st.rows))
-	for k := range present {
-		now[k] = true
-	}
-	for k := range st.rows {
-		now[k] = true
-	}
-	ids, err := resolveIDs(ctx, tx, items)
-	if err != nil {
-		return err
-	}
-	b := &pgx.Batch{}
-	if err := a.queueWrites(ctx, tx, b, items, ids, now); err != nil {
-		return err
-	}
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return fmt.Errorf("refill child references: %w", err)
-	}
-	return nil
-}
-
-// childFillers lists the collections that child-table references with
-// policy null point at.
-func childFillers(set *transform.Set) map[string]bool {
-	out := map[string]bool{}
-	for _, m := range set.Mappings() {
-		for _, ch := range m.Children {
-			for _, c := range ch.Columns {
-				if c.Type == transform.TypeRef && c.Ref != nil && c.Ref.Missing == transform.MissingNull {
-					out[c.Ref.Collection] = true
-				}
-			}
-		}
-	}
-	return out
 }

@@ -8,64 +8,34 @@ import (
 	"slices"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
+	"github.com/amanat/cdc/pkg/checkpoint"
 	"github.com/amanat/cdc/pkg/event"
 	"github.com/amanat/cdc/pkg/oplog"
-	"github.com/amanat/cdc/pkg/tailer"
 )
 
-// checkpoints is the tailer's checkpoint store (tailer.KVCheckpoints: the
-// one implementation of its revision-checked reads and writes), with the
-// snapshot's hand-off write.
-type checkpoints struct{ store *tailer.KVCheckpoints }
-
-func openCheckpoints(ctx context.Context, js jetstream.JetStream, bucket, db string) (*checkpoints, error) {
-	store, err := tailer.NewKVCheckpoints(ctx, js, bucket, tailer.CheckpointKey(db))
-	if err != nil {
-		return nil, err
-	}
-	return &checkpoints{store: store}, nil
-}
-
-// load returns the checkpoint and its KV revision; nil, 0 when none.
-func (c *checkpoints) load(ctx context.Context) (*tailer.Checkpoint, uint64, error) {
-	return c.store.Load(ctx)
-}
-
-// put writes a checkpoint that resumes at start: created if rev is 0, else
-// replacing exactly revision rev; when the stored one is not at rev (one
-// appeared, or it moved) it fails with tailer.ErrCheckpointMoved. It is
-// marked as a hand-off (Handoff, Owner tailer.HandoffOwner()): a running
-// tailer restarts from it instead of standing by. prev, the checkpoint it
+// putHandoff writes the tailer's checkpoint so that it resumes at start:
+// created if rev is 0, else replacing exactly revision rev; when the stored
+// one is not at rev (one appeared, or it moved) it fails with
+// checkpoint.ErrMoved, and the hand-off looks again. It is marked as a
+// hand-off (Handoff, Owner checkpoint.HandoffOwner()): a running tailer
+// restarts from it instead of standing by. prev, the checkpoint it
 // replaces (nil: none), passes on its lease history (HeldSince,
 // LastTakeover, Takeovers), so `cdc status` keeps it.
-func (c *checkpoints) put(ctx context.Context, tok bson.Raw, start event.ClusterTime, rev uint64, prev *tailer.Checkpoint) error {
+func (r *Runner) putHandoff(ctx context.Context, tok bson.Raw, start event.ClusterTime, rev uint64, prev *checkpoint.Checkpoint) error {
 	js, err := bson.MarshalExtJSON(tok, true, false)
 	if err != nil {
 		return fmt.Errorf("encode resume token: %w", err)
 	}
-	cp := &tailer.Checkpoint{Token: json.RawMessage(js), ClusterTime: start, UpdatedAt: time.Now().UTC(),
-		Owner: tailer.HandoffOwner(), Handoff: true}
+	cp := &checkpoint.Checkpoint{Token: json.RawMessage(js), ClusterTime: start, UpdatedAt: time.Now().UTC(),
+		Owner: checkpoint.HandoffOwner(), Handoff: true}
 	if prev != nil {
 		cp.HeldSince, cp.LastTakeover, cp.Takeovers = prev.HeldSince, prev.LastTakeover, prev.Takeovers
 	}
-	_, err = c.store.Save(ctx, cp, rev)
+	_, err = r.cps.Save(ctx, cp, rev)
 	return err
-}
-
-// CheckpointTime is the cluster time a tailer checkpoint resumes after:
-// the time in its resume token (which advances on idle streams too), or
-// its ClusterTime when the token's shape is unknown.
-func CheckpointTime(cp *tailer.Checkpoint) event.ClusterTime {
-	if tok, err := cp.ResumeToken(); err == nil {
-		if ct, ok := oplog.TokenTime(tok); ok {
-			return ct
-		}
-	}
-	return cp.ClusterTime
 }
 
 // handoffPlan is what the hand-off did (or, in a dry run, would do).
@@ -82,7 +52,7 @@ func (r *Runner) handoff(ctx context.Context, sess *mongo.Session, first string)
 		// The checkpoint is read BEFORE T: whatever it says, it was
 		// written by a tailer that had published everything up to it,
 		// so it is at or before T.
-		cp, rev, err := r.cps.load(ctx)
+		cp, rev, err := r.cps.Load(ctx)
 		if err != nil {
 			return handoffPlan{}, err
 		}
@@ -112,14 +82,14 @@ func (r *Runner) handoff(ctx context.Context, sess *mongo.Session, first string)
 			if err != nil {
 				return handoffPlan{}, err
 			}
-			if err := r.cps.put(ctx, tok, start, 0, nil); errors.Is(err, tailer.ErrCheckpointMoved) {
+			if err := r.putHandoff(ctx, tok, start, 0, nil); errors.Is(err, checkpoint.ErrMoved) {
 				continue // a tailer started meanwhile: look again
 			} else if err != nil {
 				return handoffPlan{}, fmt.Errorf("create the tailer checkpoint: %w", err)
 			}
 			return plan, nil
-		case CheckpointTime(cp).Compare(oldest) < 0:
-			cpt := CheckpointTime(cp)
+		case cp.EffectiveTime().Compare(oldest) < 0:
+			cpt := cp.EffectiveTime()
 			if missing := notCovered(r.cfg.Collections, r.cfg.Replicated); len(missing) > 0 {
 				return handoffPlan{}, fmt.Errorf("%w: the tailer's checkpoint (%s) has fallen off the oplog (oldest entry %s): "+
 					"changes after it are lost for every replicated collection, but this snapshot covers only %v; "+
@@ -134,14 +104,14 @@ func (r *Runner) handoff(ctx context.Context, sess *mongo.Session, first string)
 			if err != nil {
 				return handoffPlan{}, err
 			}
-			if err := r.cps.put(ctx, tok, t, rev, cp); errors.Is(err, tailer.ErrCheckpointMoved) {
+			if err := r.putHandoff(ctx, tok, t, rev, cp); errors.Is(err, checkpoint.ErrMoved) {
 				continue
 			} else if err != nil {
 				return handoffPlan{}, fmt.Errorf("reset the tailer checkpoint: %w", err)
 			}
 			return plan, nil
 		default:
-			cpt := CheckpointTime(cp)
+			cpt := cp.EffectiveTime()
 			if cpt.Compare(t) > 0 {
 				continue // cannot happen with a sane clock; read both again
 			}
@@ -155,7 +125,7 @@ func (r *Runner) handoff(ctx context.Context, sess *mongo.Session, first string)
 // verifyHandoff re-checks, when a snapshot resumes, that streaming still
 // covers its start time T.
 func (r *Runner) verifyHandoff(ctx context.Context, p *Progress) (string, error) {
-	cp, rev, err := r.cps.load(ctx)
+	cp, rev, err := r.cps.Load(ctx)
 	if err != nil {
 		return "", err
 	}
@@ -166,11 +136,11 @@ func (r *Runner) verifyHandoff(ctx context.Context, p *Progress) (string, error)
 	t := p.ClusterTime
 	restart := "start a new snapshot with --restart (it records a new start time)"
 	switch {
-	case cp != nil && CheckpointTime(cp).Compare(oldest) >= 0:
+	case cp != nil && cp.EffectiveTime().Compare(oldest) >= 0:
 		// The tailer resumes from a point it reached by streaming
 		// continuously from at or before T (the hand-off ensured that),
 		// so a checkpoint after T is progress, not a gap.
-		return fmt.Sprintf("resuming: the tailer checkpoint is at %s", CheckpointTime(cp)), nil
+		return fmt.Sprintf("resuming: the tailer checkpoint is at %s", cp.EffectiveTime()), nil
 	case t.Compare(oldest) < 0:
 		return "", fmt.Errorf("%w: the snapshot's start time %s has fallen off the oplog (oldest entry %s) and the tailer has no usable checkpoint; %s",
 			ErrHandoff, t, oldest, restart)
@@ -182,7 +152,7 @@ func (r *Runner) verifyHandoff(ctx context.Context, p *Progress) (string, error)
 		if err != nil {
 			return "", err
 		}
-		if err := r.cps.put(ctx, tok, t, 0, nil); err != nil {
+		if err := r.putHandoff(ctx, tok, t, 0, nil); err != nil {
 			return "", fmt.Errorf("%w: re-create the tailer checkpoint at %s: %v; %s", ErrHandoff, t, err, restart)
 		}
 		return fmt.Sprintf("the tailer checkpoint had been deleted: re-created it at the snapshot's start %s", t), nil
@@ -198,7 +168,7 @@ func (r *Runner) verifyHandoff(ctx context.Context, p *Progress) (string, error)
 		if err != nil {
 			return "", err
 		}
-		if err := r.cps.put(ctx, tok, t, rev, cp); err != nil {
+		if err := r.putHandoff(ctx, tok, t, rev, cp); err != nil {
 			return "", fmt.Errorf("%w: reset the tailer checkpoint to %s: %v", ErrHandoff, t, err)
 		}
 		return fmt.Sprintf("the tailer checkpoint had fallen off the oplog: reset it to the snapshot's start %s", t), nil
@@ -221,17 +191,17 @@ func notCovered(snap, replicated []string) []string {
 func (r *Runner) waitTailer(ctx context.Context, coll string, at event.ClusterTime) error {
 	start := time.Now()
 	for {
-		cp, _, err := r.cps.load(ctx)
+		cp, _, err := r.cps.Load(ctx)
 		if err != nil {
 			return err
 		}
-		if cp != nil && CheckpointTime(cp).Compare(at) >= 0 {
+		if cp != nil && cp.EffectiveTime().Compare(at) >= 0 {
 			return nil
 		}
 		if time.Since(start) > r.cfg.TailerWait {
 			e := &TailerBehindError{Collection: coll, ReadTime: at, Waited: r.cfg.TailerWait.String()}
 			if cp != nil {
-				e.HasCP, e.Checkpoint = true, CheckpointTime(cp)
+				e.HasCP, e.Checkpoint = true, cp.EffectiveTime()
 			}
 			return e
 		}

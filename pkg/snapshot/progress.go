@@ -168,7 +168,9 @@ func (s *progressStore) save(ctx context.Context, p *Progress) error {
 	} else {
 		rev, err = s.kv.Update(ctx, s.key, b, s.rev)
 	}
-	if errors.Is(err, jetstream.ErrKeyExists) || isWrongSequence(err) {
+	// A stale revision, by the library's sentinels (JetStream API error
+	// 10071, or 10164 on a replicated stream), never by message text.
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 		return fmt.Errorf("%w: the progress record %s changed under this run: is another `cdc snapshot` running on database %s?",
 			ErrConcurrent, s.key, p.Database)
 	}
@@ -177,14 +179,4 @@ func (s *progressStore) save(ctx context.Context, p *Progress) error {
 	}
 	s.rev = rev
 	return nil
-}
-
-// isWrongSequence recognises a KV update whose expected revision is stale
-// (JetStream API error 10071, "wrong last sequence").
-func isWrongSequence(err error) bool {
-	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) {
-		return apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
-	}
-	return err != nil && strings.Contains(err.Error(), "wrong last sequence")
 }

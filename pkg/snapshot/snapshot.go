@@ -15,10 +15,11 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/amanat/cdc/pkg/bus"
+	"github.com/amanat/cdc/pkg/checkpoint"
 	"github.com/amanat/cdc/pkg/config"
 	"github.com/amanat/cdc/pkg/event"
 	"github.com/amanat/cdc/pkg/oplog"
-	"github.com/amanat/cdc/pkg/replay"
+	"github.com/amanat/cdc/pkg/report"
 	"github.com/amanat/cdc/pkg/transform"
 )
 
@@ -59,8 +60,8 @@ type Runner struct {
 	cfg     Config
 	log     *zap.Logger
 	display Display
-	cps     *checkpoints
-	pub     *replay.Publisher
+	cps     *checkpoint.KVStore
+	pub     *bus.Publisher
 }
 
 // New returns a Runner. It does no I/O. display may be nil.
@@ -71,21 +72,21 @@ func New(client *mongo.Client, js jetstream.JetStream, set *transform.Set, cfg C
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = 1000
 	}
-	return &Runner{client: client, js: js, set: set, cfg: cfg, log: log, display: display, pub: replay.NewPublisher(js, cfg.Streams)}
+	return &Runner{client: client, js: js, set: set, cfg: cfg, log: log, display: display, pub: bus.NewPublisher(js, cfg.Streams)}
 }
 
 // Run performs (or resumes) the snapshot and returns its report. The
 // error is non-nil when the snapshot did not complete; what was done is
 // saved and the same command resumes it. Cancelling ctx stops it the same
 // way (the report and ctx.Err() are returned).
-func (r *Runner) Run(ctx context.Context) (*replay.Report, error) {
-	rep := &replay.Report{Command: "snapshot", DryRun: r.cfg.DryRun}
+func (r *Runner) Run(ctx context.Context) (*report.Report, error) {
+	rep := &report.Report{Command: "snapshot", DryRun: r.cfg.DryRun}
 	if err := r.check(); err != nil {
 		return rep, err
 	}
 	order, cyclic := Order(r.set, r.cfg.Collections)
 	var err error
-	if r.cps, err = openCheckpoints(ctx, r.js, r.cfg.Streams.CheckpointBucket, r.cfg.Database); err != nil {
+	if r.cps, err = checkpoint.NewKVStore(ctx, r.js, r.cfg.Streams.CheckpointBucket, checkpoint.Key(r.cfg.Database)); err != nil {
 		return rep, err
 	}
 	store, prog, err := r.openProgress(ctx)
@@ -196,7 +197,7 @@ func (r *Runner) openProgress(ctx context.Context) (*progressStore, *Progress, e
 
 // plan fills a dry run's report: per collection, its count, where it
 // would start and whether its batches wait for the tailer.
-func (r *Runner) plan(ctx context.Context, sess *mongo.Session, prog *Progress, rep *replay.Report) error {
+func (r *Runner) plan(ctx context.Context, sess *mongo.Session, prog *Progress, rep *report.Report) error {
 	for _, cp := range prog.Collections {
 		coll := r.collection(cp.Name)
 		var n int64
@@ -236,7 +237,7 @@ type batch struct {
 }
 
 // scan publishes collection i from its saved position to its end.
-func (r *Runner) scan(ctx context.Context, sess *mongo.Session, store *progressStore, prog *Progress, i int, rep *replay.Report) error {
+func (r *Runner) scan(ctx context.Context, sess *mongo.Session, store *progressStore, prog *Progress, i int, rep *report.Report) error {
 	cp := &prog.Collections[i]
 	coll := r.collection(cp.Name)
 	err := mongo.WithSession(ctx, sess, func(sc context.Context) error {
@@ -297,7 +298,7 @@ func (r *Runner) scan(ctx context.Context, sess *mongo.Session, store *progressS
 		}
 		evs := make([]*event.Event, len(b.docs))
 		for j, d := range b.docs {
-			evs[j] = replay.DocEvent(event.OpSnapshot, r.cfg.Database, cp.Name, d.Lookup("_id"), d, prog.ClusterTime)
+			evs[j] = event.FromDocument(event.OpSnapshot, r.cfg.Database, cp.Name, d.Lookup("_id"), d, prog.ClusterTime)
 		}
 		res, err := r.pub.PublishBatch(ctx, evs)
 		if err != nil {
@@ -305,7 +306,7 @@ func (r *Runner) scan(ctx context.Context, sess *mongo.Session, store *progressS
 		}
 		rep.Published += int64(res.Stored)
 		rep.Skipped += int64(res.Duplicates)
-		lastID, err := bson.MarshalExtJSON(replay.KeyDoc(b.docs[len(b.docs)-1].Lookup("_id")), true, false)
+		lastID, err := bson.MarshalExtJSON(event.KeyDoc(b.docs[len(b.docs)-1].Lookup("_id")), true, false)
 		if err != nil {
 			return fmt.Errorf("encode last _id of %s: %w", cp.Name, err)
 		}
@@ -327,8 +328,8 @@ func (r *Runner) scan(ctx context.Context, sess *mongo.Session, store *progressS
 	return nil
 }
 
-func (r *Runner) warnHeadroom(ctx context.Context, rep *replay.Report) {
-	cp, _, err := r.cps.load(ctx)
+func (r *Runner) warnHeadroom(ctx context.Context, rep *report.Report) {
+	cp, _, err := r.cps.Load(ctx)
 	if err != nil || cp == nil {
 		if err != nil {
 			r.log.Warn("cannot read the tailer checkpoint for the headroom check", zap.Error(err))
@@ -340,7 +341,7 @@ func (r *Runner) warnHeadroom(ctx context.Context, rep *replay.Report) {
 		r.log.Warn("cannot read the oplog window for the headroom check", zap.Error(err))
 		return
 	}
-	e, err := oplog.Measure(ctx, r.client, CheckpointTime(cp), oldest, newest)
+	e, err := oplog.Measure(ctx, r.client, cp.EffectiveTime(), oldest, newest)
 	if err != nil {
 		r.log.Warn("cannot read the oplog for the headroom check", zap.Error(err))
 		return

@@ -17,12 +17,12 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/amanat/cdc/pkg/bus"
+	"github.com/amanat/cdc/pkg/checkpoint"
 	"github.com/amanat/cdc/pkg/config"
 	"github.com/amanat/cdc/pkg/event"
 	"github.com/amanat/cdc/pkg/mongotest"
 	"github.com/amanat/cdc/pkg/oplog"
 	"github.com/amanat/cdc/pkg/snapshot"
-	"github.com/amanat/cdc/pkg/tailer"
 	"github.com/amanat/cdc/pkg/transform"
 )
 
@@ -158,9 +158,9 @@ func (w *world) streamEvents() []*event.Event {
 	return out
 }
 
-func (w *world) checkpoint() *tailer.Checkpoint {
+func (w *world) checkpoint() *checkpoint.Checkpoint {
 	w.t.Helper()
-	store, err := tailer.NewKVCheckpoints(w.ctx, w.js, w.streams.CheckpointBucket, tailer.CheckpointKey(w.db))
+	store, err := checkpoint.NewKVStore(w.ctx, w.js, w.streams.CheckpointBucket, checkpoint.Key(w.db))
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -169,6 +169,67 @@ func (w *world) checkpoint() *tailer.Checkpoint {
 		w.t.Fatal(err)
 	}
 	return cp
+}
+
+// follow stands in for a tailer started at "now" on an idle database:
+// until ctx ends it writes the checkpoint (revision-checked, as a tailer
+// does) at the position its change stream has reached, the post-batch
+// resume token, which moves on an idle stream. The checkpoint is all a
+// snapshot reads of a tailer, so the snapshot's tests need no tailer
+// (pkg/snapshot does not depend on pkg/tailer; e2e runs the two
+// together). The channel gets nil when ctx ends, or the first error.
+func (w *world) follow(ctx context.Context) <-chan error {
+	done := make(chan error, 1)
+	store, err := checkpoint.NewKVStore(ctx, w.js, w.streams.CheckpointBucket, checkpoint.Key(w.db))
+	if err != nil {
+		done <- err
+		return done
+	}
+	cs, err := w.client.Database(w.db).Watch(ctx, mongo.Pipeline{}, options.ChangeStream().SetMaxAwaitTime(50*time.Millisecond))
+	if err != nil {
+		done <- err
+		return done
+	}
+	go func() {
+		defer cs.Close(context.WithoutCancel(ctx))
+		done <- func() error {
+			_, rev, err := store.Load(ctx)
+			if err != nil {
+				return err
+			}
+			for ctx.Err() == nil {
+				for cs.TryNext(ctx) {
+					// Drained: the events are not the stand-in's concern,
+					// the position after them is.
+				}
+				if err := cs.Err(); err != nil {
+					if ctx.Err() != nil {
+						return nil
+					}
+					return err
+				}
+				js, err := bson.MarshalExtJSON(cs.ResumeToken(), true, false)
+				if err != nil {
+					return err
+				}
+				cp := &checkpoint.Checkpoint{Token: js, UpdatedAt: time.Now().UTC(), Owner: "follow:1:0001"}
+				next, err := store.Save(ctx, cp, rev)
+				switch {
+				case errors.Is(err, checkpoint.ErrMoved):
+					// A hand-off moved it: resume from there, as a tailer does.
+					if _, rev, err = store.Load(ctx); err != nil && ctx.Err() == nil {
+						return err
+					}
+				case err != nil && ctx.Err() == nil:
+					return err
+				default:
+					rev = next
+				}
+			}
+			return nil
+		}()
+	}()
+	return done
 }
 
 // TestSnapshotPublishesParentsFirstAndHandsOff: every document once, in
@@ -215,7 +276,7 @@ func TestSnapshotPublishesParentsFirstAndHandsOff(t *testing.T) {
 	}
 	// The tailer had no checkpoint: one was created that resumes at T.
 	cp := w.checkpoint()
-	if cp == nil || snapshot.CheckpointTime(cp).Compare(T) > 0 {
+	if cp == nil || cp.EffectiveTime().Compare(T) > 0 {
 		t.Fatalf("checkpoint %+v, want one at or before T %s", cp, T)
 	}
 	if _, err := w.client.Database(w.db).Collection("parents").InsertOne(w.ctx, bson.D{{Key: "name", Value: "after"}}); err != nil {
@@ -334,7 +395,7 @@ func TestSnapshotResumesWhereItStopped(t *testing.T) {
 func TestSnapshotHandoffCases(t *testing.T) {
 	w := newWorld(t)
 	w.seed(20, 10)
-	store, err := tailer.NewKVCheckpoints(w.ctx, w.js, w.streams.CheckpointBucket, tailer.CheckpointKey(w.db))
+	store, err := checkpoint.NewKVStore(w.ctx, w.js, w.streams.CheckpointBucket, checkpoint.Key(w.db))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -368,7 +429,7 @@ func TestSnapshotHandoffCases(t *testing.T) {
 		js, _ := bson.MarshalExtJSON(tok, true, false)
 		held := time.Unix(1.7e9, 0).UTC()
 		// With a lease history, which a later hand-off must pass on.
-		before := &tailer.Checkpoint{V: tailer.CheckpointVersion, Token: js, HeldSince: &held, Takeovers: 3}
+		before := &checkpoint.Checkpoint{V: checkpoint.Version, Token: js, HeldSince: &held, Takeovers: 3}
 		_, rev, err := store.Load(w.ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -406,8 +467,8 @@ func TestSnapshotHandoffCases(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if snapshot.CheckpointTime(cp).Compare(oldest) < 0 {
-			t.Fatalf("checkpoint %s still before the oldest entry %s", snapshot.CheckpointTime(cp), oldest)
+		if cp.EffectiveTime().Compare(oldest) < 0 {
+			t.Fatalf("checkpoint %s still before the oldest entry %s", cp.EffectiveTime(), oldest)
 		}
 		if cp.Takeovers != 3 || cp.HeldSince == nil || !cp.Handoff {
 			t.Fatalf("reset checkpoint %+v: want a hand-off that kept the lease history (3 takeovers, held since)", cp)
@@ -451,18 +512,9 @@ func TestSnapshotWaitsForTailer(t *testing.T) {
 	if readN < 30 {
 		t.Fatalf("parents were not published before the wait (read %d)", readN)
 	}
-	store, err := tailer.NewKVCheckpoints(w.ctx, w.js, w.streams.CheckpointBucket, tailer.CheckpointKey(w.db))
-	if err != nil {
-		t.Fatal(err)
-	}
 	tctx, stop := context.WithCancel(w.ctx)
 	defer stop()
-	tl := tailer.New(w.client, w.js, store, tailer.Config{
-		Database: w.db, Collections: []string{"kids", "parents"}, Start: config.StartPoint{Now: true}, BatchSize: 100,
-		MaxAwait: 100 * time.Millisecond, MaxInFlight: 100, CheckpointInterval: 50 * time.Millisecond, Streams: w.streams,
-	}, zap.NewNop(), nil)
-	done := make(chan error, 1)
-	go func() { done <- tl.Run(tctx) }()
+	done := w.follow(tctx)
 	cfg.TailerWait = 30 * time.Second
 	if readN, _, err = w.run(w.ctx, cfg, nil); err != nil || readN != 40 {
 		t.Fatalf("resume with the tailer running: read %d, %v", readN, err)

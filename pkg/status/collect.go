@@ -10,13 +10,13 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.mongodb.org/mongo-driver/v2/bson"
 
-	"github.com/amanat/cdc/pkg/app"
+	"github.com/amanat/cdc/pkg/checkpoint"
 	"github.com/amanat/cdc/pkg/config"
 	"github.com/amanat/cdc/pkg/event"
 	"github.com/amanat/cdc/pkg/oplog"
 	"github.com/amanat/cdc/pkg/state"
-	"github.com/amanat/cdc/pkg/tailer"
 	"github.com/amanat/cdc/pkg/transform"
+	"github.com/amanat/cdc/transforms"
 )
 
 // Target names what to read: the stored positions of one replicator.
@@ -57,12 +57,12 @@ func TargetFromConfig(cfg *config.Config) Target {
 	// Validate refused a malformed sink.lanes; a report of a config that
 	// skipped it shows no lanes rather than failing.
 	t.Lanes, _ = config.ParseLanes(cfg.Sink.Lanes)
-	set, err := app.LoadTransforms(cfg)
+	set, err := transforms.Load(cfg)
 	if err != nil {
 		t.MappingsErr = err
 		return t
 	}
-	colls, err := app.Collections(cfg, set)
+	colls, err := transforms.Collections(cfg, set)
 	if err != nil {
 		t.MappingsErr = err
 		return t
@@ -117,10 +117,10 @@ func (c *collector) ctx(ctx context.Context) (context.Context, context.CancelFun
 
 func (c *collector) tailer(ctx context.Context) {
 	t := &c.r.Tailer
-	t.Bucket, t.Key = c.tgt.CheckpointBucket, tailer.CheckpointKey(c.tgt.Database)
+	t.Bucket, t.Key = c.tgt.CheckpointBucket, checkpoint.Key(c.tgt.Database)
 	switch {
 	case c.src.js == nil:
-		t.Error = "NATS unreachable"
+		t.Error = natsUnreachable
 		return
 	case c.tgt.Database == "":
 		t.Error = "mongo.database is not set"
@@ -128,7 +128,7 @@ func (c *collector) tailer(ctx context.Context) {
 	}
 	ctx, cancel := c.ctx(ctx)
 	defer cancel()
-	store, err := tailer.NewKVCheckpoints(ctx, c.src.js, t.Bucket, t.Key)
+	store, err := checkpoint.NewKVStore(ctx, c.src.js, t.Bucket, t.Key)
 	if err != nil {
 		t.Error = oneLine(err)
 		return
@@ -147,12 +147,7 @@ func (c *collector) tailer(ctx context.Context) {
 	if cp.ClusterTime.T > 0 {
 		t.LastEventClusterTime = clusterTime(cp.ClusterTime)
 	}
-	c.checkpoint = cp.ClusterTime
-	if tok, err := cp.ResumeToken(); err == nil {
-		if ct, ok := oplog.TokenTime(tok); ok {
-			c.checkpoint = ct
-		}
-	}
+	c.checkpoint = cp.EffectiveTime()
 	c.checkpointOK = c.checkpoint.T > 0
 	if c.checkpointOK {
 		t.ClusterTime = clusterTime(c.checkpoint)
@@ -168,7 +163,7 @@ func (c *collector) tailer(ctx context.Context) {
 func (c *collector) oplog(ctx context.Context) {
 	o := &c.r.Oplog
 	if c.src.mongo == nil {
-		o.Error = "MongoDB unreachable"
+		o.Error = mongoUnreachable
 		return
 	}
 	ctx, cancel := c.ctx(ctx)
@@ -199,7 +194,7 @@ func (c *collector) streams(ctx context.Context) {
 	s, d, cons := &c.r.Stream, &c.r.DLQStream, &c.r.Consumer
 	s.Name, d.Name, cons.Name = c.tgt.Stream, c.tgt.DLQStream, c.tgt.Consumer
 	if c.src.js == nil {
-		s.Error, d.Error, cons.Error = "NATS unreachable", "NATS unreachable", "NATS unreachable"
+		s.Error, d.Error, cons.Error = natsUnreachable, natsUnreachable, natsUnreachable
 		return
 	}
 	ctx, cancel := c.ctx(ctx)
@@ -214,7 +209,7 @@ func (c *collector) streams(ctx context.Context) {
 	stream := c.streamInfo(ctx, s)
 	c.streamInfo(ctx, d)
 	if stream == nil {
-		cons.Error = "stream state unknown"
+		cons.Error = streamUnknown
 		return
 	}
 	consumer, err := stream.Consumer(ctx, cons.Name)
@@ -275,7 +270,7 @@ func (c *collector) sink(ctx context.Context) {
 func (c *collector) position(ctx context.Context, consumer string) SinkStatus {
 	s := SinkStatus{Consumer: consumer}
 	if c.src.pg == nil {
-		s.Error = "PostgreSQL unreachable"
+		s.Error = pgUnreachable
 		return s
 	}
 	qctx, cancel := c.ctx(ctx)
@@ -326,7 +321,7 @@ func streamIdentity(t time.Time) time.Time {
 func (c *collector) deferred(ctx context.Context) {
 	d := &c.r.Deferred
 	if c.src.pg == nil {
-		d.Error = "PostgreSQL unreachable"
+		d.Error = pgUnreachable
 		return
 	}
 	ctx, cancel := c.ctx(ctx)
@@ -360,10 +355,10 @@ func lagOf(st StreamStatus, sk SinkStatus, now time.Time) LagStatus {
 	var l LagStatus
 	switch {
 	case st.Error != "":
-		l.Error = "stream state unknown"
+		l.Error = streamUnknown
 		return l
 	case sk.Error != "":
-		l.Error = "sink position unknown"
+		l.Error = positionUnknown
 		return l
 	}
 	// Before the sink's first commit the floor is 0: every event in the
@@ -381,7 +376,7 @@ func (c *collector) deadLetters(ctx context.Context) {
 	d := &c.r.DeadLetters
 	d.Count = []DeadLetterCount{}
 	if c.src.pg == nil {
-		d.Error = "PostgreSQL unreachable"
+		d.Error = pgUnreachable
 		return
 	}
 	ctx, cancel := c.ctx(ctx)
@@ -416,12 +411,12 @@ func (c *collector) collections(ctx context.Context) {
 		cs.Items = append(cs.Items, CollectionCount{Collection: m.Collection, Table: m.Table})
 	}
 	if c.src.pg == nil {
-		cs.PostgresError = "PostgreSQL unreachable"
+		cs.PostgresError = pgUnreachable
 	} else {
 		c.pgCounts(ctx)
 	}
 	if c.src.mongo == nil {
-		cs.MongoError = "MongoDB unreachable"
+		cs.MongoError = mongoUnreachable
 	} else if c.tgt.Database == "" {
 		cs.MongoError = "mongo.database is not set"
 	} else {
@@ -511,6 +506,23 @@ func streamRecreated(sk SinkStatus, st StreamStatus) bool {
 	return !streamIdentity(*sk.StreamCreated).Equal(streamIdentity(*st.Created))
 }
 
+// The Error of a section that only restates another failure: a system
+// unreachable (reported once, as its own problem), a section it needs
+// unread, sections kept per lane (perLane). The collector writes these
+// values itself and judge recognises them as those values, one definition
+// for both; no error's message is matched.
+const (
+	natsUnreachable  = "NATS unreachable"
+	pgUnreachable    = "PostgreSQL unreachable"
+	mongoUnreachable = "MongoDB unreachable"
+	streamUnknown    = "stream state unknown"
+	positionUnknown  = "sink position unknown"
+)
+
+// restatements are the section Errors judge does not list again.
+var restatements = map[string]bool{natsUnreachable: true, pgUnreachable: true, mongoUnreachable: true,
+	streamUnknown: true, positionUnknown: true, perLane: true}
+
 // judge lists the problems and the warnings: unreachable systems first, then states that
 // need an operator, then sections that could not be read for another
 // reason.
@@ -531,10 +543,8 @@ func (c *collector) judge() {
 		add("daemon: not running (its embedded NATS does not answer); this report is the state stored in %s", r.NATS.StoreDir)
 	}
 	// Section errors not explained by an unreachable system.
-	reachErr := map[string]bool{"NATS unreachable": true, "PostgreSQL unreachable": true, "MongoDB unreachable": true,
-		"stream state unknown": true, "sink position unknown": true, perLane: true}
 	section := func(name, err string) {
-		if err != "" && !reachErr[err] {
+		if err != "" && !restatements[err] {
 			add("%s: %s", name, err)
 		}
 	}

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -92,27 +91,124 @@ func sampleLanedReport() *status.Report {
 	return r
 }
 
+// sampleQuietReport is a new deployment with nothing to report: every
+// system reached, no checkpoint, no position, empty streams, counts
+// skipped.
+func sampleQuietReport() *status.Report {
+	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	ct := func(t, i uint32) *status.ClusterTime {
+		return &status.ClusterTime{T: t, I: i, Time: time.Unix(int64(t), 0).UTC()}
+	}
+	return &status.Report{
+		V: status.ReportVersion, Time: at, Healthy: true,
+		NATS:        status.NATSStatus{System: status.System{Reachable: true, Address: "nats://nats:4222"}, Mode: status.ModeExternal},
+		Postgres:    status.System{Reachable: true, Address: "postgres://pg:5432/escrow"},
+		Mongo:       status.System{Reachable: true, Address: "mongodb://mongo:27017/?replicaSet=rs0"},
+		Tailer:      status.TailerStatus{Bucket: "cdc_checkpoints", Key: "tailer.escrow"},
+		Oplog:       status.OplogStatus{Oldest: ct(1772280000, 1), Newest: ct(1772366400, 1), WindowSeconds: 86400},
+		Stream:      status.StreamStatus{Name: "CDC"},
+		DLQStream:   status.StreamStatus{Name: "CDC_DLQ", Bytes: 512},
+		Consumer:    status.ConsumerStatus{Name: "cdc-sink"},
+		Sink:        status.SinkStatus{Consumer: "cdc-sink"},
+		Collections: status.CollectionsStatus{Skipped: true},
+	}
+}
+
+// sampleOddReport takes the rarer branches: the stored state read with a
+// temporary server, a checkpoint without a save time or cluster time and
+// a released lease of no known holder, a lost checkpoint, an unreadable
+// stream and consumer, a position without its commit or stream creation
+// time and a free fence, deferred events without an oldest time, unknown
+// lag and dead letters, a recorded verification mismatch, failed counts.
+func sampleOddReport() *status.Report {
+	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	ct := func(t, i uint32) *status.ClusterTime {
+		return &status.ClusterTime{T: t, I: i, Time: time.Unix(int64(t), 0).UTC()}
+	}
+	last := at.Add(-time.Minute)
+	return &status.Report{
+		V: status.ReportVersion, Time: at, Healthy: false,
+		Problems: []string{"oplog: the checkpoint is older than the oldest entry"},
+		NATS: status.NATSStatus{System: status.System{Reachable: true, Address: "nats://127.0.0.1:34567"},
+			Mode: status.ModeStoredState, StoreDir: "data/nats"},
+		Postgres: status.System{Address: "postgres://pg:5432/escrow", Error: "bad postgres.url: cannot parse"},
+		Mongo:    status.System{Reachable: true, Address: "mongodb://mongo:27017/"},
+		Tailer: status.TailerStatus{Bucket: "cdc_checkpoints", Key: "tailer.escrow", Found: true, Events: 7,
+			ResumeToken: json.RawMessage(`{"_data":"82"}`), LastEventClusterTime: ct(1772366000, 1),
+			Lease: &status.TailerLease{State: status.LeaseReleased}},
+		Oplog: status.OplogStatus{Oldest: ct(1772366000, 1), Newest: ct(1772366400, 1), WindowSeconds: 400,
+			HeadroomSeconds: ptr(-30.0), BehindSeconds: ptr(430.0), Lost: true},
+		Stream:    status.StreamStatus{Name: "CDC", Error: "stream not found"},
+		DLQStream: status.StreamStatus{Name: "CDC_DLQ", Messages: 3, Bytes: 3 << 30, FirstSeq: 4, LastSeq: 6, LastTime: &last},
+		Consumer:  status.ConsumerStatus{Name: "cdc-sink", Error: "NATS unreachable"},
+		Sink: status.SinkStatus{Consumer: "cdc-sink", Found: true, StreamSeq: 9, Stream: "CDC",
+			Fence: &status.FenceStatus{Epoch: 2, Held: ptr(false)}},
+		Deferred:    status.DeferredStatus{Waiting: 1, Bytes: -1},
+		Lag:         status.LagStatus{Error: "stream not found"},
+		DeadLetters: status.DeadLetterStatus{Error: "PostgreSQL unreachable"},
+		Verify: &status.VerifyStatus{Recorded: 2, Last: &status.VerifyMismatch{Collection: "payments", DocKey: "65f1a2b3c4d5e6f708192a3b",
+			Check: "document_diff", Table: "payments", Column: "amount", Mongo: "10.50", Postgres: "10.5", Detail: "amount differs",
+			At: at.Add(-5 * time.Minute), AgoSeconds: 300, FirstSeen: at.Add(-time.Hour), Times: 12}},
+		Collections: status.CollectionsStatus{Error: "PostgreSQL unreachable"},
+	}
+}
+
+// sampleErrorsReport is a healthy verdict with warnings and the other
+// rare branches: NATS unreachable (no mode), an unreadable checkpoint, a
+// low headroom, an unreadable position and deferred events, partly
+// failed counts, an unreadable verification record.
+func sampleErrorsReport() *status.Report {
+	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	ct := func(t, i uint32) *status.ClusterTime {
+		return &status.ClusterTime{T: t, I: i, Time: time.Unix(int64(t), 0).UTC()}
+	}
+	return &status.Report{
+		V: status.ReportVersion, Time: at, Healthy: true,
+		Warnings:    []string{"oplog: headroom 1h0m0s is below oplog.headroom_warning 6h0m0s", "second warning"},
+		NATS:        status.NATSStatus{System: status.System{Address: "nats://nats:4222", Error: "unreachable: connection refused"}},
+		Postgres:    status.System{Reachable: true, Address: "postgres://pg:5432/escrow"},
+		Mongo:       status.System{Reachable: true, Address: "mongodb://mongo:27017/"},
+		Tailer:      status.TailerStatus{Bucket: "cdc_checkpoints", Key: "tailer.escrow", Error: "NATS unreachable"},
+		Oplog:       status.OplogStatus{Oldest: ct(1772362800, 1), Newest: ct(1772366400, 1), WindowSeconds: 3600, HeadroomSeconds: ptr(3600.0), BehindSeconds: ptr(0.4), Low: true},
+		Stream:      status.StreamStatus{Name: "CDC", Error: "NATS unreachable"},
+		DLQStream:   status.StreamStatus{Name: "CDC_DLQ", Error: "NATS unreachable"},
+		Consumer:    status.ConsumerStatus{Name: "cdc-sink", Error: "NATS unreachable"},
+		Sink:        status.SinkStatus{Consumer: "cdc-sink", Error: "relation cdc.sink_positions does not exist"},
+		Deferred:    status.DeferredStatus{Error: "relation cdc.deferred does not exist"},
+		Lag:         status.LagStatus{Error: "NATS unreachable"},
+		DeadLetters: status.DeadLetterStatus{Open: 0},
+		Verify:      &status.VerifyStatus{Error: "relation cdc.verify_mismatches does not exist"},
+		Collections: status.CollectionsStatus{PostgresError: "timeout", Items: []status.CollectionCount{
+			{Collection: "payments", Table: "payments", Mongo: ptr[int64](12), Error: "table payments does not exist"},
+			{Collection: "users", Table: "users", Mongo: ptr[int64](3)},
+		}},
+	}
+}
+
 // TestFormatsGolden pins the JSON form (scripts depend on its field
-// names; a change needs a ReportVersion bump) and the text form.
+// names; a change needs a ReportVersion bump) and the text form, byte for
+// byte: the samples between them take every branch of WriteText.
 func TestFormatsGolden(t *testing.T) {
+	text := func(b *bytes.Buffer, r *status.Report) error { return status.WriteText(b, r) }
+	jsonForm := func(b *bytes.Buffer, r *status.Report) error { return status.WriteJSON(b, r) }
 	for _, tc := range []struct {
-		file  string
-		write func(*bytes.Buffer, *status.Report) error
+		file   string
+		sample func() *status.Report
+		write  func(*bytes.Buffer, *status.Report) error
 	}{
-		{"report.json.golden", func(b *bytes.Buffer, r *status.Report) error { return status.WriteJSON(b, r) }},
-		{"report.txt.golden", func(b *bytes.Buffer, r *status.Report) error { return status.WriteText(b, r) }},
-		{"report_lanes.json.golden", func(b *bytes.Buffer, r *status.Report) error { return status.WriteJSON(b, r) }},
-		{"report_lanes.txt.golden", func(b *bytes.Buffer, r *status.Report) error { return status.WriteText(b, r) }},
+		// Without lanes the report is as before lanes existed (no lanes
+		// field, no lanes section).
+		{"report.json.golden", sampleReport, jsonForm},
+		{"report.txt.golden", sampleReport, text},
+		{"report_lanes.json.golden", sampleLanedReport, jsonForm},
+		{"report_lanes.txt.golden", sampleLanedReport, text},
+		{"report_quiet.txt.golden", sampleQuietReport, text},
+		{"report_odd.txt.golden", sampleOddReport, text},
+		{"report_errors.txt.golden", sampleErrorsReport, text},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
-			// Without lanes the report is as before lanes existed (no
-			// lanes field, no lanes section).
-			sample := sampleReport
-			if strings.HasPrefix(tc.file, "report_lanes") {
-				sample = sampleLanedReport
-			}
 			var buf bytes.Buffer
-			if err := tc.write(&buf, sample()); err != nil {
+			if err := tc.write(&buf, tc.sample()); err != nil {
 				t.Fatal(err)
 			}
 			path := filepath.Join("testdata", tc.file)

@@ -48,7 +48,7 @@ func (c *collector) lanes(ctx context.Context) {
 		it := LaneStatus{Name: l.Name, Collections: slices.Clone(l.Collections), Stream: streams.LaneStream(l.Name)}
 		st := StreamStatus{Name: it.Stream}
 		if c.src.js == nil {
-			st.Error = "NATS unreachable"
+			st.Error = natsUnreachable
 		} else {
 			sctx, cancel := c.ctx(ctx)
 			if s := c.streamInfo(sctx, &st); s != nil {
@@ -87,7 +87,7 @@ func (c *collector) lanes(ctx context.Context) {
 // bucket does not exist: no laned sink has started).
 func (c *collector) members(ctx context.Context) ([]string, error) {
 	if c.src.js == nil {
-		return nil, errors.New("NATS unreachable")
+		return nil, errors.New(natsUnreachable)
 	}
 	mctx, cancel := c.ctx(ctx)
 	defer cancel()
@@ -152,7 +152,7 @@ func (c *collector) judgeLanes(add, warn func(string, ...any), section func(name
 }
 
 // lanesText prints the lanes section.
-func lanesText(p func(format string, args ...any), ls *LanesStatus) {
+func lanesText(p printer, ls *LanesStatus) {
 	if ls == nil {
 		return
 	}

@@ -10,7 +10,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/amanat/cdc/pkg/app"
 	"github.com/amanat/cdc/pkg/bus"
 	"github.com/amanat/cdc/pkg/config"
 	"github.com/amanat/cdc/pkg/sink"
@@ -39,7 +38,7 @@ func TestLanesSection(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	sc := app.StreamsConfig(&cfg)
+	sc := bus.StreamsFromConfig(&cfg)
 	if err := bus.Ensure(ctx, js, sc); err != nil {
 		t.Fatal(err)
 	}

@@ -3,12 +3,12 @@ package status
 import (
 	"time"
 
-	"github.com/amanat/cdc/pkg/tailer"
+	"github.com/amanat/cdc/pkg/checkpoint"
 )
 
 // leaseStatus is the lease section of checkpoint cp at now; takeover is
 // tailer.standby_takeover (0: the unrenewed state is not judged).
-func leaseStatus(cp *tailer.Checkpoint, now time.Time, takeover time.Duration) *TailerLease {
+func leaseStatus(cp *checkpoint.Checkpoint, now time.Time, takeover time.Duration) *TailerLease {
 	l := &TailerLease{Holder: cp.Owner, State: LeaseHeld, Takeovers: cp.Takeovers}
 	switch {
 	case cp.Handoff:
@@ -31,7 +31,7 @@ func leaseStatus(cp *tailer.Checkpoint, now time.Time, takeover time.Duration) *
 }
 
 // leaseText prints the lease lines of the tailer section.
-func leaseText(p func(format string, args ...any), l *TailerLease) {
+func leaseText(p printer, l *TailerLease) {
 	if l == nil {
 		return
 	}
@@ -53,7 +53,7 @@ func leaseText(p func(format string, args ...any), l *TailerLease) {
 	}
 	if tk := l.LastTakeover; tk != nil {
 		how := "it stopped gracefully"
-		if tk.Reason == tailer.TakeoverExpired {
+		if tk.Reason == checkpoint.TakeoverExpired {
 			how = "it left the checkpoint unchanged for " + time.Duration(tk.QuietSeconds*float64(time.Second)).Round(time.Millisecond).String()
 		}
 		p("  takeover\tlast %s ago (%s): %s took over from %s (%s: %s); %d takeovers recorded",

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/amanat/cdc/pkg/tailer"
+	"github.com/amanat/cdc/pkg/checkpoint"
 )
 
 // The lease section: its state from the checkpoint (held; unrenewed past
@@ -14,9 +14,9 @@ import (
 func TestLeaseStatus(t *testing.T) {
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	since := now.Add(-time.Hour)
-	tk := &tailer.Takeover{At: since, From: "b:2:0002", To: "a:1:0001", Reason: tailer.TakeoverExpired, QuietMillis: 10250}
-	cp := func(age time.Duration, edit func(*tailer.Checkpoint)) *tailer.Checkpoint {
-		c := &tailer.Checkpoint{V: 3, Owner: "a:1:0001", UpdatedAt: now.Add(-age), HeldSince: &since, LastTakeover: tk, Takeovers: 4}
+	tk := &checkpoint.Takeover{At: since, From: "b:2:0002", To: "a:1:0001", Reason: checkpoint.TakeoverExpired, QuietMillis: 10250}
+	cp := func(age time.Duration, edit func(*checkpoint.Checkpoint)) *checkpoint.Checkpoint {
+		c := &checkpoint.Checkpoint{V: 3, Owner: "a:1:0001", UpdatedAt: now.Add(-age), HeldSince: &since, LastTakeover: tk, Takeovers: 4}
 		if edit != nil {
 			edit(c)
 		}
@@ -24,7 +24,7 @@ func TestLeaseStatus(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name     string
-		cp       *tailer.Checkpoint
+		cp       *checkpoint.Checkpoint
 		takeover time.Duration
 		state    string
 		history  bool
@@ -32,11 +32,11 @@ func TestLeaseStatus(t *testing.T) {
 		{"held", cp(time.Second, nil), 10 * time.Second, LeaseHeld, true},
 		{"unrenewed", cp(11*time.Second, nil), 10 * time.Second, LeaseUnrenewed, true},
 		{"takeover time unknown", cp(time.Hour, nil), 0, LeaseHeld, true},
-		{"released", cp(time.Hour, func(c *tailer.Checkpoint) { c.Released = true }), 10 * time.Second, LeaseReleased, true},
-		{"hand-off", cp(time.Hour, func(c *tailer.Checkpoint) {
+		{"released", cp(time.Hour, func(c *checkpoint.Checkpoint) { c.Released = true }), 10 * time.Second, LeaseReleased, true},
+		{"hand-off", cp(time.Hour, func(c *checkpoint.Checkpoint) {
 			c.Handoff, c.Owner, c.HeldSince, c.LastTakeover, c.Takeovers = true, "snapshot:h:7", nil, nil, 0
 		}), 10 * time.Second, LeaseHandoff, false},
-		{"v2", cp(time.Second, func(c *tailer.Checkpoint) { c.V, c.HeldSince, c.LastTakeover, c.Takeovers = 2, nil, nil, 0 }),
+		{"v2", cp(time.Second, func(c *checkpoint.Checkpoint) { c.V, c.HeldSince, c.LastTakeover, c.Takeovers = 2, nil, nil, 0 }),
 			10 * time.Second, LeaseHeld, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -19,11 +19,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
-	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
 
 	"github.com/amanat/cdc/pkg/bus"
 	"github.com/amanat/cdc/pkg/config"
+	"github.com/amanat/cdc/pkg/dial"
 	"github.com/amanat/cdc/pkg/redact"
 )
 
@@ -112,30 +111,11 @@ func (s *Sources) openPostgres(ctx context.Context, url string, timeout time.Dur
 		s.Postgres.Error = "postgres.url is not set"
 		return
 	}
-	pcfg, err := pgxpool.ParseConfig(url)
-	if err != nil {
-		// The parse error quotes the URL; keep only the reason.
-		if u := errors.Unwrap(err); u != nil {
-			err = u
-		}
-		s.Postgres.Error = "bad postgres.url: " + scrub(oneLine(err), url)
-		return
-	}
-	pcfg.MaxConns = 2
-	pcfg.ConnConfig.ConnectTimeout = timeout
-	pcfg.ConnConfig.RuntimeParams["application_name"] = "cdc-status"
 	// Status only reads.
-	pcfg.ConnConfig.RuntimeParams["default_transaction_read_only"] = "on"
-	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	pool, err := dial.Postgres(ctx, url, dial.PostgresOptions{AppName: "cdc-status", MaxConns: 2, Timeout: timeout,
+		ConnectTimeout: timeout, ReadOnly: true})
 	if err != nil {
-		s.Postgres.Error = "unreachable: " + scrub(oneLine(err), url)
-		return
-	}
-	pctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	if err := pool.Ping(pctx); err != nil {
-		pool.Close()
-		s.Postgres.Error = "unreachable: " + scrub(oneLine(err), url)
+		s.Postgres.Error = connectFailure(err, "postgres.url", url)
 		return
 	}
 	s.pg, s.Postgres.Reachable = pool, true
@@ -147,20 +127,27 @@ func (s *Sources) openMongo(ctx context.Context, uri string, timeout time.Durati
 		s.Mongo.Error = "mongo.uri is not set"
 		return
 	}
-	client, err := mongo.Connect(options.Client().ApplyURI(uri).SetAppName("cdc-status").
-		SetServerSelectionTimeout(timeout).SetConnectTimeout(timeout))
+	client, err := dial.Mongo(ctx, uri, dial.MongoOptions{AppName: "cdc-status", Timeout: timeout, DriverTimeout: timeout})
 	if err != nil {
-		s.Mongo.Error = "bad mongo.uri: " + scrub(oneLine(err), uri)
-		return
-	}
-	pctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	if err := client.Ping(pctx, readpref.Primary()); err != nil {
-		_ = client.Disconnect(context.WithoutCancel(ctx))
-		s.Mongo.Error = "unreachable: " + scrub(oneLine(err), uri)
+		s.Mongo.Error = connectFailure(err, "mongo.uri", uri)
 		return
 	}
 	s.mongo, s.Mongo.Reachable = client, true
+}
+
+// connectFailure is a system's line for a failed dial: "bad <key>: " when
+// the connection string is unusable, else "unreachable: ", then the
+// driver's reason on one line without conn's credentials.
+func connectFailure(err error, key, conn string) string {
+	prefix, cause := "unreachable: ", err
+	var de *dial.Error
+	if errors.As(err, &de) {
+		cause = de.Err // scrubbed here, after oneLine
+		if de.Stage == dial.StageParse {
+			prefix = "bad " + key + ": "
+		}
+	}
+	return prefix + scrub(oneLine(cause), conn)
 }
 
 func (s *Sources) openNATS(ctx context.Context, cfg *config.Config, timeout time.Duration) {

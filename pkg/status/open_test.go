@@ -17,12 +17,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 
-	"github.com/amanat/cdc/pkg/app"
 	"github.com/amanat/cdc/pkg/bus"
+	"github.com/amanat/cdc/pkg/checkpoint"
 	"github.com/amanat/cdc/pkg/config"
 	"github.com/amanat/cdc/pkg/event"
 	"github.com/amanat/cdc/pkg/status"
-	"github.com/amanat/cdc/pkg/tailer"
 )
 
 func TestMain(m *testing.M) {
@@ -73,7 +72,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	sc := app.StreamsConfig(&cfg)
+	sc := bus.StreamsFromConfig(&cfg)
 	if err := bus.Ensure(ctx, js, sc); err != nil {
 		t.Fatal(err)
 	}
@@ -87,11 +86,11 @@ func newFixture(t *testing.T) *fixture {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	store, err := tailer.NewKVCheckpoints(ctx, js, cfg.NATS.CheckpointBucket, tailer.CheckpointKey("shop"))
+	store, err := checkpoint.NewKVStore(ctx, js, cfg.NATS.CheckpointBucket, checkpoint.Key("shop"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = store.Save(ctx, &tailer.Checkpoint{V: tailer.CheckpointVersion, Token: tokenAt(f.checkpoint),
+	_, err = store.Save(ctx, &checkpoint.Checkpoint{V: checkpoint.Version, Token: tokenAt(f.checkpoint),
 		ClusterTime: event.ClusterTime{T: f.checkpoint.T, I: 3}, Events: uint64(f.events), UpdatedAt: time.Now().Add(-time.Minute)}, 0)
 	if err != nil {
 		t.Fatal(err)

@@ -16,11 +16,41 @@ func WriteJSON(w io.Writer, r *Report) error {
 	return enc.Encode(r)
 }
 
+// printer writes one line of the text form: format and args as for
+// fmt.Printf, tabs separating the cells that WriteText's tabwriter
+// aligns.
+type printer func(format string, args ...any)
+
 // WriteText writes r for people: one block per section, "unknown:
-// <error>" for what could not be read, and the problems last.
+// <error>" for what could not be read, and the problems last. Every
+// section goes through one tabwriter, so the columns of a section's lines
+// align.
 func WriteText(w io.Writer, r *Report) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	p := func(format string, args ...any) { fmt.Fprintf(tw, format+"\n", args...) }
+	p := printer(func(format string, args ...any) { fmt.Fprintf(tw, format+"\n", args...) })
+	p("cdc status at %s: %s", r.Time.Format(time.RFC3339), verdictText(r))
+	systemsText(p, r)
+	tailerText(p, &r.Tailer)
+	oplogText(p, &r.Oplog)
+	for _, s := range []StreamStatus{r.Stream, r.DLQStream} {
+		streamText(p, &s)
+	}
+	consumerText(p, &r.Consumer)
+	sinkText(p, &r.Sink)
+	lanesText(p, r.Lanes) // lanes.go
+	deferredText(p, &r.Deferred)
+	lagText(p, &r.Lag)
+	deadLettersText(p, &r.DeadLetters)
+	verifyText(p, r.Verify) // verify.go
+	collectionsText(p, &r.Collections)
+	listText(p, "Warnings", r.Warnings)
+	listText(p, "Problems", r.Problems)
+	return tw.Flush()
+}
+
+// verdictText is the first line's verdict: healthy or not, and how many
+// problems and warnings.
+func verdictText(r *Report) string {
 	verdict := "HEALTHY"
 	if !r.Healthy {
 		verdict = fmt.Sprintf("UNHEALTHY (%d problems)", len(r.Problems))
@@ -28,7 +58,10 @@ func WriteText(w io.Writer, r *Report) error {
 	if len(r.Warnings) > 0 {
 		verdict += fmt.Sprintf(", %d warnings", len(r.Warnings))
 	}
-	p("cdc status at %s: %s", r.Time.Format(time.RFC3339), verdict)
+	return verdict
+}
+
+func systemsText(p printer, r *Report) {
 	p("")
 	p("Systems")
 	natsLine := r.NATS.Address
@@ -43,8 +76,9 @@ func WriteText(w io.Writer, r *Report) error {
 	p("  NATS\t%s", reach(r.NATS.System, natsLine))
 	p("  PostgreSQL\t%s", reach(r.Postgres, "ok, "+r.Postgres.Address))
 	p("  MongoDB\t%s", reach(r.Mongo, "ok, "+r.Mongo.Address))
+}
 
-	t := r.Tailer
+func tailerText(p printer, t *TailerStatus) {
 	p("")
 	p("Tailer checkpoint (%s/%s)", t.Bucket, t.Key)
 	switch {
@@ -60,49 +94,51 @@ func WriteText(w io.Writer, r *Report) error {
 		}
 		p("  events\t%d published since the checkpoint was created", t.Events)
 		p("  resume token\t%s", string(t.ResumeToken))
-		leaseText(p, t.Lease)
+		leaseText(p, t.Lease) // lease.go
 	}
+}
 
-	o := r.Oplog
+func oplogText(p printer, o *OplogStatus) {
 	p("")
 	p("Oplog")
 	if o.Error != "" {
 		p("  unknown: %s", o.Error)
-	} else {
-		p("  window\t%s (oldest %s, newest %s)", secs(o.WindowSeconds), ctText(o.Oldest), ctText(o.Newest))
-		if o.HeadroomSeconds != nil && o.BehindSeconds != nil {
-			flag := ""
-			switch {
-			case o.Lost:
-				flag = "  LOST: the checkpoint is older than the oldest entry"
-			case o.Low:
-				flag = "  LOW"
-			}
-			p("  headroom\t%s%s", secs(*o.HeadroomSeconds), flag)
-			p("  tailer behind\t%s (newest entry minus checkpoint)", secs(*o.BehindSeconds))
-		} else {
-			p("  headroom\tunknown: no checkpoint")
-		}
+		return
 	}
-
-	for _, s := range []StreamStatus{r.Stream, r.DLQStream} {
-		p("")
-		p("Stream %s", s.Name)
-		if s.Error != "" {
-			p("  unknown: %s", s.Error)
-			continue
-		}
-		p("  messages\t%d (%s)", s.Messages, bytesText(s.Bytes))
-		p("  sequences\tfirst %d, last %d", s.FirstSeq, s.LastSeq)
-		if s.LastTime != nil {
-			p("  last message\t%s", s.LastTime.Format(time.RFC3339))
-		}
-		if s.Created != nil {
-			p("  created\t%s", s.Created.Format(microTime))
-		}
+	p("  window\t%s (oldest %s, newest %s)", secs(o.WindowSeconds), ctText(o.Oldest), ctText(o.Newest))
+	if o.HeadroomSeconds == nil || o.BehindSeconds == nil {
+		p("  headroom\tunknown: no checkpoint")
+		return
 	}
+	flag := ""
+	switch {
+	case o.Lost:
+		flag = "  LOST: the checkpoint is older than the oldest entry"
+	case o.Low:
+		flag = "  LOW"
+	}
+	p("  headroom\t%s%s", secs(*o.HeadroomSeconds), flag)
+	p("  tailer behind\t%s (newest entry minus checkpoint)", secs(*o.BehindSeconds))
+}
 
-	c := r.Consumer
+func streamText(p printer, s *StreamStatus) {
+	p("")
+	p("Stream %s", s.Name)
+	if s.Error != "" {
+		p("  unknown: %s", s.Error)
+		return
+	}
+	p("  messages\t%d (%s)", s.Messages, bytesText(s.Bytes))
+	p("  sequences\tfirst %d, last %d", s.FirstSeq, s.LastSeq)
+	if s.LastTime != nil {
+		p("  last message\t%s", s.LastTime.Format(time.RFC3339))
+	}
+	if s.Created != nil {
+		p("  created\t%s", s.Created.Format(microTime))
+	}
+}
+
+func consumerText(p printer, c *ConsumerStatus) {
 	p("")
 	p("Consumer %s", c.Name)
 	switch {
@@ -115,34 +151,35 @@ func WriteText(w io.Writer, r *Report) error {
 		p("  ack floor\tstream sequence %d (delivered up to %d)", c.AckFloorSeq, c.DeliveredSeq)
 		p("  pulling now\t%d pull requests waiting", c.Waiting)
 	}
+}
 
-	s := r.Sink
+func sinkText(p printer, s *SinkStatus) {
 	p("")
 	p("Sink position (cdc.sink_positions, consumer %s)", s.Consumer)
 	switch {
 	case s.Error != "":
 		p("  unknown: %s", s.Error)
+		return
 	case !s.Found:
 		p("  none: the sink has not committed yet")
-	default:
-		p("  applied floor\tstream sequence %d", s.StreamSeq)
-		p("  cluster time\t%s", ctText(s.ClusterTime))
-		if s.AppliedAt != nil {
-			p("  committed at\t%s", s.AppliedAt.Format(time.RFC3339))
-		}
-		if s.StreamCreated != nil {
-			p("  of stream\t%s created %s", s.Stream, s.StreamCreated.Format(microTime))
-		} else {
-			p("  of stream\t%s (creation time not recorded yet)", s.Stream)
-		}
-		if f := s.Fence; f != nil {
-			p("  fence\t%s", fenceText(f))
-		}
+		return
 	}
+	p("  applied floor\tstream sequence %d", s.StreamSeq)
+	p("  cluster time\t%s", ctText(s.ClusterTime))
+	if s.AppliedAt != nil {
+		p("  committed at\t%s", s.AppliedAt.Format(time.RFC3339))
+	}
+	if s.StreamCreated != nil {
+		p("  of stream\t%s created %s", s.Stream, s.StreamCreated.Format(microTime))
+	} else {
+		p("  of stream\t%s (creation time not recorded yet)", s.Stream)
+	}
+	if f := s.Fence; f != nil {
+		p("  fence\t%s", fenceText(f))
+	}
+}
 
-	lanesText(p, r.Lanes) // lanes.go
-
-	df := r.Deferred
+func deferredText(p printer, df *DeferredStatus) {
 	p("")
 	p("Deferred events (passed by the position, not applied yet)")
 	switch {
@@ -158,18 +195,20 @@ func WriteText(w io.Writer, r *Report) error {
 			p("  oldest\tset aside %s ago (%s)", secs(df.OldestAgeSeconds), df.Oldest.Format(time.RFC3339))
 		}
 	}
+}
 
-	l := r.Lag
+func lagText(p printer, l *LagStatus) {
 	p("")
 	p("Lag (Postgres behind the stream)")
 	if l.Error != "" {
 		p("  unknown: %s", l.Error)
-	} else {
-		p("  events\t%d (stream last sequence minus applied floor)", l.Events)
-		p("  seconds\t%s (now minus the newest applied cluster time, while events are pending)", secs(l.Seconds))
+		return
 	}
+	p("  events\t%d (stream last sequence minus applied floor)", l.Events)
+	p("  seconds\t%s (now minus the newest applied cluster time, while events are pending)", secs(l.Seconds))
+}
 
-	d := r.DeadLetters
+func deadLettersText(p printer, d *DeadLetterStatus) {
 	p("")
 	p("Dead letters (open)")
 	switch {
@@ -184,54 +223,51 @@ func WriteText(w io.Writer, r *Report) error {
 		}
 		p("  total\t\t%d", d.Open)
 	}
+}
 
-	verifyText(p, r.Verify) // verify.go
-
-	cs := r.Collections
+func collectionsText(p printer, cs *CollectionsStatus) {
 	p("")
 	p("Collections")
 	switch {
 	case cs.Skipped:
 		p("  not counted (--no-counts)")
+		return
 	case cs.Error != "":
 		p("  unknown: %s", cs.Error)
-	default:
-		p("  COLLECTION\tTABLE\tROWS\tDOC VERSIONS\tTOMBSTONES\tMONGO")
-		for _, it := range cs.Items {
-			rows := num(it.Rows)
-			if it.LiveRows != nil {
-				rows += " (" + num(it.LiveRows) + " live)"
-			}
-			p("  %s\t%s\t%s\t%s\t%s\t%s", it.Collection, it.Table, rows, num(it.DocVersions), num(it.Tombstones), num(it.Mongo))
+		return
+	}
+	p("  COLLECTION\tTABLE\tROWS\tDOC VERSIONS\tTOMBSTONES\tMONGO")
+	for _, it := range cs.Items {
+		rows := num(it.Rows)
+		if it.LiveRows != nil {
+			rows += " (" + num(it.LiveRows) + " live)"
 		}
-		if cs.PostgresError != "" {
-			p("  postgres counts unknown: %s", cs.PostgresError)
-		}
-		if cs.MongoError != "" {
-			p("  mongo counts unknown: %s", cs.MongoError)
-		}
-		for _, it := range cs.Items {
-			if it.Error != "" {
-				p("  %s: %s", it.Collection, it.Error)
-			}
+		p("  %s\t%s\t%s\t%s\t%s\t%s", it.Collection, it.Table, rows, num(it.DocVersions), num(it.Tombstones), num(it.Mongo))
+	}
+	if cs.PostgresError != "" {
+		p("  postgres counts unknown: %s", cs.PostgresError)
+	}
+	if cs.MongoError != "" {
+		p("  mongo counts unknown: %s", cs.MongoError)
+	}
+	for _, it := range cs.Items {
+		if it.Error != "" {
+			p("  %s: %s", it.Collection, it.Error)
 		}
 	}
+}
 
-	if len(r.Warnings) > 0 {
-		p("")
-		p("Warnings")
-		for _, w := range r.Warnings {
-			p("  - %s", w)
-		}
+// listText writes a titled list (warnings, problems), nothing when it is
+// empty.
+func listText(p printer, title string, items []string) {
+	if len(items) == 0 {
+		return
 	}
-	if len(r.Problems) > 0 {
-		p("")
-		p("Problems")
-		for _, pr := range r.Problems {
-			p("  - %s", pr)
-		}
+	p("")
+	p("%s", title)
+	for _, it := range items {
+		p("  - %s", it)
 	}
-	return tw.Flush()
 }
 
 func fenceText(f *FenceStatus) string {

@@ -78,7 +78,7 @@ func (c *collector) judgeVerify(warn func(string, ...any), section func(name, er
 }
 
 // verifyText writes the section (nothing while there is no record).
-func verifyText(p func(string, ...any), v *VerifyStatus) {
+func verifyText(p printer, v *VerifyStatus) {
 	if v == nil {
 		return
 	}

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/amanat/cdc/pkg/bus"
+	"github.com/amanat/cdc/pkg/checkpoint"
 	"github.com/amanat/cdc/pkg/config"
 	"github.com/amanat/cdc/pkg/event"
 	"github.com/amanat/cdc/pkg/mongotest"
@@ -83,7 +84,7 @@ func BenchmarkTailerPublish(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		store, err := tailer.NewKVCheckpoints(ctx, js, sc.CheckpointBucket, "bench")
+		store, err := checkpoint.NewKVStore(ctx, js, sc.CheckpointBucket, "bench")
 		if err != nil {
 			b.Fatal(err)
 		}

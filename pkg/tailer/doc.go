@@ -38,10 +38,13 @@
 // publishes) with capped exponential backoff, restarting from the last
 // durable checkpoint.
 //
-// The checkpoint (Checkpoint, version 3; versions 1 and 2 are still read)
-// is a JSON record in the bucket nats.checkpoint_bucket under tailer.<db>,
-// pinned by golden files in testdata/. It carries the lease history: since
-// when its holder holds it, the last takeover and how many there were
-// (`cdc status` shows them). A snapshot's hand-off writes it with Owner
-// HandoffOwner() and Handoff set (and no history).
+// The checkpoint (pkg/checkpoint: checkpoint.Checkpoint, version 3;
+// versions 1 and 2 are still read) is a JSON record in the bucket
+// nats.checkpoint_bucket under tailer.<db> (checkpoint.Key). It carries the
+// lease history: since when its holder holds it, the last takeover and how
+// many there were (`cdc status` shows them). A snapshot's hand-off writes
+// it with Owner checkpoint.HandoffOwner() and Handoff set (and no history).
+// The record lives in its own package because the snapshot and `cdc
+// status` read and write it too; the fence's rules (who may claim it,
+// when) stay here.
 package tailer

@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/amanat/cdc/pkg/bus"
-
-	"go.mongodb.org/mongo-driver/v2/mongo"
-
-	"github.com/amanat/cdc/pkg/config"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/amanat/cdc/pkg/bus"
+	"github.com/amanat/cdc/pkg/config"
+	"github.com/amanat/cdc/pkg/fault"
 )
 
 // Server error codes and labels the tailer classifies change-stream errors
@@ -74,11 +74,8 @@ func (e *HistoryLostError) Error() string {
 
 func (e *HistoryLostError) Unwrap() error { return ErrHistoryLost }
 
-// FatalError wraps errors that retrying cannot fix.
-type FatalError struct{ Err error }
-
-func (e *FatalError) Error() string { return e.Err.Error() }
-func (e *FatalError) Unwrap() error { return e.Err }
+// FaultClass is fatal: the tailer never silently restarts from "now".
+func (e *HistoryLostError) FaultClass() fault.Class { return fault.Fatal }
 
 // StreamError is a change-stream error the server will answer the same
 // way however often the tailer resumes from its checkpoint: fatal, with a
@@ -133,6 +130,13 @@ func (e *StreamError) Error() string {
 
 func (e *StreamError) Unwrap() error { return e.Cause }
 
+// FaultClass is fatal: every resume meets the same answer.
+func (e *StreamError) FaultClass() fault.Class { return fault.Fatal }
+
+// FaultClass is fatal: the checkpoint is right before the event, so a
+// restart meets it again until the operator recovers.
+func (e *LifecycleError) FaultClass() fault.Class { return fault.Fatal }
+
 // TopologyError refuses a source that is not a replica set.
 type TopologyError struct {
 	// Kind is "mongos" or "standalone".
@@ -148,6 +152,9 @@ func (e *TopologyError) Error() string {
 	}
 	return fmt.Sprintf("mongo.uri points at %s: only replica sets are supported (%s). Point mongo.uri at the replica set's members", what, why)
 }
+
+// FaultClass is fatal: the source will not become a replica set by waiting.
+func (e *TopologyError) FaultClass() fault.Class { return fault.Fatal }
 
 // ImagesError refuses to start when a replicated collection lacks the
 // changeStreamPreAndPostImages option the configured mode needs. It unwraps
@@ -177,17 +184,26 @@ func (e *ImagesError) Unwrap() error {
 	return &config.FieldError{Field: e.Field, Reason: "collections lack changeStreamPreAndPostImages"}
 }
 
-// IsFatal reports whether err stops the tailer rather than being retried.
-func IsFatal(err error) bool {
-	var (
-		f  *FatalError
-		se *StreamError
-		le *LifecycleError
-		te *TopologyError
-		ie *ImagesError
-	)
-	return errors.As(err, &f) || errors.As(err, &se) || errors.As(err, &le) || errors.As(err, &te) || errors.As(err, &ie) ||
-		errors.Is(err, ErrHistoryLost) || errors.Is(err, context.Canceled) || errors.Is(err, bus.ErrLaneLayout)
+// FaultClass is fatal: the collections' options change only by an
+// operator's collMod.
+func (e *ImagesError) FaultClass() fault.Class { return fault.Fatal }
+
+// Classify decides what an error of Run means, in fault's classes:
+// fault.Fatal stops the tailer (Run returns the error), anything else is
+// retried from the checkpoint with backoff. The class an error states by
+// its type wins (fault.ClassOf: a fault.Fatal mark, *StreamError,
+// *HistoryLostError, *LifecycleError, *TopologyError, *ImagesError);
+// ErrHistoryLost, bus.ErrLaneLayout and context.Canceled (the process is
+// stopping) are fatal too. The tailer has no poison: skipping a change it
+// cannot read would lose it, so such a change is fatal.
+func Classify(err error) fault.Class {
+	if c, ok := fault.ClassOf(err); ok {
+		return c
+	}
+	if errors.Is(err, ErrHistoryLost) || errors.Is(err, context.Canceled) || errors.Is(err, bus.ErrLaneLayout) {
+		return fault.Fatal
+	}
+	return fault.Retryable
 }
 
 // serverCode returns the code of a server error in err's chain.
@@ -199,23 +215,36 @@ func serverCode(err error) (mongo.ServerError, bool) {
 	return nil, false
 }
 
-// errorClass names how a change-stream error is handled.
-type errorClass int
+// cause says why a retried error is retried, for the logs (key "cause");
+// the class (fault) decides what happens.
+type cause int
 
 const (
-	// classUnknown: retried with backoff; past failing_after the tailer
-	// turns unready and says so at error level.
-	classUnknown errorClass = iota
-	// classResumable: the server labels it resumable, or it is 136: resumed
-	// from the checkpoint.
-	classResumable
-	// classFatal: 10334, 260, 280, 286, 47.
-	classFatal
-	// classBus: NATS did not answer or acknowledge in time (a stream
+	// causeUnknown: nothing tells; retried with backoff, and past
+	// failing_after the tailer turns unready and says so at error level.
+	causeUnknown cause = iota
+	// causeResumable: the server labels it resumable, or it is 136:
+	// resumed from the checkpoint.
+	causeResumable
+	// causeBus: NATS did not answer or acknowledge in time (a stream
 	// leader election, a node lost, a slow server): retried from the
 	// checkpoint like any retried error, named so the log says so.
-	classBus
+	causeBus
 )
+
+func (c cause) String() string {
+	switch c {
+	case causeResumable:
+		return "resumable"
+	case causeBus:
+		return "nats"
+	}
+	return "unknown"
+}
+
+// fatalCodes are the server codes every resume meets again: 10334, 260,
+// 280, 286, 47.
+var fatalCodes = []int32{CodeBSONObjectTooLarge, CodeInvalidResumeToken, CodeChangeStreamFatalError, CodeChangeStreamHistoryLost, CodeNoMatchingDocument}
 
 // busErrors are the nats.go sentinels of a bus that did not answer: no
 // stream leader (no responders / no response from stream), async
@@ -226,70 +255,27 @@ var busErrors = []error{
 	jetstream.ErrNoStreamResponse, jetstream.ErrTooManyStalledMsgs, jetstream.ErrAsyncPublishTimeout,
 }
 
-// classifyServer classifies err by server error code and label, and by
-// the NATS client's sentinels (classBus).
-func classifyServer(err error) (errorClass, int32) {
+// classifyServer decides a change-stream error by its server error code
+// and label, and by the NATS client's sentinels: a fatal code (fatalCodes,
+// even with the resumable label) is fault.Fatal and code names it;
+// anything else is fault.Retryable and why says why, for the logs.
+func classifyServer(err error) (class fault.Class, code int32, why cause) {
 	se, ok := serverCode(err)
 	if !ok {
 		for _, b := range busErrors {
 			if errors.Is(err, b) {
-				return classBus, 0
+				return fault.Retryable, 0, causeBus
 			}
 		}
-		return classUnknown, 0
+		return fault.Retryable, 0, causeUnknown
 	}
-	for _, c := range []int32{CodeBSONObjectTooLarge, CodeInvalidResumeToken, CodeChangeStreamFatalError, CodeChangeStreamHistoryLost, CodeNoMatchingDocument} {
+	for _, c := range fatalCodes {
 		if se.HasErrorCode(int(c)) {
-			return classFatal, c
+			return fault.Fatal, c, causeUnknown
 		}
 	}
 	if se.HasErrorLabel(LabelResumable) || se.HasErrorCode(CodeCappedPositionLost) {
-		return classResumable, 0
+		return fault.Retryable, 0, causeResumable
 	}
-	return classUnknown, 0
-}
-
-// ErrCheckpointMoved means a checkpoint write was refused because the
-// stored checkpoint is no longer at the revision the writer last read or
-// wrote: another writer (a tailer, a snapshot's hand-off, an operator)
-// moved it. It is the tailer's fence.
-var ErrCheckpointMoved = errors.New("checkpoint moved by another writer")
-
-// MovedError is CheckpointStore.Save's answer to a stale revision, with
-// what is stored now. errors.Is(err, ErrCheckpointMoved) holds.
-type MovedError struct {
-	Key string
-	// Expected is the revision the write was checked against (0: none).
-	Expected uint64
-	// Revision and Current are the stored revision and checkpoint; Current
-	// is nil (Revision 0) when the checkpoint was deleted.
-	Revision uint64
-	Current  *Checkpoint
-	// Cause is the store's refusal.
-	Cause error
-}
-
-// Holder names the current writer for messages.
-func (e *MovedError) Holder() string { return holderName(e.Current) }
-
-func (e *MovedError) Error() string {
-	if e.Current == nil {
-		return fmt.Sprintf("%v: checkpoint %s was deleted (expected revision %d)", ErrCheckpointMoved, e.Key, e.Expected)
-	}
-	return fmt.Sprintf("%v: checkpoint %s is at revision %d written by %s (expected revision %d)",
-		ErrCheckpointMoved, e.Key, e.Revision, e.Holder(), e.Expected)
-}
-
-// Unwrap returns ErrCheckpointMoved and the store's refusal.
-func (e *MovedError) Unwrap() []error { return []error{ErrCheckpointMoved, e.Cause} }
-
-// holderName is how a checkpoint's writer is named in logs and /readyz.
-func holderName(cp *Checkpoint) string {
-	switch {
-	case cp == nil:
-		return "nobody (deleted)"
-	case cp.Owner == "":
-		return "a tailer without a fence (checkpoint version 1)"
-	}
-	return cp.Owner
+	return fault.Retryable, 0, causeUnknown
 }

@@ -28,7 +28,7 @@ type failState struct {
 
 // failed records a retried error; it returns whether the tailer is now
 // past FailingAfter.
-func (t *Tailer) failed(err error, class errorClass) bool {
+func (t *Tailer) failed(err error, why cause) bool {
 	now := t.clock.Now()
 	if t.fail.since.IsZero() {
 		t.fail.since = now
@@ -36,7 +36,7 @@ func (t *Tailer) failed(err error, class errorClass) bool {
 	t.fail.over = now.Sub(t.fail.since) >= t.cfg.FailingAfter
 	if t.fail.over {
 		t.log.Error("the tailer has been failing past tailer.failing_after: nothing after the checkpoint is published until it recovers (nothing is skipped)",
-			zap.Duration("for", now.Sub(t.fail.since).Round(time.Second)), zap.String("class", class.String()), zap.Error(err))
+			zap.Duration("for", now.Sub(t.fail.since).Round(time.Second)), zap.String("cause", why.String()), zap.Error(err))
 	}
 	t.metrics.Failing(t.fail.since, t.fail.over, err.Error())
 	return t.fail.over
@@ -51,16 +51,4 @@ func (t *Tailer) healthy() {
 	t.log.Info("the tailer works again", zap.Duration("failed_for", t.clock.Now().Sub(t.fail.since).Round(time.Second)))
 	t.fail = failState{}
 	t.metrics.Failing(time.Time{}, false, "")
-}
-
-func (c errorClass) String() string {
-	switch c {
-	case classResumable:
-		return "resumable"
-	case classFatal:
-		return "fatal"
-	case classBus:
-		return "nats"
-	}
-	return "unknown"
 }

@@ -7,13 +7,15 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/amanat/cdc/pkg/checkpoint"
 )
 
 // The fence between tailers is the checkpoint itself (invariant: one
 // writer at a time):
 //
 //   - Every write is checked against the revision this tailer last read or
-//     wrote (its lease); a mismatch is a *MovedError and this tailer
+//     wrote (its lease); a mismatch is a *checkpoint.MovedError and this tailer
 //     writes no more until it has read the checkpoint again.
 //   - A session first claims the checkpoint: it rewrites the one it just
 //     loaded with its own Owner. It claims without waiting only a
@@ -35,7 +37,7 @@ import (
 // each publish (every event, and again before a large event's pointer) it
 // checks the lease; past it, it publishes nothing until a
 // revision-checked renewal succeeds, and a renewal that finds the
-// checkpoint moved (*MovedError) makes it stand by.
+// checkpoint moved (*checkpoint.MovedError) makes it stand by.
 //
 // Why holder-deadline < standby-takeover holds without synchronised
 // clocks: let R be the revision a standby's successful claim is checked
@@ -98,7 +100,7 @@ type lease struct {
 	rev uint64
 	// cp is this tailer's last successful write (nil before one) and at
 	// when it was made.
-	cp *Checkpoint
+	cp *checkpoint.Checkpoint
 	at time.Time
 	// standing is set while this tailer stands by (reported to Metrics).
 	standing bool
@@ -130,15 +132,15 @@ func (e *heldError) Error() string {
 
 // acquire loads the checkpoint a session starts from and claims it. It
 // returns nil (no checkpoint: the configured start point), a *heldError
-// when another tailer holds it, or the store's error (a *MovedError when a
+// when another tailer holds it, or the store's error (a *checkpoint.MovedError when a
 // writer got in between the load and the claim).
-func (t *Tailer) acquire(ctx context.Context) (*Checkpoint, error) {
+func (t *Tailer) acquire(ctx context.Context) (*checkpoint.Checkpoint, error) {
 	cp, rev, err := t.store.Load(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if cp != nil && rev != t.lease.rev && !cp.claimable(t.cfg.Owner) {
-		return nil, &heldError{holder: holderName(cp), rev: rev}
+	if cp != nil && rev != t.lease.rev && !claimable(cp, t.cfg.Owner) {
+		return nil, &heldError{holder: cp.Holder(), rev: rev}
 	}
 	if cp == nil && t.lease.cp != nil {
 		// Deleted since this tailer wrote it: its own last checkpoint is
@@ -172,8 +174,8 @@ func (t *Tailer) acquire(ctx context.Context) (*Checkpoint, error) {
 // write stores cp as this tailer's, checked against the lease, and renews
 // the lease. A checkpoint deleted under it is re-created at cp; a revision
 // moved by this tailer's own earlier write (a lost reply) is adopted. Any
-// other move is returned as a *MovedError.
-func (t *Tailer) write(ctx context.Context, cp *Checkpoint) error {
+// other move is returned as a *checkpoint.MovedError.
+func (t *Tailer) write(ctx context.Context, cp *checkpoint.Checkpoint) error {
 	// The lease a successful write grants runs from before it is sent.
 	start := t.clock.Now()
 	cp.Owner = t.cfg.Owner
@@ -182,7 +184,7 @@ func (t *Tailer) write(ctx context.Context, cp *Checkpoint) error {
 		t.lease.tenure.apply(cp)
 	}
 	rev, err := t.store.Save(ctx, cp, t.lease.rev)
-	var moved *MovedError
+	var moved *checkpoint.MovedError
 	if errors.As(err, &moved) {
 		switch {
 		case moved.Current == nil && t.lease.rev != 0:
@@ -194,7 +196,7 @@ func (t *Tailer) write(ctx context.Context, cp *Checkpoint) error {
 		}
 	}
 	if err != nil {
-		if errors.Is(err, ErrCheckpointMoved) {
+		if errors.Is(err, checkpoint.ErrMoved) {
 			t.lost()
 		}
 		return err
@@ -213,7 +215,7 @@ func (t *Tailer) fenced(err error) (held *heldError, ok bool) {
 	if errors.As(err, &held) {
 		return held, true
 	}
-	var m *MovedError
+	var m *checkpoint.MovedError
 	if !errors.As(err, &m) {
 		return nil, false
 	}
@@ -275,13 +277,13 @@ func (t *Tailer) standBy(ctx context.Context, h *heldError) error {
 			if cp != nil && cp.Handoff {
 				why = "a snapshot's hand-off wrote it"
 			} else if cp != nil {
-				why = "its holder " + holderName(cp) + " released it"
+				why = "its holder " + cp.Holder() + " released it"
 			}
 			t.log.Info("taking over the checkpoint: "+why, zap.String("key", t.key), zap.Uint64("revision", r), zap.String("self", t.cfg.Owner))
 			t.lease.rev, t.lease.quiet = r, 0
 			return nil
 		case r != rev:
-			if name := holderName(cp); name != holder {
+			if name := cp.Holder(); name != holder {
 				holder = name
 				t.metrics.Standby(true, holder)
 				t.log.Warn(fmt.Sprintf("standing by: checkpoint %s is written by %s (revision %d)", t.key, holder, r),
@@ -300,7 +302,7 @@ func (t *Tailer) standBy(ctx context.Context, h *heldError) error {
 // pause waits d before a retry and meanwhile rewrites this tailer's last
 // checkpoint every checkpoint interval (it still holds it, it is only
 // retrying). It returns nil after d, ctx's error when ctx ends, or the
-// *MovedError of a heartbeat that found the checkpoint moved. A heartbeat
+// *checkpoint.MovedError of a heartbeat that found the checkpoint moved. A heartbeat
 // that fails otherwise (NATS unreachable) is left to the retry.
 func (t *Tailer) pause(ctx context.Context, d time.Duration) error {
 	end := t.clock.Now().Add(d)
@@ -318,7 +320,7 @@ func (t *Tailer) pause(ctx context.Context, d time.Duration) error {
 			continue
 		}
 		hb := *t.lease.cp
-		if err := t.write(ctx, &hb); errors.Is(err, ErrCheckpointMoved) {
+		if err := t.write(ctx, &hb); errors.Is(err, checkpoint.ErrMoved) {
 			return err
 		}
 	}

@@ -10,6 +10,8 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/amanat/cdc/pkg/checkpoint"
 )
 
 // fakeClock is a virtual clock: After advances it by d and fires at once,
@@ -38,10 +40,10 @@ func (c *fakeClock) After(d time.Duration) <-chan time.Time {
 // before each Load (n counts loads from 1) to play the other writers.
 type memStore struct {
 	mu      sync.Mutex
-	cp      *Checkpoint
+	cp      *checkpoint.Checkpoint
 	rev     uint64
 	next    uint64
-	writes  []Checkpoint // every successful Save
+	writes  []checkpoint.Checkpoint // every successful Save
 	loads   int
 	onLoad  func(s *memStore, n int)
 	loadErr func(n int) error
@@ -50,7 +52,7 @@ type memStore struct {
 	onSave func() error
 }
 
-func (s *memStore) Load(context.Context) (*Checkpoint, uint64, error) {
+func (s *memStore) Load(context.Context) (*checkpoint.Checkpoint, uint64, error) {
 	s.mu.Lock()
 	s.loads++
 	n := s.loads
@@ -73,7 +75,7 @@ func (s *memStore) Load(context.Context) (*Checkpoint, uint64, error) {
 	return &c, s.rev, nil
 }
 
-func (s *memStore) Save(_ context.Context, cp *Checkpoint, rev uint64) (uint64, error) {
+func (s *memStore) Save(_ context.Context, cp *checkpoint.Checkpoint, rev uint64) (uint64, error) {
 	if s.onSave != nil {
 		if err := s.onSave(); err != nil {
 			return 0, err
@@ -82,18 +84,18 @@ func (s *memStore) Save(_ context.Context, cp *Checkpoint, rev uint64) (uint64, 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if rev != s.rev || (rev == 0 && s.cp != nil) {
-		var cur *Checkpoint
+		var cur *checkpoint.Checkpoint
 		if s.cp != nil {
 			c := *s.cp
 			cur = &c
 		}
-		return 0, &MovedError{Key: "tailer.db", Expected: rev, Revision: s.rev, Current: cur, Cause: errors.New("wrong last sequence")}
+		return 0, &checkpoint.MovedError{Key: "tailer.db", Expected: rev, Revision: s.rev, Current: cur, Cause: errors.New("wrong last sequence")}
 	}
 	return s.put(*cp), nil
 }
 
 // put stores cp as the next revision (another writer, or Save).
-func (s *memStore) put(cp Checkpoint) uint64 {
+func (s *memStore) put(cp checkpoint.Checkpoint) uint64 {
 	s.next++
 	s.rev = s.next
 	s.cp = &cp
@@ -156,8 +158,8 @@ func newFenceTailer(t *testing.T, store CheckpointStore) (*Tailer, *fakeClock, *
 	return tl, clk, rec, logs
 }
 
-func held(owner string) Checkpoint {
-	return Checkpoint{V: CheckpointVersion, Token: []byte(`{"_data":"82"}`), Owner: owner}
+func held(owner string) checkpoint.Checkpoint {
+	return checkpoint.Checkpoint{V: checkpoint.Version, Token: []byte(`{"_data":"82"}`), Owner: owner}
 }
 
 // A standby takes over exactly once the checkpoint has not moved for the
@@ -214,7 +216,7 @@ func TestStandByTakesOverAfterQuiet(t *testing.T) {
 }
 
 // A holder that writes once more between the takeover decision and the
-// claim keeps the checkpoint: the claim fails with a MovedError.
+// claim keeps the checkpoint: the claim fails with a checkpoint.MovedError.
 func TestTakeoverClaimLosesToALateHolder(t *testing.T) {
 	store := &memStore{}
 	rev := store.put(held("other:2:bbbb"))
@@ -247,7 +249,7 @@ func TestStandByTakeoverCases(t *testing.T) {
 		after  time.Duration
 	}{
 		{"released", func(s *memStore) { c := held("other:2:bbbb"); c.Released = true; s.put(c) }, testInterval},
-		{"snapshot hand-off", func(s *memStore) { c := held(HandoffOwner()); c.Handoff = true; s.put(c) }, testInterval},
+		{"snapshot hand-off", func(s *memStore) { c := held(checkpoint.HandoffOwner()); c.Handoff = true; s.put(c) }, testInterval},
 		{"deleted", func(s *memStore) { s.cp, s.rev = nil, 0 }, testInterval},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -335,16 +337,16 @@ func TestStandByTakeoverCases(t *testing.T) {
 func TestAcquire(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
-		cp    func() Checkpoint
+		cp    func() checkpoint.Checkpoint
 		lease bool // the lease is at the stored revision
 		held  bool
 	}{
-		{"own", func() Checkpoint { return held("self:1:aaaa") }, false, false},
-		{"released", func() Checkpoint { c := held("other:2:bbbb"); c.Released = true; return c }, false, false},
-		{"hand-off", func() Checkpoint { c := held(HandoffOwner()); c.Handoff = true; return c }, false, false},
-		{"v1", func() Checkpoint { c := held(""); c.V = 1; return c }, false, false},
-		{"taken over", func() Checkpoint { return held("other:2:bbbb") }, true, false},
-		{"held by another", func() Checkpoint { return held("other:2:bbbb") }, false, true},
+		{"own", func() checkpoint.Checkpoint { return held("self:1:aaaa") }, false, false},
+		{"released", func() checkpoint.Checkpoint { c := held("other:2:bbbb"); c.Released = true; return c }, false, false},
+		{"hand-off", func() checkpoint.Checkpoint { c := held(checkpoint.HandoffOwner()); c.Handoff = true; return c }, false, false},
+		{"v1", func() checkpoint.Checkpoint { c := held(""); c.V = 1; return c }, false, false},
+		{"taken over", func() checkpoint.Checkpoint { return held("other:2:bbbb") }, true, false},
+		{"held by another", func() checkpoint.Checkpoint { return held("other:2:bbbb") }, false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			store := &memStore{}
@@ -374,7 +376,7 @@ func TestAcquire(t *testing.T) {
 
 // Between sessions the holder keeps writing (heartbeats), so a standby
 // does not take over a tailer that only retries; a heartbeat that finds
-// the checkpoint moved ends the pause with the MovedError.
+// the checkpoint moved ends the pause with the checkpoint.MovedError.
 func TestPauseHeartbeats(t *testing.T) {
 	store := &memStore{}
 	store.put(held("self:1:aaaa"))
@@ -394,7 +396,7 @@ func TestPauseHeartbeats(t *testing.T) {
 	store.mu.Unlock()
 	err := tl.pause(context.Background(), 10*testInterval)
 	h, fenced := tl.fenced(err)
-	if !errors.Is(err, ErrCheckpointMoved) || !fenced || h == nil || h.holder != "other:2:bbbb" {
+	if !errors.Is(err, checkpoint.ErrMoved) || !fenced || h == nil || h.holder != "other:2:bbbb" {
 		t.Fatalf("pause after a takeover: %v (held %v)", err, h)
 	}
 }
@@ -413,30 +415,30 @@ func TestWriteAndFenced(t *testing.T) {
 	store.mu.Lock()
 	store.put(held("self:1:aaaa"))
 	store.mu.Unlock()
-	if err := tl.write(context.Background(), &Checkpoint{Token: []byte(`{"_data":"82"}`)}); err != nil {
+	if err := tl.write(context.Background(), &checkpoint.Checkpoint{Token: []byte(`{"_data":"82"}`)}); err != nil {
 		t.Fatalf("write after a lost reply: %v", err)
 	}
 	store.delete()
-	if err := tl.write(context.Background(), &Checkpoint{Token: []byte(`{"_data":"83"}`)}); err != nil {
+	if err := tl.write(context.Background(), &checkpoint.Checkpoint{Token: []byte(`{"_data":"83"}`)}); err != nil {
 		t.Fatalf("write after a delete: %v", err)
 	}
 	if store.cp == nil || string(store.cp.Token) != `{"_data":"83"}` {
 		t.Fatalf("not re-created: %+v", store.cp)
 	}
 	// A snapshot hand-off: restart at once, no standby.
-	c := held(HandoffOwner())
+	c := held(checkpoint.HandoffOwner())
 	c.Handoff = true
 	store.mu.Lock()
 	store.put(c)
 	store.mu.Unlock()
-	err := tl.write(context.Background(), &Checkpoint{Token: []byte(`{"_data":"84"}`)})
+	err := tl.write(context.Background(), &checkpoint.Checkpoint{Token: []byte(`{"_data":"84"}`)})
 	if h, fenced := tl.fenced(err); !fenced || h != nil {
 		t.Fatalf("hand-off: held %v fenced %v (%v)", h, fenced, err)
 	}
 	if _, fenced := tl.fenced(errors.New("nats: timeout")); fenced {
 		t.Fatal("a timeout is not the fence")
 	}
-	if !strings.HasPrefix(HandoffOwner(), "snapshot:") {
-		t.Fatalf("HandoffOwner %q", HandoffOwner())
+	if !strings.HasPrefix(checkpoint.HandoffOwner(), "snapshot:") {
+		t.Fatalf("HandoffOwner %q", checkpoint.HandoffOwner())
 	}
 }

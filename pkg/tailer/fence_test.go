@@ -12,13 +12,13 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/amanat/cdc/pkg/tailer"
+	"github.com/amanat/cdc/pkg/checkpoint"
 )
 
 // write is one observed checkpoint revision.
 type write struct {
 	rev uint64
-	cp  *tailer.Checkpoint
+	cp  *checkpoint.Checkpoint
 }
 
 // watchWrites records every later write of the checkpoint key.
@@ -41,7 +41,7 @@ func (r *rig) watchWrites() func() []write {
 			if e == nil || e.Operation() != jetstream.KeyValuePut {
 				continue
 			}
-			cp, err := tailer.DecodeCheckpoint(e.Value())
+			cp, err := checkpoint.Decode(e.Value())
 			if err != nil {
 				r.t.Errorf("watched revision %d: %v", e.Revision(), err)
 				continue
@@ -61,11 +61,11 @@ func (r *rig) watchWrites() func() []write {
 // holder plays another tailer that took the checkpoint over: it rewrites
 // it (its heartbeat) every interval until stopped, and returns its last
 // write.
-func (r *rig) holder(owner string) (writes func() int, stop func() *tailer.Checkpoint) {
+func (r *rig) holder(owner string) (writes func() int, stop func() *checkpoint.Checkpoint) {
 	ctx, cancel := context.WithCancel(r.ctx)
 	var mu sync.Mutex
 	n := 0
-	var last *tailer.Checkpoint
+	var last *checkpoint.Checkpoint
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -79,7 +79,7 @@ func (r *rig) holder(owner string) (writes func() int, stop func() *tailer.Check
 					mu.Lock()
 					n, last = n+1, cp
 					mu.Unlock()
-				} else if !errors.Is(err, tailer.ErrCheckpointMoved) && ctx.Err() == nil {
+				} else if !errors.Is(err, checkpoint.ErrMoved) && ctx.Err() == nil {
 					r.t.Errorf("holder %s: %v", owner, err)
 				}
 			}
@@ -91,7 +91,7 @@ func (r *rig) holder(owner string) (writes func() int, stop func() *tailer.Check
 		}
 	}()
 	writes = func() int { mu.Lock(); defer mu.Unlock(); return n }
-	stop = func() *tailer.Checkpoint {
+	stop = func() *checkpoint.Checkpoint {
 		cancel()
 		<-done
 		mu.Lock()
@@ -152,16 +152,18 @@ func TestTailerStandsByAndTakesOver(t *testing.T) {
 		cp, _ := r.checkpoint()
 		return cp != nil && cp.Owner == self
 	})
-	var mine *tailer.Checkpoint
-	for _, w := range seen() {
-		if w.cp.Owner == self {
-			mine = w.cp
-			break
+	// The watch delivers the write after the KV read above may have seen
+	// it: wait for the watcher too.
+	var mine *checkpoint.Checkpoint
+	eventually(t, 10*time.Second, "the takeover write observed by the watch", func() bool {
+		for _, w := range seen() {
+			if w.cp.Owner == self {
+				mine = w.cp
+				return true
+			}
 		}
-	}
-	if mine == nil {
-		t.Fatal("the takeover write was not observed")
-	}
+		return false
+	})
 	if gap := mine.UpdatedAt.Sub(last.UpdatedAt); gap < rigTakeover {
 		t.Fatalf("took over %s after the holder's last write, before the takeover time %s", gap, rigTakeover)
 	}
@@ -232,7 +234,7 @@ func TestTailerRestartsFromSnapshotHandoff(t *testing.T) {
 	rec := &recorder{}
 	const self = "tailer-a:1:0001"
 	r.run(r.tailer(self, rec, nil))
-	var before *tailer.Checkpoint
+	var before *checkpoint.Checkpoint
 	eventually(t, 20*time.Second, "a first checkpoint", func() bool {
 		before, _ = r.checkpoint()
 		return before != nil
@@ -247,13 +249,13 @@ func TestTailerRestartsFromSnapshotHandoff(t *testing.T) {
 	}
 	for {
 		_, rev := r.checkpoint()
-		hand := &tailer.Checkpoint{Token: json.RawMessage(before.Token), ClusterTime: before.ClusterTime,
-			UpdatedAt: time.Now().UTC(), Owner: tailer.HandoffOwner(), Handoff: true}
+		hand := &checkpoint.Checkpoint{Token: json.RawMessage(before.Token), ClusterTime: before.ClusterTime,
+			UpdatedAt: time.Now().UTC(), Owner: checkpoint.HandoffOwner(), Handoff: true}
 		_, err := r.store.Save(r.ctx, hand, rev)
 		if err == nil {
 			break
 		}
-		if !errors.Is(err, tailer.ErrCheckpointMoved) {
+		if !errors.Is(err, checkpoint.ErrMoved) {
 			t.Fatal(err)
 		}
 	}

@@ -25,9 +25,19 @@ type fullState struct {
 }
 
 // refused is the error of a publish JetStream did not acknowledge,
-// classified: a *bus.StreamFullError when the stream is full.
-func (t *Tailer) refused(ctx context.Context, ack jetstream.PubAckFuture, err error) error {
-	return fmt.Errorf("publish not acknowledged: %w", bus.ClassifyPublishError(ctx, t.js, t.cfg.Streams.Stream, ack.Msg(), err))
+// classified by the session's publisher (bus.Publisher.Refused, as
+// snapshot and replay classify theirs): a *bus.StreamFullError when the
+// message's stream (its lane's) is full, a *bus.NoStreamError when no
+// expected stream captured it.
+//
+// Waiting on the futures stays in drain, not in the bus publisher: the
+// tailer's in-flight window is also its checkpoint queue (tokens without
+// an event between the events, each durable only once every publish
+// before it is acknowledged), and the bounds that make it wait
+// (MaxInFlight, MaxInFlightBytes, or everything at finish) are the
+// tailer's. PublishBatch's wait-for-all would serialise the pipeline.
+func (t *Tailer) refused(ctx context.Context, st *state, ack jetstream.PubAckFuture, err error) error {
+	return fmt.Errorf("publish not acknowledged: %w", st.pub.Refused(ctx, ack.Msg(), err))
 }
 
 // streamFull reports whether err is a full stream's refusal; if so it

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/amanat/cdc/pkg/bus"
+	"github.com/amanat/cdc/pkg/fault"
 	"github.com/amanat/cdc/pkg/tailer"
 )
 
@@ -64,7 +65,7 @@ func TestTailerStopsOnLayoutChange(t *testing.T) {
 	select {
 	case err := <-done:
 		var le *bus.LaneLayoutError
-		if !errors.As(err, &le) || !tailer.IsFatal(err) {
+		if !errors.As(err, &le) || tailer.Classify(err) != fault.Fatal {
 			t.Fatalf("tailer stopped with %v, want a fatal *bus.LaneLayoutError", err)
 		}
 	case <-time.After(20 * time.Second):

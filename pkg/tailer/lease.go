@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/amanat/cdc/pkg/checkpoint"
 )
 
 // leaseMarginDivisor sets the lease's safety margin: the holder's lease
@@ -43,17 +45,17 @@ func (t *Tailer) leaseTTL() time.Duration {
 // tenure is the lease history a holder's writes carry.
 type tenure struct {
 	heldSince *time.Time
-	last      *Takeover
+	last      *checkpoint.Takeover
 	takeovers uint64
 }
 
-func tenureOf(cp *Checkpoint) tenure {
+func tenureOf(cp *checkpoint.Checkpoint) tenure {
 	return tenure{heldSince: cp.HeldSince, last: cp.LastTakeover, takeovers: cp.Takeovers}
 }
 
 // apply stores te in cp; a tenure without a start begins now (cp's
 // UpdatedAt: the write's own time).
-func (te tenure) apply(cp *Checkpoint) {
+func (te tenure) apply(cp *checkpoint.Checkpoint) {
 	if te.heldSince == nil {
 		at := cp.UpdatedAt
 		if at.IsZero() {
@@ -71,7 +73,7 @@ func (te tenure) apply(cp *Checkpoint) {
 // begins, and taking over another tailer's checkpoint (released, or
 // unchanged for StandbyTakeover) is recorded as a takeover. A version 1
 // checkpoint or a hand-off names no previous tailer: no takeover.
-func (t *Tailer) claimTenure(cp, claim *Checkpoint) *Takeover {
+func (t *Tailer) claimTenure(cp, claim *checkpoint.Checkpoint) *checkpoint.Takeover {
 	now := t.clock.Now().UTC()
 	switch {
 	case cp.Owner == t.cfg.Owner && t.lease.holding:
@@ -86,13 +88,13 @@ func (t *Tailer) claimTenure(cp, claim *Checkpoint) *Takeover {
 		return nil
 	}
 	te := tenure{heldSince: &now, last: cp.LastTakeover, takeovers: cp.Takeovers}
-	var tk *Takeover
+	var tk *checkpoint.Takeover
 	switch {
 	case cp.Owner == "" || cp.Handoff || cp.Owner == t.cfg.Owner:
 	case cp.Released:
-		tk = &Takeover{At: now, From: cp.Owner, To: t.cfg.Owner, Reason: TakeoverReleased, FromLastWrite: cp.UpdatedAt}
+		tk = &checkpoint.Takeover{At: now, From: cp.Owner, To: t.cfg.Owner, Reason: checkpoint.TakeoverReleased, FromLastWrite: cp.UpdatedAt}
 	default:
-		tk = &Takeover{At: now, From: cp.Owner, To: t.cfg.Owner, Reason: TakeoverExpired, FromLastWrite: cp.UpdatedAt,
+		tk = &checkpoint.Takeover{At: now, From: cp.Owner, To: t.cfg.Owner, Reason: checkpoint.TakeoverExpired, FromLastWrite: cp.UpdatedAt,
 			QuietMillis: t.lease.quiet.Milliseconds()}
 	}
 	if tk != nil {
@@ -104,7 +106,7 @@ func (t *Tailer) claimTenure(cp, claim *Checkpoint) *Takeover {
 }
 
 // claimed reports a successful claim's takeover (tk nil: none).
-func (t *Tailer) claimed(tk *Takeover) {
+func (t *Tailer) claimed(tk *checkpoint.Takeover) {
 	t.lease.quiet = 0
 	if tk == nil {
 		return
@@ -158,7 +160,7 @@ var errLeaseNotRenewed = errors.New("the tailer's lease could not be renewed: th
 // mayPublish is the lease check before a publish (with the test hooks
 // around it). While the lease is valid it returns nil at once. Past it,
 // it publishes nothing until a revision-checked renewal of the durable
-// checkpoint succeeds: it returns nil after one, the *MovedError of one
+// checkpoint succeeds: it returns nil after one, the *checkpoint.MovedError of one
 // that found the checkpoint moved (Run stands by or restarts), or the
 // store's error (Run retries; nothing is published meanwhile).
 func (t *Tailer) mayPublish(ctx context.Context, st *state) error {

@@ -10,6 +10,8 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/amanat/cdc/pkg/checkpoint"
 )
 
 // leaseRecorder records the lease reports on top of standbyRecorder.
@@ -17,7 +19,7 @@ type leaseRecorder struct {
 	standbyRecorder
 	mu        sync.Mutex
 	lease     []string // "held" or "-" per Lease report
-	takeovers []Takeover
+	takeovers []checkpoint.Takeover
 	lapses    int
 }
 
@@ -30,7 +32,7 @@ func (r *leaseRecorder) Lease(held bool, _ time.Time) {
 		r.lease = append(r.lease, "-")
 	}
 }
-func (r *leaseRecorder) TookOver(tk Takeover) {
+func (r *leaseRecorder) TookOver(tk checkpoint.Takeover) {
 	r.mu.Lock()
 	r.takeovers = append(r.takeovers, tk)
 	r.mu.Unlock()
@@ -101,10 +103,13 @@ func TestCheckLease(t *testing.T) {
 		{name: "past the lease, renewed", elapsed: testTakeover * 4 / 5, writes: 1, lapses: 1, wantValid: true},
 		{name: "past the lease, taken over", elapsed: 3 * testTakeover,
 			before: func(s *memStore) { s.mu.Lock(); s.put(held("other:2:bbbb")); s.mu.Unlock() }, lapses: 1,
-			wantErr: func(err error) bool { var m *MovedError; return errors.As(err, &m) && m.Holder() == "other:2:bbbb" }},
+			wantErr: func(err error) bool {
+				var m *checkpoint.MovedError
+				return errors.As(err, &m) && m.Holder() == "other:2:bbbb"
+			}},
 		{name: "past the lease, store unreachable", elapsed: 3 * testTakeover,
 			before: func(s *memStore) { s.onSave = func() error { return errors.New("nats: timeout") } }, lapses: 1,
-			wantErr: func(err error) bool { return err != nil && !errors.Is(err, ErrCheckpointMoved) }},
+			wantErr: func(err error) bool { return err != nil && !errors.Is(err, checkpoint.ErrMoved) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			store := &memStore{}
@@ -169,7 +174,7 @@ func TestMayPublishHooks(t *testing.T) {
 	store.put(held("other:2:bbbb")) // taken over during the freeze
 	store.mu.Unlock()
 	err := tl.mayPublish(context.Background(), st)
-	if !errors.Is(err, ErrCheckpointMoved) || fmt.Sprint(order) != "[before]" {
+	if !errors.Is(err, checkpoint.ErrMoved) || fmt.Sprint(order) != "[before]" {
 		t.Fatalf("after a freeze past the lease: %v, hooks %v", err, order)
 	}
 }
@@ -214,27 +219,27 @@ func TestHolderDeadlineBeforeTakeover(t *testing.T) {
 // it did not hold. The history is carried by every later write.
 func TestClaimTenure(t *testing.T) {
 	since := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	prev := &Takeover{At: since, From: "x:9:0009", To: "other:2:bbbb", Reason: TakeoverExpired}
+	prev := &checkpoint.Takeover{At: since, From: "x:9:0009", To: "other:2:bbbb", Reason: checkpoint.TakeoverExpired}
 	for _, tc := range []struct {
 		name    string
-		cp      func() Checkpoint
+		cp      func() checkpoint.Checkpoint
 		holding bool // this tailer held the checkpoint before
 		quiet   time.Duration
 		reason  string // "" no takeover
 		n       uint64 // Takeovers after the claim
 		keep    bool   // HeldSince is the stored one
 	}{
-		{"expired", func() Checkpoint {
+		{"expired", func() checkpoint.Checkpoint {
 			c := held("other:2:bbbb")
 			c.HeldSince, c.LastTakeover, c.Takeovers = &since, prev, 4
 			return c
 		},
-			false, 1500 * time.Millisecond, TakeoverExpired, 5, false},
-		{"released", func() Checkpoint { c := held("other:2:bbbb"); c.Released = true; c.Takeovers = 2; return c }, false, 0, TakeoverReleased, 3, false},
-		{"v2 of another tailer", func() Checkpoint { c := held("other:2:bbbb"); c.V = 2; return c }, false, time.Second, TakeoverExpired, 1, false},
-		{"own, continuing", func() Checkpoint { c := held("self:1:aaaa"); c.HeldSince, c.Takeovers = &since, 4; return c }, true, 0, "", 4, true},
-		{"v1", func() Checkpoint { c := held(""); c.V = 1; return c }, false, 0, "", 0, false},
-		{"hand-off, not held before", func() Checkpoint { c := held(HandoffOwner()); c.Handoff = true; return c }, false, 0, "", 0, false},
+			false, 1500 * time.Millisecond, checkpoint.TakeoverExpired, 5, false},
+		{"released", func() checkpoint.Checkpoint { c := held("other:2:bbbb"); c.Released = true; c.Takeovers = 2; return c }, false, 0, checkpoint.TakeoverReleased, 3, false},
+		{"v2 of another tailer", func() checkpoint.Checkpoint { c := held("other:2:bbbb"); c.V = 2; return c }, false, time.Second, checkpoint.TakeoverExpired, 1, false},
+		{"own, continuing", func() checkpoint.Checkpoint { c := held("self:1:aaaa"); c.HeldSince, c.Takeovers = &since, 4; return c }, true, 0, "", 4, true},
+		{"v1", func() checkpoint.Checkpoint { c := held(""); c.V = 1; return c }, false, 0, "", 0, false},
+		{"hand-off, not held before", func() checkpoint.Checkpoint { c := held(checkpoint.HandoffOwner()); c.Handoff = true; return c }, false, 0, "", 0, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			store := &memStore{}
@@ -269,7 +274,7 @@ func TestClaimTenure(t *testing.T) {
 			// A heartbeat carries the history unchanged.
 			want := *got
 			clk.After(testInterval)
-			hb := Checkpoint{Token: want.Token}
+			hb := checkpoint.Checkpoint{Token: want.Token}
 			if err := tl.write(context.Background(), &hb); err != nil {
 				t.Fatal(err)
 			}

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/amanat/cdc/pkg/checkpoint"
 	"github.com/amanat/cdc/pkg/tailer"
 )
 
@@ -213,7 +214,7 @@ func TestPausedLeaderPublishesNothingThatCounts(t *testing.T) {
 			}
 			cp, _ := r.checkpoint()
 			if cp.LastTakeover == nil || cp.LastTakeover.From != old || cp.LastTakeover.To != next ||
-				cp.LastTakeover.Reason != tailer.TakeoverExpired || cp.LastTakeover.QuietMillis < rigTakeover.Milliseconds() || cp.Takeovers != 1 {
+				cp.LastTakeover.Reason != checkpoint.TakeoverExpired || cp.LastTakeover.QuietMillis < rigTakeover.Milliseconds() || cp.Takeovers != 1 {
 				t.Fatalf("checkpoint's takeover record: %+v (takeovers %d)", cp.LastTakeover, cp.Takeovers)
 			}
 			if cp.HeldSince == nil || !cp.HeldSince.Equal(cp.LastTakeover.At) {

@@ -1,16 +1,13 @@
 package tailer
 
 import (
-	"fmt"
 	"strings"
 	"testing"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/amanat/cdc/pkg/event"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/amanat/cdc/pkg/fault"
 )
 
 func changeDoc(t *testing.T, d bson.D) bson.Raw {
@@ -108,44 +105,6 @@ func TestLifecycleMessages(t *testing.T) {
 	}
 }
 
-// TestClassifyServer: by code and label only.
-func TestClassifyServer(t *testing.T) {
-	cases := []struct {
-		name  string
-		err   error
-		class errorClass
-		code  int32
-	}{
-		{"too large", mongo.CommandError{Code: 10334, Name: "BSONObjectTooLarge"}, classFatal, CodeBSONObjectTooLarge},
-		{"invalid resume token", mongo.CommandError{Code: 260}, classFatal, CodeInvalidResumeToken},
-		{"fatal", mongo.CommandError{Code: 280}, classFatal, CodeChangeStreamFatalError},
-		{"history lost", mongo.CommandError{Code: 286}, classFatal, CodeChangeStreamHistoryLost},
-		{"no post-image", mongo.CommandError{Code: 47}, classFatal, CodeNoMatchingDocument},
-		{"fatal code wins over a label", mongo.CommandError{Code: 280, Labels: []string{LabelResumable}}, classFatal, CodeChangeStreamFatalError},
-		{"capped position lost", mongo.CommandError{Code: 136}, classResumable, 0},
-		{"labelled resumable", mongo.CommandError{Code: 11602, Labels: []string{LabelResumable}}, classResumable, 0},
-		{"unknown server error", mongo.CommandError{Code: 2, Message: "BSONObjectTooLarge 10334"}, classUnknown, 0},
-		{"not a server error", errString("connection reset; code 286"), classUnknown, 0},
-		{"async publishes stalled", fmt.Errorf("publish: %w", jetstream.ErrTooManyStalledMsgs), classBus, 0},
-		{"no stream leader", fmt.Errorf("publish: %w", jetstream.ErrNoStreamResponse), classBus, 0},
-		{"no responders", fmt.Errorf("checkpoint: %w", nats.ErrNoResponders), classBus, 0},
-		{"ack timeout", fmt.Errorf("publish not acknowledged: %w", jetstream.ErrAsyncPublishTimeout), classBus, 0},
-		{"bus text without the sentinel", errString("nats: no responders available for request"), classUnknown, 0},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			class, code := classifyServer(tc.err)
-			if class != tc.class || code != tc.code {
-				t.Fatalf("classifyServer = %s %d, want %s %d", class, code, tc.class, tc.code)
-			}
-		})
-	}
-}
-
-type errString string
-
-func (e errString) Error() string { return string(e) }
-
 // TestStreamErrorMessages: each fatal code has its own message and
 // recovery.
 func TestStreamErrorMessages(t *testing.T) {
@@ -168,7 +127,7 @@ func TestStreamErrorMessages(t *testing.T) {
 				t.Errorf("code %d: message lacks %q:\n%s", tc.e.Code, w, msg)
 			}
 		}
-		if !IsFatal(&tc.e) {
+		if Classify(&tc.e) != fault.Fatal {
 			t.Errorf("code %d is not fatal", tc.e.Code)
 		}
 	}

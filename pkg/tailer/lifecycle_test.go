@@ -11,8 +11,10 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"github.com/amanat/cdc/pkg/checkpoint"
 	"github.com/amanat/cdc/pkg/config"
 	"github.com/amanat/cdc/pkg/event"
+	"github.com/amanat/cdc/pkg/fault"
 	"github.com/amanat/cdc/pkg/mongotest"
 	"github.com/amanat/cdc/pkg/tailer"
 )
@@ -78,7 +80,7 @@ func TestLifecycleStops(t *testing.T) {
 			for run := 0; run < 2; run++ {
 				err := runUntil(t, r.ctx, r.tailer("a", nil, nil), 20*time.Second)
 				var le *tailer.LifecycleError
-				if !errors.As(err, &le) || !tailer.IsFatal(err) {
+				if !errors.As(err, &le) || tailer.Classify(err) != fault.Fatal {
 					t.Fatalf("run %d: want a fatal *LifecycleError, got %T %v", run, err, err)
 				}
 				if le.Events[0].Op != tc.op || !strings.Contains(err.Error(), tc.want) {
@@ -211,7 +213,7 @@ func TestFailingAfter(t *testing.T) {
 // the tailer with its own message (no retry loop).
 func TestInvalidResumeTokenFatal(t *testing.T) {
 	r := newRig(t, -1)
-	_, err := r.store.Save(r.ctx, &tailer.Checkpoint{Token: []byte(`{"_data":"00"}`)}, 0)
+	_, err := r.store.Save(r.ctx, &checkpoint.Checkpoint{Token: []byte(`{"_data":"00"}`)}, 0)
 	must(t, err)
 	err = runUntil(t, r.ctx, r.tailer("a", nil, nil), 20*time.Second)
 	var se *tailer.StreamError

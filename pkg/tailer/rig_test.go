@@ -14,6 +14,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/amanat/cdc/pkg/bus"
+	"github.com/amanat/cdc/pkg/bus/bustest"
+	"github.com/amanat/cdc/pkg/checkpoint"
 	"github.com/amanat/cdc/pkg/config"
 	"github.com/amanat/cdc/pkg/event"
 	"github.com/amanat/cdc/pkg/mongotest"
@@ -28,7 +30,7 @@ type rig struct {
 	client *mongo.Client
 	js     jetstream.JetStream
 	sc     bus.StreamsConfig
-	store  *tailer.KVCheckpoints
+	store  *checkpoint.KVStore
 	coll   *mongo.Collection
 	start  config.StartPoint
 }
@@ -37,6 +39,18 @@ const (
 	rigInterval = 50 * time.Millisecond
 	rigTakeover = 500 * time.Millisecond
 )
+
+// natsJS starts an embedded server with the declared streams and bucket.
+func natsJS(t *testing.T, maxBytes int64) (jetstream.JetStream, bus.StreamsConfig) {
+	t.Helper()
+	_, js := bustest.Start(t)
+	sc := bus.StreamsConfig{Stream: "CDC", SubjectPrefix: "cdc", DLQStream: "CDC_DLQ", Replicas: 1,
+		DedupWindow: 2 * time.Minute, MaxAge: 24 * time.Hour, MaxBytes: maxBytes, CheckpointBucket: "ckpt"}
+	if err := bus.Ensure(context.Background(), js, sc); err != nil {
+		t.Fatal(err)
+	}
+	return js, sc
+}
 
 func newRig(t *testing.T, maxBytes int64) *rig {
 	t.Helper()
@@ -55,7 +69,7 @@ func newRigOn(t *testing.T, ctx context.Context, srv *mongotest.Server, maxBytes
 	}
 	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
 	js, sc := natsJS(t, maxBytes)
-	store, err := tailer.NewKVCheckpoints(ctx, js, sc.CheckpointBucket, tailer.CheckpointKey("shop"))
+	store, err := checkpoint.NewKVStore(ctx, js, sc.CheckpointBucket, checkpoint.Key("shop"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +131,7 @@ func (r *rig) insert(n int, size int) {
 	}
 }
 
-func (r *rig) checkpoint() (*tailer.Checkpoint, uint64) {
+func (r *rig) checkpoint() (*checkpoint.Checkpoint, uint64) {
 	r.t.Helper()
 	cp, rev, err := r.store.Load(r.ctx)
 	if err != nil {
@@ -166,7 +180,7 @@ type counts struct {
 	// lease is "held" or "-" per Lease report; takeovers are TookOver
 	// reports; lapses counts LeaseLapsed.
 	lease     []string
-	takeovers []tailer.Takeover
+	takeovers []checkpoint.Takeover
 	lapses    int
 }
 
@@ -224,7 +238,7 @@ func (r *recorder) Lease(held bool, since time.Time) {
 		}
 	})
 }
-func (r *recorder) TookOver(tk tailer.Takeover) {
+func (r *recorder) TookOver(tk checkpoint.Takeover) {
 	r.do(func(c *counts) { c.takeovers = append(c.takeovers, tk) })
 }
 func (r *recorder) LeaseLapsed() { r.do(func(c *counts) { c.lapses++ }) }
@@ -236,7 +250,7 @@ func (r *recorder) counts() counts {
 	c := r.c
 	c.standby = append([]string(nil), r.c.standby...)
 	c.lease = append([]string(nil), r.c.lease...)
-	c.takeovers = append([]tailer.Takeover(nil), r.c.takeovers...)
+	c.takeovers = append([]checkpoint.Takeover(nil), r.c.takeovers...)
 	return c
 }
 

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -16,9 +15,12 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.uber.org/zap"
 
+	"github.com/amanat/cdc/pkg/backoff"
 	"github.com/amanat/cdc/pkg/bus"
+	"github.com/amanat/cdc/pkg/checkpoint"
 	"github.com/amanat/cdc/pkg/config"
 	"github.com/amanat/cdc/pkg/event"
+	"github.com/amanat/cdc/pkg/fault"
 	"github.com/amanat/cdc/pkg/oplog"
 )
 
@@ -61,8 +63,8 @@ type Config struct {
 	Covered CoveredFunc
 	// Streams names the subjects.
 	Streams bus.StreamsConfig
-	// Owner is this tailer's identity in the checkpoint (NewOwner); ""
-	// uses NewOwner("").
+	// Owner is this tailer's identity in the checkpoint
+	// (checkpoint.NewOwner); "" uses checkpoint.NewOwner("").
 	Owner string
 	// StandbyTakeover is how long a checkpoint written by another tailer
 	// must stay unchanged before this one takes it over. It must exceed
@@ -106,7 +108,7 @@ type Metrics interface {
 	// zero: standing by, deposed, lapsed or released).
 	Lease(held bool, since time.Time)
 	// TookOver reports a takeover this tailer made (lease.go).
-	TookOver(tk Takeover)
+	TookOver(tk checkpoint.Takeover)
 	// LeaseLapsed reports that this tailer's lease ran out before it was
 	// renewed: it publishes nothing until a revision-checked write
 	// succeeds.
@@ -124,7 +126,7 @@ func (noMetrics) Standby(bool, string)              {}
 func (noMetrics) StreamFull(bool)                   {}
 func (noMetrics) Failing(time.Time, bool, string)   {}
 func (noMetrics) Lease(bool, time.Time)             {}
-func (noMetrics) TookOver(Takeover)                 {}
+func (noMetrics) TookOver(checkpoint.Takeover)      {}
 func (noMetrics) LeaseLapsed()                      {}
 
 // Tailer publishes change events. Create with New; Run blocks. A Tailer
@@ -156,7 +158,7 @@ func New(client *mongo.Client, js jetstream.JetStream, store CheckpointStore, cf
 		m = noMetrics{}
 	}
 	if cfg.Owner == "" {
-		cfg.Owner = NewOwner("")
+		cfg.Owner = checkpoint.NewOwner("")
 	}
 	if cfg.StandbyTakeover <= 0 {
 		cfg.StandbyTakeover = DefaultStandbyTakeover
@@ -164,7 +166,7 @@ func New(client *mongo.Client, js jetstream.JetStream, store CheckpointStore, cf
 	if cfg.FailingAfter <= 0 {
 		cfg.FailingAfter = DefaultFailingAfter
 	}
-	key := CheckpointKey(cfg.Database)
+	key := checkpoint.Key(cfg.Database)
 	if k, ok := store.(interface{ Key() string }); ok {
 		key = k.Key()
 	}
@@ -175,7 +177,7 @@ func New(client *mongo.Client, js jetstream.JetStream, store CheckpointStore, cf
 func (t *Tailer) Owner() string { return t.cfg.Owner }
 
 // Run tails until ctx is cancelled (returns nil) or a fatal error occurs
-// (IsFatal: a lifecycle event (*LifecycleError), a *StreamError (10334,
+// (Classify: a lifecycle event (*LifecycleError), a *StreamError (10334,
 // 260, 280, 47), ErrHistoryLost (286), a *TopologyError or *ImagesError
 // refusal at start, a malformed change event). Every other error is logged
 // and retried from the last checkpoint with capped exponential backoff
@@ -193,40 +195,42 @@ func (t *Tailer) Owner() string { return t.cfg.Owner }
 // way, logged at error level at most once a minute.
 func (t *Tailer) Run(ctx context.Context) error {
 	var held *heldError
-	for attempt := 0; ; {
+	retry := backoff.New(retryBackoff)
+	for {
 		if held != nil {
 			if t.standBy(ctx, held) != nil {
 				return nil
 			}
-			held, attempt = nil, 0
+			held = nil
+			retry.Reset()
 		}
 		progressed, err := t.runOnce(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
 		if h, fenced := t.fenced(err); fenced {
-			held, attempt = h, 0
+			held = h
+			retry.Reset()
 			continue
 		}
-		if IsFatal(err) {
+		if Classify(err) == fault.Fatal {
 			return err
 		}
 		if errors.Is(err, errRestart) {
-			attempt = 0
+			retry.Reset()
 			continue
 		}
 		full := t.streamFull(err)
 		if progressed {
-			attempt = 0
+			retry.Reset()
 		}
-		wait := retryDelay(attempt)
-		attempt++
+		wait := retry.Next()
 		t.metrics.Retry()
 		if !full {
-			class, _ := classifyServer(err)
-			if !t.failed(err, class) {
-				t.log.Warn("tailer error, resuming from the last checkpoint", zap.Error(err), zap.String("class", class.String()),
-					zap.Duration("retry_in", wait), zap.Int("attempt", attempt))
+			_, _, why := classifyServer(err)
+			if !t.failed(err, why) {
+				t.log.Warn("tailer error, resuming from the last checkpoint", zap.Error(err), zap.String("cause", why.String()),
+					zap.Duration("retry_in", wait), zap.Int("attempt", retry.Attempt()))
 			}
 		}
 		if err := t.pause(ctx, wait); err != nil {
@@ -238,12 +242,9 @@ func (t *Tailer) Run(ctx context.Context) error {
 	}
 }
 
-// retryDelay is capped exponential backoff with full jitter.
-func retryDelay(attempt int) time.Duration {
-	base := 200 * time.Millisecond << min(attempt, 6)
-	base = min(base, 10*time.Second)
-	return base/2 + time.Duration(rand.Int64N(int64(base/2)+1))
-}
+// retryBackoff paces Run's retries from the checkpoint: 200 ms doubling
+// to 10 s, with equal jitter; a session that progressed starts it again.
+var retryBackoff = backoff.Policy{Initial: 200 * time.Millisecond, Max: 10 * time.Second, Jitter: 0.5}
 
 // pending is one published item awaiting its JetStream ack: an event, or
 // (ack == nil) a post-batch token that becomes durable once everything
@@ -291,11 +292,13 @@ type state struct {
 	// rounds counts answered TryNext calls: a session that read from its
 	// stream and then saved is healthy.
 	rounds int
-	// lanes routes each event to its sink lane (bus.LaneRouter: a
-	// transaction whole to its first event's lane). A session starts at a
-	// transaction boundary (no checkpoint inside one), so it sees every
-	// transaction's first event.
-	lanes *bus.LaneRouter
+	// pub builds and sends this session's messages (bus.Publisher: the
+	// one publisher of tailer, snapshot and replay), routing each event
+	// to its sink lane (a transaction whole to its first event's lane).
+	// One per session: a session starts at a transaction boundary (no
+	// checkpoint inside one), so its router sees every transaction's
+	// first event.
+	pub *bus.Publisher
 	// layoutChecked is when the lane layout stamped on the streams was
 	// last compared with this tailer's (bus.CheckLaneLayout).
 	layoutChecked time.Time
@@ -334,7 +337,7 @@ func (t *Tailer) runOnce(ctx context.Context) (progressed bool, err error) {
 	case cp != nil:
 		tok, err := cp.ResumeToken()
 		if err != nil {
-			return false, &FatalError{Err: fmt.Errorf("stored checkpoint is unreadable: %w", err)}
+			return false, fault.Fatal.Errorf("stored checkpoint is unreadable: %w", err)
 		}
 		if cp.StartAfter {
 			// An invalidate's token: resumeAfter it fails with 260.
@@ -387,7 +390,7 @@ func (t *Tailer) runOnce(ctx context.Context) (progressed bool, err error) {
 		// releases the checkpoint to whichever tailer starts next.
 		// A fatal stop releases it too: this process is exiting, and the
 		// next tailer (a restart after the recovery) must not stand by.
-		release := ctx.Err() != nil || IsFatal(err)
+		release := ctx.Err() != nil || Classify(err) == fault.Fatal
 		if ferr := t.finish(context.WithoutCancel(ctx), st, release); ferr != nil && err == nil && ctx.Err() == nil {
 			err = ferr
 		}
@@ -416,8 +419,8 @@ func (t *Tailer) runOnce(ctx context.Context) (progressed bool, err error) {
 				// loopNext: TryNext is false with no error from now on).
 				// An invalidate is let through and handled before this, so
 				// this is never an idle stream: stop, deterministically.
-				return progressed, &FatalError{Err: fmt.Errorf("change stream on %q was closed by the server (cursor id 0) without an invalidate event; "+
-					"the checkpoint stays at %s. Check the MongoDB log; a restart resumes from the checkpoint", t.cfg.Database, string(st.durable.checkpoint().tokenJSON()))}
+				return progressed, fault.Fatal.Errorf("change stream on %q was closed by the server (cursor id 0) without an invalidate event; "+
+					"the checkpoint stays at %s. Check the MongoDB log; a restart resumes from the checkpoint", t.cfg.Database, string(tokenJSON(st.durable.checkpoint())))
 			}
 			st.rounds++
 			// Idle: the transaction held back (if any) is complete, and
@@ -445,7 +448,7 @@ func (t *Tailer) runOnce(ctx context.Context) (progressed bool, err error) {
 		if t.cfg.Streams.Laned() && t.clock.Now().Sub(st.layoutChecked) >= cmp.Or(t.cfg.LayoutCheck, DefaultLayoutCheck) {
 			st.layoutChecked = t.clock.Now()
 			if err := bus.CheckLaneLayout(ctx, t.js, t.cfg.Streams); err != nil {
-				return progressed, err // fatal when the layouts differ (IsFatal), else retried
+				return progressed, err // fatal when the layouts differ (Classify), else retried
 			}
 		}
 	}
@@ -457,7 +460,7 @@ func (t *Tailer) handleChange(ctx context.Context, st *state, cs *mongo.ChangeSt
 	raw := cs.Current
 	_, of, split, err := splitInfo(raw)
 	if err != nil {
-		return &FatalError{Err: fmt.Errorf("tailer: %w", err)}
+		return fault.Fatal.Errorf("tailer: %w", err)
 	}
 	if split {
 		st.fragments = append(st.fragments, cloneRaw(raw))
@@ -467,11 +470,11 @@ func (t *Tailer) handleChange(ctx context.Context, st *state, cs *mongo.ChangeSt
 		whole, err := reassemble(st.fragments)
 		st.fragments = nil
 		if err != nil {
-			return &FatalError{Err: fmt.Errorf("tailer: %w", err)}
+			return fault.Fatal.Errorf("tailer: %w", err)
 		}
 		raw = whole
 	} else if len(st.fragments) > 0 {
-		return &FatalError{Err: fmt.Errorf("tailer: %w: %d of %d fragments, then an unsplit event", ErrSplitEvent, len(st.fragments), of)}
+		return fault.Fatal.Errorf("tailer: %w: %d of %d fragments, then an unsplit event", ErrSplitEvent, len(st.fragments), of)
 	}
 	if lc, ok := lifecycleOf(raw, t.cfg.Collections); ok {
 		return t.lifecycle(ctx, st, cs, lc)
@@ -493,7 +496,7 @@ func (t *Tailer) handleChange(ctx context.Context, st *state, cs *mongo.ChangeSt
 		return nil
 	}
 	if err != nil {
-		return &FatalError{Err: fmt.Errorf("tailer: %w", err)}
+		return fault.Fatal.Errorf("tailer: %w", err)
 	}
 	t.metrics.EventRead(ev.Source.Coll, ev.Op)
 	return t.publishAll(ctx, st, st.txns.Add(ev, txn, cloneRaw(raw.Lookup("_id").Document())))
@@ -520,45 +523,45 @@ func (t *Tailer) publish(ctx context.Context, st *state, ev *event.Event, tok bs
 	if err := t.mayPublish(ctx, st); err != nil {
 		return err
 	}
-	if st.lanes == nil {
-		st.lanes = bus.NewLaneRouter(t.cfg.Streams)
+	if st.pub == nil {
+		// The message's form (subject, lane, Nats-Msg-Id, Content-Type,
+		// large-event pointer) is the bus publisher's; the tailer adds
+		// its identity (HeaderTailer) and keeps its own in-flight window:
+		// drain waits on the futures, which are its checkpoint queue.
+		st.pub = bus.NewPublisher(t.js, t.cfg.Streams, bus.WithHeader(HeaderTailer, t.cfg.Owner))
 	}
-	lane, err := st.lanes.Route(ev)
+	out, err := st.pub.Prepare(ev)
 	if err != nil {
-		return &FatalError{Err: err}
+		return fault.Fatal.Wrap(err) // a collection in no lane, an envelope that does not encode
 	}
-	msg, oversize, err := bus.LaneEventMsg(t.cfg.Streams, lane, ev, t.js.Conn().MaxPayload())
-	if err != nil {
-		return &FatalError{Err: err}
-	}
-	if oversize {
+	if out.Oversize {
 		// Larger than max_payload: the envelope goes to the large-event
 		// object store first (stored when StoreLarge returns), then its
 		// pointer is published like any event. A store failure is
 		// retryable: return it, the tailer resumes from its checkpoint
 		// and republishes (the object is reused, the pointer deduped).
-		size := len(msg.Data)
-		pctx, cancel := context.WithTimeout(context.Background(), bus.LargePutTimeout)
-		msg, err = bus.StoreLarge(pctx, t.js, t.cfg.Streams, ev, msg)
+		// The put is bounded by its own timeout, not cut short by ctx.
+		size := len(out.Msg.Data)
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bus.LargePutTimeout)
+		err = st.pub.StoreLarge(pctx, &out)
 		cancel()
 		if err != nil {
 			return fmt.Errorf("publish %s: %w", ev.ID, err)
 		}
 		t.log.Info("change larger than the bus's max_payload: stored in the large-event object store, its pointer published",
 			zap.String("event_id", ev.ID), zap.String("collection", ev.Source.Coll), zap.Int("bytes", size),
-			zap.Int64("max_payload", t.js.Conn().MaxPayload()), zap.String("object", msg.Header.Get(bus.HeaderLargeObject)))
+			zap.Int64("max_payload", t.js.Conn().MaxPayload()), zap.String("object", out.Msg.Header.Get(bus.HeaderLargeObject)))
 		// Storing a large object can take seconds: check the lease again
 		// before its pointer goes out.
 		if err := t.checkLease(ctx, st); err != nil {
 			return err
 		}
 	}
-	// bus.EventMsg leaves headerRoom (1 KiB) of max_payload to headers.
-	msg.Header[HeaderTailer] = []string{t.cfg.Owner}
-	ack, err := t.js.PublishMsgAsync(msg, jetstream.WithExpectStream(t.cfg.Streams.LaneStream(lane)))
+	ack, err := st.pub.PublishAsync(out)
 	if err != nil {
 		return fmt.Errorf("publish %s: %w", ev.ID, err)
 	}
+	msg := out.Msg
 	size := int64(len(msg.Data) + len(msg.Subject) + 256) // the headers are small and bounded
 	st.queue = append(st.queue, pending{ack: ack, token: tok, ct: ev.Source.ClusterTime, coll: ev.Source.Coll, isEvt: true, size: size})
 	st.queueBytes += size
@@ -584,7 +587,7 @@ func (t *Tailer) drain(ctx context.Context, st *state, all bool) error {
 				select {
 				case <-head.ack.Ok():
 				case err := <-head.ack.Err():
-					st.refused = t.refused(ctx, head.ack, err)
+					st.refused = t.refused(ctx, st, head.ack, err)
 					return st.refused
 				case <-ctx.Done():
 					return ctx.Err()
@@ -593,7 +596,7 @@ func (t *Tailer) drain(ctx context.Context, st *state, all bool) error {
 				select {
 				case <-head.ack.Ok():
 				case err := <-head.ack.Err():
-					st.refused = t.refused(ctx, head.ack, err)
+					st.refused = t.refused(ctx, st, head.ack, err)
 					return st.refused
 				default:
 					return nil
@@ -627,7 +630,7 @@ type point struct {
 }
 
 // checkpoint renders p for storage; nil for a nil point.
-func (p *point) checkpoint() *Checkpoint {
+func (p *point) checkpoint() *checkpoint.Checkpoint {
 	if p == nil {
 		return nil
 	}
@@ -635,15 +638,7 @@ func (p *point) checkpoint() *Checkpoint {
 	if err != nil {
 		js = []byte("null")
 	}
-	return &Checkpoint{V: CheckpointVersion, Token: json.RawMessage(js), ClusterTime: p.ct, Events: p.events, StartAfter: p.startAfter}
-}
-
-// tokenJSON is the checkpoint's token for messages ("none" for nil).
-func (c *Checkpoint) tokenJSON() []byte {
-	if c == nil {
-		return []byte("none")
-	}
-	return c.Token
+	return &checkpoint.Checkpoint{V: checkpoint.Version, Token: json.RawMessage(js), ClusterTime: p.ct, Events: p.events, StartAfter: p.startAfter}
 }
 
 // save writes the durable position (again, when it has not moved: the
@@ -659,7 +654,7 @@ func (t *Tailer) save(ctx context.Context, st *state, release bool) error {
 	cp := st.durable.checkpoint()
 	cp.Released = release
 	if err := t.write(ctx, cp); err != nil {
-		if errors.Is(err, ErrCheckpointMoved) {
+		if errors.Is(err, checkpoint.ErrMoved) {
 			st.lost = true
 		}
 		return err
@@ -670,13 +665,9 @@ func (t *Tailer) save(ctx context.Context, st *state, release bool) error {
 	if st.rounds > 0 {
 		t.healthy()
 	}
-	// The token's own time moves on an idle stream too (post-batch
-	// tokens); the last event's time does not.
-	ct := cp.ClusterTime
-	if tt, ok := oplog.TokenTime(st.durable.tok); ok {
-		ct = tt
-	}
-	t.metrics.CheckpointSaved(ct)
+	// The effective time, not the last event's: the token's own time
+	// moves on an idle stream too (post-batch tokens).
+	t.metrics.CheckpointSaved(cp.EffectiveTime())
 	return nil
 }
 
@@ -702,13 +693,13 @@ func (t *Tailer) finish(ctx context.Context, st *state, release bool) error {
 // none yet): a too-large event is the first replicated oplog entry after
 // it (or after cp, or after the configured start time), which names the
 // document in the message.
-func (t *Tailer) classify(ctx context.Context, err error, cp *Checkpoint, read bson.Raw) error {
+func (t *Tailer) classify(ctx context.Context, err error, cp *checkpoint.Checkpoint, read bson.Raw) error {
 	where := "the configured start point"
 	if cp != nil {
 		where = fmt.Sprintf("checkpoint at cluster time %s (%s)", cp.ClusterTime, string(cp.Token))
 	}
-	class, code := classifyServer(err)
-	if class != classFatal {
+	class, code, _ := classifyServer(err)
+	if class != fault.Fatal {
 		return fmt.Errorf("change stream on %s: %w", t.cfg.Database, err)
 	}
 	if code == CodeChangeStreamHistoryLost {

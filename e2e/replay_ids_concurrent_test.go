@@ -1,4 +1,4 @@
-package replay_test
+package e2e
 
 import (
 	"context"
@@ -21,12 +21,14 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/amanat/cdc/pkg/app"
+	"github.com/amanat/cdc/pkg/bus"
 	"github.com/amanat/cdc/pkg/bus/bustest"
 	"github.com/amanat/cdc/pkg/config"
 	"github.com/amanat/cdc/pkg/migrate"
 	"github.com/amanat/cdc/pkg/mongotest"
 	"github.com/amanat/cdc/pkg/pgtest"
 	"github.com/amanat/cdc/pkg/replay"
+	"github.com/amanat/cdc/transforms"
 )
 
 func userDoc(id bson.ObjectID, username string) bson.D {
@@ -192,11 +194,11 @@ func TestReplayIDsUnderConcurrentWriter(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = rclient.Disconnect(context.Background()) })
-	set, err := app.LoadTransforms(&cfg)
+	set, err := transforms.Load(&cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := replay.NewRefresher(rclient, js, pool, set, replay.RefreshConfig{Database: dbName, Streams: app.StreamsConfig(&cfg)}, log)
+	r := replay.NewRefresher(rclient, js, pool, set, replay.RefreshConfig{Database: dbName, Streams: bus.StreamsFromConfig(&cfg)}, log)
 	rep, err := r.IDs(ctx, "users", keys)
 	if err != nil {
 		t.Fatalf("replay ids: %v", err)

@@ -1,4 +1,9 @@
-package replay
+// Package report is the end-of-command report of the operator commands
+// that move data (snapshot, replay oplog, replay stream, replay ids):
+// counters each command fills, notes, and the outcome that decides the
+// exit code. It is a domain package of its own so the tools share it
+// without importing one another.
+package report
 
 import (
 	"fmt"
