@@ -203,20 +203,13 @@ func Run(ctx context.Context, cfg config.Config, role config.Role, log *zap.Logg
 	return err
 }
 
+// run starts the parts in a fixed order, each role's connections closed by
+// run's own defers (last opened, first closed): the bus, then the sink's
+// Postgres pool, then the tailer's MongoDB client; the role starters only
+// add goroutines to the group.
 func run(ctx context.Context, cfg config.Config, role config.Role, log *zap.Logger, opts Options) error {
-	if err := cfg.Validate(role); err != nil {
-		return err
-	}
-	budget := applyMemoryLimit(&cfg, log)
-	set, err := transforms.Load(&cfg)
+	budget, set, colls, err := prepare(&cfg, role, log)
 	if err != nil {
-		return err
-	}
-	colls, err := transforms.Collections(&cfg, set)
-	if err != nil {
-		return err
-	}
-	if err := CheckLanes(&cfg, set, colls); err != nil {
 		return err
 	}
 	b, err := OpenBus(ctx, &cfg, "cdc", cfg.Tailer.MaxInFlight, log)
@@ -225,57 +218,17 @@ func run(ctx context.Context, cfg config.Config, role config.Role, log *zap.Logg
 	}
 	defer b.Close()
 
-	met, health := metrics.New(), metrics.NewHealth()
-	health.SetLogger(log.Named("health"))
-	health.Check("nats", func(context.Context) error {
-		if st := b.Conn.Status(); st != nats.CONNECTED {
-			return metrics.Reason(fmt.Sprintf("connection %s", st))
-		}
-		return nil
-	})
+	met, health := newHealth(b, log)
 	g, gctx := errgroup.WithContext(ctx)
+	r := &replicator{cfg: &cfg, log: log, opts: opts, budget: budget, set: set, colls: colls, b: b, met: met, health: health, g: g}
 	if role&config.RoleSink != 0 {
-		warnUnverifiedPostgres(log, cfg.Postgres.URL) // pgtls.go
-		// Lanes apply concurrently, one transaction each: give every lane
-		// a connection (plus one for the sink's own queries) even when
-		// postgres.max_conns is lower, or lanes would wait for each other.
-		conns := max(cfg.Postgres.MaxConns, int32(len(b.Streams.Lanes))+1)
-		if conns > cfg.Postgres.MaxConns {
-			log.Info("postgres pool raised to one connection per sink lane", zap.Int32("max_conns", conns),
-				zap.Int32("configured", cfg.Postgres.MaxConns), zap.Int("lanes", len(b.Streams.Lanes)))
-		}
-		pool, err := ConnectPostgres(ctx, cfg.Postgres.URL, conns)
+		pool, err := r.connectSink(ctx)
 		if err != nil {
 			return err
 		}
 		defer pool.Close()
-		// The sink writes the cdc.* tables of one schema version: behind
-		// it (a migration not applied) or ahead (a newer binary migrated
-		// the database) it refuses, naming the versions, before any write.
-		if err := migrate.RequireCurrent(ctx, cfg.Postgres.URL); err != nil {
-			return fmt.Errorf("refusing to start the sink: %w", err)
-		}
-		if err := transform.CheckCatalog(ctx, pool, set); err != nil {
-			return fmt.Errorf("refusing to start the sink: %w", err)
-		}
-		scfg := sink.Config{
-			Consumer: cfg.Sink.Consumer, BatchSize: cfg.Sink.BatchSize, BatchWait: cfg.Sink.BatchWait,
-			AckWait: cfg.Sink.AckWait, Streams: b.Streams, Unparked: cfg.Sink.UnparkedCollections,
-			Owner: cfg.Sink.Instance, MaxWaiting: cfg.Sink.MaxWaiting, TxnSpillAfter: cfg.Sink.TxnSpillAfter,
-			TxnTimeout: cfg.Sink.TxnTimeout, FailingAfter: cfg.Sink.FailingAfter,
-			FetchBytes: budget.SinkFetchBytes,
-		}
-		health.Check("postgres", func(ctx context.Context) error { return pool.Ping(ctx) })
-		health.Expect("sink", 30*time.Second)
-		if b.Streams.Laned() {
-			// Lanes: one Sink per lane assigned to this instance
-			// (pkg/sink/lanes.go); instances share the lanes.
-			lr := sink.NewLaneRunner(b.JS, pool, set, scfg, log.Named("sink"), forSink(met, health), opts.SinkHooks)
-			lr.Heartbeat = cfg.Sink.MemberHeartbeat
-			g.Go(func() error { return lr.Run(gctx) })
-		} else {
-			sk := sink.New(b.JS, pool, set, scfg, log.Named("sink"), forSink(met, health), opts.SinkHooks)
-			g.Go(func() error { return sk.Run(gctx) })
+		if err := r.startSink(ctx, gctx, pool); err != nil {
+			return err
 		}
 	}
 	if role&config.RoleTailer != 0 {
@@ -284,38 +237,9 @@ func run(ctx context.Context, cfg config.Config, role config.Role, log *zap.Logg
 			return err
 		}
 		defer client.Disconnect(context.WithoutCancel(ctx)) //nolint:errcheck // shutting down
-		start, _ := config.ParseStartAt(cfg.Tailer.StartAt)
-		store, err := checkpoint.NewKVStore(ctx, b.JS, cfg.NATS.CheckpointBucket, checkpoint.Key(cfg.Mongo.Database))
-		if err != nil {
+		if err := r.startTailer(ctx, gctx, client); err != nil {
 			return err
 		}
-		tl := tailer.New(client, b.JS, store, tailer.Config{
-			Database: cfg.Mongo.Database, Collections: colls, Start: start,
-			BatchSize: cfg.Tailer.BatchSize, MaxAwait: cfg.Tailer.MaxAwait, MaxInFlight: cfg.Tailer.MaxInFlight,
-			MaxInFlightBytes:   budget.TailerInFlightBytes,
-			CheckpointInterval: cfg.Tailer.CheckpointInterval, PreImages: cfg.Tailer.PreImages, Streams: b.Streams,
-			Owner: checkpoint.NewOwner(cfg.Tailer.Instance), StandbyTakeover: cfg.Tailer.StandbyTakeover,
-			FullDocument: tailer.FullDocumentMode(cfg.Tailer.FullDocument), FailingAfter: cfg.Tailer.FailingAfter,
-			Covered: snapshotCovers(b.JS, cfg.Snapshot.ProgressBucket, cfg.Mongo.Database),
-		}, log.Named("tailer"), forTailer(met, health))
-		health.Check("mongo", func(ctx context.Context) error { return client.Ping(ctx, readpref.Primary()) })
-		health.Expect("tailer", 30*time.Second)
-		g.Go(func() error { return tl.Run(gctx) })
-		mon := &oplog.Monitor{
-			Client:    client,
-			Threshold: cfg.Oplog.HeadroomWarning,
-			Log:       log.Named("oplog"),
-			Checkpoint: func(ctx context.Context) (event.ClusterTime, bool, error) {
-				cp, _, err := store.Load(ctx)
-				if err != nil || cp == nil {
-					return event.ClusterTime{}, false, err
-				}
-				ct := cp.EffectiveTime()
-				return ct, ct.T > 0, nil
-			},
-			Observe: func(e oplog.Estimate) { met.SetHeadroom(e.Headroom) },
-		}
-		g.Go(func() error { return mon.Run(gctx) })
 	}
 	if role&config.RoleSink != 0 {
 		if err := startVerifier(ctx, gctx, g, &cfg, set, colls, met, log); err != nil { // verify.go
@@ -323,10 +247,7 @@ func run(ctx context.Context, cfg config.Config, role config.Role, log *zap.Logg
 		}
 	}
 	if cfg.HTTP.Addr != "" {
-		g.Go(func() error {
-			return metrics.Serve(gctx, metrics.ServeConfig{Addr: cfg.HTTP.Addr, WebConfigFile: cfg.HTTP.WebConfigFile},
-				metrics.Handler(met, health, metrics.WithProfiling(cfg.HTTP.Pprof)), log, opts.HTTPReady)
-		})
+		r.startHTTP(gctx)
 	}
 	log.Info("replicator running", zap.Strings("collections", colls), zap.String("database", cfg.Mongo.Database))
 	// Returned, not logged: the caller handles it (cli.Main prints it once
@@ -335,6 +256,164 @@ func run(ctx context.Context, cfg config.Config, role config.Role, log *zap.Logg
 		return fmt.Errorf("replicator stopped: %w", err)
 	}
 	return nil
+}
+
+// prepare does the checks that need no connection, so a bad configuration
+// fails before anything is started: validation, the memory limit, the
+// mappings, the replicated collections and their lanes.
+func prepare(cfg *config.Config, role config.Role, log *zap.Logger) (config.MemoryBudget, *transform.Set, []string, error) {
+	if err := cfg.Validate(role); err != nil {
+		return config.MemoryBudget{}, nil, nil, err
+	}
+	budget := applyMemoryLimit(cfg, log)
+	set, err := transforms.Load(cfg)
+	if err != nil {
+		return config.MemoryBudget{}, nil, nil, err
+	}
+	colls, err := transforms.Collections(cfg, set)
+	if err != nil {
+		return config.MemoryBudget{}, nil, nil, err
+	}
+	if err := CheckLanes(cfg, set, colls); err != nil {
+		return config.MemoryBudget{}, nil, nil, err
+	}
+	return budget, set, colls, nil
+}
+
+// newHealth makes the metrics and the health checks every role shares;
+// the bus's check is there from the start, each role adds its own.
+func newHealth(b *Bus, log *zap.Logger) (*metrics.Metrics, *metrics.Health) {
+	met, health := metrics.New(), metrics.NewHealth()
+	health.SetLogger(log.Named("health"))
+	health.Check("nats", func(context.Context) error {
+		if st := b.Conn.Status(); st != nats.CONNECTED {
+			return metrics.Reason(fmt.Sprintf("connection %s", st))
+		}
+		return nil
+	})
+	return met, health
+}
+
+// replicator is what the role starters share once the bus is open. It
+// holds no connection it must close: run opens and closes those, so the
+// order of the closes is visible in one place.
+type replicator struct {
+	cfg    *config.Config
+	log    *zap.Logger
+	opts   Options
+	budget config.MemoryBudget
+	set    *transform.Set
+	colls  []string
+	b      *Bus
+	met    *metrics.Metrics
+	health *metrics.Health
+	// g runs every part; the first fatal error cancels the others.
+	g *errgroup.Group
+}
+
+// connectSink opens the sink's Postgres pool. Lanes apply concurrently,
+// one transaction each: every lane gets a connection (plus one for the
+// sink's own queries) even when postgres.max_conns is lower, or lanes
+// would wait for each other.
+func (r *replicator) connectSink(ctx context.Context) (*pgxpool.Pool, error) {
+	cfg, log, b := r.cfg, r.log, r.b
+	warnUnverifiedPostgres(log, cfg.Postgres.URL) // pgtls.go
+	conns := max(cfg.Postgres.MaxConns, int32(len(b.Streams.Lanes))+1)
+	if conns > cfg.Postgres.MaxConns {
+		log.Info("postgres pool raised to one connection per sink lane", zap.Int32("max_conns", conns),
+			zap.Int32("configured", cfg.Postgres.MaxConns), zap.Int("lanes", len(b.Streams.Lanes)))
+	}
+	return ConnectPostgres(ctx, cfg.Postgres.URL, conns)
+}
+
+// startSink checks the database before any write, then starts the sink
+// (one per lane assigned to this instance, with lanes) in r.g on gctx.
+func (r *replicator) startSink(ctx, gctx context.Context, pool *pgxpool.Pool) error {
+	cfg, log, b, met, health := r.cfg, r.log, r.b, r.met, r.health
+	// The sink writes the cdc.* tables of one schema version: behind
+	// it (a migration not applied) or ahead (a newer binary migrated
+	// the database) it refuses, naming the versions, before any write.
+	if err := migrate.RequireCurrent(ctx, cfg.Postgres.URL); err != nil {
+		return fmt.Errorf("refusing to start the sink: %w", err)
+	}
+	if err := transform.CheckCatalog(ctx, pool, r.set); err != nil {
+		return fmt.Errorf("refusing to start the sink: %w", err)
+	}
+	scfg := sink.Config{
+		Consumer: cfg.Sink.Consumer, BatchSize: cfg.Sink.BatchSize, BatchWait: cfg.Sink.BatchWait,
+		AckWait: cfg.Sink.AckWait, Streams: b.Streams, Unparked: cfg.Sink.UnparkedCollections,
+		Owner: cfg.Sink.Instance, MaxWaiting: cfg.Sink.MaxWaiting, TxnSpillAfter: cfg.Sink.TxnSpillAfter,
+		TxnTimeout: cfg.Sink.TxnTimeout, FailingAfter: cfg.Sink.FailingAfter,
+		FetchBytes: r.budget.SinkFetchBytes,
+	}
+	health.Check("postgres", func(ctx context.Context) error { return pool.Ping(ctx) })
+	health.Expect("sink", 30*time.Second)
+	if b.Streams.Laned() {
+		// Lanes: one Sink per lane assigned to this instance
+		// (pkg/sink/lanes.go); instances share the lanes.
+		lr := sink.NewLaneRunner(b.JS, pool, r.set, scfg, log.Named("sink"), forSink(met, health), r.opts.SinkHooks)
+		lr.Heartbeat = cfg.Sink.MemberHeartbeat
+		r.g.Go(func() error { return lr.Run(gctx) })
+	} else {
+		sk := sink.New(b.JS, pool, r.set, scfg, log.Named("sink"), forSink(met, health), r.opts.SinkHooks)
+		r.g.Go(func() error { return sk.Run(gctx) })
+	}
+	return nil
+}
+
+// startTailer starts the tailer on client, then the oplog headroom
+// monitor, which reads the tailer's checkpoint store.
+func (r *replicator) startTailer(ctx, gctx context.Context, client *mongo.Client) error {
+	cfg, b := r.cfg, r.b
+	start, _ := config.ParseStartAt(cfg.Tailer.StartAt)
+	store, err := checkpoint.NewKVStore(ctx, b.JS, cfg.NATS.CheckpointBucket, checkpoint.Key(cfg.Mongo.Database))
+	if err != nil {
+		return err
+	}
+	tl := tailer.New(client, b.JS, store, tailer.Config{
+		Database: cfg.Mongo.Database, Collections: r.colls, Start: start,
+		BatchSize: cfg.Tailer.BatchSize, MaxAwait: cfg.Tailer.MaxAwait, MaxInFlight: cfg.Tailer.MaxInFlight,
+		MaxInFlightBytes:   r.budget.TailerInFlightBytes,
+		CheckpointInterval: cfg.Tailer.CheckpointInterval, PreImages: cfg.Tailer.PreImages, Streams: b.Streams,
+		Owner: checkpoint.NewOwner(cfg.Tailer.Instance), StandbyTakeover: cfg.Tailer.StandbyTakeover,
+		FullDocument: tailer.FullDocumentMode(cfg.Tailer.FullDocument), FailingAfter: cfg.Tailer.FailingAfter,
+		Covered: snapshotCovers(b.JS, cfg.Snapshot.ProgressBucket, cfg.Mongo.Database),
+	}, r.log.Named("tailer"), forTailer(r.met, r.health))
+	r.health.Check("mongo", func(ctx context.Context) error { return client.Ping(ctx, readpref.Primary()) })
+	r.health.Expect("tailer", 30*time.Second)
+	r.g.Go(func() error { return tl.Run(gctx) })
+	r.startOplogMonitor(gctx, client, store)
+	return nil
+}
+
+// startOplogMonitor warns while the tailer's checkpoint is close to falling
+// off the oplog, when a restart could still resume from it.
+func (r *replicator) startOplogMonitor(gctx context.Context, client *mongo.Client, store *checkpoint.KVStore) {
+	mon := &oplog.Monitor{
+		Client:    client,
+		Threshold: r.cfg.Oplog.HeadroomWarning,
+		Log:       r.log.Named("oplog"),
+		Checkpoint: func(ctx context.Context) (event.ClusterTime, bool, error) {
+			cp, _, err := store.Load(ctx)
+			if err != nil || cp == nil {
+				return event.ClusterTime{}, false, err
+			}
+			ct := cp.EffectiveTime()
+			return ct, ct.T > 0, nil
+		},
+		Observe: func(e oplog.Estimate) { r.met.SetHeadroom(e.Headroom) },
+	}
+	r.g.Go(func() error { return mon.Run(gctx) })
+}
+
+// startHTTP serves metrics, health and (when enabled) pprof until gctx
+// ends; opts.HTTPReady learns the bound address.
+func (r *replicator) startHTTP(gctx context.Context) {
+	cfg := r.cfg
+	r.g.Go(func() error {
+		return metrics.Serve(gctx, metrics.ServeConfig{Addr: cfg.HTTP.Addr, WebConfigFile: cfg.HTTP.WebConfigFile},
+			metrics.Handler(r.met, r.health, metrics.WithProfiling(cfg.HTTP.Pprof)), r.log, r.opts.HTTPReady)
+	})
 }
 
 // LaneConsumers lists every sink lane's consumer (position row) of cfg, or

@@ -2,13 +2,14 @@
 // end-to-end driver in e2e (BenchmarkMoneyCore), which runs the replicator
 // as users do (a configuration file and the cdc binary):
 //
-//   - workload.go: a deterministic generator of money-core changes (users,
-//     purchase requests with their child arrays, payments referencing
-//     them, funds-ledger entries written in multi-document transactions
-//     with the payment or request they settle, status updates, deletes),
-//     and writer.go, which writes them to MongoDB in an order that keeps
-//     every reference's parent first (fundsLedger rejects a missing
-//     parent);
+//   - workload.go, workloadsteps.go: a deterministic generator of
+//     money-core changes (users, purchase requests with their child
+//     arrays, payments referencing them, funds-ledger entries written in
+//     multi-document transactions with the payment or request they
+//     settle, status updates, deletes; the business steps and their
+//     documents are in workloadsteps.go), and writer.go, which writes them
+//     to MongoDB in an order that keeps every reference's parent first
+//     (fundsLedger rejects a missing parent);
 //   - rows.go, rawapply.go, ceilings.go: the ceilings measured on the same
 //     machine and the same data in the same run: a raw JetStream async
 //     publish of the tailer's own payloads, a raw COPY of the rows those

@@ -282,6 +282,8 @@ func (r *Report) WriteJSON(path string) error {
 // implausible: rates and times positive, ratios in (0, 5), percentiles
 // ordered, memory and CPU positive, the workload's kinds of change all
 // present, no dead letters. It checks a run's sanity, never its speed.
+// It is long because it is a checklist, a line or two per field; the parts
+// with more to check have their own check methods.
 func (r *Report) Check() []string {
 	var p []string
 	bad := func(format string, args ...any) { p = append(p, fmt.Sprintf(format, args...)) }

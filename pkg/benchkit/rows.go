@@ -113,6 +113,37 @@ func PrepareRaw(set *transform.Set, msgs []Captured, partitions, prologue int) (
 	if partitions <= 0 {
 		partitions = 1
 	}
+	p, err := newRawPrep(set, partitions, prologue)
+	if err != nil {
+		return nil, err
+	}
+	p.d.Events = make([]RawEvent, 0, len(msgs))
+	for i, msg := range msgs {
+		re, err := p.prepare(i, msg)
+		if err != nil {
+			return nil, err
+		}
+		p.d.Events = append(p.d.Events, re)
+	}
+	return p.d, nil
+}
+
+// rawPrep is PrepareRaw's state across the messages: what it has seen of
+// each document ("<collection>/<legacy id>") decides the New flag, the live
+// row counts and the partition of the document's later events.
+type rawPrep struct {
+	set        *transform.Set
+	d          *RawData
+	tableOf    map[string]int // collection -> index in d.Tables
+	seen       map[string]bool
+	alive      map[string]bool
+	owner      map[string]string // document -> legacy id of its owner
+	partitions int
+	prologue   int
+}
+
+// newRawPrep lays out the tables (Collections order) from set's mappings.
+func newRawPrep(set *transform.Set, partitions, prologue int) (*rawPrep, error) {
 	d := &RawData{Partitions: partitions, PartitionCounts: make([]int, partitions), Prologue: prologue,
 		PayloadBytes: map[string]int64{}, Messages: map[string]int{}}
 	tableOf := map[string]int{}
@@ -125,86 +156,101 @@ func PrepareRaw(set *transform.Set, msgs []Captured, partitions, prologue int) (
 		tableOf[c] = len(d.Tables)
 		d.Tables = append(d.Tables, t)
 	}
-	seen := map[string]bool{}
-	alive := map[string]bool{}
 	d.Live = make([]int, len(d.Tables))
-	owner := map[string]string{}
-	d.Events = make([]RawEvent, 0, len(msgs))
-	for i, msg := range msgs {
-		ev, err := event.Unmarshal(msg.Data)
-		if err != nil {
-			return nil, fmt.Errorf("message %d: %w", i, err)
-		}
-		coll := ev.Source.Coll
-		ti, ok := tableOf[coll]
-		if !ok {
-			return nil, fmt.Errorf("message %d: collection %q is not in the workload: %w", i, coll, ErrCapture)
-		}
-		m, _ := set.Get(coll)
-		oid, ok := ev.Key.Lookup("_id").ObjectIDOK()
-		if !ok {
-			return nil, fmt.Errorf("message %d: _id is not an ObjectId: %w", i, ErrCapture)
-		}
-		legacy := oid.Hex()
-		docKey := coll + "/" + legacy
-		w := RowWrite{Table: ti, ID: RawID(coll, legacy), New: !seen[docKey]}
-		seen[docKey] = true
-		if del := ev.Op == event.OpDelete; del == alive[docKey] {
-			alive[docKey] = !del
-			if del {
-				d.Live[ti]--
-			} else {
-				d.Live[ti]++
-			}
-		}
-		switch {
-		case ev.Op == event.OpDelete:
-			w.Delete = true
-		case ev.Doc == nil:
-			return nil, fmt.Errorf("message %d: %s event of %s without a document: %w", i, ev.Op, docKey, ErrCapture)
-		default:
-			if err := rawRow(m, ev.Doc, &w); err != nil {
-				return nil, fmt.Errorf("message %d (%s): %w", i, docKey, err)
-			}
-		}
-		who, ok := owner[docKey]
-		if !ok {
-			if f := ownerField[coll]; f != "" && ev.Doc != nil {
-				o, ok := ev.Doc.Lookup(f).ObjectIDOK()
-				if !ok {
-					return nil, fmt.Errorf("message %d: %s has no ObjectId %s: %w", i, docKey, f, ErrCapture)
-				}
-				who = o.Hex()
-			} else {
-				who = legacy
-			}
-			owner[docKey] = who
-		}
-		re := RawEvent{Msg: msg, ID: ev.ID, Write: w}
-		if msg.Header.Get(jetstream.ExpectedStreamHeader) != "" {
-			// The tailer names its stream; the raw copy goes to RawStream.
-			h := nats.Header{}
-			for k, v := range msg.Header {
-				h[k] = v
-			}
-			h.Set(jetstream.ExpectedStreamHeader, RawStream)
-			re.Msg.Header = h
-		}
-		if i < prologue {
-			if coll != CollUsers || ev.Op != event.OpInsert {
-				return nil, fmt.Errorf("message %d is a %s of %s, inside the sellers' prologue of %d: %w", i, ev.Op, coll, prologue, ErrCapture)
-			}
-			re.Partition, re.Subject = -1, "raw.pre."+coll
-		} else {
-			re.Partition = int(xxhash.Sum64String(who) % uint64(partitions))
-			re.Subject = fmt.Sprintf("raw.p%d.%s", re.Partition, coll)
-			d.PartitionCounts[re.Partition]++
-		}
-		d.PayloadBytes[coll] += int64(len(msg.Data))
-		d.Messages[coll]++
-		d.Events = append(d.Events, re)
+	return &rawPrep{set: set, d: d, tableOf: tableOf, seen: map[string]bool{}, alive: map[string]bool{},
+		owner: map[string]string{}, partitions: partitions, prologue: prologue}, nil
+}
+
+// prepare turns message i into its RawEvent.
+func (p *rawPrep) prepare(i int, msg Captured) (RawEvent, error) {
+	ev, err := event.Unmarshal(msg.Data)
+	if err != nil {
+		return RawEvent{}, fmt.Errorf("message %d: %w", i, err)
 	}
-	return d, nil
+	coll := ev.Source.Coll
+	ti, ok := p.tableOf[coll]
+	if !ok {
+		return RawEvent{}, fmt.Errorf("message %d: collection %q is not in the workload: %w", i, coll, ErrCapture)
+	}
+	m, _ := p.set.Get(coll)
+	oid, ok := ev.Key.Lookup("_id").ObjectIDOK()
+	if !ok {
+		return RawEvent{}, fmt.Errorf("message %d: _id is not an ObjectId: %w", i, ErrCapture)
+	}
+	legacy := oid.Hex()
+	docKey := coll + "/" + legacy
+	w := RowWrite{Table: ti, ID: RawID(coll, legacy), New: !p.seen[docKey]}
+	p.seen[docKey] = true
+	if del := ev.Op == event.OpDelete; del == p.alive[docKey] {
+		p.alive[docKey] = !del
+		if del {
+			p.d.Live[ti]--
+		} else {
+			p.d.Live[ti]++
+		}
+	}
+	switch {
+	case ev.Op == event.OpDelete:
+		w.Delete = true
+	case ev.Doc == nil:
+		return RawEvent{}, fmt.Errorf("message %d: %s event of %s without a document: %w", i, ev.Op, docKey, ErrCapture)
+	default:
+		if err := rawRow(m, ev.Doc, &w); err != nil {
+			return RawEvent{}, fmt.Errorf("message %d (%s): %w", i, docKey, err)
+		}
+	}
+	who, err := p.ownerOf(i, ev, docKey, legacy)
+	if err != nil {
+		return RawEvent{}, err
+	}
+	re := RawEvent{Msg: rawCopy(msg), ID: ev.ID, Write: w}
+	if i < p.prologue {
+		if coll != CollUsers || ev.Op != event.OpInsert {
+			return RawEvent{}, fmt.Errorf("message %d is a %s of %s, inside the sellers' prologue of %d: %w", i, ev.Op, coll, p.prologue, ErrCapture)
+		}
+		re.Partition, re.Subject = -1, "raw.pre."+coll
+	} else {
+		re.Partition = int(xxhash.Sum64String(who) % uint64(p.partitions))
+		re.Subject = fmt.Sprintf("raw.p%d.%s", re.Partition, coll)
+		p.d.PartitionCounts[re.Partition]++
+	}
+	p.d.PayloadBytes[coll] += int64(len(msg.Data))
+	p.d.Messages[coll]++
+	return re, nil
+}
+
+// ownerOf is the partition key of the document's events, fixed by its
+// first event: the owner field's user (ownerField), else the document
+// itself.
+func (p *rawPrep) ownerOf(i int, ev *event.Event, docKey, legacy string) (string, error) {
+	if who, ok := p.owner[docKey]; ok {
+		return who, nil
+	}
+	who := legacy
+	if f := ownerField[ev.Source.Coll]; f != "" && ev.Doc != nil {
+		o, ok := ev.Doc.Lookup(f).ObjectIDOK()
+		if !ok {
+			return "", fmt.Errorf("message %d: %s has no ObjectId %s: %w", i, docKey, f, ErrCapture)
+		}
+		who = o.Hex()
+	}
+	p.owner[docKey] = who
+	return who, nil
+}
+
+// rawCopy is msg as the raw pipeline publishes it: a message that names
+// the tailer's stream in its expected-stream header names RawStream
+// instead (on a copy of the header, the capture stays as it was).
+func rawCopy(msg Captured) Captured {
+	if msg.Header.Get(jetstream.ExpectedStreamHeader) != "" {
+		h := nats.Header{}
+		for k, v := range msg.Header {
+			h[k] = v
+		}
+		h.Set(jetstream.ExpectedStreamHeader, RawStream)
+		msg.Header = h
+	}
+	return msg
 }
 
 // rawChildren lists the mapping's child tables with their columns, the

@@ -130,46 +130,84 @@ const sep = "\x1f"
 // readCatalog reads schema's objects. rename maps a schema-qualified
 // prefix that appears in definitions to its replacement (the schema
 // itself to "", so names compare unqualified).
+//
+// Each section is one catalog query, read in this order; the first that
+// fails ends the read.
 func readCatalog(ctx context.Context, q querier, schema string, rename map[string]string) (*catalog, error) {
-	c := &catalog{
-		tables:     map[string]*ctable{},
-		enums:      map[string]*cenum{},
-		functions:  map[string]*cfunc{},
-		extensions: map[string]bool{},
-		relations:  map[string]bool{},
+	cr := &catalogReader{ctx: ctx, q: q, schema: schema, rename: rename, c: emptyCatalog()}
+	for _, read := range []func() error{
+		cr.readTables,
+		cr.readRelations,
+		cr.readColumns,
+		cr.readConstraints,
+		cr.readIndexes,
+		cr.readTriggers,
+		cr.readFunctions,
+		cr.readEnums,
+		cr.readExtensions,
+	} {
+		if err := read(); err != nil {
+			return nil, err
+		}
 	}
-	norm := func(s string) string {
-		for from, to := range rename {
-			s = strings.ReplaceAll(s, from, to)
-		}
-		return s
-	}
-	each := func(what, query string, scan func(*sql.Rows) error) error {
-		rows, err := q.QueryContext(ctx, query, schema)
-		if err != nil {
-			return fmt.Errorf("read %s of schema %s: %w", what, schema, err)
-		}
-		defer rows.Close()
-		for rows.Next() {
-			if err := scan(rows); err != nil {
-				return fmt.Errorf("read %s of schema %s: %w", what, schema, err)
-			}
-		}
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("read %s of schema %s: %w", what, schema, err)
-		}
-		return nil
-	}
-	table := func(name string) *ctable {
-		t := c.tables[name]
-		if t == nil {
-			t = &ctable{name: name, col: map[string]*ccol{}}
-			c.tables[name] = t
-		}
-		return t
-	}
+	return cr.c, nil
+}
 
-	if err := each("tables", `
+// catalogReader is what every section of readCatalog shares: the schema
+// its queries take as $1, the renames that make definitions compare
+// across schemas, and the catalog the sections fill together (a table's
+// columns, constraints and indexes come from different queries).
+type catalogReader struct {
+	ctx    context.Context
+	q      querier
+	schema string
+	rename map[string]string
+	c      *catalog
+}
+
+// norm removes the schema qualifications rename names, so a shadow
+// schema's definitions and the live schema's compare as text.
+func (cr *catalogReader) norm(s string) string {
+	for from, to := range cr.rename {
+		s = strings.ReplaceAll(s, from, to)
+	}
+	return s
+}
+
+// each runs one section's query with the schema as $1 and scans every
+// row, so that every section reports its failures the same way.
+func (cr *catalogReader) each(what, query string, scan func(*sql.Rows) error) error {
+	rows, err := cr.q.QueryContext(cr.ctx, query, cr.schema)
+	if err != nil {
+		return fmt.Errorf("read %s of schema %s: %w", what, cr.schema, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := scan(rows); err != nil {
+			return fmt.Errorf("read %s of schema %s: %w", what, cr.schema, err)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read %s of schema %s: %w", what, cr.schema, err)
+	}
+	return nil
+}
+
+// table returns the named table, creating it on first sight: the
+// sections meet a table in whatever order their queries return it.
+func (cr *catalogReader) table(name string) *ctable {
+	t := cr.c.tables[name]
+	if t == nil {
+		t = &ctable{name: name, col: map[string]*ccol{}}
+		cr.c.tables[name] = t
+	}
+	return t
+}
+
+// readTables records each table's owner and whether the current role can
+// alter it, which decides whether an adoption may touch it.
+func (cr *catalogReader) readTables() error {
+	return cr.each("tables", `
 		SELECT c.relname, pg_get_userbyid(c.relowner), pg_has_role(c.relowner, 'USAGE')
 		FROM pg_class c
 		WHERE c.relnamespace = $1::regnamespace AND c.relkind IN ('r', 'p')`, func(r *sql.Rows) error {
@@ -178,23 +216,29 @@ func readCatalog(ctx context.Context, q querier, schema string, rename map[strin
 		if err := r.Scan(&name, &owner, &can); err != nil {
 			return err
 		}
-		t := table(name)
+		t := cr.table(name)
 		t.owner, t.canAlter = owner, can
 		return nil
-	}); err != nil {
-		return nil, err
-	}
-	if err := each("relations", `SELECT relname FROM pg_class WHERE relnamespace = $1::regnamespace`, func(r *sql.Rows) error {
+	})
+}
+
+// readRelations records every relation name, which a new index or
+// constraint must not take.
+func (cr *catalogReader) readRelations() error {
+	return cr.each("relations", `SELECT relname FROM pg_class WHERE relnamespace = $1::regnamespace`, func(r *sql.Rows) error {
 		var name string
 		if err := r.Scan(&name); err != nil {
 			return err
 		}
-		c.relations[name] = true
+		cr.c.relations[name] = true
 		return nil
-	}); err != nil {
-		return nil, err
-	}
-	if err := each("columns", `
+	})
+}
+
+// readColumns reads the columns in attribute order, the order CREATE
+// TABLE gives them.
+func (cr *catalogReader) readColumns() error {
+	return cr.each("columns", `
 		SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), t.typname, t.typtype::text, a.atttypmod,
 		       a.attnotnull, coalesce(pg_get_expr(d.adbin, d.adrelid), ''), a.attidentity::text, a.attgenerated::text
 		FROM pg_attribute a
@@ -209,15 +253,19 @@ func readCatalog(ctx context.Context, q querier, schema string, rename map[strin
 			&col.notNull, &col.def, &col.identity, &col.computed); err != nil {
 			return err
 		}
-		col.typ.display, col.def = norm(col.typ.display), norm(col.def)
-		t := table(tname)
+		col.typ.display, col.def = cr.norm(col.typ.display), cr.norm(col.def)
+		t := cr.table(tname)
 		t.cols = append(t.cols, col)
 		t.col[col.name] = col
 		return nil
-	}); err != nil {
-		return nil, err
-	}
-	if err := each("constraints", `
+	})
+}
+
+// readConstraints reads primary key, unique, check and foreign key
+// constraints; NOT VALID is cut from the definition (validated says it),
+// so a constraint compares the same before and after its validation.
+func (cr *catalogReader) readConstraints() error {
+	return cr.each("constraints", `
 		SELECT c.relname, con.conname, con.contype::text, pg_get_constraintdef(con.oid), con.convalidated,
 		       array_to_string(ARRAY(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(n, o)
 		                             JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.o), E'\x1f'),
@@ -232,15 +280,18 @@ func readCatalog(ctx context.Context, q querier, schema string, rename map[strin
 		if err := r.Scan(&tname, &k.name, &k.kind, &k.def, &k.validated, &cols, &k.index); err != nil {
 			return err
 		}
-		k.def = strings.TrimSuffix(norm(k.def), " NOT VALID")
+		k.def = strings.TrimSuffix(cr.norm(k.def), " NOT VALID")
 		k.cols = split(cols)
-		t := table(tname)
+		t := cr.table(tname)
 		t.cons = append(t.cons, k)
 		return nil
-	}); err != nil {
-		return nil, err
-	}
-	if err := each("indexes", `
+	})
+}
+
+// readIndexes reads every index with its body (the definition without
+// its name and table), by which two indexes compare as the same.
+func (cr *catalogReader) readIndexes() error {
+	return cr.each("indexes", `
 		SELECT t.relname, i.relname, pg_get_indexdef(x.indexrelid), x.indisunique, x.indisprimary, x.indisvalid,
 		       x.indpred IS NOT NULL, x.indexprs IS NOT NULL,
 		       coalesce((SELECT con.conname FROM pg_constraint con
@@ -259,7 +310,7 @@ func readCatalog(ctx context.Context, q querier, schema string, rename map[strin
 		}
 		ix.table = tname
 		ix.cols = split(cols)
-		def = norm(def)
+		def = cr.norm(def)
 		if _, body, ok := strings.Cut(def, " USING "); ok {
 			ix.body = "USING " + body
 		} else {
@@ -268,13 +319,16 @@ func readCatalog(ctx context.Context, q querier, schema string, rename map[strin
 		if ix.unique {
 			ix.body = "UNIQUE " + ix.body
 		}
-		t := table(tname)
+		t := cr.table(tname)
 		t.idx = append(t.idx, ix)
 		return nil
-	}); err != nil {
-		return nil, err
-	}
-	if err := each("triggers", `
+	})
+}
+
+// readTriggers reads the user triggers (not the internal ones PostgreSQL
+// makes for foreign keys, which the constraints already stand for).
+func (cr *catalogReader) readTriggers() error {
+	return cr.each("triggers", `
 		SELECT c.relname, t.tgname, pg_get_triggerdef(t.oid), t.tgenabled::text
 		FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
 		WHERE c.relnamespace = $1::regnamespace AND NOT t.tgisinternal
@@ -284,16 +338,18 @@ func readCatalog(ctx context.Context, q querier, schema string, rename map[strin
 		if err := r.Scan(&tname, &tg.name, &tg.def, &tg.enabled); err != nil {
 			return err
 		}
-		tg.def = norm(tg.def)
-		t := table(tname)
+		tg.def = cr.norm(tg.def)
+		t := cr.table(tname)
 		t.trig = append(t.trig, tg)
 		return nil
-	}); err != nil {
-		return nil, err
-	}
-	// Functions and types that belong to an extension (pg_trgm's, when it
-	// is installed in the schema) are the extension's, not the migrations'.
-	if err := each("functions", `
+	})
+}
+
+// readFunctions reads the schema's functions. Functions and types that
+// belong to an extension (pg_trgm's, when it is installed in the schema)
+// are the extension's, not the migrations'.
+func (cr *catalogReader) readFunctions() error {
+	return cr.each("functions", `
 		SELECT p.proname, pg_get_function_identity_arguments(p.oid), pg_get_functiondef(p.oid), pg_has_role(p.proowner, 'USAGE')
 		FROM pg_proc p
 		WHERE p.pronamespace = $1::regnamespace AND p.prokind = 'f'
@@ -303,13 +359,17 @@ func readCatalog(ctx context.Context, q querier, schema string, rename map[strin
 		if err := r.Scan(&f.name, &f.args, &f.def, &f.canAlter); err != nil {
 			return err
 		}
-		f.args, f.def = norm(f.args), norm(f.def)
-		c.functions[f.name+"("+f.args+")"] = f
+		f.args, f.def = cr.norm(f.args), cr.norm(f.def)
+		cr.c.functions[f.name+"("+f.args+")"] = f
 		return nil
-	}); err != nil {
-		return nil, err
-	}
-	if err := each("enum types", `
+	})
+}
+
+// readEnums reads the enum types with their labels in sort order (the
+// order ADD VALUE must keep), leaving out an extension's as
+// readFunctions does.
+func (cr *catalogReader) readEnums() error {
+	return cr.each("enum types", `
 		SELECT t.typname, pg_has_role(t.typowner, 'USAGE'),
 		       array_to_string(ARRAY(SELECT e.enumlabel::text FROM pg_enum e WHERE e.enumtypid = t.oid ORDER BY e.enumsortorder), E'\x1f')
 		FROM pg_type t
@@ -322,27 +382,31 @@ func readCatalog(ctx context.Context, q querier, schema string, rename map[strin
 			return err
 		}
 		e.labels = split(labels)
-		c.enums[e.name] = e
+		cr.c.enums[e.name] = e
 		return nil
-	}); err != nil {
-		return nil, err
-	}
-	rows, err := q.QueryContext(ctx, `SELECT extname FROM pg_extension`)
+	})
+}
+
+// readExtensions reads the database's extensions, whatever schema they
+// are in: an extension is database-wide, so its query takes no schema
+// and its errors name none.
+func (cr *catalogReader) readExtensions() error {
+	rows, err := cr.q.QueryContext(cr.ctx, `SELECT extname FROM pg_extension`)
 	if err != nil {
-		return nil, fmt.Errorf("read extensions: %w", err)
+		return fmt.Errorf("read extensions: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var name string
 		if err := rows.Scan(&name); err != nil {
-			return nil, fmt.Errorf("read extensions: %w", err)
+			return fmt.Errorf("read extensions: %w", err)
 		}
-		c.extensions[name] = true
+		cr.c.extensions[name] = true
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read extensions: %w", err)
+		return fmt.Errorf("read extensions: %w", err)
 	}
-	return c, nil
+	return nil
 }
 
 func split(s string) []string {

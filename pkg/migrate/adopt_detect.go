@@ -48,6 +48,56 @@ func appliedVersions(ctx context.Context, q querier) (map[int64]bool, error) {
 // something to adopt from: pending migrations and an application schema
 // with tables or enum types.
 func plan(ctx context.Context, conn *sql.Conn, opts AdoptOptions) (*Plan, error) {
+	pl, err := pendingPlan(ctx, conn)
+	if err != nil {
+		return nil, err
+	}
+	if len(pl.Migrations) == 0 {
+		pl.Reason = "the schema is up to date"
+		return pl, nil
+	}
+	hasApp, err := hasAppSchema(ctx, conn)
+	if err != nil {
+		return nil, err
+	}
+	if !hasApp {
+		pl.Reason = "the application's schema has no tables"
+		return pl, nil
+	}
+	runs, err := shadow(ctx, conn)
+	if err != nil {
+		return nil, err
+	}
+	live, err := readCatalog(ctx, conn, "public", map[string]string{"public.": ""})
+	if err != nil {
+		return nil, err
+	}
+	overlaps, through, conflict := pendingOverlaps(pl.Migrations, runs, live)
+	if conflict == "" {
+		pl.Reason = "the existing objects are upgraded in place by their migrations"
+		if len(overlaps) == 0 {
+			pl.Reason = "no pending migration creates an object the database has"
+		}
+		return pl, nil
+	}
+	pl.Adopt, pl.Through = true, through
+	pl.Reason = fmt.Sprintf("the database has objects that pending migrations create (the first that would fail on them is %s)", conflict)
+	want, final := adoptedCatalogs(runs, through)
+	var role string
+	if err := conn.QueryRowContext(ctx, "SELECT current_user").Scan(&role); err != nil {
+		return nil, fmt.Errorf("read current_user: %w", err)
+	}
+	d := &differ{want: want, final: final, live: live, widen: opts.Widen, role: role, later: laterSQL(runs, through), needs: mappedNeeds(opts)}
+	d.run()
+	pl.Steps, pl.Notes = d.ordered(), d.notes
+	explainAdopted(pl, d, runs, overlaps)
+	pl.Differences = sortedDiffs(d.diffs)
+	return pl, nil
+}
+
+// pendingPlan starts the plan with every embedded migration goose has not
+// recorded, each to be applied until the adoption decides otherwise.
+func pendingPlan(ctx context.Context, conn *sql.Conn) (*Plan, error) {
 	applied, err := appliedVersions(ctx, conn)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", VersionTable, err)
@@ -62,38 +112,35 @@ func plan(ctx context.Context, conn *sql.Conn, opts AdoptOptions) (*Plan, error)
 			pl.Migrations = append(pl.Migrations, PlannedMigration{Version: s.version, Name: s.name, Action: ActionApply})
 		}
 	}
-	if len(pl.Migrations) == 0 {
-		pl.Reason = "the schema is up to date"
-		return pl, nil
-	}
+	return pl, nil
+}
+
+// hasAppSchema reports whether public has a table or an enum type: without
+// one there is nothing to adopt, and the shadow run is skipped.
+func hasAppSchema(ctx context.Context, conn *sql.Conn) (bool, error) {
 	var hasApp bool
 	if err := conn.QueryRowContext(ctx, `SELECT
 		EXISTS (SELECT 1 FROM pg_class WHERE relnamespace = to_regnamespace('public') AND relkind IN ('r', 'p'))
 		OR EXISTS (SELECT 1 FROM pg_type WHERE typnamespace = to_regnamespace('public') AND typtype = 'e')`).Scan(&hasApp); err != nil {
-		return nil, fmt.Errorf("look for existing tables: %w", err)
+		return false, fmt.Errorf("look for existing tables: %w", err)
 	}
-	if !hasApp {
-		pl.Reason = "the application's schema has no tables"
-		return pl, nil
+	return hasApp, nil
+}
+
+// pendingOverlaps finds, for each pending migration, the objects it
+// creates that the live schema already has. through is the last such
+// migration (the adoption covers every migration up to it); conflict is
+// the first of them that cannot run a second time, "" when every one can
+// (they upgrade in place, and no adoption is needed).
+func pendingOverlaps(pending []PlannedMigration, runs []shadowStep, live *catalog) (overlaps map[int64][]string, through int64, conflict string) {
+	isPending := map[int64]bool{}
+	for _, m := range pending {
+		isPending[m.Version] = true
 	}
-	runs, err := shadow(ctx, conn)
-	if err != nil {
-		return nil, err
-	}
-	live, err := readCatalog(ctx, conn, "public", map[string]string{"public.": ""})
-	if err != nil {
-		return nil, err
-	}
-	pending := map[int64]bool{}
-	for _, m := range pl.Migrations {
-		pending[m.Version] = true
-	}
-	overlaps := map[int64][]string{}
-	var through int64
-	var conflict string
+	overlaps = map[int64][]string{}
 	prev := emptyCatalog()
 	for _, r := range runs {
-		if pending[r.version] {
+		if isPending[r.version] {
 			if ov := overlap(created(prev, r.after), live); len(ov) > 0 {
 				overlaps[r.version] = ov
 				through = r.version
@@ -104,26 +151,26 @@ func plan(ctx context.Context, conn *sql.Conn, opts AdoptOptions) (*Plan, error)
 		}
 		prev = r.after
 	}
-	if conflict == "" {
-		pl.Reason = "the existing objects are upgraded in place by their migrations"
-		if len(overlaps) == 0 {
-			pl.Reason = "no pending migration creates an object the database has"
-		}
-		return pl, nil
-	}
-	pl.Adopt, pl.Through = true, through
-	pl.Reason = fmt.Sprintf("the database has objects that pending migrations create (the first that would fail on them is %s)", conflict)
-	var want, final *catalog
+	return overlaps, through, conflict
+}
+
+// adoptedCatalogs returns the schema as the adopted migrations leave it
+// (want, what the adoption brings the live schema to) and as every
+// migration leaves it (final, which tells whether a later one creates
+// what a mapping needs).
+func adoptedCatalogs(runs []shadowStep, through int64) (want, final *catalog) {
 	for _, r := range runs {
 		if r.version == through {
 			want = r.after
 		}
 		final = r.after
 	}
-	var role string
-	if err := conn.QueryRowContext(ctx, "SELECT current_user").Scan(&role); err != nil {
-		return nil, fmt.Errorf("read current_user: %w", err)
-	}
+	return want, final
+}
+
+// laterSQL is the Up SQL of the migrations after through, in which the
+// differ looks for names a later migration relies on.
+func laterSQL(runs []shadowStep, through int64) string {
 	var later strings.Builder
 	for _, r := range runs {
 		if r.version > through {
@@ -131,24 +178,35 @@ func plan(ctx context.Context, conn *sql.Conn, opts AdoptOptions) (*Plan, error)
 			later.WriteString("\n")
 		}
 	}
-	d := &differ{want: want, final: final, live: live, widen: opts.Widen, role: role, later: later.String(), needs: map[string]map[string]bool{}}
+	return later.String()
+}
+
+// mappedNeeds is the columns the mappings write, as the differ looks them
+// up: table -> column -> true (empty without mappings).
+func mappedNeeds(opts AdoptOptions) map[string]map[string]bool {
+	needs := map[string]map[string]bool{}
 	if opts.Mappings != nil {
 		for table, cols := range MappedColumns(opts.Mappings) {
-			d.needs[table] = map[string]bool{}
+			needs[table] = map[string]bool{}
 			for _, c := range cols {
-				d.needs[table][c] = true
+				needs[table][c] = true
 			}
 		}
 	}
-	d.run()
-	pl.Steps, pl.Notes = d.ordered(), d.notes
+	return needs
+}
+
+// explainAdopted decides, for every migration the adoption covers, whether
+// it runs or is recorded without running, and says why; a migration that
+// changes both schemas can do neither and is refused through d.
+func explainAdopted(pl *Plan, d *differ, runs []shadowStep, overlaps map[int64][]string) {
 	byVersion := map[int64]shadowStep{}
 	for _, r := range runs {
 		byVersion[r.version] = r
 	}
 	for i := range pl.Migrations {
 		m := &pl.Migrations[i]
-		if m.Version > through {
+		if m.Version > pl.Through {
 			continue
 		}
 		r := byVersion[m.Version]
@@ -168,8 +226,6 @@ func plan(ctx context.Context, conn *sql.Conn, opts AdoptOptions) (*Plan, error)
 			}
 		}
 	}
-	pl.Differences = sortedDiffs(d.diffs)
-	return pl, nil
 }
 
 func emptyCatalog() *catalog {

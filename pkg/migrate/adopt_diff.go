@@ -306,83 +306,126 @@ func notNullCheck(col string) string {
 	return truncIdent("cdc_adopt_" + col + "_not_null")
 }
 
+// columns brings each of wt's columns on the application's table lt to
+// the migrations' definition (type, default, NULL), and refuses the
+// application's columns the replicator could never fill.
 func (d *differ) columns(wt, lt *ctable) {
-	t := quoteIdent(wt.name)
 	for _, wc := range wt.cols {
-		obj := wt.name + "." + wc.name
 		lc := lt.col[wc.name]
 		if lc == nil {
-			switch {
-			case d.needs[wt.name][wc.name]:
-				d.refuse(DiffMissingColumn, obj, "a mapping writes this column and the application's table has no such column (does the application keep the value under another name?); add the column or map the field to the existing one")
-			case wc.notNull && wc.def == "" && wc.identity == "":
-				d.refuse(DiffMissingColumn, obj, "the migrations create it NOT NULL without a default, which cannot be added to a table that has rows; add it by hand")
-			case nextval.MatchString(wc.def):
-				d.refuse(DiffMissingColumn, obj, "the migrations create it with a sequence ("+wc.def+"); add it by hand")
-			default:
-				d.step(phaseColumns, Step{
-					Table:    wt.name,
-					Summary:  "add column " + obj + " (the migrations create it; no mapping writes it)",
-					SQL:      []string{"ALTER TABLE " + t + " ADD COLUMN " + columnDDL(wc)},
-					Blocking: true,
-				})
-			}
+			d.missingColumn(wt.name, wc)
 			continue
 		}
 		d.columnType(wt.name, wc, lc)
-		serial := nextval.MatchString(wc.def)
-		switch {
-		case wc.def != "" && lc.def == "" && !serial && lc.identity == "" && lc.computed == "":
-			d.step(phaseColumns, Step{
-				Table:    wt.name,
-				Summary:  "set the default of " + obj + " to " + wc.def,
-				SQL:      []string{"ALTER TABLE " + t + " ALTER COLUMN " + quoteIdent(wc.name) + " SET DEFAULT " + wc.def},
-				Blocking: true,
-			})
-		case sameDefault(wc.def, lc.def) || lc.def == "" || serial:
-		case wc.def == "":
-			d.keep(fmt.Sprintf("the application's default %s stays on {objects} (the migrations set none)", lc.def), obj)
-		default:
-			d.keep(fmt.Sprintf("the application's default %s stays on {objects} (the migrations' is %s)", lc.def, wc.def), obj)
-		}
-		switch {
-		case wc.notNull && !lc.notNull:
-			ck := notNullCheck(wc.name)
-			existing := lt.constraint(ck)
-			if existing == nil {
-				d.step(phaseColumns, Step{
-					Table:    wt.name,
-					Summary:  "make " + obj + " NOT NULL, 1/3: CHECK (" + wc.name + " IS NOT NULL) NOT VALID (new rows are checked from now on)",
-					SQL:      []string{fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s CHECK (%s IS NOT NULL) NOT VALID", t, quoteIdent(ck), quoteIdent(wc.name))},
-					Blocking: true,
-				})
-			}
-			if existing == nil || !existing.validated {
-				d.step(phaseColumns, Step{
-					Table:   wt.name,
-					Summary: "make " + obj + " NOT NULL, 2/3: validate the CHECK (scans the rows; reads and writes continue)",
-					SQL:     []string{fmt.Sprintf("ALTER TABLE %s VALIDATE CONSTRAINT %s", t, quoteIdent(ck))},
-				})
-			}
-			d.step(phaseColumns, Step{
-				Table:   wt.name,
-				Summary: "make " + obj + " NOT NULL, 3/3: SET NOT NULL (no scan: the validated CHECK proves it) and drop the CHECK",
-				SQL: []string{
-					fmt.Sprintf("ALTER TABLE %s ALTER COLUMN %s SET NOT NULL", t, quoteIdent(wc.name)),
-					fmt.Sprintf("ALTER TABLE %s DROP CONSTRAINT %s", t, quoteIdent(ck)),
-				},
-				OneTx:    true,
-				Blocking: true,
-			})
-		case !wc.notNull && lc.notNull && !lt.primaryKeyHas(wc.name):
-			d.step(phaseColumns, Step{
-				Table:    wt.name,
-				Summary:  "drop NOT NULL from " + obj + " (the migrations allow NULL: a document without the field is stored, not refused)",
-				SQL:      []string{"ALTER TABLE " + t + " ALTER COLUMN " + quoteIdent(wc.name) + " DROP NOT NULL"},
-				Blocking: true,
-			})
-		}
+		d.columnDefault(wt.name, wc, lc)
+		d.columnNullability(lt, wt.name, wc, lc)
 	}
+	d.unwritableColumns(wt, lt)
+}
+
+// missingColumn adds a column the migrations create and the application
+// lacks, unless adding it to a table with rows cannot be done safely or a
+// mapping writes it (then the application likely has it under another
+// name, which adding the column would hide).
+func (d *differ) missingColumn(table string, wc *ccol) {
+	obj := table + "." + wc.name
+	switch {
+	case d.needs[table][wc.name]:
+		d.refuse(DiffMissingColumn, obj, "a mapping writes this column and the application's table has no such column (does the application keep the value under another name?); add the column or map the field to the existing one")
+	case wc.notNull && wc.def == "" && wc.identity == "":
+		d.refuse(DiffMissingColumn, obj, "the migrations create it NOT NULL without a default, which cannot be added to a table that has rows; add it by hand")
+	case nextval.MatchString(wc.def):
+		d.refuse(DiffMissingColumn, obj, "the migrations create it with a sequence ("+wc.def+"); add it by hand")
+	default:
+		d.step(phaseColumns, Step{
+			Table:    table,
+			Summary:  "add column " + obj + " (the migrations create it; no mapping writes it)",
+			SQL:      []string{"ALTER TABLE " + quoteIdent(table) + " ADD COLUMN " + columnDDL(wc)},
+			Blocking: true,
+		})
+	}
+}
+
+// columnDefault sets the migrations' default where the application has
+// none; a default the application has stays (its writers rely on it) and
+// is noted.
+func (d *differ) columnDefault(table string, wc, lc *ccol) {
+	obj := table + "." + wc.name
+	serial := nextval.MatchString(wc.def)
+	switch {
+	case wc.def != "" && lc.def == "" && !serial && lc.identity == "" && lc.computed == "":
+		d.step(phaseColumns, Step{
+			Table:    table,
+			Summary:  "set the default of " + obj + " to " + wc.def,
+			SQL:      []string{"ALTER TABLE " + quoteIdent(table) + " ALTER COLUMN " + quoteIdent(wc.name) + " SET DEFAULT " + wc.def},
+			Blocking: true,
+		})
+	case sameDefault(wc.def, lc.def) || lc.def == "" || serial:
+	case wc.def == "":
+		d.keep(fmt.Sprintf("the application's default %s stays on {objects} (the migrations set none)", lc.def), obj)
+	default:
+		d.keep(fmt.Sprintf("the application's default %s stays on {objects} (the migrations' is %s)", lc.def, wc.def), obj)
+	}
+}
+
+// columnNullability makes the column NOT NULL or NULL as the migrations
+// have it, leaving NOT NULL on a primary key column (which cannot drop
+// it).
+func (d *differ) columnNullability(lt *ctable, table string, wc, lc *ccol) {
+	switch {
+	case wc.notNull && !lc.notNull:
+		d.setNotNull(lt, table, wc)
+	case !wc.notNull && lc.notNull && !lt.primaryKeyHas(wc.name):
+		d.step(phaseColumns, Step{
+			Table:    table,
+			Summary:  "drop NOT NULL from " + table + "." + wc.name + " (the migrations allow NULL: a document without the field is stored, not refused)",
+			SQL:      []string{"ALTER TABLE " + quoteIdent(table) + " ALTER COLUMN " + quoteIdent(wc.name) + " DROP NOT NULL"},
+			Blocking: true,
+		})
+	}
+}
+
+// setNotNull makes a column NOT NULL in three steps so that no step holds
+// a lock through a table scan: a NOT VALID CHECK, its validation (which
+// scans without blocking writes), then SET NOT NULL, which the validated
+// CHECK spares its scan. A CHECK left by an interrupted adoption is
+// picked up where it stopped.
+func (d *differ) setNotNull(lt *ctable, table string, wc *ccol) {
+	t, obj := quoteIdent(table), table+"."+wc.name
+	ck := notNullCheck(wc.name)
+	existing := lt.constraint(ck)
+	if existing == nil {
+		d.step(phaseColumns, Step{
+			Table:    table,
+			Summary:  "make " + obj + " NOT NULL, 1/3: CHECK (" + wc.name + " IS NOT NULL) NOT VALID (new rows are checked from now on)",
+			SQL:      []string{fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s CHECK (%s IS NOT NULL) NOT VALID", t, quoteIdent(ck), quoteIdent(wc.name))},
+			Blocking: true,
+		})
+	}
+	if existing == nil || !existing.validated {
+		d.step(phaseColumns, Step{
+			Table:   table,
+			Summary: "make " + obj + " NOT NULL, 2/3: validate the CHECK (scans the rows; reads and writes continue)",
+			SQL:     []string{fmt.Sprintf("ALTER TABLE %s VALIDATE CONSTRAINT %s", t, quoteIdent(ck))},
+		})
+	}
+	d.step(phaseColumns, Step{
+		Table:   table,
+		Summary: "make " + obj + " NOT NULL, 3/3: SET NOT NULL (no scan: the validated CHECK proves it) and drop the CHECK",
+		SQL: []string{
+			fmt.Sprintf("ALTER TABLE %s ALTER COLUMN %s SET NOT NULL", t, quoteIdent(wc.name)),
+			fmt.Sprintf("ALTER TABLE %s DROP CONSTRAINT %s", t, quoteIdent(ck)),
+		},
+		OneTx:    true,
+		Blocking: true,
+	})
+}
+
+// unwritableColumns refuses, on a table a mapping writes, an application
+// column that is NOT NULL without a default and that neither the
+// migrations nor a mapping fill: every insert of the replicator would
+// fail on it.
+func (d *differ) unwritableColumns(wt, lt *ctable) {
 	if d.needs[wt.name] != nil {
 		for _, lc := range lt.cols {
 			if wt.col[lc.name] == nil && !d.needs[wt.name][lc.name] && lc.notNull && lc.def == "" && lc.identity == "" && lc.computed == "" {

@@ -128,6 +128,52 @@ func shadow(ctx context.Context, conn *sql.Conn) (_ []shadowStep, err error) {
 			err = fmt.Errorf("shadow run: rollback: %w", rerr)
 		}
 	}()
+	if err := prepareShadow(ctx, tx); err != nil {
+		return nil, err
+	}
+	prevApp, prevCDC, err := readShadow(ctx, tx)
+	if err != nil {
+		return nil, fmt.Errorf("shadow run: %w", err)
+	}
+	out := make([]shadowStep, 0, len(srcs))
+	for _, s := range srcs {
+		step, repl, err := shadowMigration(ctx, tx, s, prevApp, prevCDC)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, step)
+		prevApp, prevCDC = step.after, repl
+	}
+	return out, nil
+}
+
+// prepareShadow creates the shadow's two schemas in tx and points
+// search_path at shadowSchema and the extensions' schemas (see shadow).
+func prepareShadow(ctx context.Context, tx *sql.Tx) error {
+	extSchemas, err := extensionSchemas(ctx, tx)
+	if err != nil {
+		return err
+	}
+	setup := []string{
+		// Never wait long behind a live lock: the shadow touches only its
+		// own objects, so a wait means something unexpected.
+		"SET LOCAL lock_timeout = '5s'",
+		"CREATE SCHEMA " + shadowSchema,
+		"CREATE SCHEMA " + shadowCDC,
+		"SET LOCAL search_path = " + strings.Join(append([]string{shadowSchema}, extSchemas...), ", "),
+	}
+	for _, q := range setup {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("shadow run: %s: %w", q, err)
+		}
+	}
+	return nil
+}
+
+// extensionSchemas lists, quoted, the schemas that hold installed
+// extensions, so that the shadow's search_path resolves their operator
+// classes and functions.
+func extensionSchemas(ctx context.Context, tx *sql.Tx) ([]string, error) {
 	var extSchemas []string
 	rows, err := tx.QueryContext(ctx, `SELECT DISTINCT quote_ident(n.nspname) FROM pg_extension e
 		JOIN pg_namespace n ON n.oid = e.extnamespace WHERE n.nspname NOT IN ('pg_catalog', $1, $2) ORDER BY 1`, shadowSchema, shadowCDC)
@@ -146,56 +192,47 @@ func shadow(ctx context.Context, conn *sql.Conn) (_ []shadowStep, err error) {
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("shadow run: list extension schemas: %w", err)
 	}
-	setup := []string{
-		// Never wait long behind a live lock: the shadow touches only its
-		// own objects, so a wait means something unexpected.
-		"SET LOCAL lock_timeout = '5s'",
-		"CREATE SCHEMA " + shadowSchema,
-		"CREATE SCHEMA " + shadowCDC,
-		"SET LOCAL search_path = " + strings.Join(append([]string{shadowSchema}, extSchemas...), ", "),
-	}
-	for _, q := range setup {
-		if _, err := tx.ExecContext(ctx, q); err != nil {
-			return nil, fmt.Errorf("shadow run: %s: %w", q, err)
-		}
-	}
-	appRename := map[string]string{shadowSchema + ".": "", shadowCDC + ".": "cdc."}
-	read := func() (*catalog, string, error) {
-		app, err := readCatalog(ctx, tx, shadowSchema, appRename)
-		if err != nil {
-			return nil, "", err
-		}
-		repl, err := readCatalog(ctx, tx, shadowCDC, map[string]string{shadowCDC + ".": "cdc.", shadowSchema + ".": ""})
-		if err != nil {
-			return nil, "", err
-		}
-		return app, repl.fingerprint(), nil
-	}
-	prevApp, prevCDC, err := read()
+	return extSchemas, nil
+}
+
+// readShadow reads the shadow's application schema, named as in public,
+// and a fingerprint of its replicator schema: of cdc only whether it
+// changed matters.
+func readShadow(ctx context.Context, tx *sql.Tx) (*catalog, string, error) {
+	app, err := readCatalog(ctx, tx, shadowSchema, map[string]string{shadowSchema + ".": "", shadowCDC + ".": "cdc."})
 	if err != nil {
-		return nil, fmt.Errorf("shadow run: %w", err)
+		return nil, "", err
 	}
-	out := make([]shadowStep, 0, len(srcs))
-	for _, s := range srcs {
-		q := shadowSQL(s)
-		if _, err := tx.ExecContext(ctx, q); err != nil {
-			return nil, &MigrationError{Version: s.version, Name: s.name, Direction: "shadow", Err: err}
-		}
-		app, repl, err := read()
-		if err != nil {
-			return nil, fmt.Errorf("shadow run of %s: %w", s.name, err)
-		}
-		step := shadowStep{source: s, after: app, appChanged: app.fingerprint() != prevApp.fingerprint(), cdcChanged: repl != prevCDC}
-		if _, err := tx.ExecContext(ctx, "SAVEPOINT cdc_adopt_rerun"); err != nil {
-			return nil, fmt.Errorf("shadow run of %s: %w", s.name, err)
-		}
-		_, rerr := tx.ExecContext(ctx, q)
-		step.rerunnable = rerr == nil
-		if _, err := tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT cdc_adopt_rerun"); err != nil {
-			return nil, fmt.Errorf("shadow run of %s: %w", s.name, err)
-		}
-		out = append(out, step)
-		prevApp, prevCDC = app, repl
+	repl, err := readCatalog(ctx, tx, shadowCDC, map[string]string{shadowCDC + ".": "cdc.", shadowSchema + ".": ""})
+	if err != nil {
+		return nil, "", err
 	}
-	return out, nil
+	return app, repl.fingerprint(), nil
+}
+
+// shadowMigration runs one migration in the shadow and compares the
+// schemas it leaves with prevApp and prevCDC, what the migrations before
+// it left. It then runs the migration a second time inside a savepoint
+// that is always rolled back, to learn whether it is rerunnable without
+// keeping what the second run did. It returns the step and the new cdc
+// fingerprint.
+func shadowMigration(ctx context.Context, tx *sql.Tx, s source, prevApp *catalog, prevCDC string) (shadowStep, string, error) {
+	q := shadowSQL(s)
+	if _, err := tx.ExecContext(ctx, q); err != nil {
+		return shadowStep{}, "", &MigrationError{Version: s.version, Name: s.name, Direction: "shadow", Err: err}
+	}
+	app, repl, err := readShadow(ctx, tx)
+	if err != nil {
+		return shadowStep{}, "", fmt.Errorf("shadow run of %s: %w", s.name, err)
+	}
+	step := shadowStep{source: s, after: app, appChanged: app.fingerprint() != prevApp.fingerprint(), cdcChanged: repl != prevCDC}
+	if _, err := tx.ExecContext(ctx, "SAVEPOINT cdc_adopt_rerun"); err != nil {
+		return shadowStep{}, "", fmt.Errorf("shadow run of %s: %w", s.name, err)
+	}
+	_, rerr := tx.ExecContext(ctx, q)
+	step.rerunnable = rerr == nil
+	if _, err := tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT cdc_adopt_rerun"); err != nil {
+		return shadowStep{}, "", fmt.Errorf("shadow run of %s: %w", s.name, err)
+	}
+	return step, repl, nil
 }

@@ -338,6 +338,8 @@ func isOperatorDoc(v bsoncore.Value) bool {
 	return strings.HasPrefix(e.Key(), "$")
 }
 
+// compileFieldOps compiles the condition on one field: a regex, a value to
+// equal, or an operator document whose operators must all hold.
 func compileFieldOps(v bsoncore.Value) ([]fieldOp, error) {
 	if v.Type == bsoncore.TypeRegex {
 		re, err := compileRegex(v.Regex())
@@ -358,97 +360,124 @@ func compileFieldOps(v bsoncore.Value) ([]fieldOp, error) {
 		}
 	}
 	for _, e := range elems {
-		ov := e.Value()
-		switch e.Key() {
-		case "$eq":
-			ops = append(ops, eqOp{ov})
-		case "$ne":
-			ops = append(ops, notOp{[]fieldOp{eqOp{ov}}})
-		case "$gt":
-			ops = append(ops, cmpOp{ov, func(c int) bool { return c > 0 }})
-		case "$gte":
-			ops = append(ops, cmpOp{ov, func(c int) bool { return c >= 0 }})
-		case "$lt":
-			ops = append(ops, cmpOp{ov, func(c int) bool { return c < 0 }})
-		case "$lte":
-			ops = append(ops, cmpOp{ov, func(c int) bool { return c <= 0 }})
-		case "$in", "$nin":
-			arr, ok := ov.ArrayOK()
-			if !ok {
-				return nil, badValue("%s needs an array", e.Key())
-			}
-			vals, _ := arr.Values()
-			var in inOp
-			for _, x := range vals {
-				if x.Type == bsoncore.TypeRegex {
-					re, err := compileRegex(x.Regex())
-					if err != nil {
-						return nil, err
-					}
-					in.res = append(in.res, re)
-					continue
-				}
-				in.vals = append(in.vals, x)
-			}
-			if e.Key() == "$in" {
-				ops = append(ops, in)
-			} else {
-				ops = append(ops, notOp{[]fieldOp{in}})
-			}
-		case "$exists":
-			ops = append(ops, existsOp(truthy(ov)))
-		case "$not":
-			sub, err := compileFieldOps(ov)
-			if err != nil {
-				return nil, err
-			}
-			ops = append(ops, notOp{sub})
-		case "$size":
-			n, ok := ov.AsInt64OK()
-			if !ok {
-				return nil, badValue("$size needs a number")
-			}
-			ops = append(ops, sizeOp(n))
-		case "$type":
-			ts, err := parseTypes(ov)
-			if err != nil {
-				return nil, err
-			}
-			ops = append(ops, typeOp(ts))
-		case "$regex":
-			var pattern, opts string
-			switch ov.Type {
-			case bsoncore.TypeRegex:
-				pattern, opts = ov.Regex()
-			case bsoncore.TypeString:
-				pattern = ov.StringValue()
-			default:
-				return nil, badValue("$regex has to be a string")
-			}
-			if regexOpts != "" {
-				opts = regexOpts
-			}
-			re, err := compileRegex(pattern, opts)
-			if err != nil {
-				return nil, err
-			}
-			ops = append(ops, regexOp{re})
-		case "$options":
-		case "$elemMatch":
-			d, ok := ov.DocumentOK()
-			if !ok {
-				return nil, badValue("$elemMatch needs an Object")
-			}
-			m, err := compileFilter(d)
-			if err != nil {
-				return nil, err
-			}
-			ops = append(ops, elemMatchOp{m})
-		default:
-			return nil, badValue("unknown operator: %s", e.Key())
+		op, err := compileFieldOp(e.Key(), e.Value(), regexOpts)
+		if err != nil {
+			return nil, err
+		}
+		if op != nil {
+			ops = append(ops, op)
 		}
 	}
 	return ops, nil
+}
+
+// compileFieldOp compiles one operator of an operator document; regexOpts
+// is the document's $options, which belongs to its $regex. It returns a nil
+// fieldOp for $options itself.
+func compileFieldOp(key string, ov bsoncore.Value, regexOpts string) (fieldOp, error) {
+	switch key {
+	case "$eq":
+		return eqOp{ov}, nil
+	case "$ne":
+		return notOp{[]fieldOp{eqOp{ov}}}, nil
+	case "$gt":
+		return cmpOp{ov, func(c int) bool { return c > 0 }}, nil
+	case "$gte":
+		return cmpOp{ov, func(c int) bool { return c >= 0 }}, nil
+	case "$lt":
+		return cmpOp{ov, func(c int) bool { return c < 0 }}, nil
+	case "$lte":
+		return cmpOp{ov, func(c int) bool { return c <= 0 }}, nil
+	case "$in", "$nin":
+		in, err := compileIn(key, ov)
+		if err != nil {
+			return nil, err
+		}
+		if key == "$in" {
+			return in, nil
+		}
+		return notOp{[]fieldOp{in}}, nil
+	case "$exists":
+		return existsOp(truthy(ov)), nil
+	case "$not":
+		sub, err := compileFieldOps(ov)
+		if err != nil {
+			return nil, err
+		}
+		return notOp{sub}, nil
+	case "$size":
+		n, ok := ov.AsInt64OK()
+		if !ok {
+			return nil, badValue("$size needs a number")
+		}
+		return sizeOp(n), nil
+	case "$type":
+		ts, err := parseTypes(ov)
+		if err != nil {
+			return nil, err
+		}
+		return typeOp(ts), nil
+	case "$regex":
+		return compileRegexOp(ov, regexOpts)
+	case "$options":
+		return nil, nil
+	case "$elemMatch":
+		d, ok := ov.DocumentOK()
+		if !ok {
+			return nil, badValue("$elemMatch needs an Object")
+		}
+		m, err := compileFilter(d)
+		if err != nil {
+			return nil, err
+		}
+		return elemMatchOp{m}, nil
+	}
+	return nil, badValue("unknown operator: %s", key)
+}
+
+// compileIn compiles the array of $in or $nin (key); its regexes match as
+// regexes, not as values.
+func compileIn(key string, ov bsoncore.Value) (inOp, error) {
+	arr, ok := ov.ArrayOK()
+	if !ok {
+		return inOp{}, badValue("%s needs an array", key)
+	}
+	vals, _ := arr.Values()
+	var in inOp
+	for _, x := range vals {
+		if x.Type == bsoncore.TypeRegex {
+			re, err := compileRegex(x.Regex())
+			if err != nil {
+				return inOp{}, err
+			}
+			in.res = append(in.res, re)
+			continue
+		}
+		in.vals = append(in.vals, x)
+	}
+	return in, nil
+}
+
+// compileRegexOp compiles $regex, a string or a BSON regex; a $options
+// beside it overrides the regex's own options.
+func compileRegexOp(ov bsoncore.Value, regexOpts string) (fieldOp, error) {
+	var pattern, opts string
+	switch ov.Type {
+	case bsoncore.TypeRegex:
+		pattern, opts = ov.Regex()
+	case bsoncore.TypeString:
+		pattern = ov.StringValue()
+	default:
+		return nil, badValue("$regex has to be a string")
+	}
+	if regexOpts != "" {
+		opts = regexOpts
+	}
+	re, err := compileRegex(pattern, opts)
+	if err != nil {
+		return nil, err
+	}
+	return regexOp{re}, nil
 }
 
 func compileRegex(pattern, opts string) (*regexp.Regexp, error) {

@@ -80,75 +80,103 @@ func splitNS(ns string) (nsKey, bool) {
 	return nsKey{db, coll}, true
 }
 
+// renameArgs is a renameCollection command once its fields are checked.
+type renameArgs struct {
+	from, to   nsKey
+	dropTarget bool
+	// wantTargetUUID is the UUID a dropTarget given as a UUID requires the
+	// target to have, nil for a boolean dropTarget.
+	wantTargetUUID []byte
+}
+
 // cmdRenameCollection implements the renameCollection admin command.
 // Caller holds s.mu.
 func (s *Server) cmdRenameCollection(r *request) (bson.D, error) {
-	if r.db != "admin" {
-		return nil, newError(13, "renameCollection may only be run against the admin database.")
+	a, err := parseRenameArgs(r)
+	if err != nil {
+		return nil, err
 	}
-	fromV := r.body.Index(0).Value()
-	fromS, ok := fromV.StringValueOK()
-	if !ok {
-		return nil, badValue("collection name has invalid type %s", typeName(fromV.Type))
-	}
-	from, ok := splitNS(fromS)
-	if !ok {
-		return nil, newError(codeInvalidNamespace, "Invalid source namespace: %s", fromS)
-	}
-	toV, ok := r.arg("to")
-	if !ok {
-		// IDL parsers report a missing required field as 40414.
-		return nil, newError(40414, "BSON field 'renameCollection.to' is missing but a required field")
-	}
-	toS, ok := toV.StringValueOK()
-	if !ok {
-		return nil, newError(codeTypeMismatch, "BSON field 'renameCollection.to' is the wrong type '%s', expected type 'string'", typeName(toV.Type))
-	}
-	to, ok := splitNS(toS)
-	if !ok {
-		return nil, newError(codeInvalidNamespace, "Invalid target namespace: %s", toS)
-	}
-	for _, ns := range []nsKey{from, to} {
-		if err := checkWritable(ns); err != nil {
-			return nil, err
-		}
-	}
-	if from == to {
-		return nil, newError(20, "Can't rename a collection to itself")
-	}
-	if from.db != to.db {
-		return nil, newError(codeCommandNotSupported, "mongotest: renameCollection across databases (%s to %s) is not emulated", from, to)
-	}
-	switch from.db {
-	case "admin", "config", "local":
-		return nil, newError(codeCommandNotSupported, "mongotest: renameCollection in the internal %s database is not emulated", from.db)
-	}
-	// dropTarget is a bool or, in MongoDB 6.0+, the UUID the target must
-	// have (rename_collection_cmd.cpp: the visitor over getDropTarget()).
-	dropTarget := false
-	var wantTargetUUID []byte
-	if v, ok := r.arg("dropTarget"); ok {
-		if v.Type == bsoncore.TypeBinary {
-			_, b := v.Binary()
-			dropTarget, wantTargetUUID = true, b
-		} else {
-			dropTarget = truthy(v)
-		}
-	}
-	src := s.coll(from)
+	src := s.coll(a.from)
 	if src == nil {
-		return nil, newError(codeNamespaceNotFound, "Source collection %s does not exist", from)
+		return nil, newError(codeNamespaceNotFound, "Source collection %s does not exist", a.from)
 	}
-	target := s.coll(to)
-	if target != nil && !dropTarget {
+	target := s.coll(a.to)
+	if target != nil && !a.dropTarget {
 		return nil, newError(codeNamespaceExists, "target namespace exists")
 	}
-	if wantTargetUUID != nil && (target == nil || string(target.uuid) != string(wantTargetUUID)) {
+	if a.wantTargetUUID != nil && (target == nil || string(target.uuid) != string(a.wantTargetUUID)) {
 		// CollectionUUIDMismatch (361) with extra info in mongod; the
 		// emulator does not produce that reply shape.
 		return nil, newError(codeCommandNotSupported, "mongotest: renameCollection with a dropTarget UUID that does not match the target is not emulated")
 	}
+	s.renameColl(a.from, a.to, src, target)
+	r.w.wrote = true
+	return bson.D{}, nil
+}
 
+// parseRenameArgs makes the checks that need only the command itself. The
+// checks against the catalog (source exists, target free) come after them,
+// in cmdRenameCollection, so a command that is wrong in both ways reports
+// its argument error.
+func parseRenameArgs(r *request) (renameArgs, error) {
+	if r.db != "admin" {
+		return renameArgs{}, newError(13, "renameCollection may only be run against the admin database.")
+	}
+	fromV := r.body.Index(0).Value()
+	fromS, ok := fromV.StringValueOK()
+	if !ok {
+		return renameArgs{}, badValue("collection name has invalid type %s", typeName(fromV.Type))
+	}
+	from, ok := splitNS(fromS)
+	if !ok {
+		return renameArgs{}, newError(codeInvalidNamespace, "Invalid source namespace: %s", fromS)
+	}
+	toV, ok := r.arg("to")
+	if !ok {
+		// IDL parsers report a missing required field as 40414.
+		return renameArgs{}, newError(40414, "BSON field 'renameCollection.to' is missing but a required field")
+	}
+	toS, ok := toV.StringValueOK()
+	if !ok {
+		return renameArgs{}, newError(codeTypeMismatch, "BSON field 'renameCollection.to' is the wrong type '%s', expected type 'string'", typeName(toV.Type))
+	}
+	to, ok := splitNS(toS)
+	if !ok {
+		return renameArgs{}, newError(codeInvalidNamespace, "Invalid target namespace: %s", toS)
+	}
+	for _, ns := range []nsKey{from, to} {
+		if err := checkWritable(ns); err != nil {
+			return renameArgs{}, err
+		}
+	}
+	if from == to {
+		return renameArgs{}, newError(20, "Can't rename a collection to itself")
+	}
+	if from.db != to.db {
+		return renameArgs{}, newError(codeCommandNotSupported, "mongotest: renameCollection across databases (%s to %s) is not emulated", from, to)
+	}
+	switch from.db {
+	case "admin", "config", "local":
+		return renameArgs{}, newError(codeCommandNotSupported, "mongotest: renameCollection in the internal %s database is not emulated", from.db)
+	}
+	a := renameArgs{from: from, to: to}
+	// dropTarget is a bool or, in MongoDB 6.0+, the UUID the target must
+	// have (rename_collection_cmd.cpp: the visitor over getDropTarget()).
+	if v, ok := r.arg("dropTarget"); ok {
+		if v.Type == bsoncore.TypeBinary {
+			_, b := v.Binary()
+			a.dropTarget, a.wantTargetUUID = true, b
+		} else {
+			a.dropTarget = truthy(v)
+		}
+	}
+	return a, nil
+}
+
+// renameColl moves src to its new name, dropping target (nil: none) into
+// the same single oplog entry, as a same-database rename does in mongod.
+// Caller holds s.mu.
+func (s *Server) renameColl(from, to nsKey, src, target *collection) {
 	s.abortTxnsTouching(from, "collection renamed")
 	s.abortTxnsTouching(to, "collection renamed")
 	info := &renameInfo{toColl: to.coll}
@@ -162,8 +190,6 @@ func (s *Server) cmdRenameCollection(r *request) (bson.D, error) {
 	src.name = to.coll
 	d.colls[to.coll] = src
 	s.appendEntry(&oplogEntry{kind: opRename, db: from.db, coll: from.coll, uuid: src.uuid, rename: info}, s.nextTs())
-	r.w.wrote = true
-	return bson.D{}, nil
 }
 
 // abortTxnsTouching aborts every transaction that wrote to ns or holds a

@@ -4,13 +4,10 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.uber.org/zap"
 
 	"github.com/amanat/cdc/pkg/event"
-	"github.com/amanat/cdc/pkg/transform"
 )
 
 // collRun verifies one collection.
@@ -83,25 +80,7 @@ func (r *collRun) abort(err error, checks ...*Check) error {
 // every document against Postgres.
 func (r *collRun) forward(ctx context.Context, total int64) error {
 	v := r.v
-	// A sample picks every (total/sample)-th document, the fractional
-	// stride spread evenly (an accumulator, as in Bresenham's line), from a
-	// random offset.
-	sample := v.cfg.Sample
-	var acc int64
-	if sample > 0 && total > 0 {
-		acc = rand.Int64N(total)
-	}
-	pickNext := func() bool {
-		if total <= int64(sample) {
-			return true
-		}
-		acc += int64(sample)
-		if acc >= total {
-			acc -= total
-			return true
-		}
-		return false
-	}
+	smp := newSampler(v.cfg.Sample, total)
 	v.progress.Begin(r.coll, total, 0)
 	defer v.progress.End(r.coll)
 	// The scan covers the documents up to the greatest _id at its start:
@@ -113,66 +92,22 @@ func (r *collRun) forward(ctx context.Context, total int64) error {
 	}
 	var last bson.RawValue
 	hasLast, done := false, false
-	var sampled int64
 	for !done {
-		docs, lo, hi, err := v.mongo.nextChunk(ctx, r.coll, last, hasLast, v.cfg.ChunkSize, sample > 0)
+		docs, lo, hi, err := v.mongo.nextChunk(ctx, r.coll, last, hasLast, v.cfg.ChunkSize, smp.n > 0)
 		if err != nil {
 			return err
 		}
 		if len(docs) == 0 {
 			break
 		}
-		for i, raw := range docs {
-			if c, ok := compareIDs(raw.Lookup("_id"), bound); ok && c > 0 {
-				docs, done = docs[:i], true
-				break
-			}
-		}
+		docs, done = cutAtBound(docs, bound)
 		if len(docs) == 0 {
 			break
 		}
 		last, hasLast = docs[len(docs)-1].Lookup("_id"), true
-		states := make([]*docState, 0, len(docs))
-		var pick []any
-		picked := map[string]*docState{}
-		for _, raw := range docs {
-			id := raw.Lookup("_id")
-			key := event.KeyString(id)
-			data := sample == 0
-			if sample > 0 && pickNext() && sampled < int64(sample) {
-				sampled++
-				pick = append(pick, id)
-				data = true
-			}
-			d := &docState{key: key, id: []any{id}, data: data}
-			if sample == 0 {
-				d.set(r.plan, raw, lo, hi)
-			} else {
-				d.raw, d.lo, d.hi = raw, lo, hi // _id only: presence
-				picked[key] = d
-			}
-			states = append(states, d)
-		}
-		if len(pick) > 0 {
-			full, plo, phi, err := v.mongo.byIDs(ctx, r.coll, pick, false)
-			if err != nil {
-				return err
-			}
-			for _, d := range states {
-				if d.data {
-					d.raw = nil
-				}
-			}
-			for _, raw := range full {
-				if d := picked[event.KeyString(raw.Lookup("_id"))]; d != nil && d.data {
-					d.set(r.plan, raw, plo, phi)
-				}
-			}
-			for _, d := range states {
-				if d.data && d.raw == nil {
-					d.set(r.plan, nil, plo, phi) // deleted between the two reads
-				}
-			}
+		states, err := r.chunkStates(ctx, docs, lo, hi, smp)
+		if err != nil {
+			return err
 		}
 		r.toPG.Counts["documents"] += int64(len(states))
 		if err := r.settle(ctx, states); err != nil {
@@ -183,9 +118,130 @@ func (r *collRun) forward(ctx context.Context, total int64) error {
 	return nil
 }
 
+// sampler picks every (total/n)-th document, the fractional stride spread
+// evenly (an accumulator, as in Bresenham's line), from a random offset,
+// and no more than n of them. n 0: no sample, every document's data is
+// compared.
+type sampler struct {
+	n          int
+	total, acc int64
+	sampled    int64
+}
+
+func newSampler(n int, total int64) *sampler {
+	s := &sampler{n: n, total: total}
+	if n > 0 && total > 0 {
+		s.acc = rand.Int64N(total)
+	}
+	return s
+}
+
+// step advances the stride by one document and says whether it lands on
+// this one.
+func (s *sampler) step() bool {
+	if s.total <= int64(s.n) {
+		return true
+	}
+	s.acc += int64(s.n)
+	if s.acc >= s.total {
+		s.acc -= s.total
+		return true
+	}
+	return false
+}
+
+// pick says whether to compare the next document's data; the stride moves
+// on every document, even once n are sampled.
+func (s *sampler) pick() bool {
+	if s.n > 0 && s.step() && s.sampled < int64(s.n) {
+		s.sampled++
+		return true
+	}
+	return false
+}
+
+// cutAtBound drops the documents past bound, the greatest _id when the
+// scan began; done says the scan has reached it.
+func cutAtBound(docs []bson.Raw, bound bson.RawValue) (_ []bson.Raw, done bool) {
+	for i, raw := range docs {
+		if c, ok := compareIDs(raw.Lookup("_id"), bound); ok && c > 0 {
+			return docs[:i], true
+		}
+	}
+	return docs, false
+}
+
+// chunkStates makes the chunk's documents ready to settle. Without a sample
+// the chunk holds whole documents; with one it holds _ids only (presence),
+// and the picked documents are read whole in a second read.
+func (r *collRun) chunkStates(ctx context.Context, docs []bson.Raw, lo, hi event.ClusterTime, smp *sampler) ([]*docState, error) {
+	states := make([]*docState, 0, len(docs))
+	var pick []any
+	picked := map[string]*docState{}
+	for _, raw := range docs {
+		id := raw.Lookup("_id")
+		key := event.KeyString(id)
+		data := smp.n == 0
+		if smp.pick() {
+			pick = append(pick, id)
+			data = true
+		}
+		d := &docState{key: key, id: []any{id}, data: data}
+		if smp.n == 0 {
+			d.set(r.plan, raw, lo, hi)
+		} else {
+			d.raw, d.lo, d.hi = raw, lo, hi // _id only: presence
+			picked[key] = d
+		}
+		states = append(states, d)
+	}
+	if len(pick) > 0 {
+		if err := r.readPicked(ctx, states, picked, pick); err != nil {
+			return nil, err
+		}
+	}
+	return states, nil
+}
+
+// readPicked reads the picked documents whole; one deleted since the
+// chunk's read is settled as deleted, as of the second read.
+func (r *collRun) readPicked(ctx context.Context, states []*docState, picked map[string]*docState, pick []any) error {
+	full, plo, phi, err := r.v.mongo.byIDs(ctx, r.coll, pick, false)
+	if err != nil {
+		return err
+	}
+	for _, d := range states {
+		if d.data {
+			d.raw = nil
+		}
+	}
+	for _, raw := range full {
+		if d := picked[event.KeyString(raw.Lookup("_id"))]; d != nil && d.data {
+			d.set(r.plan, raw, plo, phi)
+		}
+	}
+	for _, d := range states {
+		if d.data && d.raw == nil {
+			d.set(r.plan, nil, plo, phi) // deleted between the two reads
+		}
+	}
+	return nil
+}
+
 // reverse walks the table's rows in key order and settles every row whose
 // key has no live Mongo document, then lists rows without an id_map entry.
 func (r *collRun) reverse(ctx context.Context) error {
+	if err := r.reverseMapped(ctx); err != nil {
+		return err
+	}
+	if !r.plan.uuidID {
+		return nil
+	}
+	return r.reverseUnmapped(ctx)
+}
+
+// reverseMapped walks the rows that have a key, page by page.
+func (r *collRun) reverseMapped(ctx context.Context) error {
 	v := r.v
 	n := v.cfg.ChunkSize
 	// Up to the greatest key at the start, like the forward scan.
@@ -210,39 +266,53 @@ func (r *collRun) reverse(ctx context.Context) error {
 		}
 		after, first = page[len(page)-1].key, false
 		r.toMgo.Counts["rows"] += int64(len(page))
-		var ids []any
-		for _, kr := range page {
-			ids = append(ids, keyIDs(kr.key)...)
-		}
-		docs, lo, hi, err := v.mongo.byIDs(ctx, r.coll, ids, true)
-		if err != nil {
+		if err := r.settleGone(ctx, page); err != nil {
 			return err
-		}
-		live := map[string]bool{}
-		for _, raw := range docs {
-			live[event.KeyString(raw.Lookup("_id"))] = true
-		}
-		var gone []*docState
-		for _, kr := range page {
-			if !live[kr.key] {
-				d := &docState{key: kr.key, data: true}
-				d.set(r.plan, nil, lo, hi)
-				gone = append(gone, d)
-			}
-		}
-		if len(gone) > 0 {
-			if err := r.settle(ctx, gone); err != nil {
-				return err
-			}
 		}
 		if len(page) < n {
 			break
 		}
 	}
-	if !r.plan.uuidID {
-		return nil
+	return nil
+}
+
+// settleGone settles the page's rows whose key has no live Mongo
+// document; the others were settled by the forward scan.
+func (r *collRun) settleGone(ctx context.Context, page []keyRow) error {
+	var ids []any
+	for _, kr := range page {
+		ids = append(ids, keyIDs(kr.key)...)
 	}
-	after, first = "", true
+	docs, lo, hi, err := r.v.mongo.byIDs(ctx, r.coll, ids, true)
+	if err != nil {
+		return err
+	}
+	live := map[string]bool{}
+	for _, raw := range docs {
+		live[event.KeyString(raw.Lookup("_id"))] = true
+	}
+	var gone []*docState
+	for _, kr := range page {
+		if !live[kr.key] {
+			d := &docState{key: kr.key, data: true}
+			d.set(r.plan, nil, lo, hi)
+			gone = append(gone, d)
+		}
+	}
+	if len(gone) > 0 {
+		if err := r.settle(ctx, gone); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// reverseUnmapped lists the rows without an id_map entry: no document can
+// be traced to them, and their values still count in the sums.
+func (r *collRun) reverseUnmapped(ctx context.Context) error {
+	v := r.v
+	n := v.cfg.ChunkSize
+	after, first := "", true
 	for {
 		page, err := v.pg.unmappedRows(ctx, r.plan, after, first, n)
 		if err != nil {
@@ -267,376 +337,6 @@ func (r *collRun) reverse(ctx context.Context) error {
 		}
 		if len(page) < n {
 			break
-		}
-	}
-	return nil
-}
-
-// settle compares documents with their rows until each is equal, or
-// differs in a way that persists once the sink has caught up with the
-// read, or RecheckWait has passed; then records the outcome and the sums.
-func (r *collRun) settle(ctx context.Context, pending []*docState) error {
-	v := r.v
-	var deadline time.Time
-	start, n, rounds := time.Now(), len(pending), 0
-	defer func() {
-		v.log.Debug("settled", zap.String("collection", r.coll), zap.Int("documents", n), zap.Int("rounds", rounds), zap.Duration("took", time.Since(start)))
-	}()
-	for round := 0; len(pending) > 0; round++ {
-		rounds++
-		if round > 0 {
-			hi := pending[0].hi
-			for _, d := range pending {
-				if d.hi.Compare(hi) > 0 {
-					hi = d.hi
-				}
-			}
-			if _, err := v.waitPassed(ctx, hi, deadline); err != nil {
-				return err
-			}
-		}
-		next, reread, err := r.round(ctx, pending, &deadline)
-		if err != nil {
-			return err
-		}
-		if round == 0 {
-			r.diff.Counts["rechecked"] += int64(len(next) + len(reread))
-		}
-		if len(reread) > 0 {
-			if err := r.reread(ctx, reread); err != nil {
-				return err
-			}
-		}
-		pending = append(next, reread...)
-		if r.continuous {
-			// A document that changed while it was compared is in flight:
-			// the next pass compares it (waiting for it would stall the
-			// walk on every busy document).
-			kept := pending[:0]
-			for _, d := range pending {
-				if d.changed {
-					r.unsettled++
-					continue
-				}
-				kept = append(kept, d)
-			}
-			pending = kept
-		}
-	}
-	return nil
-}
-
-// reread reads the documents from Mongo again.
-func (r *collRun) reread(ctx context.Context, docs []*docState) error {
-	var ids []any
-	for _, d := range docs {
-		ids = append(ids, d.id...)
-	}
-	raws, lo, hi, err := r.v.mongo.byIDs(ctx, r.coll, ids, false)
-	if err != nil {
-		return err
-	}
-	byKey := map[string]bson.Raw{}
-	for _, raw := range raws {
-		byKey[event.KeyString(raw.Lookup("_id"))] = raw
-	}
-	for _, d := range docs {
-		raw := byKey[d.key]
-		d.changed = d.changed || !bytesEqual(d.raw, raw)
-		d.set(r.plan, raw, lo, hi)
-	}
-	return nil
-}
-
-// round compares the pending documents with one Postgres snapshot. It
-// records the documents that are settled and returns those that wait for
-// the sink (next) and those to read again from Mongo (reread).
-func (r *collRun) round(ctx context.Context, pending []*docState, deadline *time.Time) (next, reread []*docState, err error) {
-	v := r.v
-	qctx, cancel := context.WithTimeout(ctx, v.cfg.QueryTimeout)
-	defer cancel()
-	tx, err := v.pg.snapshot(qctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	pos, err := v.pg.appliedPosition(qctx, tx)
-	if err != nil {
-		return nil, nil, err
-	}
-	keys := make([]string, len(pending))
-	withData := false
-	for i, d := range pending {
-		keys[i] = d.key
-		withData = withData || d.data
-	}
-	rows, err := v.pg.fetchRows(qctx, tx, r.plan, keys, withData)
-	if err != nil {
-		return nil, nil, err
-	}
-	info, err := r.roundInfo(qctx, tx, pending, rows)
-	if err != nil {
-		return nil, nil, err
-	}
-	type verdict struct {
-		d     *docState
-		probs []problem
-	}
-	var mismatched []verdict
-	var done []*docState
-	for _, d := range pending {
-		probs := r.compare(d, rows[d.key], info)
-		if len(probs) == 0 {
-			done = append(done, d)
-			continue
-		}
-		mismatched = append(mismatched, verdict{d, probs})
-	}
-	var final []verdict
-	if len(mismatched) > 0 {
-		now := time.Now()
-		if deadline.IsZero() {
-			*deadline = now.Add(v.cfg.RecheckWait)
-		}
-		mkeys := make([]string, len(mismatched))
-		for i, m := range mismatched {
-			mkeys[i] = m.d.key
-		}
-		dead, err := v.pg.openDeadLetters(qctx, tx, r.coll, mkeys)
-		if err != nil {
-			return nil, nil, err
-		}
-		passed := map[event.ClusterTime]bool{}
-		for _, m := range mismatched {
-			d, row := m.d, rows[m.d.key]
-			var ver int64
-			if row != nil {
-				ver = row.version
-			}
-			if ver > d.lo.Pack() {
-				// Postgres applied a change made after (or while) Mongo
-				// was read: read Mongo again.
-				reread = append(reread, d)
-			} else {
-				ok, seen := passed[d.hi]
-				if !seen {
-					if ok, err = v.passed(ctx, pos, d.hi, true); err != nil {
-						return nil, nil, err
-					}
-					passed[d.hi] = ok
-				}
-				reason, deadLettered := dead[d.key]
-				switch {
-				case !ok:
-					next = append(next, d)
-				case deadLettered && r.continuous:
-					// Explained, and alerted on as a dead letter already.
-					r.explained++
-					done = append(done, d)
-					continue
-				case deadLettered:
-					// The sink caught up and holds the document behind an
-					// open dead letter: that explains the difference.
-					for i := range m.probs {
-						m.probs[i].ex.Detail += " (the document has an open dead letter: " + clip(reason) + ")"
-					}
-					final = append(final, m)
-					continue
-				case d.candidate == fingerprint(d, row, m.probs):
-					final = append(final, m) // seen twice: it persists
-					continue
-				default:
-					d.candidate = fingerprint(d, row, m.probs)
-					reread = append(reread, d)
-				}
-			}
-			if now.After(*deadline) && r.continuous {
-				r.unsettled++
-				next, reread = dropDoc(next, d), dropDoc(reread, d)
-				continue
-			}
-			if now.After(*deadline) {
-				for i := range m.probs {
-					m.probs[i].ex.Detail += fmt.Sprintf(" (not settled within --recheck-wait %s: the sink's position %s had not passed the read at %s, or the document kept changing)",
-						v.cfg.RecheckWait, event.Unpack(pos), d.hi)
-				}
-				final = append(final, m)
-				next, reread = dropDoc(next, d), dropDoc(reread, d)
-			}
-		}
-	}
-	for _, m := range final {
-		for _, p := range m.probs {
-			r.checkOf(p.check).mismatch(p.ex)
-		}
-		if r.onFinal != nil {
-			r.onFinal(m.d, m.probs)
-		}
-		done = append(done, m.d)
-	}
-	if err := r.settled(qctx, tx, done, rows, info); err != nil {
-		return nil, nil, err
-	}
-	return next, reread, nil
-}
-
-func dropDoc(ds []*docState, d *docState) []*docState {
-	for i, x := range ds {
-		if x == d {
-			return append(ds[:i], ds[i+1:]...)
-		}
-	}
-	return ds
-}
-
-func (r *collRun) checkOf(name string) *Check {
-	switch name {
-	case checkIDMapToPG:
-		return r.toPG
-	case checkIDMapToMongo:
-		return r.toMgo
-	}
-	return r.diff
-}
-
-// roundInfo resolves what the comparison of these documents needs besides
-// their rows.
-func (r *collRun) roundInfo(ctx context.Context, q queryer, pending []*docState, rows map[string]*pgRow) (*roundInfo, error) {
-	info := &roundInfo{uuids: map[string]idmapEntry{}, present: map[string]bool{}, dangling: map[string]string{}}
-	var uuids []string
-	addRefs := func(tp *tablePlan, vals []cval) {
-		for i, c := range tp.cols {
-			if c.kind == kRef && !vals[i].null {
-				uuids = append(uuids, vals[i].s)
-			}
-		}
-	}
-	want := map[string][]string{}
-	addWant := func(tp *tablePlan, refs []transform.Ref, own []ownVal) {
-		for _, ref := range refs {
-			if ref.Missing == transform.MissingNull {
-				want[ref.Collection] = append(want[ref.Collection], ref.LegacyID)
-			}
-		}
-		for i, o := range own {
-			if c := tp.cols[i]; c.kind == kRef && o.ref != "" && c.spec.Ref.Missing == transform.MissingNull {
-				want[c.spec.Ref.Collection] = append(want[c.spec.Ref.Collection], o.ref)
-			}
-		}
-	}
-	var keys []string
-	for _, d := range pending {
-		if row := rows[d.key]; row != nil && row.exists && row.vals != nil {
-			addRefs(&r.plan.top, row.vals)
-			for ci := range r.plan.children {
-				if row.children != nil {
-					for _, vals := range row.children[ci] {
-						addRefs(&r.plan.children[ci].tablePlan, vals)
-					}
-				}
-			}
-		}
-		if d.row != nil {
-			own := d.own
-			if own == nil {
-				own = &ownRow{}
-			}
-			addWant(&r.plan.top, d.row.Refs, own.top)
-			for ci, cs := range d.row.Children {
-				for j, cr := range cs.Rows {
-					var o []ownVal
-					if ci < len(own.children) && j < len(own.children[ci]) {
-						o = own.children[ci][j]
-					}
-					addWant(&r.plan.children[ci].tablePlan, cr.Refs, o)
-				}
-			}
-			keys = append(keys, d.key)
-		}
-	}
-	var err error
-	if info.uuids, err = r.v.pg.resolveUUIDs(ctx, q, uuids); err != nil {
-		return nil, err
-	}
-	if len(want) > 0 {
-		if info.present, err = r.v.pg.presentParents(ctx, q, r.v.plans, want); err != nil {
-			return nil, err
-		}
-	}
-	if r.plan.nullRefs && len(keys) > 0 {
-		if info.dangling, err = r.v.pg.danglingRecords(ctx, q, r.coll, keys); err != nil {
-			return nil, err
-		}
-	}
-	return info, nil
-}
-
-// settled adds the settled documents to the sums: the Mongo side from the
-// transformed documents, the Postgres side computed by Postgres over their
-// rows in the same snapshot the comparison used.
-func (r *collRun) settled(ctx context.Context, q queryer, done []*docState, rows map[string]*pgRow, info *roundInfo) error {
-	if r.continuous {
-		for _, d := range done {
-			if d.data && d.raw != nil {
-				r.diff.Counts["compared"]++
-			}
-		}
-		return nil
-	}
-	var ids []string
-	for _, d := range done {
-		if d.data && d.raw != nil {
-			r.diff.Counts["compared"]++
-		}
-		if d.rejErr != nil {
-			r.diff.Counts["rejected_by_transform"]++
-		}
-		if row := rows[d.key]; row != nil && row.exists && !row.deleted && (d.data || d.raw == nil) {
-			ids = append(ids, row.newID)
-		}
-		if d.row == nil {
-			continue
-		}
-		own := d.own
-		if own == nil {
-			own = &ownRow{}
-		}
-		r.sums.addMongo(&r.plan.top, r.expectedValues(&r.plan.top, d.row.Values, d.row.Refs, own.top, info))
-		for ci := range r.plan.children {
-			ch := &r.plan.children[ci]
-			for j, cr := range d.row.Children[ci].Rows {
-				var o []ownVal
-				if ci < len(own.children) && j < len(own.children[ci]) {
-					o = own.children[ci][j]
-				}
-				r.sums.addMongo(&ch.tablePlan, r.expectedValues(&ch.tablePlan, cr.Values, cr.Refs, o, info))
-			}
-		}
-	}
-	return r.pgSums(ctx, q, ids)
-}
-
-// pgSums adds Postgres' sums over the rows ids (and their child rows).
-func (r *collRun) pgSums(ctx context.Context, q queryer, ids []string) error {
-	if len(ids) == 0 {
-		return nil
-	}
-	plan := r.plan
-	srs, err := r.v.pg.tableSums(ctx, q, &plan.top, plan.idCol, plan.idArrayType(), plan.liveRow("t"), ids)
-	if err != nil {
-		return err
-	}
-	for _, sr := range srs {
-		r.sums.addPG(&plan.top, sr)
-	}
-	for ci := range plan.children {
-		ch := &plan.children[ci]
-		srs, err := r.v.pg.tableSums(ctx, q, &ch.tablePlan, ch.parentCol, plan.idArrayType(), "true", ids)
-		if err != nil {
-			return err
-		}
-		for _, sr := range srs {
-			r.sums.addPG(&ch.tablePlan, sr)
 		}
 	}
 	return nil

@@ -106,6 +106,29 @@ func (r *collRun) compare(d *docState, row *pgRow, info *roundInfo) []problem {
 		}
 		return nil
 	}
+	out := r.presenceProblems(d, row, pgID)
+	if !d.data {
+		return out
+	}
+	if d.rejErr != nil {
+		return append(out, problem{checkDiff, Example{ID: d.key, PGID: pgID, Table: plan.top.table,
+			Detail: "the transform rejects the current Mongo document, so the sink cannot have applied it: " + clip(d.rejErr.Error())}})
+	}
+	if !exists || len(out) > 0 {
+		return out
+	}
+	diffs := r.valueDiffs(d, row, pgID, info)
+	if len(diffs) == 0 {
+		return out
+	}
+	return append(out, problem{checkDiff, summarizeDiffs(diffs)})
+}
+
+// presenceProblems are the id_map problems of a live document: its key's
+// form, and whether it has an entry and a live row. Values are compared
+// only without them (a missing row has no values to compare).
+func (r *collRun) presenceProblems(d *docState, row *pgRow, pgID string) []problem {
+	plan := r.plan
 	var out []problem
 	if k := ownKey(d.raw); k != "" && k != d.key {
 		out = append(out, problem{checkIDMapToPG, Example{ID: d.key, Mongo: k, Detail: fmt.Sprintf(
@@ -120,16 +143,14 @@ func (r *collRun) compare(d *docState, row *pgRow, info *roundInfo) []problem {
 		out = append(out, problem{checkIDMapToPG, Example{ID: d.key, PGID: pgID, Table: plan.top.table,
 			Detail: fmt.Sprintf("row is soft-deleted (%s) but the Mongo document is live", plan.soft)}})
 	}
-	if !d.data {
-		return out
-	}
-	if d.rejErr != nil {
-		return append(out, problem{checkDiff, Example{ID: d.key, PGID: pgID, Table: plan.top.table,
-			Detail: "the transform rejects the current Mongo document, so the sink cannot have applied it: " + clip(d.rejErr.Error())}})
-	}
-	if !exists || len(out) > 0 {
-		return out
-	}
+	return out
+}
+
+// valueDiffs lists every column of the row and its child tables that
+// differs from what the sink must have written, so that the report can
+// name them all in one example.
+func (r *collRun) valueDiffs(d *docState, row *pgRow, pgID string, info *roundInfo) []Example {
+	plan := r.plan
 	var diffs []Example
 	own := d.own
 	if own == nil {
@@ -148,19 +169,8 @@ func (r *collRun) compare(d *docState, row *pgRow, info *roundInfo) []problem {
 		}
 		// A reference stored NULL under policy null must be recorded.
 		if c.kind == kRef && want.null && c.spec.Ref.Missing == transform.MissingNull {
-			legacy := ""
-			if ref, ok := refAt(d.row.Refs, i); ok {
-				legacy = ref.LegacyID
-			}
-			if i < len(own.top) && own.top[i].set {
-				legacy = own.top[i].ref
-			}
-			if legacy == "" {
-				continue
-			}
-			if rec, ok := info.dangling[d.key+"/"+c.name]; !ok || rec != legacy {
-				diffs = append(diffs, Example{ID: d.key, PGID: pgID, Table: plan.top.table, Column: c.name, Mongo: legacy, Postgres: "NULL",
-					Detail: "NULL reference to a missing parent without its cdc.dangling_refs record"})
+			if ex, ok := r.unrecordedNull(d, pgID, own, i, c, info); ok {
+				diffs = append(diffs, ex)
 			}
 		}
 	}
@@ -179,9 +189,34 @@ func (r *collRun) compare(d *docState, row *pgRow, info *roundInfo) []problem {
 			diffs = append(diffs, ex)
 		}
 	}
-	if len(diffs) == 0 {
-		return out
+	return diffs
+}
+
+// unrecordedNull reports top column i, a reference rightly stored NULL
+// under policy null, when the sink kept no cdc.dangling_refs record of the
+// legacy id it dropped: without the record the reference cannot be
+// restored once its parent arrives.
+func (r *collRun) unrecordedNull(d *docState, pgID string, own *ownRow, i int, c colPlan, info *roundInfo) (Example, bool) {
+	legacy := ""
+	if ref, ok := refAt(d.row.Refs, i); ok {
+		legacy = ref.LegacyID
 	}
+	if i < len(own.top) && own.top[i].set {
+		legacy = own.top[i].ref
+	}
+	if legacy == "" {
+		return Example{}, false
+	}
+	if rec, ok := info.dangling[d.key+"/"+c.name]; !ok || rec != legacy {
+		return Example{ID: d.key, PGID: pgID, Table: r.plan.top.table, Column: c.name, Mongo: legacy, Postgres: "NULL",
+			Detail: "NULL reference to a missing parent without its cdc.dangling_refs record"}, true
+	}
+	return Example{}, false
+}
+
+// summarizeDiffs folds a document's differing columns into one example
+// (the first, naming the others), so a document counts once.
+func summarizeDiffs(diffs []Example) Example {
 	ex := diffs[0]
 	var cols []string
 	for _, e := range diffs {
@@ -193,7 +228,7 @@ func (r *collRun) compare(d *docState, row *pgRow, info *roundInfo) []problem {
 	if len(diffs) > 1 {
 		ex.Detail += fmt.Sprintf("; %d columns differ: %s", len(diffs), strings.Join(cols, ", "))
 	}
-	return append(out, problem{checkDiff, ex})
+	return ex
 }
 
 func refAt(refs []transform.Ref, col int) (transform.Ref, bool) {

@@ -99,6 +99,28 @@ func (v *Verifier) ledgerChecks(ctx context.Context) error {
 		}
 		return nil
 	}
+	for _, q := range ledgerQueries(n) {
+		ch := checks[q.check]
+		err := v.recheckable(ctx, ch, func(ctx context.Context, ch *Check) error {
+			return v.runLedgerQuery(ctx, ch, q)
+		})
+		if err != nil && (IsUnreachable(err) || ctx.Err() != nil) {
+			return err
+		}
+	}
+	return nil
+}
+
+// ledgerQuery is one ledger check: count says how many it looked at, each
+// row of sql is one mismatch, which detail turns into an example.
+type ledgerQuery struct {
+	check, sql, count string
+	detail            func(cols []string) Example
+}
+
+// ledgerQueries is long because it is a table of the six reconciliation
+// queries, one entry per check, each SQL beside the example it reports.
+func ledgerQueries(n *ledgerSQL) []ledgerQuery {
 	p := func(f string) string { return fmt.Sprintf(f, "p") }
 	e := func(f string) string { return fmt.Sprintf(f, "e") }
 	pid := "coalesce(pm.legacy_object_id, '')"
@@ -107,10 +129,7 @@ func (v *Verifier) ledgerChecks(ctx context.Context) error {
 	eid := "coalesce(em.legacy_object_id, e.id::text)"
 	order := fmt.Sprintf("%s DESC, em.legacy_object_id DESC NULLS LAST, e.id DESC", e(n.lAt))
 
-	queries := []struct {
-		check, sql, count string
-		detail            func(cols []string) Example
-	}{{
+	return []ledgerQuery{{
 		// A released payment has a release entry; a refunded one a refund.
 		check: checkLedgerSettled,
 		count: fmt.Sprintf(`SELECT count(*) FROM %s p WHERE %s::text = 'released' OR %s::text IN ('refunded', 'partially_refunded') OR %s::text IN ('refunded', 'partially_refunded')`,
@@ -208,40 +227,36 @@ func (v *Verifier) ledgerChecks(ctx context.Context) error {
 				Detail: fmt.Sprintf("%s entry books payment %s, which has no row", c[2], c[3])}
 		},
 	}}
-	for _, q := range queries {
-		ch := checks[q.check]
-		err := v.recheckable(ctx, ch, func(ctx context.Context, ch *Check) error {
-			ctx, cancel := context.WithTimeout(ctx, v.cfg.QueryTimeout)
-			defer cancel()
-			var total int64
-			if err := v.pg.pool.QueryRow(ctx, q.count).Scan(&total); err != nil {
-				return pgErr(q.check, err)
-			}
-			ch.Counts["checked"] = total
-			rows, err := v.pg.pool.Query(ctx, q.sql)
-			if err != nil {
-				return pgErr(q.check, err)
-			}
-			defer rows.Close()
-			for rows.Next() {
-				vals, err := rows.Values()
-				if err != nil {
-					return pgErr(q.check, err)
-				}
-				cols := make([]string, len(vals))
-				for i, x := range vals {
-					cols[i] = fmt.Sprint(x)
-					if d, ok := parseDecimal(cols[i]); ok && strings.Contains(cols[i], ".") {
-						cols[i] = d.String() // numeric text without trailing zeros
-					}
-				}
-				ch.mismatch(q.detail(cols))
-			}
-			return pgErr(q.check, rows.Err())
-		})
-		if err != nil && (IsUnreachable(err) || ctx.Err() != nil) {
-			return err
-		}
+}
+
+// runLedgerQuery runs one check's count and query in one timeout, so that
+// recheckable can run it again as a whole.
+func (v *Verifier) runLedgerQuery(ctx context.Context, ch *Check, q ledgerQuery) error {
+	ctx, cancel := context.WithTimeout(ctx, v.cfg.QueryTimeout)
+	defer cancel()
+	var total int64
+	if err := v.pg.pool.QueryRow(ctx, q.count).Scan(&total); err != nil {
+		return pgErr(q.check, err)
 	}
-	return nil
+	ch.Counts["checked"] = total
+	rows, err := v.pg.pool.Query(ctx, q.sql)
+	if err != nil {
+		return pgErr(q.check, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		vals, err := rows.Values()
+		if err != nil {
+			return pgErr(q.check, err)
+		}
+		cols := make([]string, len(vals))
+		for i, x := range vals {
+			cols[i] = fmt.Sprint(x)
+			if d, ok := parseDecimal(cols[i]); ok && strings.Contains(cols[i], ".") {
+				cols[i] = d.String() // numeric text without trailing zeros
+			}
+		}
+		ch.mismatch(q.detail(cols))
+	}
+	return pgErr(q.check, rows.Err())
 }

@@ -187,25 +187,11 @@ func (m *mongoSide) oplogChanges(ctx context.Context, nss []string, from, to eve
 	}
 	ctx, cancel := context.WithTimeout(ctx, m.timeout)
 	defer cancel()
-	in := bson.A{}
 	want := map[string]bool{}
 	for _, ns := range nss {
-		in = append(in, ns)
 		want[ns] = true
 	}
-	filter := bson.D{
-		{Key: "ts", Value: bson.D{{Key: "$gt", Value: from.Timestamp()}, {Key: "$lte", Value: to.Timestamp()}}},
-		{Key: "$or", Value: bson.A{
-			bson.D{{Key: "ns", Value: bson.D{{Key: "$in", Value: in}}}},
-			bson.D{{Key: "o.applyOps.ns", Value: bson.D{{Key: "$in", Value: in}}}},
-		}},
-	}
-	opts := options.Find().SetSort(bson.D{{Key: "$natural", Value: 1}}).
-		SetProjection(bson.D{{Key: "ts", Value: 1}, {Key: "op", Value: 1}, {Key: "ns", Value: 1}, {Key: "o.applyOps.op", Value: 1}, {Key: "o.applyOps.ns", Value: 1},
-			{Key: "o.partialTxn", Value: 1}, {Key: "lsid.id", Value: 1}, {Key: "txnNumber", Value: 1}})
-	if limit > 0 {
-		opts.SetLimit(int64(limit))
-	}
+	filter, opts := oplogQuery(nss, from, to, limit)
 	cur, err := m.client.Database("local").Collection("oplog.rs").Find(ctx, filter, opts)
 	if err != nil {
 		return nil, m.oplogErr(err)
@@ -232,26 +218,9 @@ func (m *mongoSide) oplogChanges(ctx context.Context, nss []string, from, to eve
 			out = append(out, oplogOp{ts: ts, op: op, ns: ns})
 			continue
 		}
-		arr, ok := doc.Lookup("o", "applyOps").ArrayOK()
+		txn, isPartial, ops, ok := applyOpsOf(doc, ts, want)
 		if !ok {
 			continue
-		}
-		_, lsid, _ := doc.Lookup("lsid", "id").BinaryOK()
-		txnNumber, _ := doc.Lookup("txnNumber").AsInt64OK()
-		txn := fmt.Sprintf("%x/%d", lsid, txnNumber)
-		isPartial, _ := doc.Lookup("o", "partialTxn").BooleanOK()
-		var ops []oplogOp
-		vals, _ := arr.Values()
-		for _, v := range vals {
-			inner, ok := v.DocumentOK()
-			if !ok {
-				continue
-			}
-			iop, _ := inner.Lookup("op").StringValueOK()
-			ins, _ := inner.Lookup("ns").StringValueOK()
-			if want[ins] {
-				ops = append(ops, oplogOp{ts: ts, op: iop, ns: ins})
-			}
 		}
 		if isPartial {
 			partial[txn] = append(partial[txn], ops...)
@@ -268,6 +237,58 @@ func (m *mongoSide) oplogChanges(ctx context.Context, nss []string, from, to eve
 		return nil, m.oplogErr(err)
 	}
 	return out, nil
+}
+
+// oplogQuery selects the oplog entries in (from, to] that touch the
+// namespaces directly or inside a transaction's applyOps, projected to
+// what oplogChanges reads, in the oplog's own (natural) order.
+func oplogQuery(nss []string, from, to event.ClusterTime, limit int) (bson.D, *options.FindOptionsBuilder) {
+	in := bson.A{}
+	for _, ns := range nss {
+		in = append(in, ns)
+	}
+	filter := bson.D{
+		{Key: "ts", Value: bson.D{{Key: "$gt", Value: from.Timestamp()}, {Key: "$lte", Value: to.Timestamp()}}},
+		{Key: "$or", Value: bson.A{
+			bson.D{{Key: "ns", Value: bson.D{{Key: "$in", Value: in}}}},
+			bson.D{{Key: "o.applyOps.ns", Value: bson.D{{Key: "$in", Value: in}}}},
+		}},
+	}
+	opts := options.Find().SetSort(bson.D{{Key: "$natural", Value: 1}}).
+		SetProjection(bson.D{{Key: "ts", Value: 1}, {Key: "op", Value: 1}, {Key: "ns", Value: 1}, {Key: "o.applyOps.op", Value: 1}, {Key: "o.applyOps.ns", Value: 1},
+			{Key: "o.partialTxn", Value: 1}, {Key: "lsid.id", Value: 1}, {Key: "txnNumber", Value: 1}})
+	if limit > 0 {
+		opts.SetLimit(int64(limit))
+	}
+	return filter, opts
+}
+
+// applyOpsOf expands a transaction's applyOps entry into its operations on
+// the wanted namespaces, stamped with the entry's time. txn names the
+// transaction (lsid and txnNumber) so that a partial entry's operations
+// can wait for its commit; ok is false when doc is no applyOps entry.
+func applyOpsOf(doc bson.Raw, ts event.ClusterTime, want map[string]bool) (txn string, isPartial bool, ops []oplogOp, ok bool) {
+	arr, ok := doc.Lookup("o", "applyOps").ArrayOK()
+	if !ok {
+		return "", false, nil, false
+	}
+	_, lsid, _ := doc.Lookup("lsid", "id").BinaryOK()
+	txnNumber, _ := doc.Lookup("txnNumber").AsInt64OK()
+	txn = fmt.Sprintf("%x/%d", lsid, txnNumber)
+	isPartial, _ = doc.Lookup("o", "partialTxn").BooleanOK()
+	vals, _ := arr.Values()
+	for _, v := range vals {
+		inner, ok := v.DocumentOK()
+		if !ok {
+			continue
+		}
+		iop, _ := inner.Lookup("op").StringValueOK()
+		ins, _ := inner.Lookup("ns").StringValueOK()
+		if want[ins] {
+			ops = append(ops, oplogOp{ts: ts, op: iop, ns: ins})
+		}
+	}
+	return txn, isPartial, ops, true
 }
 
 func (m *mongoSide) oplogErr(err error) error {

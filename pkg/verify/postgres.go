@@ -93,6 +93,43 @@ type pgRow struct {
 // version and, with data, the mapped columns and the child rows.
 func (p *pgSide) fetchRows(ctx context.Context, q queryer, plan *mappingPlan, keys []string, withData bool) (map[string]*pgRow, error) {
 	coll := plan.m.Collection
+	query := topRowsSQL(plan, withData)
+	// The applied versions come from the same snapshot (q is the
+	// caller's read-only transaction).
+	versions, err := state.DocVersions(ctx, q, coll, keys)
+	if err != nil {
+		return nil, pgErr("read the applied versions of "+coll, err)
+	}
+	rows, err := q.Query(ctx, query, coll, keys)
+	if err != nil {
+		return nil, pgErr("read rows of "+plan.top.table, err)
+	}
+	out, parents, err := scanTopRows(rows, plan, keys, withData, versions)
+	if err != nil {
+		return nil, err
+	}
+	if !withData || len(plan.children) == 0 || len(parents) == 0 {
+		return out, nil
+	}
+	byID := make(map[string]*pgRow, len(parents))
+	for _, r := range out {
+		if r.exists {
+			r.children = make([][][]cval, len(plan.children))
+			byID[r.newID] = r
+		}
+	}
+	for ci := range plan.children {
+		if err := readChildRows(ctx, q, plan, ci, parents, byID); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// topRowsSQL is the query of fetchRows' top rows ($1 the collection, $2
+// the keys): one row per key, whether or not it has an id_map entry or a
+// row, so that a missing one is seen as such.
+func topRowsSQL(plan *mappingPlan, withData bool) string {
 	t := quoteTable(plan.top.table)
 	id := quoteIdent(plan.idCol)
 	soft := "false"
@@ -116,16 +153,13 @@ func (p *pgSide) fetchRows(ctx context.Context, q queryer, plan *mappingPlan, ke
 	} else {
 		fmt.Fprintf(&sb, ` LEFT JOIN %s t ON t.%s = k.key`, t, id)
 	}
-	// The applied versions come from the same snapshot (q is the
-	// caller's read-only transaction).
-	versions, err := state.DocVersions(ctx, q, coll, keys)
-	if err != nil {
-		return nil, pgErr("read the applied versions of "+coll, err)
-	}
-	rows, err := q.Query(ctx, sb.String(), coll, keys)
-	if err != nil {
-		return nil, pgErr("read rows of "+plan.top.table, err)
-	}
+	return sb.String()
+}
+
+// scanTopRows reads the rows of topRowsSQL (and closes them), joining each
+// with its applied version; parents are the new ids of the rows that
+// exist, whose child rows are read next when there is data.
+func scanTopRows(rows pgx.Rows, plan *mappingPlan, keys []string, withData bool, versions map[string]state.Version) (map[string]*pgRow, []string, error) {
 	out := make(map[string]*pgRow, len(keys))
 	var parents []string
 	for rows.Next() {
@@ -142,7 +176,7 @@ func (p *pgSide) fetchRows(ctx context.Context, q queryer, plan *mappingPlan, ke
 		}
 		if err := rows.Scan(dest...); err != nil {
 			rows.Close()
-			return nil, pgErr("read rows of "+plan.top.table, err)
+			return nil, nil, pgErr("read rows of "+plan.top.table, err)
 		}
 		r.newID = newID.String
 		if v, ok := versions[r.key]; ok {
@@ -161,53 +195,48 @@ func (p *pgSide) fetchRows(ctx context.Context, q queryer, plan *mappingPlan, ke
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return nil, pgErr("read rows of "+plan.top.table, err)
+		return nil, nil, pgErr("read rows of "+plan.top.table, err)
 	}
-	if !withData || len(plan.children) == 0 || len(parents) == 0 {
-		return out, nil
+	return out, parents, nil
+}
+
+// readChildRows reads the rows of child table ci under parents in one
+// query and files each under its parent row in byID.
+func readChildRows(ctx context.Context, q queryer, plan *mappingPlan, ci int, parents []string, byID map[string]*pgRow) error {
+	ch := &plan.children[ci]
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "SELECT c.%s::text", quoteIdent(ch.parentCol))
+	for _, c := range ch.cols {
+		sb.WriteString(", " + c.kind.selectExpr("c", c.name))
 	}
-	byID := make(map[string]*pgRow, len(parents))
-	for _, r := range out {
-		if r.exists {
-			r.children = make([][][]cval, len(plan.children))
-			byID[r.newID] = r
-		}
+	fmt.Fprintf(&sb, " FROM %s c WHERE c.%s = ANY($1::%s)", quoteTable(ch.table), quoteIdent(ch.parentCol), plan.idArrayType())
+	rows, err := q.Query(ctx, sb.String(), parents)
+	if err != nil {
+		return pgErr("read child rows of "+ch.table, err)
 	}
-	for ci, ch := range plan.children {
-		var sb strings.Builder
-		fmt.Fprintf(&sb, "SELECT c.%s::text", quoteIdent(ch.parentCol))
-		for _, c := range ch.cols {
-			sb.WriteString(", " + c.kind.selectExpr("c", c.name))
+	for rows.Next() {
+		var parent string
+		ds := make([]any, len(ch.cols))
+		for i, c := range ch.cols {
+			ds[i] = c.kind.dest()
 		}
-		fmt.Fprintf(&sb, " FROM %s c WHERE c.%s = ANY($1::%s)", quoteTable(ch.table), quoteIdent(ch.parentCol), plan.idArrayType())
-		rows, err := q.Query(ctx, sb.String(), parents)
-		if err != nil {
-			return nil, pgErr("read child rows of "+ch.table, err)
+		if err := rows.Scan(append([]any{&parent}, ds...)...); err != nil {
+			rows.Close()
+			return pgErr("read child rows of "+ch.table, err)
 		}
-		for rows.Next() {
-			var parent string
-			ds := make([]any, len(ch.cols))
-			for i, c := range ch.cols {
-				ds[i] = c.kind.dest()
-			}
-			if err := rows.Scan(append([]any{&parent}, ds...)...); err != nil {
-				rows.Close()
-				return nil, pgErr("read child rows of "+ch.table, err)
-			}
-			vals := make([]cval, len(ds))
-			for i, d := range ds {
-				vals[i] = ch.cols[i].kind.stored(d)
-			}
-			if r := byID[parent]; r != nil {
-				r.children[ci] = append(r.children[ci], vals)
-			}
+		vals := make([]cval, len(ds))
+		for i, d := range ds {
+			vals[i] = ch.cols[i].kind.stored(d)
 		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, pgErr("read child rows of "+ch.table, err)
+		if r := byID[parent]; r != nil {
+			r.children[ci] = append(r.children[ci], vals)
 		}
 	}
-	return out, nil
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return pgErr("read child rows of "+ch.table, err)
+	}
+	return nil
 }
 
 // idmapEntry is what a uuid maps back to.
