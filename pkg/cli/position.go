@@ -34,27 +34,7 @@ Both take the consumer's fence: they refuse while a sink runs.`,
 		Use:   "show",
 		Short: "Print the recorded position, its stream and the fence holder",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := g.setup(config.RoleSink|config.RolePostgres, loadConfig)
-			if err != nil {
-				return err
-			}
-			defer s.close(cmd.Context())
-			if err := s.connect(cmd.Context(), systems{pgConns: 1}); err != nil {
-				return err
-			}
-			cfg := &s.cfg
-			p, ok, err := state.ReadPosition(cmd.Context(), s.pool, cfg.Sink.Consumer)
-			if err != nil {
-				return err
-			}
-			if !ok {
-				fmt.Fprintf(g.stdout, "consumer %s has no position yet\n", cfg.Sink.Consumer)
-				return nil
-			}
-			printPosition(g, "position", p)
-			return nil
-		},
+		RunE:  func(cmd *cobra.Command, _ []string) error { return g.runPositionShow(cmd) },
 	}
 	var seq string
 	move := func(use, short string, withSeq bool) *cobra.Command {
@@ -62,36 +42,7 @@ Both take the consumer's fence: they refuse while a sink runs.`,
 			Use:   use,
 			Short: short,
 			Args:  cobra.NoArgs,
-			RunE: func(cmd *cobra.Command, _ []string) error {
-				var to *uint64
-				if withSeq {
-					n, err := strconv.ParseUint(seq, 10, 64)
-					if err != nil {
-						return &usageError{fmt.Errorf("--seq: %w", err)}
-					}
-					to = &n
-				}
-				s, err := g.setup(config.RoleSink|config.RolePostgres, loadConfig)
-				if err != nil {
-					return err
-				}
-				ctx := cmd.Context()
-				defer s.close(ctx)
-				if err := s.connect(ctx, systems{pgConns: 1, bus: true}); err != nil {
-					return err
-				}
-				cfg := &s.cfg
-				before, after, err := sink.Reposition(ctx, s.pool, s.bus.JS, cfg.Sink.Consumer, cfg.NATS.Stream, "cdc position "+use, to)
-				if errors.Is(err, state.ErrHeld) {
-					return fmt.Errorf("%w: stop the sink first (the position moves only while no sink applies)", err)
-				}
-				if err != nil {
-					return err
-				}
-				printPosition(g, "before", before)
-				printPosition(g, "after", after)
-				return nil
-			},
+			RunE:  func(cmd *cobra.Command, _ []string) error { return g.runPositionMove(cmd, use, withSeq, seq) },
 		}
 		if withSeq {
 			c.Flags().StringVar(&seq, "seq", "", "the new position: every stream message at or below it counts as resolved (required)")
@@ -103,6 +54,64 @@ Both take the consumer's fence: they refuse while a sink runs.`,
 		move("adopt", "Accept the stream as it is now: the sink applies it from its first message", false),
 		move("set", "Set the position to --seq on the current stream (past a gap that was replayed)", true))
 	return cmd
+}
+
+// runPositionShow holds cdc position show's work, so that newPositionCmd
+// reads as its help text and flags.
+func (g *globals) runPositionShow(cmd *cobra.Command) error {
+	s, err := g.setup(config.RoleSink|config.RolePostgres, loadConfig)
+	if err != nil {
+		return err
+	}
+	defer s.close(cmd.Context())
+	if err := s.connect(cmd.Context(), systems{pgConns: 1}); err != nil {
+		return err
+	}
+	cfg := &s.cfg
+	p, ok, err := state.ReadPosition(cmd.Context(), s.pool, cfg.Sink.Consumer)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		fmt.Fprintf(g.stdout, "consumer %s has no position yet\n", cfg.Sink.Consumer)
+		return nil
+	}
+	printPosition(g, "position", p)
+	return nil
+}
+
+// runPositionMove is the work of cdc position adopt (withSeq false) and
+// cdc position set (withSeq, to --seq): one repositioning, named by use in
+// the position's history.
+func (g *globals) runPositionMove(cmd *cobra.Command, use string, withSeq bool, seq string) error {
+	var to *uint64
+	if withSeq {
+		n, err := strconv.ParseUint(seq, 10, 64)
+		if err != nil {
+			return &usageError{fmt.Errorf("--seq: %w", err)}
+		}
+		to = &n
+	}
+	s, err := g.setup(config.RoleSink|config.RolePostgres, loadConfig)
+	if err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+	defer s.close(ctx)
+	if err := s.connect(ctx, systems{pgConns: 1, bus: true}); err != nil {
+		return err
+	}
+	cfg := &s.cfg
+	before, after, err := sink.Reposition(ctx, s.pool, s.bus.JS, cfg.Sink.Consumer, cfg.NATS.Stream, "cdc position "+use, to)
+	if errors.Is(err, state.ErrHeld) {
+		return fmt.Errorf("%w: stop the sink first (the position moves only while no sink applies)", err)
+	}
+	if err != nil {
+		return err
+	}
+	printPosition(g, "before", before)
+	printPosition(g, "after", after)
+	return nil
 }
 
 func printPosition(g *globals, label string, p state.Position) {

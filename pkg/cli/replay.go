@@ -125,16 +125,19 @@ running sink to apply them.`,
 	return cmd
 }
 
+// replayStreamFlags are the flags of cdc replay stream.
+type replayStreamFlags struct {
+	op             operatorFlags
+	fromSeq, toSeq uint64
+	since          string
+	lane           string
+	colls          []string
+	force          bool
+	batchSize      int
+}
+
 func newReplayStreamCmd(g *globals) *cobra.Command {
-	var (
-		op             operatorFlags
-		fromSeq, toSeq uint64
-		since          string
-		lane           string
-		colls          []string
-		force          bool
-		batchSize      int
-	)
+	var fl replayStreamFlags
 	cmd := &cobra.Command{
 		Use:   "stream [--lane L] --from-seq N [--to-seq M] | --since <time>",
 		Short: "Re-apply events JetStream still retains to PostgreSQL (e.g. after a restore from backup)",
@@ -159,85 +162,92 @@ a parent are retried once every lane was read (the parent may be in another
 lane). With --collections, every lane is still read for those collections'
 events (a Mongo transaction's events are all in the lane of its first event).`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			s, err := g.setup(config.RoleSink|config.RolePostgres, loadReplicated)
-			if err != nil {
-				return err
-			}
-			defer s.close(ctx)
-			log := s.log
-			var sinceT time.Time
-			switch {
-			case since != "" && fromSeq > 0:
-				return &usageError{fmt.Errorf("give --from-seq or --since, not both")}
-			case since != "":
-				if sinceT, err = time.Parse(time.RFC3339Nano, since); err != nil {
-					return &usageError{fmt.Errorf("--since: %v", err)}
-				}
-			case fromSeq == 0:
-				return &usageError{fmt.Errorf("--from-seq or --since is required")}
-			}
-			if toSeq > 0 && fromSeq > toSeq {
-				return &usageError{fmt.Errorf("--from-seq %d is after --to-seq %d", fromSeq, toSeq)}
-			}
-			var todo []string
-			if len(colls) > 0 {
-				if todo, err = pickCollections(colls, s.set.Collections()); err != nil {
-					return err
-				}
-			}
-			scfg := replay.StreamConfig{
-				Streams: bus.StreamsFromConfig(&s.cfg), Lane: lane, Database: s.cfg.Mongo.Database, Collections: todo,
-				FromSeq: fromSeq, Since: sinceT, ToSeq: toSeq, BatchSize: batchSize, Force: force,
-				Unparked: s.cfg.Sink.UnparkedCollections, DryRun: op.dryRun,
-			}
-			if _, err := replay.StreamLanes(scfg); err != nil {
-				return &usageError{err}
-			}
-			rep := &report.Report{Command: "replay stream", DryRun: op.dryRun}
-			if err := op.guard(&s.cfg, rep); err != nil {
-				return err
-			}
-			if err := s.connect(ctx, systems{pgConns: 2}); err != nil {
-				return err
-			}
-			if err := transform.CheckCatalog(ctx, s.pool, s.set); err != nil {
-				return fmt.Errorf("refusing to apply: %w", err)
-			}
-			if err := s.connect(ctx, systems{bus: true}); err != nil {
-				return err
-			}
-			if scfg.BatchSize <= 0 {
-				scfg.BatchSize = s.cfg.Snapshot.BatchSize
-			}
-			scfg.Streams = s.bus.Streams
-			out, err := replay.Stream(ctx, s.bus.JS, s.pool, s.set, scfg, log.Named("replay"))
-			out.Notes = append(rep.Notes, out.Notes...)
-			return g.finish(out, err)
-		},
+		RunE: func(cmd *cobra.Command, _ []string) error { return g.runReplayStream(cmd, &fl) },
 	}
-	op.add(cmd)
-	cmd.Flags().StringVar(&lane, "lane", "", "with sink.lanes: replay only this lane's stream (required with --from-seq and --to-seq)")
-	cmd.Flags().Uint64Var(&fromSeq, "from-seq", 0, "first stream sequence to re-apply (of the --lane's stream with lanes)")
-	cmd.Flags().Uint64Var(&toSeq, "to-seq", 0, "last stream sequence (default: the stream's last at the start)")
-	cmd.Flags().StringVar(&since, "since", "", "re-apply the messages stored since this RFC 3339 time (instead of --from-seq)")
-	cmd.Flags().StringSliceVar(&colls, "collections", nil, "only these collections (default: all)")
-	cmd.Flags().BoolVar(&force, "force", false, "restore rows deleted behind the replicator's back (forget their versions in the applying transaction)")
-	cmd.Flags().IntVar(&batchSize, "batch-size", 0, "events per Postgres transaction (default snapshot.batch_size)")
+	fl.op.add(cmd)
+	cmd.Flags().StringVar(&fl.lane, "lane", "", "with sink.lanes: replay only this lane's stream (required with --from-seq and --to-seq)")
+	cmd.Flags().Uint64Var(&fl.fromSeq, "from-seq", 0, "first stream sequence to re-apply (of the --lane's stream with lanes)")
+	cmd.Flags().Uint64Var(&fl.toSeq, "to-seq", 0, "last stream sequence (default: the stream's last at the start)")
+	cmd.Flags().StringVar(&fl.since, "since", "", "re-apply the messages stored since this RFC 3339 time (instead of --from-seq)")
+	cmd.Flags().StringSliceVar(&fl.colls, "collections", nil, "only these collections (default: all)")
+	cmd.Flags().BoolVar(&fl.force, "force", false, "restore rows deleted behind the replicator's back (forget their versions in the applying transaction)")
+	cmd.Flags().IntVar(&fl.batchSize, "batch-size", 0, "events per Postgres transaction (default snapshot.batch_size)")
 	return cmd
 }
 
+// runReplayStream holds cdc replay stream's work, so that
+// newReplayStreamCmd reads as its help text and flags.
+func (g *globals) runReplayStream(cmd *cobra.Command, fl *replayStreamFlags) error {
+	ctx := cmd.Context()
+	s, err := g.setup(config.RoleSink|config.RolePostgres, loadReplicated)
+	if err != nil {
+		return err
+	}
+	defer s.close(ctx)
+	log := s.log
+	var sinceT time.Time
+	switch {
+	case fl.since != "" && fl.fromSeq > 0:
+		return &usageError{fmt.Errorf("give --from-seq or --since, not both")}
+	case fl.since != "":
+		if sinceT, err = time.Parse(time.RFC3339Nano, fl.since); err != nil {
+			return &usageError{fmt.Errorf("--since: %v", err)}
+		}
+	case fl.fromSeq == 0:
+		return &usageError{fmt.Errorf("--from-seq or --since is required")}
+	}
+	if fl.toSeq > 0 && fl.fromSeq > fl.toSeq {
+		return &usageError{fmt.Errorf("--from-seq %d is after --to-seq %d", fl.fromSeq, fl.toSeq)}
+	}
+	var todo []string
+	if len(fl.colls) > 0 {
+		if todo, err = pickCollections(fl.colls, s.set.Collections()); err != nil {
+			return err
+		}
+	}
+	scfg := replay.StreamConfig{
+		Streams: bus.StreamsFromConfig(&s.cfg), Lane: fl.lane, Database: s.cfg.Mongo.Database, Collections: todo,
+		FromSeq: fl.fromSeq, Since: sinceT, ToSeq: fl.toSeq, BatchSize: fl.batchSize, Force: fl.force,
+		Unparked: s.cfg.Sink.UnparkedCollections, DryRun: fl.op.dryRun,
+	}
+	if _, err := replay.StreamLanes(scfg); err != nil {
+		return &usageError{err}
+	}
+	rep := &report.Report{Command: "replay stream", DryRun: fl.op.dryRun}
+	if err := fl.op.guard(&s.cfg, rep); err != nil {
+		return err
+	}
+	if err := s.connect(ctx, systems{pgConns: 2}); err != nil {
+		return err
+	}
+	if err := transform.CheckCatalog(ctx, s.pool, s.set); err != nil {
+		return fmt.Errorf("refusing to apply: %w", err)
+	}
+	if err := s.connect(ctx, systems{bus: true}); err != nil {
+		return err
+	}
+	if scfg.BatchSize <= 0 {
+		scfg.BatchSize = s.cfg.Snapshot.BatchSize
+	}
+	scfg.Streams = s.bus.Streams
+	out, err := replay.Stream(ctx, s.bus.JS, s.pool, s.set, scfg, log.Named("replay"))
+	out.Notes = append(rep.Notes, out.Notes...)
+	return g.finish(out, err)
+}
+
+// replayIDsFlags are the flags of cdc replay ids.
+type replayIDsFlags struct {
+	op           operatorFlags
+	coll         string
+	ids          []string
+	idsFile      string
+	fromGaps     bool
+	applyTimeout time.Duration
+	batchSize    int
+}
+
 func newReplayIDsCmd(g *globals) *cobra.Command {
-	var (
-		op           operatorFlags
-		coll         string
-		ids          []string
-		idsFile      string
-		fromGaps     bool
-		applyTimeout time.Duration
-		batchSize    int
-	)
+	var fl replayIDsFlags
 	cmd := &cobra.Command{
 		Use:   "ids --collection c --ids id1,id2 | --ids-file f | --from-gaps-table",
 		Short: "Re-read documents from MongoDB and publish their current state (refresh; missing -> delete)",
@@ -272,68 +282,72 @@ whose refresh was dead-lettered and rows of collections without a transform
 stay open and count as errors. --apply-timeout 0 resolves them as soon as
 JetStream acknowledged the refresh.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			sources := 0
-			for _, on := range []bool{len(ids) > 0, idsFile != "", fromGaps} {
-				if on {
-					sources++
-				}
-			}
-			if sources != 1 {
-				return &usageError{fmt.Errorf("give exactly one of --ids, --ids-file, --from-gaps-table")}
-			}
-			if !fromGaps && coll == "" {
-				return &usageError{fmt.Errorf("--collection is required with --ids and --ids-file")}
-			}
-			if idsFile != "" {
-				var err error
-				if ids, err = readIDs(idsFile, cmd.InOrStdin()); err != nil {
-					return &usageError{err}
-				}
-			}
-			s, err := g.setup(config.RoleAll, loadReplicated)
-			if err != nil {
-				return err
-			}
-			defer s.close(ctx)
-			log := s.log
-			if coll != "" {
-				if _, ok := s.set.Get(coll); !ok {
-					return &usageError{fmt.Errorf("collection %q has no transform (mapped: %v)", coll, s.set.Collections())}
-				}
-			}
-			rep := &report.Report{Command: "replay ids", DryRun: op.dryRun}
-			if err := op.guard(&s.cfg, rep); err != nil {
-				return err
-			}
-			if err := s.connect(ctx, systems{mongo: true, pgConns: 2, bus: true}); err != nil {
-				return err
-			}
-			if batchSize <= 0 {
-				batchSize = s.cfg.Snapshot.BatchSize
-			}
-			r := replay.NewRefresher(s.client, s.bus.JS, s.pool, s.set, replay.RefreshConfig{
-				Database: s.cfg.Mongo.Database, Streams: s.bus.Streams, BatchSize: batchSize, DryRun: op.dryRun,
-			}, log.Named("replay"))
-			var out *report.Report
-			if fromGaps {
-				out, err = r.Gaps(ctx, applyTimeout)
-			} else {
-				out, err = r.IDs(ctx, coll, ids)
-			}
-			out.Notes = append(rep.Notes, out.Notes...)
-			return g.finish(out, err)
-		},
+		RunE: func(cmd *cobra.Command, _ []string) error { return g.runReplayIDs(cmd, &fl) },
 	}
-	op.add(cmd)
-	cmd.Flags().StringVar(&coll, "collection", "", "the documents' collection (with --ids, --ids-file)")
-	cmd.Flags().StringSliceVar(&ids, "ids", nil, "document ids (comma-separated or repeated)")
-	cmd.Flags().StringVar(&idsFile, "ids-file", "", "file with one id per line (- for stdin)")
-	cmd.Flags().BoolVar(&fromGaps, "from-gaps-table", false, "refresh the documents of the open rows of pg_dualwrite_gaps and resolve them")
-	cmd.Flags().DurationVar(&applyTimeout, "apply-timeout", 2*time.Minute, "with --from-gaps-table: how long to wait for the sink to apply the refreshes before resolving")
-	cmd.Flags().IntVar(&batchSize, "batch-size", 0, "ids per find (default snapshot.batch_size)")
+	fl.op.add(cmd)
+	cmd.Flags().StringVar(&fl.coll, "collection", "", "the documents' collection (with --ids, --ids-file)")
+	cmd.Flags().StringSliceVar(&fl.ids, "ids", nil, "document ids (comma-separated or repeated)")
+	cmd.Flags().StringVar(&fl.idsFile, "ids-file", "", "file with one id per line (- for stdin)")
+	cmd.Flags().BoolVar(&fl.fromGaps, "from-gaps-table", false, "refresh the documents of the open rows of pg_dualwrite_gaps and resolve them")
+	cmd.Flags().DurationVar(&fl.applyTimeout, "apply-timeout", 2*time.Minute, "with --from-gaps-table: how long to wait for the sink to apply the refreshes before resolving")
+	cmd.Flags().IntVar(&fl.batchSize, "batch-size", 0, "ids per find (default snapshot.batch_size)")
 	return cmd
+}
+
+// runReplayIDs holds cdc replay ids' work, so that newReplayIDsCmd reads
+// as its help text and flags.
+func (g *globals) runReplayIDs(cmd *cobra.Command, fl *replayIDsFlags) error {
+	ctx := cmd.Context()
+	sources := 0
+	for _, on := range []bool{len(fl.ids) > 0, fl.idsFile != "", fl.fromGaps} {
+		if on {
+			sources++
+		}
+	}
+	if sources != 1 {
+		return &usageError{fmt.Errorf("give exactly one of --ids, --ids-file, --from-gaps-table")}
+	}
+	if !fl.fromGaps && fl.coll == "" {
+		return &usageError{fmt.Errorf("--collection is required with --ids and --ids-file")}
+	}
+	if fl.idsFile != "" {
+		var err error
+		if fl.ids, err = readIDs(fl.idsFile, cmd.InOrStdin()); err != nil {
+			return &usageError{err}
+		}
+	}
+	s, err := g.setup(config.RoleAll, loadReplicated)
+	if err != nil {
+		return err
+	}
+	defer s.close(ctx)
+	log := s.log
+	if fl.coll != "" {
+		if _, ok := s.set.Get(fl.coll); !ok {
+			return &usageError{fmt.Errorf("collection %q has no transform (mapped: %v)", fl.coll, s.set.Collections())}
+		}
+	}
+	rep := &report.Report{Command: "replay ids", DryRun: fl.op.dryRun}
+	if err := fl.op.guard(&s.cfg, rep); err != nil {
+		return err
+	}
+	if err := s.connect(ctx, systems{mongo: true, pgConns: 2, bus: true}); err != nil {
+		return err
+	}
+	if fl.batchSize <= 0 {
+		fl.batchSize = s.cfg.Snapshot.BatchSize
+	}
+	r := replay.NewRefresher(s.client, s.bus.JS, s.pool, s.set, replay.RefreshConfig{
+		Database: s.cfg.Mongo.Database, Streams: s.bus.Streams, BatchSize: fl.batchSize, DryRun: fl.op.dryRun,
+	}, log.Named("replay"))
+	var out *report.Report
+	if fl.fromGaps {
+		out, err = r.Gaps(ctx, fl.applyTimeout)
+	} else {
+		out, err = r.IDs(ctx, fl.coll, fl.ids)
+	}
+	out.Notes = append(rep.Notes, out.Notes...)
+	return g.finish(out, err)
 }
 
 // readIDs reads one id per line; blank lines and # comments are skipped.

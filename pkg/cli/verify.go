@@ -13,18 +13,21 @@ import (
 	"github.com/amanat/cdc/pkg/verify"
 )
 
+// verifyFlags are the flags of cdc verify.
+type verifyFlags struct {
+	colls          []string
+	sample         int
+	asJSON         bool
+	recheckWait    time.Duration
+	chunkSize      int
+	examples       int
+	connectTimeout time.Duration
+	queryTimeout   time.Duration
+	progressAt     string
+}
+
 func newVerifyCmd(g *globals) *cobra.Command {
-	var (
-		colls          []string
-		sample         int
-		asJSON         bool
-		recheckWait    time.Duration
-		chunkSize      int
-		examples       int
-		connectTimeout time.Duration
-		queryTimeout   time.Duration
-		progressAt     string
-	)
+	var fl verifyFlags
 	cmd := &cobra.Command{
 		Use:   "verify",
 		Short: "Prove that PostgreSQL holds exactly what MongoDB holds; exit 1 on any difference or error",
@@ -59,80 +62,84 @@ it persists once the sink has caught up with the Mongo read (up to
 difference, any error and any unreachable database exit 1 and say which.
 --json prints the machine-readable report (format version 1) on stdout.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			s, err := g.setup(config.RoleTailer|config.RolePostgres, loadReplicated)
-			if err != nil {
-				return err
-			}
-			// Bounded: a MongoDB that went away must not hold the exit.
-			s.mongoCloseTimeout = 5 * time.Second
-			defer s.close(ctx)
-			cfg, log := &s.cfg, s.log
-			todo, err := pickCollections(colls, s.replicated)
-			if err != nil {
-				return err
-			}
-			vcfg := verify.Config{
-				Database: cfg.Mongo.Database, Collections: todo, Replicated: s.replicated, Consumer: cfg.Sink.Consumer,
-				LaneConsumers: app.LaneConsumers(cfg),
-				Sample:        sample, ChunkSize: chunkSize, RecheckWait: recheckWait, Examples: examples, QueryTimeout: queryTimeout,
-			}
-			if err := vcfg.Validate(); err != nil {
-				return &usageError{err}
-			}
-			if connectTimeout <= 0 {
-				return &usageError{fmt.Errorf("--connect-timeout must be positive, got %s", connectTimeout)}
-			}
-			prog, err := g.progressDisplay(progressAt, "verify", log)
-			if err != nil {
-				return err
-			}
-
-			// Each database must answer within --connect-timeout, or the run
-			// fails naming it: never a pass.
-			if err := s.connect(ctx, systems{mongo: true, timeout: connectTimeout}); err != nil {
-				return g.verifyAborted(asJSON, &vcfg, &verify.UnreachableError{System: verify.SystemMongo, Err: err})
-			}
-			if err := s.connect(ctx, systems{pgConns: 4, timeout: connectTimeout}); err != nil {
-				return g.verifyAborted(asJSON, &vcfg, &verify.UnreachableError{System: verify.SystemPostgres, Err: err})
-			}
-
-			v, err := verify.New(s.client, s.pool, s.set, vcfg, log.Named("verify"), prog)
-			if err != nil {
-				return g.verifyAborted(asJSON, &vcfg, err)
-			}
-			rep, runErr := v.Run(ctx)
-			if asJSON {
-				err = rep.WriteJSON(g.stdout)
-			} else {
-				err = rep.WriteText(g.stdout)
-			}
-			if err != nil {
-				return fmt.Errorf("write the report: %w", err)
-			}
-			log.Info("verify finished", zap.Bool("ok", rep.OK), zap.Int("checks", rep.Totals.Checks),
-				zap.Int("failed", rep.Totals.Failed), zap.Int("errors", rep.Totals.Errors), zap.Int64("mismatches", rep.Totals.Mismatches))
-			switch {
-			case runErr != nil:
-				return fmt.Errorf("verify did not complete: %w", runErr)
-			case !rep.OK:
-				return fmt.Errorf("verify failed: %s", rep.Summary())
-			}
-			return nil
-		},
+		RunE: func(cmd *cobra.Command, _ []string) error { return g.runVerify(cmd, &fl) },
 	}
 	f := cmd.Flags()
-	f.StringSliceVar(&colls, "collections", nil, "collections to verify (comma-separated; default: every replicated collection)")
-	f.IntVar(&sample, "sample", 0, "compare a strided random sample of about N documents per collection instead of all (default: all)")
-	f.BoolVar(&asJSON, "json", false, "print the report as JSON (format version 1) on stdout")
-	f.DurationVar(&recheckWait, "recheck-wait", 30*time.Second, "how long a difference may wait for the sink to catch up before it is reported")
-	f.IntVar(&chunkSize, "chunk-size", 1000, "documents read and compared at a time (bounds memory)")
-	f.IntVar(&examples, "examples", 10, "example mismatches kept per check (counts are always complete)")
-	f.DurationVar(&connectTimeout, "connect-timeout", app.StartupTimeout, "how long each database may take to answer at start")
-	f.DurationVar(&queryTimeout, "query-timeout", 5*time.Minute, "bound on each database operation")
-	f.StringVar(&progressAt, "progress", "auto", "progress display: auto (bar on a terminal, log lines otherwise), bar, log, none")
+	f.StringSliceVar(&fl.colls, "collections", nil, "collections to verify (comma-separated; default: every replicated collection)")
+	f.IntVar(&fl.sample, "sample", 0, "compare a strided random sample of about N documents per collection instead of all (default: all)")
+	f.BoolVar(&fl.asJSON, "json", false, "print the report as JSON (format version 1) on stdout")
+	f.DurationVar(&fl.recheckWait, "recheck-wait", 30*time.Second, "how long a difference may wait for the sink to catch up before it is reported")
+	f.IntVar(&fl.chunkSize, "chunk-size", 1000, "documents read and compared at a time (bounds memory)")
+	f.IntVar(&fl.examples, "examples", 10, "example mismatches kept per check (counts are always complete)")
+	f.DurationVar(&fl.connectTimeout, "connect-timeout", app.StartupTimeout, "how long each database may take to answer at start")
+	f.DurationVar(&fl.queryTimeout, "query-timeout", 5*time.Minute, "bound on each database operation")
+	f.StringVar(&fl.progressAt, "progress", "auto", "progress display: auto (bar on a terminal, log lines otherwise), bar, log, none")
 	return cmd
+}
+
+// runVerify holds cdc verify's work, so that newVerifyCmd reads as its
+// help text and flags.
+func (g *globals) runVerify(cmd *cobra.Command, fl *verifyFlags) error {
+	ctx := cmd.Context()
+	s, err := g.setup(config.RoleTailer|config.RolePostgres, loadReplicated)
+	if err != nil {
+		return err
+	}
+	// Bounded: a MongoDB that went away must not hold the exit.
+	s.mongoCloseTimeout = 5 * time.Second
+	defer s.close(ctx)
+	cfg, log := &s.cfg, s.log
+	todo, err := pickCollections(fl.colls, s.replicated)
+	if err != nil {
+		return err
+	}
+	vcfg := verify.Config{
+		Database: cfg.Mongo.Database, Collections: todo, Replicated: s.replicated, Consumer: cfg.Sink.Consumer,
+		LaneConsumers: app.LaneConsumers(cfg),
+		Sample:        fl.sample, ChunkSize: fl.chunkSize, RecheckWait: fl.recheckWait, Examples: fl.examples, QueryTimeout: fl.queryTimeout,
+	}
+	if err := vcfg.Validate(); err != nil {
+		return &usageError{err}
+	}
+	if fl.connectTimeout <= 0 {
+		return &usageError{fmt.Errorf("--connect-timeout must be positive, got %s", fl.connectTimeout)}
+	}
+	prog, err := g.progressDisplay(fl.progressAt, "verify", log)
+	if err != nil {
+		return err
+	}
+
+	// Each database must answer within --connect-timeout, or the run
+	// fails naming it: never a pass.
+	if err := s.connect(ctx, systems{mongo: true, timeout: fl.connectTimeout}); err != nil {
+		return g.verifyAborted(fl.asJSON, &vcfg, &verify.UnreachableError{System: verify.SystemMongo, Err: err})
+	}
+	if err := s.connect(ctx, systems{pgConns: 4, timeout: fl.connectTimeout}); err != nil {
+		return g.verifyAborted(fl.asJSON, &vcfg, &verify.UnreachableError{System: verify.SystemPostgres, Err: err})
+	}
+
+	v, err := verify.New(s.client, s.pool, s.set, vcfg, log.Named("verify"), prog)
+	if err != nil {
+		return g.verifyAborted(fl.asJSON, &vcfg, err)
+	}
+	rep, runErr := v.Run(ctx)
+	if fl.asJSON {
+		err = rep.WriteJSON(g.stdout)
+	} else {
+		err = rep.WriteText(g.stdout)
+	}
+	if err != nil {
+		return fmt.Errorf("write the report: %w", err)
+	}
+	log.Info("verify finished", zap.Bool("ok", rep.OK), zap.Int("checks", rep.Totals.Checks),
+		zap.Int("failed", rep.Totals.Failed), zap.Int("errors", rep.Totals.Errors), zap.Int64("mismatches", rep.Totals.Mismatches))
+	switch {
+	case runErr != nil:
+		return fmt.Errorf("verify did not complete: %w", runErr)
+	case !rep.OK:
+		return fmt.Errorf("verify failed: %s", rep.Summary())
+	}
+	return nil
 }
 
 // verifyAborted reports a run that could not start (with --json, as a

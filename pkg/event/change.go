@@ -29,15 +29,63 @@ func FromChange(raw bson.Raw) (*Event, *ChangeTxn, error) {
 	// The envelope aliases the change document's bytes: take a private
 	// copy, the driver reuses its buffers.
 	raw = append(bson.Raw(nil), raw...)
-	// One pass over the top-level fields (a change event has a dozen; a
-	// Lookup per field would scan it a dozen times).
-	var f struct {
-		id, opType, ns, clusterTime, wallTime, documentKey, fullDocument,
-		pre, updateDescription, txnNumber, lsid bson.RawValue
+	var f changeFields
+	if err := f.read(raw); err != nil {
+		return nil, nil, err
 	}
+	opType, ok := f.opType.StringValueOK()
+	if !ok {
+		return nil, nil, fmt.Errorf("%w: change event without operationType", ErrMalformed)
+	}
+	ev := &Event{V: Version, Op: Op(opType)}
+	switch ev.Op {
+	case OpInsert, OpUpdate, OpReplace, OpDelete:
+	default:
+		return nil, nil, fmt.Errorf("%w: operationType %q", ErrNotDataChange, opType)
+	}
+
+	tokenVal := f.id
+	if tokenVal.Type != bson.TypeEmbeddedDocument {
+		return nil, nil, fmt.Errorf("%w: change event without resume token _id", ErrMalformed)
+	}
+	ev.Token = tokenVal.Document()
+	ev.ID = TokenID(ev.Token)
+	if err := f.source(ev); err != nil {
+		return nil, nil, err
+	}
+
+	key, ok := f.documentKey.DocumentOK()
+	if !ok {
+		return nil, nil, fmt.Errorf("%w: event %s: no documentKey", ErrMalformed, ev.ID)
+	}
+	ev.Key = key
+	ev.Doc, _ = f.fullDocument.DocumentOK()
+	ev.Pre, _ = f.pre.DocumentOK()
+	if ud, ok := f.updateDescription.DocumentOK(); ok {
+		ev.Update = readUpdateDescription(ud)
+	}
+	if ev.Op != OpDelete && ev.Op != OpUpdate && len(ev.Doc) == 0 {
+		return nil, nil, fmt.Errorf("%w: event %s: %s without fullDocument", ErrMalformed, ev.ID, ev.Op)
+	}
+	txn, err := f.txn(ev.ID)
+	if err != nil {
+		return nil, nil, err
+	}
+	return ev, txn, nil
+}
+
+// changeFields are the top-level fields of a change event FromChange
+// reads, found in one pass (a change event has a dozen; a Lookup per
+// field would scan it a dozen times).
+type changeFields struct {
+	id, opType, ns, clusterTime, wallTime, documentKey, fullDocument,
+	pre, updateDescription, txnNumber, lsid bson.RawValue
+}
+
+func (f *changeFields) read(raw bson.Raw) error {
 	elems, err := raw.Elements()
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: change event: %v", ErrMalformed, err)
+		return fmt.Errorf("%w: change event: %v", ErrMalformed, err)
 	}
 	for _, e := range elems {
 		switch e.Key() {
@@ -65,80 +113,68 @@ func FromChange(raw bson.Raw) (*Event, *ChangeTxn, error) {
 			f.lsid = e.Value()
 		}
 	}
-	opType, ok := f.opType.StringValueOK()
-	if !ok {
-		return nil, nil, fmt.Errorf("%w: change event without operationType", ErrMalformed)
-	}
-	ev := &Event{V: Version, Op: Op(opType)}
-	switch ev.Op {
-	case OpInsert, OpUpdate, OpReplace, OpDelete:
-	default:
-		return nil, nil, fmt.Errorf("%w: operationType %q", ErrNotDataChange, opType)
-	}
+	return nil
+}
 
-	tokenVal := f.id
-	if tokenVal.Type != bson.TypeEmbeddedDocument {
-		return nil, nil, fmt.Errorf("%w: change event without resume token _id", ErrMalformed)
-	}
-	ev.Token = tokenVal.Document()
-	ev.ID = TokenID(ev.Token)
-
+// source fills ev.Source from the namespace and the times; a change
+// without a namespace or a cluster time cannot be ordered or routed, so
+// it is malformed (ev.ID names it).
+func (f *changeFields) source(ev *Event) error {
 	ns, ok := f.ns.DocumentOK()
 	if !ok {
-		return nil, nil, fmt.Errorf("%w: event %s: no ns", ErrMalformed, ev.ID)
+		return fmt.Errorf("%w: event %s: no ns", ErrMalformed, ev.ID)
 	}
 	ev.Source.DB, _ = ns.Lookup("db").StringValueOK()
 	ev.Source.Coll, _ = ns.Lookup("coll").StringValueOK()
 	t, i, ok := f.clusterTime.TimestampOK()
 	if !ok {
-		return nil, nil, fmt.Errorf("%w: event %s: no clusterTime", ErrMalformed, ev.ID)
+		return fmt.Errorf("%w: event %s: no clusterTime", ErrMalformed, ev.ID)
 	}
 	ev.Source.ClusterTime = ClusterTime{T: t, I: i}
 	if wt, ok := f.wallTime.TimeOK(); ok {
 		ev.Source.WallTime = wt.UTC()
 	}
+	return nil
+}
 
-	key, ok := f.documentKey.DocumentOK()
+// readUpdateDescription keeps an update's truncated arrays only when
+// there are some, so an update without them carries no empty field.
+func readUpdateDescription(ud bson.Raw) *UpdateDescription {
+	u := &UpdateDescription{}
+	u.Updated, _ = ud.Lookup("updatedFields").DocumentOK()
+	if removed, ok := ud.Lookup("removedFields").ArrayOK(); ok {
+		vals, _ := removed.Values()
+		for _, v := range vals {
+			if s, ok := v.StringValueOK(); ok {
+				u.Removed = append(u.Removed, s)
+			}
+		}
+	}
+	if tr, ok := ud.Lookup("truncatedArrays").ArrayOK(); ok {
+		if vals, _ := tr.Values(); len(vals) > 0 {
+			u.Truncated = bson.Raw(tr)
+		}
+	}
+	return u
+}
+
+// txn reads the transaction identity of event id (nil outside a
+// transaction); a txnNumber without its session id cannot be told apart
+// from another session's transaction, so it is malformed.
+func (f *changeFields) txn(id string) (*ChangeTxn, error) {
+	n, ok := f.txnNumber.AsInt64OK()
 	if !ok {
-		return nil, nil, fmt.Errorf("%w: event %s: no documentKey", ErrMalformed, ev.ID)
+		return nil, nil
 	}
-	ev.Key = key
-	ev.Doc, _ = f.fullDocument.DocumentOK()
-	ev.Pre, _ = f.pre.DocumentOK()
-	if ud, ok := f.updateDescription.DocumentOK(); ok {
-		ev.Update = &UpdateDescription{}
-		ev.Update.Updated, _ = ud.Lookup("updatedFields").DocumentOK()
-		if removed, ok := ud.Lookup("removedFields").ArrayOK(); ok {
-			vals, _ := removed.Values()
-			for _, v := range vals {
-				if s, ok := v.StringValueOK(); ok {
-					ev.Update.Removed = append(ev.Update.Removed, s)
-				}
-			}
-		}
-		if tr, ok := ud.Lookup("truncatedArrays").ArrayOK(); ok {
-			if vals, _ := tr.Values(); len(vals) > 0 {
-				ev.Update.Truncated = bson.Raw(tr)
-			}
-		}
+	lsid, ok := f.lsid.DocumentOK()
+	if !ok {
+		return nil, fmt.Errorf("%w: event %s: txnNumber without lsid", ErrMalformed, id)
 	}
-	if ev.Op != OpDelete && ev.Op != OpUpdate && len(ev.Doc) == 0 {
-		return nil, nil, fmt.Errorf("%w: event %s: %s without fullDocument", ErrMalformed, ev.ID, ev.Op)
+	_, data, ok := lsid.Lookup("id").BinaryOK()
+	if !ok {
+		return nil, fmt.Errorf("%w: event %s: lsid without id", ErrMalformed, id)
 	}
-
-	var txn *ChangeTxn
-	if n, ok := f.txnNumber.AsInt64OK(); ok {
-		lsid, ok := f.lsid.DocumentOK()
-		if !ok {
-			return nil, nil, fmt.Errorf("%w: event %s: txnNumber without lsid", ErrMalformed, ev.ID)
-		}
-		_, data, ok := lsid.Lookup("id").BinaryOK()
-		if !ok {
-			return nil, nil, fmt.Errorf("%w: event %s: lsid without id", ErrMalformed, ev.ID)
-		}
-		txn = &ChangeTxn{LSID: hex.EncodeToString(data), Number: n}
-	}
-	return ev, txn, nil
+	return &ChangeTxn{LSID: hex.EncodeToString(data), Number: n}, nil
 }
 
 // TokenID derives an event id from a resume token: "rt:" and the token's

@@ -255,16 +255,43 @@ func (r *Runner) scan(ctx context.Context, sess *mongo.Session, store *progressS
 	waitTailer := r.cfg.TailerWait > 0 && len(Parents(r.set, cp.Name)) > 0
 	r.display.Begin(cp.Name, cp.Total, cp.Done)
 
-	// The reader runs ahead of publishing (bounded), so waiting for
-	// acknowledgements and for the tailer overlaps with reading.
+	batches, stop := r.readAhead(ctx, sess, coll, last, hasLast)
+	defer stop()
+	for b := range batches {
+		if b.err != nil {
+			return fmt.Errorf("scan %s: %w", cp.Name, b.err)
+		}
+		if len(b.docs) == 0 {
+			break
+		}
+		if err := r.publish(ctx, store, prog, cp, b, waitTailer, rep); err != nil {
+			return err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	cp.Complete = true
+	if err := store.save(ctx, prog); err != nil {
+		return err
+	}
+	r.display.End(cp.Name)
+	return nil
+}
+
+// readAhead reads coll after last (from its start without hasLast) ahead
+// of publishing (bounded), so waiting for acknowledgements and for the
+// tailer overlaps with reading. The channel closes after an empty batch or
+// an error; the caller must call stop before it is done with the session.
+func (r *Runner) readAhead(ctx context.Context, sess *mongo.Session, coll *mongo.Collection, last bson.RawValue, hasLast bool) (<-chan batch, func()) {
 	rctx, cancel := context.WithCancel(ctx)
 	batches := make(chan batch, 16)
-	defer func() {
+	stop := func() {
 		// Stop the reader and wait for it: it uses the session.
 		cancel()
 		for range batches {
 		}
-	}()
+	}
 	go func() {
 		defer close(batches)
 		for {
@@ -280,51 +307,41 @@ func (r *Runner) scan(ctx context.Context, sess *mongo.Session, store *progressS
 			last, hasLast = docs[len(docs)-1].Lookup("_id"), true
 		}
 	}()
+	return batches, stop
+}
 
-	for b := range batches {
-		if b.err != nil {
-			return fmt.Errorf("scan %s: %w", cp.Name, b.err)
-		}
-		if len(b.docs) == 0 {
-			break
-		}
-		n := int64(len(b.docs))
-		rep.Read += n
-		rep.AddCollection(cp.Name, n)
-		if waitTailer {
-			if err := r.waitTailer(ctx, cp.Name, b.readTime); err != nil {
-				return err
-			}
-		}
-		evs := make([]*event.Event, len(b.docs))
-		for j, d := range b.docs {
-			evs[j] = event.FromDocument(event.OpSnapshot, r.cfg.Database, cp.Name, d.Lookup("_id"), d, prog.ClusterTime)
-		}
-		res, err := r.pub.PublishBatch(ctx, evs)
-		if err != nil {
+// publish publishes one batch of collection cp and saves the progress
+// after it, so a restarted snapshot resumes after the last batch
+// JetStream acknowledged.
+func (r *Runner) publish(ctx context.Context, store *progressStore, prog *Progress, cp *CollectionProgress, b batch, waitTailer bool, rep *report.Report) error {
+	n := int64(len(b.docs))
+	rep.Read += n
+	rep.AddCollection(cp.Name, n)
+	if waitTailer {
+		if err := r.waitTailer(ctx, cp.Name, b.readTime); err != nil {
 			return err
 		}
-		rep.Published += int64(res.Stored)
-		rep.Skipped += int64(res.Duplicates)
-		lastID, err := bson.MarshalExtJSON(event.KeyDoc(b.docs[len(b.docs)-1].Lookup("_id")), true, false)
-		if err != nil {
-			return fmt.Errorf("encode last _id of %s: %w", cp.Name, err)
-		}
-		cp.LastID = lastID
-		cp.Done += n
-		if err := store.save(ctx, prog); err != nil {
-			return err
-		}
-		r.display.Advance(cp.Name, n)
 	}
-	if err := ctx.Err(); err != nil {
+	evs := make([]*event.Event, len(b.docs))
+	for j, d := range b.docs {
+		evs[j] = event.FromDocument(event.OpSnapshot, r.cfg.Database, cp.Name, d.Lookup("_id"), d, prog.ClusterTime)
+	}
+	res, err := r.pub.PublishBatch(ctx, evs)
+	if err != nil {
 		return err
 	}
-	cp.Complete = true
+	rep.Published += int64(res.Stored)
+	rep.Skipped += int64(res.Duplicates)
+	lastID, err := bson.MarshalExtJSON(event.KeyDoc(b.docs[len(b.docs)-1].Lookup("_id")), true, false)
+	if err != nil {
+		return fmt.Errorf("encode last _id of %s: %w", cp.Name, err)
+	}
+	cp.LastID = lastID
+	cp.Done += n
 	if err := store.save(ctx, prog); err != nil {
 		return err
 	}
-	r.display.End(cp.Name)
+	r.display.Advance(cp.Name, n)
 	return nil
 }
 
