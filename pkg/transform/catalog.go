@@ -213,6 +213,8 @@ func isTextType(dt string) bool {
 }
 
 // compatible says why column pc cannot hold what c produces ("" if it can).
+// It is one switch over the column types, a case each: a table by nature,
+// kept whole so every type's rule reads next to the others.
 func compatible(c *ColumnSpec, pc catalogColumn) string {
 	got := pc.dataType
 	want := ""
