@@ -225,7 +225,7 @@ func objectIDString(v bson.RawValue) (string, error) {
 		return v.ObjectID().Hex(), nil
 	case bson.TypeString:
 		s := v.StringValue()
-		if len(s) == 24 && isHex(s) {
+		if _, err := bson.ObjectIDFromHex(s); err == nil { // 24 hex digits, either case
 			return strings.ToLower(s), nil
 		}
 		if len(s) > 64 {
@@ -234,16 +234,6 @@ func objectIDString(v bson.RawValue) (string, error) {
 		return "", reason(fmt.Sprintf("string %q is not an ObjectId", s))
 	}
 	return "", reason(fmt.Sprintf("expected an ObjectId, got %s", typeName(v.Type)))
-}
-
-func isHex(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
-			return false
-		}
-	}
-	return true
 }
 
 // cleanText refuses what a Postgres text column cannot store: NUL bytes
