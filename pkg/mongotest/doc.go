@@ -86,7 +86,10 @@
 // with an "initiating set" no-op, like a new replica set. find on
 // local.oplog.rs returns entries shaped like real ones (ts, t, v, op, ns,
 // ui, o, o2, wall), sorted by {$natural: ±1}, which is how operators read
-// the oplog window. Updates are {op: "u", o: {$v: 2, diff}, o2: {_id}} in
+// the oplog window. A top-level ts predicate ($eq, $gt, $gte, $lt, $lte)
+// bounds the scan to the entries that can match, as the server's does
+// since 4.3.1 (SERVER-36186; oplogscan.go): a lookup of one optime is a
+// binary search, not a read of the oplog before it. Updates are {op: "u", o: {$v: 2, diff}, o2: {_id}} in
 // the server's $v:2 diff format (sections d, u, i and s<field> sub-diffs,
 // array diffs {a: true, u<index>}). A committed transaction is one
 // {op: "c", ns: "admin.$cmd", o: {applyOps: [{op, ns, ui, o, o2}, ...]}}

@@ -140,7 +140,7 @@ func (s *Server) query(w *writer, ns nsKey, filter, sortDoc bsoncore.Document, s
 		}
 	}
 	if ns.db == "local" && ns.coll == "oplog.rs" {
-		return s.queryOplog(m, keys, skip, limit), nil
+		return s.queryOplog(m, oplogBounds(filter), keys, skip, limit), nil
 	}
 	if len(keys) == 1 && (keys[0].path[0] == "$natural") {
 		keys = []sortKey{{path: []string{"_id"}, desc: keys[0].desc}}
@@ -190,15 +190,15 @@ func window(out []match, skip, limit int) []match {
 }
 
 // queryOplog serves find on local.oplog.rs from the in-memory oplog.
-func (s *Server) queryOplog(m matcher, keys []sortKey, skip, limit int) []match {
+func (s *Server) queryOplog(m matcher, b tsBounds, keys []sortKey, skip, limit int) []match {
 	reverse := len(keys) == 1 && keys[0].path[0] == "$natural" && keys[0].desc
 	natural := len(keys) == 0 || (len(keys) == 1 && keys[0].path[0] == "$natural")
 	var out []match
-	n := len(s.oplog)
-	for i := 0; i < n; i++ {
+	lo, hi := b.span(s.oplog)
+	for i := lo; i < hi; i++ {
 		e := s.oplog[i]
 		if reverse {
-			e = s.oplog[n-1-i]
+			e = s.oplog[lo+hi-1-i]
 		}
 		d := s.oplogDoc(e)
 		if d == nil {
