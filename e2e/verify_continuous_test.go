@@ -91,7 +91,16 @@ func TestContinuousVerifyDuringLoad(t *testing.T) {
 	})
 	pass := time.Duration(float64(took) / p)
 	t.Logf("a pass over about %d documents took %s during the load (%d ops so far)", docs(), pass.Round(time.Millisecond), ops.Load())
-	time.Sleep(recheck) // a candidate would be confirmed by now
+	// A candidate found so far would be confirmed by now: the recheck has
+	// passed and the verifier has walked every document once more since
+	// (progress, not wall time alone, so a slow machine cannot pass it early).
+	since, checkedAt := time.Now(), scrape("cdc_verify_checked_total")
+	waitFor("the recheck and one more pass", time.Minute, func() string {
+		if d := scrape("cdc_verify_checked_total") - checkedAt; time.Since(since) < recheck || d < float64(docs()) {
+			return fmt.Sprintf("%.0f checked in %s", d, time.Since(since).Round(time.Millisecond))
+		}
+		return ""
+	})
 	if m := scrape("cdc_verify_mismatches_total"); m != 0 {
 		t.Fatalf("%v mismatches counted over the load without any tampering (false alarms)", m)
 	}

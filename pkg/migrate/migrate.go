@@ -164,24 +164,16 @@ func run(ctx context.Context, pgURL string, log *zap.Logger, direction string, d
 	}
 	log.Info("migrating database", zap.String("database", RedactURL(pgURL)), zap.String("direction", direction))
 	res, err := fn(p)
-	applied := convert(res)
-	var partial *goose.PartialError
-	if errors.As(err, &partial) {
-		applied = convert(partial.Applied)
-		logResults(log, applied)
-		f := partial.Failed
-		return applied, &MigrationError{
-			Version:   f.Source.Version,
-			Name:      filepath.Base(f.Source.Path),
-			Direction: f.Direction,
-			Applied:   applied,
-			Err:       partial.Err,
-		}
+	applied, err := gooseOutcome(res, err, pgURL, direction, nil)
+	var me *MigrationError
+	if err != nil && !errors.As(err, &me) {
+		return applied, err
 	}
-	if err != nil {
-		return applied, fmt.Errorf("migrate: %s %s: %w", direction, RedactURL(pgURL), err)
-	}
+	// What ran is logged, also when a migration failed partway.
 	logResults(log, applied)
+	if err != nil {
+		return applied, err
+	}
 	if len(applied) == 0 {
 		log.Info("schema already current", zap.String("database", RedactURL(pgURL)))
 	}

@@ -11,16 +11,26 @@ import (
 
 // ---- collections and databases ----
 
-func (s *Server) cmdListCollections(r *request) (bson.D, error) {
+// listArgs reads the arguments listCollections and listDatabases share:
+// the filter, matched against each entry as it would be returned, and
+// nameOnly.
+func listArgs(r *request) (matcher, bool, error) {
 	filter, err := r.docArg("filter")
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	m, err := compileFilter(filter)
 	if err != nil {
+		return nil, false, err
+	}
+	return m, r.boolArg("nameOnly"), nil
+}
+
+func (s *Server) cmdListCollections(r *request) (bson.D, error) {
+	m, nameOnly, err := listArgs(r)
+	if err != nil {
 		return nil, err
 	}
-	nameOnly := r.boolArg("nameOnly")
 	var docs []bsoncore.Document
 	add := func(name string, uuid []byte) {
 		var d bson.D
@@ -66,15 +76,10 @@ func (s *Server) cmdListCollections(r *request) (bson.D, error) {
 }
 
 func (s *Server) cmdListDatabases(r *request) (bson.D, error) {
-	filter, err := r.docArg("filter")
+	m, nameOnly, err := listArgs(r)
 	if err != nil {
 		return nil, err
 	}
-	m, err := compileFilter(filter)
-	if err != nil {
-		return nil, err
-	}
-	nameOnly := r.boolArg("nameOnly")
 	names := []string{"admin", "config", "local"}
 	for n, d := range s.dbs {
 		if len(d.colls) > 0 && !slices.Contains(names, n) {

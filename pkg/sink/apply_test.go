@@ -11,15 +11,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/amanat/cdc/pkg/event"
-	"github.com/amanat/cdc/pkg/migrate"
-	"github.com/amanat/cdc/pkg/pgtest"
 	"github.com/amanat/cdc/pkg/sink"
-	"github.com/amanat/cdc/pkg/transform"
-	"github.com/amanat/cdc/transforms"
 )
 
 // The applier's decisions (partition, park, poison isolation, the hooks of
@@ -31,19 +26,7 @@ func newApplyEnv(t *testing.T) *env {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	t.Cleanup(cancel)
-	url := pgtest.NewDatabase(t)
-	if _, err := migrate.Up(ctx, url, nil); err != nil {
-		t.Fatal(err)
-	}
-	pool, err := pgxpool.New(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	set, err := transform.Load(transforms.Builtin, ".")
-	if err != nil {
-		t.Fatal(err)
-	}
+	pool, set := migratedDB(t, ctx)
 	return &env{t: t, ctx: ctx, pool: pool, set: set, ct: uint32(time.Now().Unix())}
 }
 

@@ -25,21 +25,23 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(pgtest.WithShared(m, pgtest.Options{Fsync: true}))
 }
 
-func benchDB(b *testing.B) (*pgxpool.Pool, *transform.Set) {
-	b.Helper()
-	ctx := context.Background()
-	url := pgtest.NewDatabase(b)
+// migratedDB is a fresh, migrated database's pool (closed with the test)
+// and the built-in mappings: what every test and benchmark of the package
+// applies to.
+func migratedDB(tb testing.TB, ctx context.Context) (*pgxpool.Pool, *transform.Set) {
+	tb.Helper()
+	url := pgtest.NewDatabase(tb)
 	if _, err := migrate.Up(ctx, url, nil); err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	pool, err := pgxpool.New(ctx, url)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	b.Cleanup(pool.Close)
+	tb.Cleanup(pool.Close)
 	set, err := transform.Load(transforms.Builtin, ".")
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	return pool, set
 }
@@ -86,7 +88,7 @@ const benchBatch = 1000
 // events, the next batch prepared while one applies, as in the live sink),
 // reported as events/s.
 func BenchmarkSinkApply(b *testing.B) {
-	pool, set := benchDB(b)
+	pool, set := migratedDB(b, context.Background())
 	a := sink.NewApplier(pool, set, "bench", "CDC")
 	ctx := context.Background()
 	const n = 20000
@@ -125,7 +127,7 @@ func BenchmarkSinkApply(b *testing.B) {
 // BenchmarkRawCopy is the ceiling: COPY of the same transformed rows into
 // the same table, 1000 rows per transaction, ids precomputed.
 func BenchmarkRawCopy(b *testing.B) {
-	pool, set := benchDB(b)
+	pool, set := migratedDB(b, context.Background())
 	m, _ := set.Get("users")
 	ctx := context.Background()
 	const n = 20000

@@ -22,12 +22,9 @@ import (
 	"github.com/amanat/cdc/pkg/bus"
 	"github.com/amanat/cdc/pkg/bus/bustest"
 	"github.com/amanat/cdc/pkg/event"
-	"github.com/amanat/cdc/pkg/migrate"
-	"github.com/amanat/cdc/pkg/pgtest"
 	"github.com/amanat/cdc/pkg/sink"
 	"github.com/amanat/cdc/pkg/state"
 	"github.com/amanat/cdc/pkg/transform"
-	"github.com/amanat/cdc/transforms"
 )
 
 // env is one Postgres database (migrated), one embedded JetStream with
@@ -56,19 +53,7 @@ func newEnvMaxPayload(t *testing.T, maxPayload int32) *env {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	t.Cleanup(cancel)
-	url := pgtest.NewDatabase(t)
-	if _, err := migrate.Up(ctx, url, nil); err != nil {
-		t.Fatal(err)
-	}
-	pool, err := pgxpool.New(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	set, err := transform.Load(transforms.Builtin, ".")
-	if err != nil {
-		t.Fatal(err)
-	}
+	pool, set := migratedDB(t, ctx)
 	nc, js := bustest.StartMaxPayload(t, maxPayload)
 	e := &env{t: t, ctx: ctx, pool: pool, set: set, nc: nc, js: js, ct: uint32(time.Now().Unix()),
 		streams: bus.StreamsConfig{Stream: "CDC", SubjectPrefix: "cdc", DLQStream: "CDC_DLQ", Replicas: 1,
