@@ -409,7 +409,10 @@ func (e *env) publishAsync(evs []*event.Event) {
 		if _, err := e.js.PublishMsgAsync(msg); err != nil {
 			e.t.Fatal(err)
 		}
-		if i%5000 == 4999 {
+		// Wait for the acks well below nats.go's default of 4,000 pending
+		// async publishes: past it a publish stalls, and under -race the
+		// acks can take longer than its stall wait (ErrTooManyStalledMsgs).
+		if i%1000 == 999 {
 			<-e.js.PublishAsyncComplete()
 		}
 	}
