@@ -89,8 +89,12 @@ func StartCluster(tb testing.TB, n int) *Cluster {
 		tb.Fatalf("bustest: a cluster needs at least one node, got %d", n)
 	}
 	c := &Cluster{tb: tb, dead: map[string]bool{}}
-	tb.Cleanup(c.Shutdown)
+	// The store directory first: cleanups run last-registered first, so
+	// the nodes are shut down before the directory is removed (the other
+	// way round, RemoveAll raced with servers still writing their stores:
+	// "directory not empty").
 	base := tb.TempDir()
+	tb.Cleanup(c.Shutdown)
 	for i := range n {
 		nd := &Node{Name: fmt.Sprintf("n%d", i+1), StoreDir: filepath.Join(base, fmt.Sprintf("n%d", i+1)), c: c}
 		var err error
