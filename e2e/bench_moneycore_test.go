@@ -10,6 +10,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	neturl "net/url"
 	"os"
 	"os/exec"
@@ -52,6 +54,12 @@ type mcKnobs struct {
 	Out string
 	// PhaseTimeout bounds each drain.
 	PhaseTimeout time.Duration
+	// ProfileSeconds > 0 (CDC_BENCH_PROFILE) serves pprof from every cdc
+	// process and takes a CPU profile of that many seconds from the start
+	// of each drain, with an allocation profile at its end, into Out
+	// (profile-<phase>.{cpu,allocs}.pprof). Profiling costs CPU: the
+	// rates of such a run are not the benchmark's.
+	ProfileSeconds int
 }
 
 // mcFullKnobs are the full run's sizes (issue 13): a 1,000,000-event
@@ -84,6 +92,7 @@ func mcKnobsFromEnv(tb testing.TB, k mcKnobs) mcKnobs {
 	num("CDC_BENCH_LAG_RATE", &k.LagRate)
 	num("CDC_BENCH_RAW_APPLIERS", &k.RawAppliers)
 	num("CDC_BENCH_SELLERS", &k.Sellers)
+	num("CDC_BENCH_PROFILE", &k.ProfileSeconds)
 	seed := int(k.Seed)
 	num("CDC_BENCH_SEED", &seed)
 	k.Seed = uint64(seed)
@@ -142,6 +151,9 @@ type mc struct {
 	// The whole backlog and the stage backlog (its workload's first
 	// Knobs.StageEvents events, in a database of their own).
 	full, stage mcBacklog
+	// pprof is the pprof address of the process last configured
+	// (ProfileSeconds), "" when not profiling.
+	pprof string
 }
 
 // mcBacklog is one MongoDB database holding a backlog, on a Mongo test
@@ -317,6 +329,10 @@ func (m *mc) config(b mcBacklog, natsURL, dataDir, pgURL string) config.Config {
 	cfg.Tailer.StartAt = b.startAt
 	cfg.Postgres.URL = pgURL
 	cfg.Transforms.Dir = ""
+	if m.k.ProfileSeconds > 0 {
+		m.pprof = fmt.Sprintf("127.0.0.1:%d", freePort(m.tb))
+		cfg.HTTP.Addr, cfg.HTTP.Pprof = m.pprof, true
+	}
 	return cfg
 }
 
@@ -430,7 +446,9 @@ func (m *mc) waitCount(what string, s *benchkit.Sampler, want int64, p *process,
 func (m *mc) drain(what string, p *process, pool *pgxpool.Pool, count func(context.Context) (int64, error), cpu *benchkit.CPUMeter, want int) benchkit.Drain {
 	m.tb.Helper()
 	s := benchkit.StartSampler(m.e.ctx, m.interval(), p.cmd.Process.Pid, count, cpu)
+	profiled := m.profile(what)
 	m.waitCount(what, s, int64(want), p, pool)
+	<-profiled
 	_, hwm, err := benchkit.ReadMemory(p.cmd.Process.Pid)
 	must(m.tb, err)
 	samples := s.Stop(m.e.ctx)
@@ -446,6 +464,57 @@ func (m *mc) drain(what string, p *process, pool *pgxpool.Pool, count func(conte
 	m.r.Series = append(m.r.Series, tput, benchkit.RSSSeries(what, samples))
 	m.tb.Logf("%s: %d events in %.1fs, %.0f events/s (sustained %.0f), peak RSS %.0f MB", what, want, d.Seconds, d.Rate, d.SustainedRate, d.RSS.PeakMB)
 	return d
+}
+
+// profile takes the CPU profile, then the allocation profile, of the
+// process last configured (ProfileSeconds) into Out; the channel closes
+// when both are written, at once when not profiling. A failed profile is
+// logged: it is a diagnosis, not the benchmark.
+func (m *mc) profile(what string) <-chan struct{} {
+	done := make(chan struct{})
+	if m.pprof == "" {
+		close(done)
+		return done
+	}
+	addr, slug := m.pprof, strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '-'
+	}, strings.ToLower(what))
+	get := func(path, file string) {
+		// The process serves its endpoint soon after it starts.
+		var resp *http.Response
+		var err error
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			resp, err = http.Get("http://" + addr + path)
+			if err == nil || time.Now().After(deadline) {
+				break
+			}
+		}
+		if err != nil {
+			m.tb.Logf("profile %s: %v", file, err)
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err == nil && resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("%s: %s", resp.Status, b)
+		}
+		if err == nil {
+			err = os.WriteFile(filepath.Join(m.k.Out, file), b, 0o644)
+		}
+		if err != nil {
+			m.tb.Logf("profile %s: %v", file, err)
+		}
+	}
+	go func() {
+		defer close(done)
+		must(m.tb, os.MkdirAll(m.k.Out, 0o755))
+		get(fmt.Sprintf("/debug/pprof/profile?seconds=%d", m.k.ProfileSeconds), "profile-"+slug+".cpu.pprof")
+		get("/debug/pprof/allocs", "profile-"+slug+".allocs.pprof")
+	}()
+	return done
 }
 
 func (m *mc) meter(procs map[string]int, pgTree bool) *benchkit.CPUMeter {
