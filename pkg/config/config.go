@@ -262,8 +262,9 @@ type SinkConfig struct {
 	// BatchSize is the most events applied in one Postgres transaction.
 	// Default 1000.
 	BatchSize int `koanf:"batch_size"`
-	// BatchWait is how long a partial batch waits for more events.
-	// Default 20ms.
+	// BatchWait is how long, in all, a partial batch waits for more
+	// events (decoding those delivered already does not count, so a
+	// backlog applies in full batches). Default 20ms.
 	BatchWait time.Duration `koanf:"batch_wait"`
 	// AckWait is the consumer's redelivery timeout. Default 5m.
 	AckWait time.Duration `koanf:"ack_wait"`

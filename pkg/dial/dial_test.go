@@ -110,6 +110,25 @@ func TestPostgres(t *testing.T) {
 			app, readOnly, pc.MaxConns, pc.ConnConfig.ConnectTimeout)
 	}
 
+	// Statements are planned with their arguments (unnamed statements),
+	// never kept as named prepared statements whose generic plan Postgres
+	// would reuse: the statement below leaves none behind.
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var named int
+	if _, err := conn.Exec(ctx, `SELECT $1::int + 1`, 41); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_prepared_statements WHERE $1::int = 1`, 1).Scan(&named); err != nil {
+		t.Fatal(err)
+	}
+	conn.Release()
+	if named != 0 {
+		t.Fatalf("%d named prepared statements on the connection, want none (each statement planned with its arguments)", named)
+	}
+
 	down := "postgres://u:s3cret@127.0.0.1:" + closedPort(t) + "/db?sslmode=disable"
 	for _, tc := range []struct {
 		name     string

@@ -77,9 +77,11 @@ func resolveIDs(ctx context.Context, tx pgx.Tx, winners []*item) (idSet, error) 
 			SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[])
 			ON CONFLICT (collection, legacy_object_id) DO NOTHING`, mintColl, mintKey, mintID)
 	}
-	b.Queue(`SELECT m.collection, m.legacy_object_id, m.new_id
+	// One index probe per key: package state, "Keyed lookups".
+	b.Queue(`SELECT k.collection, k.legacy_object_id, m.new_id
 		FROM unnest($1::text[], $2::text[]) AS k(collection, legacy_object_id)
-		JOIN id_map m USING (collection, legacy_object_id)`, lookColl, lookKey)
+		CROSS JOIN LATERAL (SELECT m.new_id FROM id_map m
+			WHERE m.collection = k.collection AND m.legacy_object_id = k.legacy_object_id LIMIT 1) AS m`, lookColl, lookKey)
 	br := tx.SendBatch(ctx, b)
 	if len(mintColl) > 0 {
 		if _, err := br.Exec(); err != nil {

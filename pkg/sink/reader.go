@@ -52,19 +52,31 @@ func (s *Sink) read(ctx context.Context, cons jetstream.Consumer, it jetstream.M
 	}
 }
 
-// collect reads up to BatchSize messages, or what came within BatchWait
-// of the first one, or nothing within a second.
+// collect reads up to BatchSize messages, or what came while it waited
+// BatchWait in all since the first one, or nothing within a second. Only
+// the waiting counts, not the decoding: messages the client holds
+// already are taken at once, so a backlog is applied in full batches
+// (decoding a full batch takes longer than BatchWait; counting it cut
+// backlog batches to a third of BatchSize).
 func (s *Sink) collect(ctx context.Context, it jetstream.MessagesContext, next uint64) ([]*item, uint64, error) {
 	var items []*item
 	deadline := time.Now().Add(time.Second)
+	var waited time.Duration // blocked in Next since the first message
 	for len(items) < s.cfg.BatchSize {
 		wait := time.Until(deadline)
+		if len(items) > 0 {
+			wait = s.cfg.BatchWait - waited
+		}
 		if wait <= 0 {
 			break
 		}
 		nctx, cancel := context.WithTimeout(ctx, wait)
+		t0 := time.Now()
 		msg, err := it.Next(jetstream.NextContext(nctx))
 		cancel()
+		if len(items) > 0 {
+			waited += time.Since(t0)
+		}
 		if err != nil {
 			if errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
 				break
@@ -94,11 +106,6 @@ func (s *Sink) collect(ctx context.Context, it jetstream.MessagesContext, next u
 		next++
 		item.msg = msg
 		items = append(items, item)
-		if len(items) == 1 {
-			if d := time.Now().Add(s.cfg.BatchWait); d.Before(deadline) {
-				deadline = d
-			}
-		}
 	}
 	return items, next, nil
 }

@@ -85,14 +85,16 @@ func (a *Applier) refState(ctx context.Context, tx pgx.Tx, units []*unit, versio
 			return nil, err
 		}
 	}
-	want := map[string][]string{}
+	// Each parent is looked up once, however many references it has.
+	want, seen := map[string][]string{}, map[docRef]bool{}
 	for _, it := range withRefs {
 		if p, ok := stored[docRef{it.mapping.Collection, it.docKey}]; ok && it.ev.Position().Compare(p) <= 0 {
 			st.stale[it] = true
 			continue
 		}
 		for _, r := range refsOf(it) {
-			if r.Missing != transform.MissingMint {
+			if k := (docRef{r.Collection, r.LegacyID}); r.Missing != transform.MissingMint && !seen[k] {
+				seen[k] = true
 				want[r.Collection] = append(want[r.Collection], r.LegacyID)
 			}
 		}
@@ -102,13 +104,15 @@ func (a *Applier) refState(ctx context.Context, tx pgx.Tx, units []*unit, versio
 		var err error
 		if m, ok := a.set.Get(coll); ok && m.ID.Type == "uuid" {
 			table := pgx.Identifier(strings.Split(m.Table, ".")).Sanitize()
-			rows, err = tx.Query(ctx, fmt.Sprintf(`SELECT m.legacy_object_id FROM id_map m
-				JOIN %s p ON p.%s = m.new_id
-				WHERE m.collection = $1 AND m.legacy_object_id = ANY($2)`, table, pgx.Identifier{m.ID.Column}.Sanitize()), coll, ids)
+			// One index probe per key: package state, "Keyed lookups".
+			rows, err = tx.Query(ctx, fmt.Sprintf(`SELECT k.id FROM unnest($2::text[]) AS k(id)
+				CROSS JOIN LATERAL (SELECT 1 FROM id_map m JOIN %s p ON p.%s = m.new_id
+					WHERE m.collection = $1 AND m.legacy_object_id = k.id LIMIT 1) AS x`, table, pgx.Identifier{m.ID.Column}.Sanitize()), coll, ids)
 		} else {
 			// A collection this replicator does not map: id_map is all
 			// there is to know.
-			rows, err = tx.Query(ctx, `SELECT legacy_object_id FROM id_map WHERE collection = $1 AND legacy_object_id = ANY($2)`, coll, ids)
+			rows, err = tx.Query(ctx, `SELECT k.id FROM unnest($2::text[]) AS k(id)
+				CROSS JOIN LATERAL (SELECT 1 FROM id_map m WHERE m.collection = $1 AND m.legacy_object_id = k.id LIMIT 1) AS x`, coll, ids)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("parent rows of %s: %w", coll, err)

@@ -309,7 +309,9 @@ func upsertSQL(m *transform.Mapping, table string, cols []string, types map[stri
 // changed behind the application's back, or the row was) is then a
 // violation, not a silent "applied" (divergent, below). Values compare
 // with the column types' equality (1.50 = 1.5 in numeric; jsonb ignores
-// key order), so only a different value diverges.
+// key order), so only a different value diverges. The existing rows are
+// read by one probe per key (package state, "Keyed lookups"): a join
+// could be planned as a scan of the whole ledger.
 func appendOnlySQL(table string, quoted, casts, params, aliases []string) string {
 	typed := make([]string, len(quoted))
 	var tCols, uCols []string
@@ -322,7 +324,8 @@ func appendOnlySQL(table string, quoted, casts, params, aliases []string) string
 	}
 	return fmt.Sprintf(`WITH n AS (SELECT %s FROM unnest(%s) AS u(%s)),
 ins AS (INSERT INTO %s (%s) SELECT %s FROM n ON CONFLICT (%s) DO NOTHING)
-SELECT n.%s::text FROM n JOIN %s t ON t.%s = n.%s WHERE (%s) IS DISTINCT FROM (%s)`,
+SELECT n.%s::text FROM n CROSS JOIN LATERAL (SELECT * FROM %s t WHERE t.%s = n.%s LIMIT 1) AS t
+WHERE (%s) IS DISTINCT FROM (%s)`,
 		strings.Join(typed, ", "), strings.Join(params, ", "), strings.Join(aliases, ", "),
 		table, strings.Join(quoted, ", "), strings.Join(quoted, ", "), quoted[0],
 		quoted[0], table, quoted[0], quoted[0], strings.Join(tCols, ", "), strings.Join(uCols, ", "))

@@ -60,8 +60,11 @@ func ReadVersions(ctx context.Context, db DB, docs []DocRef) (map[DocRef]event.P
 	for i, d := range docs {
 		colls[i], keys[i] = d.Collection, d.Key
 	}
-	rows, err := db.Query(ctx, `SELECT v.collection, v.doc_key, v.cluster_time, v.txn_index FROM cdc.doc_versions v
-		JOIN unnest($1::text[], $2::text[]) AS k(collection, doc_key) USING (collection, doc_key)`, colls, keys)
+	// One index probe per key ("Keyed lookups" in doc.go).
+	rows, err := db.Query(ctx, `SELECT k.collection, k.doc_key, v.cluster_time, v.txn_index
+		FROM unnest($1::text[], $2::text[]) AS k(collection, doc_key)
+		CROSS JOIN LATERAL (SELECT v.cluster_time, v.txn_index FROM cdc.doc_versions v
+			WHERE v.collection = k.collection AND v.doc_key = k.doc_key LIMIT 1) AS v`, colls, keys)
 	if err != nil {
 		return nil, fmt.Errorf("stored versions: %w", err)
 	}
